@@ -1,0 +1,210 @@
+"""Load and check `deploy.toml` (DESIGN.md section 2) before anything touches AWS.
+
+Every field is described once in SCHEMA: its type, its default (or REQUIRED) and a check. Unknown
+keys, wrong types and failed checks are UsageErrors that name the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deployer.errors import UsageError
+
+REQUIRED = object()
+
+# Runtimes Lambda accepts for new functions; the ones it has retired are refused by name below.
+PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13", "python3.14")
+NODE_RUNTIMES = ("nodejs22.x", "nodejs24.x")
+RUNTIMES = PYTHON_RUNTIMES + NODE_RUNTIMES
+RETIRED_RUNTIME = re.compile(r"^(python2\.7|python3\.[0-9]|python3\.10|nodejs[0-9]*(\.[0-9]+)?|nodejs(1[0-9]|20)\.x)$")
+
+VERSION_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
+
+
+def check_version(version: str) -> str:
+    """A version names an S3 prefix `v{version}/`, so it must be a plain, short token."""
+    if not VERSION_PATTERN.fullmatch(version) or ".." in version:
+        raise UsageError(
+            f"invalid version {version!r}: use 1 to 64 letters, digits, '.', '_', '+' or '-', "
+            "starting with a letter or digit (for example 1.0.0)"
+        )
+    return version
+
+
+def _pattern(regex: str, hint: str) -> Callable[[Any], str | None]:
+    compiled = re.compile(regex)
+    return lambda value: None if compiled.fullmatch(value) else hint
+
+
+def _between(low: int, high: int) -> Callable[[Any], str | None]:
+    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
+
+
+def _runtime(value: str) -> str | None:
+    if value in RUNTIMES:
+        return None
+    if RETIRED_RUNTIME.fullmatch(value):
+        return f"{value!r} is retired: Lambda no longer accepts it; use one of {', '.join(RUNTIMES)}"
+    return f"unknown runtime {value!r}; use one of {', '.join(RUNTIMES)}"
+
+
+def _environment(value: dict[str, Any]) -> str | None:
+    for key, item in value.items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
+            return f"has an invalid variable name {key!r}"
+        if not isinstance(item, str):
+            return f"value of {key} must be a string"
+    return None
+
+
+# section -> key -> (type, default, check returning an error text or None)
+SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]]] = {
+    "app": {
+        "name": (
+            str,
+            REQUIRED,
+            _pattern(r"[A-Za-z0-9][A-Za-z0-9_-]{0,51}", "must be 1-52 letters, digits, '-' or '_'"),
+        ),
+        # None: take the region from the AWS environment (AWS_REGION, AWS_DEFAULT_REGION, profile).
+        "region": (str, None, _pattern(r"[a-z]{2}(-[a-z]+)+-[0-9]", "must be an AWS region such as us-east-1")),
+    },
+    "artifact": {
+        "bucket": (
+            str,
+            REQUIRED,
+            _pattern(
+                r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+                "must be a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-')",
+            ),
+        ),
+        "name": (str, "function.zip", _pattern(r"[A-Za-z0-9._-]{1,100}\.zip", "must be a file name ending in .zip")),
+    },
+    "function": {
+        "source": (str, "function", None),
+        "handler": (
+            str,
+            "main.handler",
+            _pattern(
+                r"[A-Za-z0-9_/.-]+\.[A-Za-z_$][A-Za-z0-9_$]*", "must look like module.function, e.g. main.handler"
+            ),
+        ),
+        "runtime": (str, "python3.13", _runtime),
+        "memory": (int, 128, _between(128, 10240)),
+        "timeout": (int, 3, _between(1, 900)),
+        "architecture": (str, "x86_64", _pattern(r"x86_64|arm64", "must be x86_64 or arm64")),
+        "environment": (dict, {}, _environment),
+        "logs": (bool, True, None),
+    },
+    "api": {
+        "stage": (str, "test", _pattern(r"[A-Za-z0-9_-]{1,128}", "must be letters, digits, '-' or '_'")),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    app_name: str
+    region: str | None
+    bucket: str
+    artifact_name: str
+    source: Path
+    handler: str
+    runtime: str
+    memory: int
+    timeout: int
+    architecture: str
+    environment: dict[str, str] = field(default_factory=dict)
+    logs: bool = True
+    stage: str = "test"
+
+    @property
+    def root(self) -> Path:
+        """The project folder: the one holding deploy.toml, where dist/ and .deployer/ live."""
+        return self.path.parent
+
+    @property
+    def is_python(self) -> bool:
+        return self.runtime.startswith("python")
+
+    @property
+    def role_name(self) -> str:
+        return f"{self.app_name}-lambda-exec"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"deployer:app": self.app_name, "deployer:stage": self.stage}
+
+    def artifact_key(self, version: str) -> str:
+        return f"v{version}/{self.artifact_name}"
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", bool: "true or false", dict: "a table"}[kind]
+
+
+def _read_section(data: dict[str, Any], section: str, where: str) -> dict[str, Any]:
+    raw = data.get(section, {})
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: [{section}] must be a table")
+    values: dict[str, Any] = {}
+    schema = SCHEMA[section]
+    for key in raw:
+        if key not in schema:
+            raise UsageError(f"{where}: unknown key {key!r} in [{section}]; known keys: {', '.join(schema)}")
+    for key, (kind, default, check) in schema.items():
+        if key not in raw:
+            if default is REQUIRED:
+                raise UsageError(f"{where}: [{section}] {key} is required")
+            values[key] = default
+            continue
+        value = raw[key]
+        # bool is a subclass of int: `memory = true` must not pass as 1.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UsageError(f"{where}: [{section}] {key} must be {_type_name(kind)}, not {value!r}")
+        problem = check(value) if check else None
+        if problem:
+            raise UsageError(f"{where}: [{section}] {key} {problem}")
+        values[key] = value
+    return values
+
+
+def load_config(path: Path) -> Config:
+    """Read deploy.toml; every problem is one UsageError line naming the file and the key."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such configuration file; create it (see README) or pass --config PATH")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+    unknown = sorted(set(data) - set(SCHEMA))
+    if unknown:
+        raise UsageError(f"{path}: unknown section [{unknown[0]}]; known sections: {', '.join(SCHEMA)}")
+    app = _read_section(data, "app", str(path))
+    artifact = _read_section(data, "artifact", str(path))
+    function = _read_section(data, "function", str(path))
+    api = _read_section(data, "api", str(path))
+    source = (path.parent / function["source"]).resolve()
+    return Config(
+        path=path.resolve(),
+        app_name=app["name"],
+        region=app["region"],
+        bucket=artifact["bucket"],
+        artifact_name=artifact["name"],
+        source=source,
+        handler=function["handler"],
+        runtime=function["runtime"],
+        memory=function["memory"],
+        timeout=function["timeout"],
+        architecture=function["architecture"],
+        environment=dict(function["environment"]),
+        logs=function["logs"],
+        stage=api["stage"],
+    )
