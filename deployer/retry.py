@@ -1,0 +1,65 @@
+"""Retry the AWS errors botocore does not: bounded by time, with exponential backoff.
+
+Real AWS answers some calls "not yet" (DESIGN.md section 3): a new role Lambda cannot assume for a
+few seconds, a function update still in progress, API Gateway's concurrent modification. botocore
+treats them as final; we wait and try again, for minutes rather than seconds, then give up with the
+last error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from botocore.exceptions import ClientError
+
+T = TypeVar("T")
+
+# Tests replace these to run without waiting.
+sleep: Callable[[float], None] = time.sleep
+clock: Callable[[], float] = time.monotonic
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def error_message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
+def role_not_assumable(error: ClientError) -> bool:
+    """IAM propagation: the role exists but Lambda cannot see it yet."""
+    return error_code(error) == "InvalidParameterValueException" and "cannot be assumed" in error_message(error)
+
+
+def update_in_progress(error: ClientError) -> bool:
+    return error_code(error) == "ResourceConflictException" and "in progress" in error_message(error)
+
+
+def concurrent_modification(error: ClientError) -> bool:
+    return error_code(error) == "ConflictException" and "try again" in error_message(error).lower()
+
+
+def retrying(
+    call: Callable[[], T],
+    *,
+    when: Callable[[ClientError], bool],
+    before_retry: Callable[[], None] = lambda: None,
+    limit_seconds: float = 300,
+    first_delay: float = 1.0,
+    max_delay: float = 15.0,
+) -> T:
+    """Run call(); while it fails with an error `when` accepts and time remains, back off and retry."""
+    deadline = clock() + limit_seconds
+    delay = first_delay
+    while True:
+        try:
+            return call()
+        except ClientError as error:
+            if not when(error) or clock() + delay > deadline:
+                raise
+        sleep(delay)
+        before_retry()
+        delay = min(delay * 2, max_delay)
