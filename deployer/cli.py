@@ -1,0 +1,343 @@
+"""The command line: parse, delegate, report. No AWS logic lives here.
+
+boto3 is imported only inside the commands that talk to AWS, so `deployer --help` and
+`deployer build` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from deployer import output
+from deployer.config import Config, check_version, load_config
+from deployer.errors import DeployerError, UsageError
+
+if TYPE_CHECKING:
+    from deployer.context import Context
+    from deployer.deploy import Outcome
+
+PLAN_CHANGES_EXIT_CODE = 3  # `deployer plan`: 0 nothing to do, 3 something would change
+
+app = typer.Typer(
+    name="deployer",
+    help="Ship a web application to AWS Lambda behind API Gateway, with plain boto3 calls.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+options = {"debug": False}
+
+ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="Path of deploy.toml.")]
+EndpointUrl = Annotated[
+    str | None,
+    typer.Option("--endpoint-url", help="AWS endpoint (e.g. a local moto_server); AWS_ENDPOINT_URL works too."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
+DEFAULT_CONFIG = Path("deploy.toml")
+
+
+@app.callback()
+def main_options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    options["debug"] = debug
+
+
+def _aws_error_message(error: Exception) -> tuple[str, int] | None:
+    """One line for the botocore errors a user meets, or None for anything else."""
+    from botocore import exceptions
+
+    if isinstance(error, exceptions.NoCredentialsError):
+        return (
+            "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or run `aws configure`",
+            2,
+        )
+    if isinstance(error, exceptions.ClientError):
+        details = error.response.get("Error", {})
+        operation = getattr(error, "operation_name", "a call")
+        hint = ""
+        if details.get("Code") in (
+            "AccessDenied",
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "ExpiredToken",
+        ):
+            hint = "; check that your credentials are valid and allowed to do this"
+        return f"AWS refused {operation}: {details.get('Code')}: {details.get('Message')}{hint}", 1
+    if isinstance(error, exceptions.EndpointConnectionError):
+        return f"cannot reach AWS: {error}; check the network, the region and --endpoint-url", 1
+    if isinstance(error, exceptions.WaiterError):
+        return f"the function did not settle in time: {error}; look at it in the Lambda console and run again", 1
+    if isinstance(error, exceptions.BotoCoreError):
+        return f"AWS call failed: {error}", 1
+    return None
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Every failure becomes one line on stderr and an exit code; a traceback only with --debug."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except DeployerError as error:
+        if options["debug"]:
+            raise
+        output.error(str(error))
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        output.error("interrupted; run the same command again to finish (every step is safe to repeat)")
+        raise typer.Exit(130) from None
+    except Exception as error:
+        if options["debug"]:
+            raise
+        known = _aws_error_message(error) if "botocore" in sys.modules else None
+        if known is None:
+            output.error(f"unexpected {type(error).__name__}: {error} (run with --debug for the traceback)")
+            raise typer.Exit(1) from None
+        output.error(known[0])
+        raise typer.Exit(known[1]) from None
+
+
+def _load(config_path: Path) -> Config:
+    return load_config(config_path)
+
+
+def _context(config: Config, endpoint_url: str | None, version: str | None = None) -> Context:
+    from deployer.aws import Aws
+    from deployer.context import Context
+    from deployer.state import LocalStateStore
+
+    aws = Aws(config.region, endpoint_url)
+    aws.check_credentials()
+    store = LocalStateStore(config.root / ".deployer", config.stage)
+    return Context(config=config, aws=aws, state=store.load(), store=store, version=version)
+
+
+def _report(outcome: Outcome) -> None:
+    change = outcome.change
+    output.outcome_line(change.resource, change.name, change.action, outcome.seconds, change.diffs)
+
+
+def _summary(ctx: Context, started: float) -> str:
+    from deployer.aws import is_mutating
+
+    writes = sum(1 for call in ctx.aws.calls if is_mutating(call))
+    changes = "change" if writes == 1 else "changes"
+    return f"{len(ctx.aws.calls)} AWS calls ({writes} {changes}) in {time.monotonic() - started:.1f}s"
+
+
+def _status_fields(ctx_state: Any, config: Config) -> dict[str, Any]:
+    deployed = ctx_state.deployed
+    fields = (
+        "version",
+        "base_url",
+        "function_name",
+        "rest_api_id",
+        "role_name",
+        "bucket",
+        "key",
+        "region",
+        "artifact_sha256",
+    )
+    data = {name: getattr(ctx_state, name) if deployed else None for name in fields}
+    data["stage"] = config.stage if deployed else None
+    data["app"] = config.app_name
+    data["history"] = ctx_state.history
+    return data
+
+
+@app.command()
+def build(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False) -> None:
+    """Zip the function folder into a reproducible archive; print its path, size and sha256."""
+    from deployer.build import build as build_zip
+
+    with reported_errors():
+        config = _load(config_path)
+        artifact = build_zip(config, force=True, log=output.info)
+        if json_output:
+            output.result_json({"path": str(artifact.path), "size": artifact.size, "sha256": artifact.sha256})
+            return
+        output.info(f"built {artifact.path.name}: {artifact.size:,} bytes")
+        output.result(f"{artifact.path}  {artifact.size} bytes  sha256:{artifact.sha256}")
+
+
+@app.command()
+def up(
+    version: Annotated[str, typer.Option("--version", "-v", help="Version to deploy, e.g. 1.0.0.")],
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    endpoint_url: EndpointUrl = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a published version's different bytes.")] = False,
+    json_output: Json = False,
+) -> None:
+    """Build if needed, upload, create or update every resource, print the URL."""
+    from deployer import deploy
+    from deployer.build import build as build_zip
+    from deployer.build import check_source
+
+    with reported_errors():
+        started = time.monotonic()
+        check_version(version)
+        config = _load(config_path)
+        check_source(config)
+        ctx = _context(config, endpoint_url, version)
+        ctx.force = force
+        with ctx.store.lock(f"up --version {version}"):
+            artifact = build_zip(config, log=output.info)
+            ctx.artifact_sha256 = artifact.sha256
+            output.info(f"deploying [bold]{config.app_name}[/] {version} to stage {config.stage} in {ctx.aws.region}")
+            outcomes = deploy.up(ctx, report=None if json_output else _report)
+        if json_output:
+            data = _status_fields(ctx.state, config)
+            data["resources"] = [
+                {
+                    "resource": item.change.resource,
+                    "name": item.change.name,
+                    "action": item.change.action,
+                    "seconds": round(item.seconds, 3),
+                }
+                for item in outcomes
+            ]
+            data["aws_calls"] = len(ctx.aws.calls)
+            output.result_json(data)
+            return
+        output.info(_summary(ctx, started))
+        output.result(ctx.state.base_url or "")
+
+
+@app.command()
+def plan(
+    version: Annotated[str, typer.Option("--version", "-v", help="Version `up` would deploy.")],
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    endpoint_url: EndpointUrl = None,
+    json_output: Json = False,
+) -> None:
+    """Show what `up` would change, reading only. Exit 0: nothing; 3: something would change."""
+    from deployer import deploy
+    from deployer.build import build as build_zip
+    from deployer.build import check_source
+
+    with reported_errors():
+        check_version(version)
+        config = _load(config_path)
+        check_source(config)
+        ctx = _context(config, endpoint_url, version)
+        ctx.artifact_sha256 = build_zip(config).sha256
+        changes = deploy.plan(ctx)
+        pending = [change for change in changes if change.changes_something]
+        if json_output:
+            output.result_json(
+                {
+                    "changes": [
+                        {
+                            "resource": change.resource,
+                            "name": change.name,
+                            "action": change.action,
+                            "diffs": {key: {"old": old, "new": new} for key, (old, new) in change.diffs.items()},
+                        }
+                        for change in changes
+                    ],
+                    "pending": len(pending),
+                }
+            )
+        else:
+            for change in changes:
+                output.plan_line(change.resource, change.name, change.action, change.diffs)
+            output.info(f"{len(pending)} to change, {len(changes) - len(pending)} unchanged")
+        if pending:
+            raise typer.Exit(PLAN_CHANGES_EXIT_CODE)
+
+
+@app.command()
+def rollback(
+    version: Annotated[str, typer.Argument(help="An earlier version whose artifact is in S3.")],
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Switch the function back to the artifact of an earlier version."""
+    from deployer import deploy
+
+    with reported_errors():
+        started = time.monotonic()
+        check_version(version)
+        config = _load(config_path)
+        ctx = _context(config, endpoint_url, version)
+        with ctx.store.lock(f"rollback {version}"):
+            deploy.rollback(ctx, report=_report)
+        output.info(_summary(ctx, started))
+        output.result(ctx.state.base_url or "")
+
+
+@app.command()
+def down(
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    endpoint_url: EndpointUrl = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete everything deployed on this stage, newest first."""
+    from deployer import deploy
+
+    with reported_errors():
+        started = time.monotonic()
+        config = _load(config_path)
+        if not yes and not sys.stdin.isatty():
+            raise UsageError("down deletes resources: pass --yes to confirm when there is no terminal to ask")
+        ctx = _context(config, endpoint_url)
+        with ctx.store.lock("down"):
+            found = deploy.find_deployed(ctx)
+            if found.empty:
+                output.info(f"nothing deployed for {config.app_name} on stage {config.stage}")
+                ctx.state.forget_resources()
+                ctx.save()
+                return
+            names = [f"rest api {api_id}" for api_id in found.rest_api_ids]
+            names += [f"function {found.function_name}"] if found.function_name else []
+            names += [f"role {found.role_name}"] if found.role_name else []
+            if not yes and not typer.confirm(f"Delete {', '.join(names)}?", err=True):
+                raise DeployerError("nothing deleted")
+            deploy.down(ctx, found, report=_report)
+        output.info(f"artifacts stay in s3://{config.bucket}/ for rollbacks; " + _summary(ctx, started))
+
+
+@app.command()
+def status(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False) -> None:
+    """What is deployed on this stage, from the state file (no AWS calls)."""
+    from deployer.state import LocalStateStore
+
+    with reported_errors():
+        config = _load(config_path)
+        state = LocalStateStore(config.root / ".deployer", config.stage).load()
+        data = _status_fields(state, config)
+        if json_output:
+            output.result_json(data)
+            return
+        if not state.deployed:
+            output.result(f"nothing deployed for {config.app_name} on stage {config.stage}")
+            return
+        for name in ("version", "base_url", "function_name", "rest_api_id", "role_name", "stage", "bucket", "key"):
+            output.result(f"{name:<14} {data[name]}")
+
+
+@app.command()
+def serve(
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 3000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run the function locally behind an API Gateway proxy emulation."""
+    with reported_errors():
+        config = _load(config_path)
+        from deployer.serve import serve as serve_locally
+
+        serve_locally(config, host=host, port=port)
+
+
+def main() -> None:
+    app()

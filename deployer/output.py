@@ -1,0 +1,59 @@
+"""Calm output: progress for people on stderr (one line per resource), results for scripts on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+PAST_TENSE = {
+    "create": ("created", "green"),
+    "update": ("updated", "yellow"),
+    "unchanged": ("unchanged", "dim"),
+    "delete": ("deleted", "red"),
+    "absent": ("already gone", "dim"),
+}
+PLAN_WORDS = {
+    "create": ("+ create", "green"),
+    "update": ("~ update", "yellow"),
+    "unchanged": ("  unchanged", "dim"),
+}
+
+
+def describe_diffs(diffs: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{key} {old} → {new}" for key, old, new in ((k, *v) for k, v in diffs.items()))
+
+
+def outcome_line(resource: str, name: str, action: str, seconds: float, diffs: dict[str, tuple[Any, Any]]) -> None:
+    word, colour = PAST_TENSE[action]
+    detail = f"  [dim]{escape(describe_diffs(diffs))}[/]" if diffs and action == "update" else ""
+    console.print(f"  {resource:<12} {escape(name):<44} [{colour}]{word:<12}[/] {seconds:6.2f}s{detail}")
+
+
+def plan_line(resource: str, name: str, action: str, diffs: dict[str, tuple[Any, Any]]) -> None:
+    word, colour = PLAN_WORDS[action]
+    detail = f"  {escape(describe_diffs(diffs))}" if diffs else ""
+    console.print(f"[{colour}]{word:<12}[/] {resource:<12} {escape(name)}{detail}")
+
+
+def info(message: str) -> None:
+    console.print(message)
+
+
+def error(message: str) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def result(text: str) -> None:
+    """The one thing a script wants (a URL, a path): plain, on stdout."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def result_json(data: dict[str, Any]) -> None:
+    result(json.dumps(data, indent=2, sort_keys=True, default=str))
