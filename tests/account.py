@@ -1,0 +1,89 @@
+"""Look at the emulated AWS account itself: what exists and how it is wired, independent of the tool."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+import boto3
+
+APP = "ServerlessExample"
+BUCKET = "deployer-example-artifacts"
+BASIC_LOGGING = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+
+class Account:
+    def __init__(self, session: boto3.Session, endpoint_url: str | None = None) -> None:
+        self.session = session
+        self.endpoint_url = endpoint_url
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint_url)
+
+    def roles(self) -> list[dict[str, Any]]:
+        return [role for role in self.client("iam").list_roles()["Roles"] if role["Path"] == "/"]
+
+    def functions(self) -> list[dict[str, Any]]:
+        return self.client("lambda").list_functions()["Functions"]
+
+    def rest_apis(self) -> list[dict[str, Any]]:
+        return self.client("apigateway").get_rest_apis()["items"]
+
+    def resources(self, api_id: str) -> list[dict[str, Any]]:
+        return self.client("apigateway").get_resources(restApiId=api_id, embed=["methods"])["items"]
+
+    def object_sha256(self, key: str, bucket: str = BUCKET) -> str:
+        body = self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        return base64.b64encode(hashlib.sha256(body).digest()).decode()
+
+    def is_empty(self) -> bool:
+        return not (self.roles() or self.functions() or self.rest_apis())
+
+    def assert_stack(self, live_key: str, stage: str = "test") -> dict[str, Any]:
+        """Exactly one role, function and API, wired as the guide wires them, serving live_key's code."""
+        roles = self.roles()
+        assert len(roles) == 1, roles
+        role = roles[0]
+        trust = role["AssumeRolePolicyDocument"]
+        trust = json.loads(trust) if isinstance(trust, str) else trust
+        assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}]
+        attached = self.client("iam").list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]
+        assert [policy["PolicyArn"] for policy in attached] == [BASIC_LOGGING]
+
+        functions = self.functions()
+        assert len(functions) == 1, functions
+        function = functions[0]
+        assert function["FunctionName"] == APP
+        assert function["Role"] == role["Arn"]
+        assert function["CodeSha256"] == self.object_sha256(live_key)
+
+        apis = self.rest_apis()
+        assert len(apis) == 1, apis
+        api = apis[0]
+        resources = {item["path"]: item for item in self.resources(api["id"])}
+        assert sorted(resources) == ["/", "/{proxy+}"]
+        region = self.session.region_name
+        uri = f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{function['FunctionArn']}/invocations"
+        for item in resources.values():
+            method = item["resourceMethods"]["ANY"]
+            assert method["authorizationType"] == "NONE"
+            integration = method["methodIntegration"]
+            assert (integration["type"], integration["httpMethod"], integration["uri"]) == ("AWS_PROXY", "POST", uri)
+
+        gateway = self.client("apigateway")
+        stages = gateway.get_stages(restApiId=api["id"])["item"]
+        assert [item["stageName"] for item in stages] == [stage]
+
+        policy = json.loads(self.client("lambda").get_policy(FunctionName=APP)["Policy"])
+        account_id = function["FunctionArn"].split(":")[4]
+        source_arn = f"arn:aws:execute-api:{region}:{account_id}:{api['id']}/*/*"
+        grants = [
+            statement
+            for statement in policy["Statement"]
+            if statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+            and statement["Condition"]["ArnLike"]["AWS:SourceArn"] == source_arn
+        ]
+        assert len(grants) == 1, policy
+        return {"role": role, "function": function, "api": api}

@@ -1,0 +1,130 @@
+"""Fixtures: a scratch project, an emulated AWS account (moto, in-process or as a server), a deploy context.
+
+Nothing here can reach real AWS: credentials are fake, the metadata service is off, and every
+client talks to moto.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from deployer.aws import Aws
+from deployer.config import load_config
+from deployer.context import Context
+from deployer.state import LocalStateStore
+from tests.account import Account
+
+REPO = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials, a fixed region, no instance metadata, no profile or endpoint from the host."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+
+
+@pytest.fixture(autouse=True)
+def no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """deployer.retry backs off for real on AWS; here it records the delays instead of sleeping."""
+    delays: list[float] = []
+    monkeypatch.setattr("deployer.retry.sleep", delays.append)
+    return delays
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the repository's example project: deploy.toml and function/."""
+    shutil.copy(REPO / "deploy.toml", tmp_path / "deploy.toml")
+    shutil.copytree(REPO / "function", tmp_path / "function", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+@pytest.fixture
+def aws_account() -> Iterator[Account]:
+    """An in-process emulated account, with AWS's managed policies (the basic logging one is attached)."""
+    with mock_aws(config={"iam": {"load_aws_managed_policies": True}}):
+        yield Account(boto3.Session(region_name=REGION))
+
+
+@pytest.fixture
+def make_context(project: Path, aws_account: Account):
+    """A fresh Context on the scratch project, as each CLI command builds one: state loaded from disk."""
+
+    def make(version: str | None = None, session: boto3.Session | None = None, config_path: Path | None = None):
+        config = load_config(config_path or project / "deploy.toml")
+        store = LocalStateStore(config.root / ".deployer", config.stage)
+        aws = Aws(config.region, session=session or boto3.Session())
+        return Context(config=config, aws=aws, state=store.load(), store=store, version=version)
+
+    return make
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server_url() -> Iterator[str]:
+    """One moto_server on 127.0.0.1 for the session; tests reset it with `moto_server` below."""
+    port = _free_port()
+    environment = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def moto_server(moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Account:
+    """A clean emulated account behind moto_server; AWS_ENDPOINT_URL points every client at it."""
+    request = urllib.request.Request(f"{moto_server_url}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server_url)
+    return Account(boto3.Session(region_name=REGION), endpoint_url=moto_server_url)
+
+
+def run_deployer(project: Path, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The installed `deployer` console script, as a user runs it, in the project folder."""
+    executable = shutil.which("deployer", path=str(Path(sys.executable).parent)) or "deployer"
+    return subprocess.run(
+        [executable, *arguments], cwd=project, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
