@@ -6,6 +6,7 @@ client talks to moto.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -58,6 +59,21 @@ def project(tmp_path: Path) -> Path:
     shutil.copy(REPO / "deploy.toml", tmp_path / "deploy.toml")
     shutil.copytree(REPO / "function", tmp_path / "function", ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def only_the_managed_policy_we_use() -> Iterator[None]:
+    """moto parses ~1,300 AWS managed policies per account (about a second a test); we attach one."""
+    import moto.iam.models
+
+    policies = json.loads(moto.iam.models.aws_managed_policies_data)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            moto.iam.models,
+            "aws_managed_policies_data",
+            json.dumps({"AWSLambdaBasicExecutionRole": policies["AWSLambdaBasicExecutionRole"]}),
+        )
+        yield
 
 
 @pytest.fixture
