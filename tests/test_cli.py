@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.account import Account
+import pytest
+from typer.testing import CliRunner
+
+from deployer.cli import app
+from tests.account import BUCKET, Account
 from tests.conftest import run_deployer
 
 
@@ -84,3 +88,85 @@ def test_down_without_a_terminal_or_yes_refuses_and_deletes_nothing(project: Pat
     assert result.returncode == 2
     assert "--yes" in result.stderr
     moto_server.assert_stack("v1.0.0/example.zip")
+
+
+# Bad input: one clear line on stderr, a non-zero exit code, no traceback, nothing changed in AWS.
+
+
+@pytest.fixture
+def cli(project: Path, aws_account: Account):
+    """Run the CLI in-process (fast) against the in-process emulated account."""
+    runner = CliRunner()
+
+    def invoke(*arguments: str, expect: int) -> str:
+        result = runner.invoke(app, [*arguments, "--config", str(project / "deploy.toml")])
+        assert result.exit_code == expect, (result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        if expect == 2:  # refused before anything started: the error is all there is
+            assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        elif expect == 1:  # failed on the way: progress so far, then one error line
+            assert [line for line in lines if line.startswith("error: ")] == lines[-1:], result.stderr
+        return result.stderr
+
+    return invoke
+
+
+@pytest.mark.parametrize("version", ["", "x" * 65, "1/0", "..", "1..0", "1 0", "1;ls", "$(id)", "a|b", "1&"])
+def test_a_bad_version_is_refused_before_any_aws_call(cli, version: str, project: Path, aws_account) -> None:
+    assert "invalid version" in cli("up", "--version", version, expect=2)
+    assert aws_account.is_empty()
+    assert not (project / ".deployer").exists() and not (project / "dist").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: text.replace("[api]", "[api"), "is not valid TOML"),
+        (lambda text: text + "colour = 'blue'\n", "unknown key 'colour' in [api]"),
+        (lambda text: text.replace("memory = 128", "memory = 'lots'"), "memory must be an integer"),
+        (lambda text: text.replace('name = "ServerlessExample"\n', ""), "[app] name is required"),
+        (lambda text: text.replace("python3.13", "nodejs6.10"), "Lambda no longer accepts it"),
+        (lambda text: text.replace('source = "function"', 'source = "nowhere"'), "does not exist"),
+        (lambda text: text.replace("main.handler", "app.handler"), "needs app.py"),
+    ],
+)
+def test_bad_configuration_is_refused_before_any_aws_call(cli, edit, message: str, project: Path, aws_account):
+    config = project / "deploy.toml"
+    config.write_text(edit(config.read_text()))
+    assert message in cli("up", "--version", "1.0.0", expect=2)
+    assert aws_account.is_empty()
+
+
+def test_missing_credentials_say_how_to_provide_them(cli, monkeypatch, aws_account) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    message = cli("up", "--version", "1.0.0", expect=2)
+    assert "no AWS credentials found" in message and "AWS_PROFILE" in message
+
+
+def test_different_bytes_under_a_published_version_are_refused(cli, project: Path, aws_account) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    main = project / "function" / "main.py"
+    main.write_text(main.read_text().replace("Hello world!", "Bonjour au monde!"))
+    message = cli("up", "--version", "1.0.0", expect=1)
+    assert "already published with different bytes" in message and "pick a new version" in message
+    aws_account.assert_stack("v1.0.0/example.zip")  # still the first upload, untouched
+    cli("up", "--version", "1.0.0", "--force", expect=0)
+    aws_account.assert_stack("v1.0.0/example.zip")
+    assert aws_account.client("s3").get_object(Bucket=BUCKET, Key="v1.0.0/example.zip")["Body"].read()
+
+
+def test_rollback_to_a_version_never_uploaded_is_refused(cli, aws_account) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    message = cli("rollback", "7.7.7", expect=1)
+    assert "version 7.7.7 was never uploaded" in message and "published versions: 1.0.0" in message
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_plan_exits_3_when_up_would_change_something_and_0_when_not(cli, aws_account) -> None:
+    cli("plan", "--version", "1.0.0", expect=3)
+    assert aws_account.is_empty()  # plan only reads
+    cli("up", "--version", "1.0.0", expect=0)
+    cli("plan", "--version", "1.0.0", expect=0)
