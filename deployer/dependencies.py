@@ -1,0 +1,259 @@
+"""Install a function's declared dependencies for Lambda's platform, cached by everything they depend on.
+
+Python: `<source>/requirements.txt`, installed with pip for Lambda's manylinux platform (binary wheels, plus
+source distributions that build a pure-Python wheel). Node: `<source>/package.json`, production dependencies
+installed with npm in a scratch copy. The result lives in `<cache_root>/dependencies/<key>/`, where the key hashes
+the manifest files, the runtime, the architecture and FORMAT_VERSION; a hit runs neither pip nor npm. An entry is
+written by renaming a finished scratch folder into place, so an interrupted install never leaves half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from deployer.config import Config
+from deployer.errors import DeployerError
+
+# Bump when the layout of a cache entry changes, so old entries are not reused.
+FORMAT_VERSION = "1"
+PYTHON_MANIFESTS = ("requirements.txt",)
+NODE_MANIFESTS = ("package.json", "package-lock.json", "npm-shrinkwrap.json", ".npmrc")
+# Newest glibc of each runtime's OS: python3.11 runs on Amazon Linux 2 (2.26), the others on Amazon Linux 2023 (2.34).
+GLIBC_MINOR = {"python3.11": 26}
+DEFAULT_GLIBC_MINOR = 34
+MAX_SOURCE_BUILDS = 20
+STALE_SCRATCH_SECONDS = 3600
+
+Log = Callable[[str], None]
+
+
+def bundle_dependencies(config: Config, cache_root: Path, log: Log = lambda _: None) -> Path | None:
+    """Install the function's declared dependencies for Lambda's platform into a cached folder and return it.
+
+    The folder's CONTENTS go at the root of the zip (python: the packages as pip --target lays them out;
+    node: a `node_modules/` folder). Returns None when the function declares no dependencies
+    (no requirements.txt for python runtimes, no package.json for node runtimes)."""
+    manifests = PYTHON_MANIFESTS if config.is_python else NODE_MANIFESTS
+    if not (config.source / manifests[0]).is_file():
+        return None
+    entries = cache_root / "dependencies"
+    folder = entries / f"{config.runtime}-{config.architecture}-{_cache_key(config, manifests)}"
+    if folder.is_dir():
+        log(f"dependencies: cached in {folder}")
+        return folder
+    entries.mkdir(parents=True, exist_ok=True)
+    _remove_stale_scratch(entries)
+    scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=entries))
+    try:
+        output = scratch / "out"
+        output.mkdir()
+        if config.is_python:
+            _install_python(config, output, scratch, log)
+        else:
+            _install_node(config, output, scratch, log)
+        _strip_host_files(output)
+        try:
+            output.rename(folder)
+        except OSError:
+            if not folder.is_dir():  # else another build finished the same entry first: use it
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
+
+
+def largest_entries(folder: Path, count: int = 5) -> list[tuple[str, int]]:
+    """The top-level entries of `folder` by total size in bytes, largest first (ties by name)."""
+    sizes = [(entry.name, _size(entry)) for entry in folder.iterdir()]
+    return sorted(sizes, key=lambda item: (-item[1], item[0]))[:count]
+
+
+def _size(path: Path) -> int:
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size
+    return sum((Path(root) / name).lstat().st_size for root, _, files in os.walk(path) for name in files)
+
+
+def _cache_key(config: Config, manifests: tuple[str, ...]) -> str:
+    files = {
+        name: hashlib.sha256((config.source / name).read_bytes()).hexdigest()
+        for name in manifests
+        if (config.source / name).is_file()
+    }
+    facts = {"format": FORMAT_VERSION, "runtime": config.runtime, "architecture": config.architecture, "files": files}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _remove_stale_scratch(entries: Path) -> None:
+    """Scratch folders of installs that were killed; a live install is never this old."""
+    for scratch in entries.glob(".scratch-*"):
+        with contextlib.suppress(OSError):  # another build may be removing it too
+            if time.time() - scratch.stat().st_mtime > STALE_SCRATCH_SECONDS:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _strip_host_files(folder: Path) -> None:
+    """Remove what differs between hosts or installs and that Lambda never uses."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.name == "__pycache__" and path.is_dir():
+            shutil.rmtree(path)
+        elif path.suffix == ".pyc" or (path.name == "direct_url.json" and path.parent.name.endswith(".dist-info")):
+            path.unlink()
+    # pip --target writes console scripts whose first line names this machine's python (and lists them in
+    # RECORD as ../../bin/…); npm links its command-line tools into node_modules/.bin. Lambda runs neither.
+    for tools in (folder / "bin", folder / "node_modules" / ".bin"):
+        if tools.is_dir():
+            shutil.rmtree(tools)
+    for record in folder.glob("*.dist-info/RECORD"):
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if not line.lstrip('"').startswith("../")]
+        if kept != lines:
+            record.write_text("".join(kept), encoding="utf-8")
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PIP_USER": "0", "PIP_REQUIRE_VIRTUALENV": "0"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+# ---- python ----------------------------------------------------------------------------------------------------
+
+
+def _platform(config: Config) -> str:
+    return f"manylinux {'aarch64' if config.architecture == 'arm64' else 'x86_64'}"
+
+
+def _platform_options(config: Config) -> list[str]:
+    machine = "aarch64" if config.architecture == "arm64" else "x86_64"
+    newest = GLIBC_MINOR.get(config.runtime, DEFAULT_GLIBC_MINOR)
+    # pip expands manylinux2014 to manylinux2010 and manylinux1, but takes manylinux_2_N tags literally.
+    tags = [f"manylinux_2_{minor}_{machine}" for minor in range(newest, 16, -1)] + [f"manylinux2014_{machine}"]
+    return [option for tag in tags for option in ("--platform", tag)]
+
+
+def _install_python(config: Config, target: Path, scratch: Path, log: Log) -> None:
+    requirements = config.source / "requirements.txt"
+    version = config.runtime.removeprefix("python")
+    log(f"dependencies: installing {requirements.name} for {config.runtime} on {_platform(config)}")
+    wheels = scratch / "wheels"  # pure-Python wheels built here from source distributions
+    wheels.mkdir()
+    pip_log = scratch / "pip.log"
+    built: set[str] = set()
+    for _ in range(MAX_SOURCE_BUILDS + 1):
+        pip_log.unlink(missing_ok=True)
+        command = [
+            sys.executable, "-m", "pip", "install", "--requirement", str(requirements), "--target", str(target),
+            "--implementation", "cp", "--python-version", version, *_platform_options(config),
+            "--only-binary=:all:", "--find-links", str(wheels), "--no-compile", "--no-input",
+            "--disable-pip-version-check", "--log", str(pip_log),
+        ]  # fmt: skip
+        result = _run(command, cwd=config.source)
+        if result.returncode == 0:
+            return
+        requirement = _missing_requirement(result.stderr)
+        if requirement is None:
+            raise DeployerError(f"pip could not install {requirements}: {_first_error(result.stderr, 'ERROR:')}")
+        name = _project(requirement)
+        if name in built or _publishes_platform_wheels(pip_log, name):
+            raise _no_wheel(requirement, config, "")
+        log(f"dependencies: {requirement} has no wheel; building it from source to check it is pure Python")
+        if not _build_pure_wheel(requirement, name, wheels, config.source):
+            raise _no_wheel(requirement, config, " (its source distribution is not pure Python)")
+        built.add(name)
+    raise DeployerError(f"{requirements}: more than {MAX_SOURCE_BUILDS} dependencies need building from source")
+
+
+def _no_wheel(requirement: str, config: Config, why: str) -> DeployerError:
+    return DeployerError(
+        f"no wheel of {requirement!r} for {config.runtime} on {_platform(config)}{why}; "
+        "pick a version that publishes manylinux wheels"
+    )
+
+
+def _missing_requirement(stderr: str) -> str | None:
+    match = re.search(r"No matching distribution found for (.+)", stderr)
+    return match.group(1).strip() if match else None
+
+
+def _first_error(stderr: str, *prefixes: str) -> str:
+    """The first line that says what went wrong, without the tool's prefix and npm's `code X` line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        for prefix in prefixes:
+            text = line.removeprefix(prefix).strip()
+            if line.startswith(prefix) and text and not text.startswith("code "):
+                return text
+    return lines[-1] if lines else "no error output"
+
+
+def _project(requirement: str) -> str:
+    """The normalised project name of a requirement (`Foo.Bar[x]>=1`) or a wheel (`Foo.Bar-1.0-py3-none-any.whl`)."""
+    if requirement.endswith(".whl"):
+        requirement = requirement.split("-")[0]
+    match = re.match(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", requirement)
+    return re.sub(r"[-_.]+", "-", match.group(0) if match else requirement).lower()
+
+
+def _publishes_platform_wheels(pip_log: Path, name: str) -> bool:
+    """Whether pip skipped wheels of `name` built for other platforms: then it is a compiled package."""
+    skipped = re.compile(r"Skipping link: none of the wheel's tags \(([^)]*)\).*?([^/\s]+\.whl)")
+    text = pip_log.read_text(encoding="utf-8", errors="replace") if pip_log.is_file() else ""
+    for tags, filename in skipped.findall(text):
+        if _project(filename) == name and any(not tag.strip().endswith("-none-any") for tag in tags.split(",")):
+            return True
+    return False
+
+
+def _build_pure_wheel(requirement: str, name: str, wheels: Path, cwd: Path) -> bool:
+    """Build `requirement` from its source distribution; keep the wheel only when it is pure Python 3."""
+    with tempfile.TemporaryDirectory(dir=wheels.parent) as built:
+        command = [
+            sys.executable, "-m", "pip", "wheel", requirement, "--no-deps", "--no-binary", name,
+            "--ignore-requires-python", "--wheel-dir", built, "--no-input", "--disable-pip-version-check",
+        ]  # fmt: skip
+        if _run(command, cwd=cwd).returncode != 0:
+            return False
+        found = [wheel for wheel in Path(built).glob("*.whl") if _project(wheel.name) == name]
+        for wheel in found:
+            python, abi, platform = wheel.stem.split("-")[-3:]
+            if abi != "none" or platform != "any" or not any(tag.startswith("py3") for tag in python.split(".")):
+                return False
+        for wheel in found:
+            shutil.move(wheel, wheels / wheel.name)
+        return bool(found)
+
+
+# ---- node ------------------------------------------------------------------------------------------------------
+
+
+def _install_node(config: Config, target: Path, scratch: Path, log: Log) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DeployerError(f"{config.source / 'package.json'} needs npm, which is not installed; install Node.js")
+    work = scratch / "npm"
+    work.mkdir()
+    for name in NODE_MANIFESTS:  # only the manifests: the user's folder is never written to
+        if (config.source / name).is_file():
+            shutil.copyfile(config.source / name, work / name)
+    locked = (work / "package-lock.json").is_file() or (work / "npm-shrinkwrap.json").is_file()
+    verb = "ci" if locked else "install"
+    cpu = "arm64" if config.architecture == "arm64" else "x64"
+    log(f"dependencies: npm {verb} --omit=dev for {config.runtime} on linux {cpu}")
+    command = [npm, verb, "--omit=dev", f"--cpu={cpu}", "--os=linux", "--libc=glibc", "--no-audit", "--no-fund"]
+    result = _run(command, cwd=work)
+    if result.returncode != 0:
+        error = _first_error(result.stderr, "npm error", "npm ERR!")
+        raise DeployerError(f"npm {verb} failed for {config.source / 'package.json'}: {error}")
+    if (work / "node_modules").is_dir():
+        (work / "node_modules").rename(target / "node_modules")
