@@ -121,8 +121,10 @@ def _check_size(entries: list[_Entry]) -> None:
     sizes: dict[str, int] = {}
     for entry in entries:
         if entry.source:
-            top = entry.name.split("/", 1)[0]
-            sizes[top] = sizes.get(top, 0) + entry.source.stat().st_size
+            parts = entry.name.split("/")
+            # A package is a top-level entry, or one folder inside node_modules/.
+            package = "/".join(parts[:2]) if parts[0] == "node_modules" and len(parts) > 2 else parts[0]
+            sizes[package] = sizes.get(package, 0) + entry.source.stat().st_size
     total = sum(sizes.values())
     if total > LAMBDA_UNZIPPED_LIMIT:
         largest = sorted(sizes.items(), key=lambda item: -item[1])[:5]

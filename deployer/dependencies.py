@@ -73,18 +73,6 @@ def bundle_dependencies(config: Config, cache_root: Path, log: Log = lambda _: N
     return folder
 
 
-def largest_entries(folder: Path, count: int = 5) -> list[tuple[str, int]]:
-    """The top-level entries of `folder` by total size in bytes, largest first (ties by name)."""
-    sizes = [(entry.name, _size(entry)) for entry in folder.iterdir()]
-    return sorted(sizes, key=lambda item: (-item[1], item[0]))[:count]
-
-
-def _size(path: Path) -> int:
-    if path.is_symlink() or not path.is_dir():
-        return path.lstat().st_size
-    return sum((Path(root) / name).lstat().st_size for root, _, files in os.walk(path) for name in files)
-
-
 def _cache_key(config: Config, manifests: tuple[str, ...]) -> str:
     files = {
         name: hashlib.sha256((config.source / name).read_bytes()).hexdigest()

@@ -106,3 +106,23 @@ def test_a_package_over_lambdas_unzipped_limit_is_refused_before_upload(project:
     (project / "function" / "big.bin").write_bytes(b"\0" * 5000)
     with pytest.raises(Exception, match=r"over Lambda's 250 MB limit; largest: big\.bin"):
         build(load_config(project / "deploy.toml"), force=True)
+
+
+def test_declared_dependencies_are_bundled_at_the_zip_root_reproducibly(project: Path) -> None:
+    (project / "function" / "requirements.txt").write_text("six==1.17.0\n")
+    config = load_config(project / "deploy.toml")
+    first = build(config, force=True)
+    assert {"main.py", "requirements.txt", "six.py"} <= set(names(first.path))
+    shutil.rmtree(project / ".deployer" / "cache")  # a fresh install of the same inputs: the same bytes
+    assert build(config, force=True).sha256 == first.sha256
+
+
+def test_over_the_limit_the_largest_node_packages_are_named(project: Path, tmp_path_factory, monkeypatch) -> None:
+    bundled = tmp_path_factory.mktemp("bundle")
+    for package, size in (("left-pad", 10), ("huge-sdk", 3000), ("medium", 900)):
+        (bundled / "node_modules" / package).mkdir(parents=True)
+        (bundled / "node_modules" / package / "index.js").write_bytes(b"/" * size)
+    monkeypatch.setattr("deployer.dependencies.bundle_dependencies", lambda *_, **__: bundled)
+    monkeypatch.setattr("deployer.build.LAMBDA_UNZIPPED_LIMIT", 1000)
+    with pytest.raises(Exception, match=r"largest: node_modules/huge-sdk .*, node_modules/medium"):
+        build(load_config(project / "deploy.toml"), force=True)

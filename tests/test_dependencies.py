@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from deployer.config import Config
-from deployer.dependencies import bundle_dependencies, largest_entries
+from deployer.dependencies import bundle_dependencies
 from deployer.errors import DeployerError
 
 APPS = Path(__file__).parent / "apps"
@@ -305,20 +305,3 @@ def test_npm_error_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(DeployerError, match=r"npm install failed for .*package\.json: .*is-number@99") as raised:
         bundle_dependencies(make_config(source, runtime="nodejs22.x"), tmp_path / "cache")
     assert "\n" not in str(raised.value)
-
-
-# ---- sizes -----------------------------------------------------------------------------------------------------
-
-
-def test_largest_entries_sums_folders_and_sorts_largest_first(tmp_path: Path) -> None:
-    def write(name: str, size: int) -> None:
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"x" * size)
-
-    write("big/a.py", 300)
-    write("big/sub/b.py", 400)
-    write("single.py", 500)
-    write("small/c.py", 10)
-    write("tiny.py", 1)
-    assert largest_entries(tmp_path) == [("big", 700), ("single.py", 500), ("small", 10), ("tiny.py", 1)]
-    assert largest_entries(tmp_path, count=2) == [("big", 700), ("single.py", 500)]
