@@ -1,15 +1,30 @@
-"""Calm output: progress for people on stderr (one line per resource), results for scripts on stdout."""
+"""Calm output: progress for people on stderr (one line per resource), results for scripts on stdout.
+
+Rich is imported on first use, not at start-up: `deployer --help` must not pay for it.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
+if TYPE_CHECKING:
+    from rich.console import Console
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@cache
+def console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 PAST_TENSE = {
     "create": ("created", "green"),
@@ -32,21 +47,21 @@ def describe_diffs(diffs: dict[str, tuple[Any, Any]]) -> str:
 def outcome_line(resource: str, name: str, action: str, seconds: float, diffs: dict[str, tuple[Any, Any]]) -> None:
     word, colour = PAST_TENSE[action]
     detail = f"  [dim]{escape(describe_diffs(diffs))}[/]" if diffs and action == "update" else ""
-    console.print(f"  {resource:<12} {escape(name):<44} [{colour}]{word:<12}[/] {seconds:6.2f}s{detail}")
+    console().print(f"  {resource:<12} {escape(name):<44} [{colour}]{word:<12}[/] {seconds:6.2f}s{detail}")
 
 
 def plan_line(resource: str, name: str, action: str, diffs: dict[str, tuple[Any, Any]]) -> None:
     word, colour = PLAN_WORDS[action]
     detail = f"  {escape(describe_diffs(diffs))}" if diffs else ""
-    console.print(f"[{colour}]{word:<12}[/] {resource:<12} {escape(name)}{detail}")
+    console().print(f"[{colour}]{word:<12}[/] {resource:<12} {escape(name)}{detail}")
 
 
 def info(message: str) -> None:
-    console.print(message)
+    console().print(message)
 
 
 def error(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    console().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def result(text: str) -> None:
