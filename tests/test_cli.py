@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,27 @@ def test_plan_exits_3_when_up_would_change_something_and_0_when_not(cli, aws_acc
     assert aws_account.is_empty()  # plan only reads
     cli("up", "--version", "1.0.0", expect=0)
     cli("plan", "--version", "1.0.0", expect=0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "forbidden"),
+    [
+        (["--help"], {"boto3", "botocore", "rich"}),
+        (["build"], {"boto3", "botocore"}),
+        (["status", "--json"], {"boto3", "botocore"}),
+    ],
+)
+def test_commands_that_never_call_aws_start_without_importing_boto3(
+    project: Path, arguments: list[str], forbidden: set[str]
+) -> None:
+    """A fast start: boto3 and botocore cost ~300 ms to import; Rich's help rendering ~60 ms more."""
+    probe = (
+        "import sys\n"
+        "from deployer.cli import main\n"
+        f"sys.argv = ['deployer', *{arguments!r}]\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+        f"print('loaded:', sorted({{name.split('.')[0] for name in sys.modules}} & set({sorted(forbidden)!r})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "loaded: []", result.stdout
