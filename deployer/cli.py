@@ -194,7 +194,7 @@ def up(
             artifact = build_zip(config, log=output.info)
             ctx.artifact_sha256 = artifact.sha256
             output.info(f"deploying [bold]{config.app_name}[/] {version} to stage {config.stage} in {ctx.aws.region}")
-            outcomes = deploy.up(ctx, report=None if json_output else _report)
+            outcomes = deploy.up(ctx, report=(lambda _: None) if json_output else _report)
         if json_output:
             data = _status_fields(ctx.state, config)
             data["resources"] = [

@@ -167,6 +167,17 @@ def test_rollback_to_a_version_never_uploaded_is_refused(cli, aws_account) -> No
     aws_account.assert_stack("v1.0.0/example.zip")
 
 
+def test_up_json_gives_scripts_the_status_fields_and_each_resource(project: Path, aws_account) -> None:
+    result = CliRunner().invoke(app, ["up", "--version", "1.0.0", "--json", "--config", str(project / "deploy.toml")])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    api_id = aws_account.rest_apis()[0]["id"]
+    assert data["rest_api_id"] == api_id and data["version"] == "1.0.0" and data["stage"] == "test"
+    assert data["base_url"] == f"https://{api_id}.execute-api.us-east-1.amazonaws.com/test"
+    assert [item["action"] for item in data["resources"]] == ["create"] * 11
+    assert data["aws_calls"] == 20
+
+
 def test_plan_exits_3_when_up_would_change_something_and_0_when_not(cli, aws_account) -> None:
     cli("plan", "--version", "1.0.0", expect=3)
     assert aws_account.is_empty()  # plan only reads
