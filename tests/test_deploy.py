@@ -146,3 +146,20 @@ def test_down_treats_resources_already_gone_as_removed(make_context, aws_account
     outcomes = deploy.down(ctx, deploy.find_deployed(ctx))
     assert [outcome.change.action for outcome in outcomes] == ["delete", "absent", "delete"]
     assert aws_account.is_empty()
+
+
+def test_plan_reads_only_and_names_the_fields_that_differ(make_context, aws_account: Account, project: Path) -> None:
+    ctx = make_context("1.0.0")
+    ctx.artifact_sha256 = build(ctx.config).sha256
+    assert {change.action for change in deploy.plan(ctx)} == {"create"}
+    assert writes(ctx) == [] and aws_account.is_empty()
+
+    up(make_context, "1.0.0")
+    edit(project / "deploy.toml", "memory = 128", "memory = 512")
+    ctx = make_context("1.0.0")
+    ctx.artifact_sha256 = build(ctx.config).sha256
+    changes = {change.resource: change for change in deploy.plan(ctx)}
+    assert writes(ctx) == []
+    assert changes["function"].action == "update"
+    assert changes["function"].diffs == {"memorysize": (128, 512)}
+    assert [resource for resource, change in changes.items() if change.action != "unchanged"] == ["function"]
