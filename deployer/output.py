@@ -26,6 +26,7 @@ def escape(text: str) -> str:
 
     return rich_escape(text)
 
+
 PAST_TENSE = {
     "create": ("created", "green"),
     "update": ("updated", "yellow"),
