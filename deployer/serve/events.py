@@ -1,0 +1,272 @@
+"""HTTP <-> API Gateway REST proxy integration (payload 1.0), as DESIGN.md section 4 describes it.
+
+Pure functions, no I/O: `build_event` turns an HTTP request into the event a Lambda function
+receives behind an `ANY` method on `/` and `/{proxy+}`; `to_http_response` turns the function's
+answer back into a status, headers and body, or raises MalformedResponseError where API Gateway
+answers `502 {"message": "Internal server error"}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+LOCAL_ACCOUNT_ID = "123456789012"
+LOCAL_API_ID = "local00000"
+ROOT_RESOURCE = "/"
+PROXY_RESOURCE = "/{proxy+}"
+
+# What API Gateway answers when the integration fails or answers something it cannot map.
+INTERNAL_ERROR_STATUS = 502
+INTERNAL_ERROR_BODY = b'{"message": "Internal server error"}'
+
+# A REST proxy response may hold these keys and no others ("cookies" is HTTP API only).
+RESPONSE_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
+# Framing is the server's job: a function's own values for these would corrupt the response.
+HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+TEXT_MEDIA_TYPES = frozenset(
+    {
+        "application/json",
+        "application/xml",
+        "application/javascript",
+        "application/x-www-form-urlencoded",
+        "application/graphql",
+        "application/x-ndjson",
+    }
+)
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+GREEDY_PARAMETER = re.compile(r"\{([A-Za-z0-9_]+)\+\}$")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class MalformedResponseError(ValueError):
+    """The function answered something that is not a proxy response: API Gateway says 502."""
+
+
+def _fold(pairs: Iterable[tuple[str, str]], ignore_case: bool) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Single-value (the last one wins, as in API Gateway) and multi-value forms of repeated keys."""
+    spelling: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for key, value in pairs:
+        name = spelling.setdefault(key.lower() if ignore_case else key, key)
+        multi.setdefault(name, []).append(value)
+    return {name: values[-1] for name, values in multi.items()}, multi
+
+
+def is_text(content_type: str) -> bool:
+    """Whether a body of this media type travels as text; anything else is base64 (binary)."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return (
+        not media_type
+        or media_type.startswith("text/")
+        or media_type in TEXT_MEDIA_TYPES
+        or media_type.endswith(("+json", "+xml"))
+    )
+
+
+def encode_body(body: bytes, content_type: str) -> tuple[str | None, bool]:
+    """The event's `body` and `isBase64Encoded`: null when empty, base64 for binary or undecodable bytes."""
+    if not body:
+        return None, False
+    if is_text(content_type):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def path_parameters(resource: str, path: str) -> dict[str, str] | None:
+    """`{"proxy": "a/b"}` for `/{proxy+}` (decoded, as API Gateway passes it); null for a plain resource."""
+    greedy = GREEDY_PARAMETER.search(resource)
+    if greedy is None:
+        return None
+    prefix = resource[: greedy.start()]
+    if not path.startswith(prefix) or len(path) == len(prefix):
+        raise ValueError(f"path {path!r} does not match resource {resource!r}")
+    return {greedy.group(1): unquote(path[len(prefix) :])}
+
+
+def _request_time(epoch_ms: int) -> str:
+    moment = time.gmtime(epoch_ms / 1000)
+    return f"{moment.tm_mday:02d}/{MONTHS[moment.tm_mon - 1]}/{moment.tm_year}:" + time.strftime(
+        "%H:%M:%S +0000", moment
+    )
+
+
+def build_event(
+    method: str,
+    path: str,
+    query_string: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    stage: str,
+    resource_path: str | None = None,
+    source_ip: str = "127.0.0.1",
+    *,
+    request_id: str | None = None,
+    now_ms: int | None = None,
+    protocol: str = "HTTP/1.1",
+    account_id: str = LOCAL_ACCOUNT_ID,
+    api_id: str = LOCAL_API_ID,
+) -> dict[str, Any]:
+    """The REST proxy event for one request.
+
+    `path` is the request path as sent (percent-encoding kept, as API Gateway does), without the query
+    string; `headers` are (name, value) pairs in arrival order, repeats allowed. `resource_path` defaults
+    to `/` for the root and `/{proxy+}` for everything else.
+    """
+    resource = resource_path or (ROOT_RESOURCE if path == "/" else PROXY_RESOURCE)
+    single_headers, multi_headers = _fold(headers, ignore_case=True)
+    single_query, multi_query = _fold(parse_qsl(query_string, keep_blank_values=True), ignore_case=False)
+    lowered = {name.lower(): value for name, value in single_headers.items()}
+    text, is_base64 = encode_body(body, lowered.get("content-type", ""))
+    epoch_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    request_id = request_id or str(uuid.uuid4())
+    domain_name = lowered.get("host") or "localhost"
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": single_headers or None,
+        "multiValueHeaders": multi_headers or None,
+        "queryStringParameters": single_query or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": path_parameters(resource, path),
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": account_id,
+            "apiId": api_id,
+            "resourceId": "local0",
+            "resourcePath": resource,
+            "stage": stage,
+            "httpMethod": method,
+            "path": f"/{stage}{path}",
+            "protocol": protocol,
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "requestTime": _request_time(epoch_ms),
+            "requestTimeEpoch": epoch_ms,
+            "domainName": domain_name,
+            "domainPrefix": domain_name.split(".", 1)[0].split(":", 1)[0],
+            "identity": {
+                "accessKey": None,
+                "accountId": None,
+                "caller": None,
+                "cognitoAuthenticationProvider": None,
+                "cognitoAuthenticationType": None,
+                "cognitoIdentityId": None,
+                "cognitoIdentityPoolId": None,
+                "principalOrgId": None,
+                "sourceIp": source_ip,
+                "user": None,
+                "userAgent": lowered.get("user-agent"),
+                "userArn": None,
+            },
+        },
+        "body": text,
+        "isBase64Encoded": is_base64,
+    }
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _header_value(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str | int | float):
+        text = str(value)
+    else:
+        raise MalformedResponseError(f"header {name!r} must have a string value, not {_kind(value)}")
+    if any(character in text for character in "\r\n\0"):
+        raise MalformedResponseError(f"header {name!r} has a line break or NUL in its value")
+    return text
+
+
+def _header_name(name: Any) -> str:
+    if not isinstance(name, str) or not HEADER_NAME.fullmatch(name):
+        raise MalformedResponseError(f"invalid header name {name!r}")
+    return name
+
+
+def _headers(value: Any) -> list[tuple[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        raise MalformedResponseError(f"headers must be an object, not {_kind(value)}")
+    return [(_header_name(name), _header_value(name, item)) for name, item in value.items()]
+
+
+def _multi_value_headers(value: Any) -> list[tuple[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        raise MalformedResponseError(f"multiValueHeaders must be an object, not {_kind(value)}")
+    pairs = []
+    for name, items in value.items():
+        if not isinstance(items, list):
+            raise MalformedResponseError(f"multiValueHeaders {name!r} must be a list, not {_kind(items)}")
+        pairs.extend((_header_name(name), _header_value(name, item)) for item in items)
+    return pairs
+
+
+def _body(result: Mapping[str, Any]) -> bytes:
+    body = result.get("body")
+    encoded = result.get("isBase64Encoded", False)
+    if encoded is not None and not isinstance(encoded, bool):
+        raise MalformedResponseError(f"isBase64Encoded must be true or false, not {encoded!r}")
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise MalformedResponseError(f"body must be a string (serialise objects to JSON first), not {_kind(body)}")
+    if not encoded:
+        return body.encode("utf-8", "replace")
+    try:
+        return base64.b64decode("".join(body.split()), validate=True)  # line breaks are tolerated
+    except (binascii.Error, ValueError) as error:
+        raise MalformedResponseError(f"isBase64Encoded is true but body is not valid base64: {error}") from None
+
+
+def to_http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers (in order; repeats are separate headers) and body bytes of a proxy response.
+
+    `headers` and `multiValueHeaders` are merged; for a name in both (any case), the multi-value
+    form wins. Without a Content-Type the answer is `application/json`, as from API Gateway.
+    """
+    if not isinstance(result, Mapping):
+        raise MalformedResponseError(f"the function returned {_kind(result)}, not an object with a statusCode")
+    unknown = sorted(str(key) for key in result if key not in RESPONSE_KEYS)
+    if unknown:
+        raise MalformedResponseError(
+            f"unexpected key {unknown[0]!r}; a proxy response has only {', '.join(sorted(RESPONSE_KEYS))}"
+        )
+    if "statusCode" not in result:
+        raise MalformedResponseError("statusCode is missing")
+    status = result["statusCode"]
+    if not isinstance(status, int) or isinstance(status, bool):
+        raise MalformedResponseError(f"statusCode must be an integer, not {status!r}")
+    if not 100 <= status <= 599:
+        raise MalformedResponseError(f"statusCode {status} is not an HTTP status (100-599)")
+    body = _body(result)
+    multi = _multi_value_headers(result.get("multiValueHeaders"))
+    overridden = {name.lower() for name, _ in multi}
+    merged = [(name, value) for name, value in _headers(result.get("headers")) if name.lower() not in overridden]
+    merged = [(name, value) for name, value in merged + multi if name.lower() not in HOP_BY_HOP]
+    if not any(name.lower() == "content-type" for name, _ in merged):
+        merged.append(("Content-Type", "application/json"))
+    return status, merged, body
+
+
+def internal_error() -> tuple[int, list[tuple[str, str]], bytes]:
+    """API Gateway's answer when the function fails or its answer is malformed."""
+    headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InternalServerErrorException")]
+    return INTERNAL_ERROR_STATUS, headers, INTERNAL_ERROR_BODY

@@ -1,0 +1,241 @@
+"""`deployer serve`: an HTTP server in front of the function, playing API Gateway (DESIGN.md section 4).
+
+Each request becomes a REST proxy event (events.py), runs through the function's warm worker
+(runner.py), and its answer becomes the HTTP response. Anything wrong with the function gives
+API Gateway's `502 {"message": "Internal server error"}` and the reason on stderr; the server keeps
+serving. One line per request goes to stderr: method, path, status, milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+
+from deployer.config import Config
+from deployer.errors import DeployerError, UsageError
+from deployer.serve.events import MalformedResponseError, build_event, internal_error, to_http_response
+from deployer.serve.runner import FunctionError, FunctionRunner
+from deployer.serve.sandbox import interpreter_note
+
+MAX_REQUEST_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+FORWARDED_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})
+
+_console_lock = threading.Lock()
+
+
+def console(line: str) -> None:
+    """One line on the server's console (stderr); lines from concurrent requests do not interleave."""
+    with _console_lock:
+        print(line, file=sys.stderr, flush=True)
+
+
+class LocalApiServer(ThreadingHTTPServer):
+    """The emulated API: one stage, `ANY /` and `ANY /{proxy+}`, all going to one function."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], runner: FunctionRunner, stage: str) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.runner = runner
+        self.stage = stage
+        self.display_host = address[0]
+        super().__init__(address, ProxyRequestHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the host's FQDN, which can hang on a machine without DNS.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = self.display_host
+        self.server_port = self.port
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.display_host}]" if ":" in self.display_host else self.display_host
+        return f"http://{host}:{self.port}/"
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.runner.close()
+
+
+class ProxyRequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "deployer-serve"
+    server: LocalApiServer
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def proxy(self) -> None:
+        started = time.monotonic()
+        try:
+            status, headers, payload = self._answer()
+        except OSError:  # the client went away
+            self.close_connection = True
+            return
+        # Printed before the answer goes out, so that a client that got it can rely on the line.
+        console(f"{self.command} {self.path} {status} {(time.monotonic() - started) * 1000:.0f}ms")
+        try:
+            self._send(status, headers, payload)
+        except OSError:
+            self.close_connection = True
+
+    # API Gateway's `ANY` method
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = proxy
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silence http.server's access log: `proxy` prints its own line."""
+
+    def log_error(self, format: str, *args: object) -> None:
+        console(f"error: {format % args}")
+
+    def _answer(self) -> tuple[int, list[tuple[str, str]], bytes]:
+        path, _, query = self.path.partition("?")
+        path = path.partition("#")[0]
+        if not path.startswith("/"):
+            return 400, [("Content-Type", "application/json")], b'{"message": "Bad request"}'
+        try:
+            body = self._read_body()
+        except ValueError as error:
+            self.close_connection = True
+            status = 413 if "too large" in str(error) else 400
+            message = b'{"message": "Request Too Long"}' if status == 413 else b'{"message": "Bad request"}'
+            return status, [("Content-Type", "application/json")], message
+        event = build_event(
+            self.command,
+            path,
+            query,
+            self._event_headers(),
+            body,
+            self.server.stage,
+            source_ip=self.client_address[0],
+            protocol=self.request_version,
+        )
+        request_id = event["requestContext"]["requestId"]
+        try:
+            status, headers, payload = to_http_response(self.server.runner.invoke(event))
+        except FunctionError as error:
+            self._report(f"the function failed: {error.error_type}: {error.message}", error.stack_trace)
+            status, headers, payload = internal_error()
+        except MalformedResponseError as error:
+            self._report(f"malformed Lambda proxy response: {error}")
+            status, headers, payload = internal_error()
+        return status, [*headers, ("x-amzn-RequestId", request_id)], payload
+
+    def _event_headers(self) -> list[tuple[str, str]]:
+        """The request's headers plus what API Gateway adds: the client's address, the port and the scheme."""
+        client = self.client_address[0]
+        previous = self.headers.get("X-Forwarded-For")
+        headers = [(name, value) for name, value in self.headers.items() if name.lower() not in FORWARDED_HEADERS]
+        return [
+            *headers,
+            ("X-Forwarded-For", f"{previous}, {client}" if previous else client),
+            ("X-Forwarded-Port", str(self.server.port)),
+            ("X-Forwarded-Proto", "http"),
+        ]
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0:
+            raise ValueError("negative Content-Length")
+        if length > MAX_REQUEST_BODY:
+            raise ValueError("request body too large")
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            size = int(self.rfile.readline(1024).split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                break
+            if len(body) + size > MAX_REQUEST_BODY:
+                raise ValueError("request body too large")
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)
+        while self.rfile.readline(1024).strip():  # trailers
+            pass
+        return bytes(body)
+
+    def _send(self, status: int, headers: Sequence[tuple[str, str]], payload: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        without_body = status < 200 or status in (204, 304)
+        if not without_body:
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if not without_body and self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _report(self, reason: str, details: Sequence[str] = ()) -> None:
+        lines = [f"error: {self.command} {self.path}: {reason} (answered 502)"]
+        lines += ["    " + line for detail in details for line in str(detail).rstrip("\n").split("\n")]
+        console("\n".join(lines))
+
+
+def make_server(
+    config: Config, host: str = "127.0.0.1", port: int = 3000, code_dirs: Sequence[Path] | None = None
+) -> LocalApiServer:
+    """A bound, not yet serving, server for `config`'s function; port 0 picks a free port."""
+    if not config.source.is_dir():
+        raise UsageError(f"{config.path}: [function] source {config.source} is not a folder; create it or fix the path")
+    region = config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    runner = FunctionRunner(
+        config.source,
+        config.handler,
+        config.runtime,
+        config.timeout,
+        config.memory,
+        config.app_name,
+        code_dirs=list(code_dirs or ()),
+        environment=config.environment,
+        region=region,
+        console=console,
+    )
+    try:
+        return LocalApiServer((host, port), runner, config.stage)
+    except OSError as error:
+        runner.close()
+        raise DeployerError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port or --host"
+        ) from None
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(config: Config, host: str = "127.0.0.1", port: int = 3000, code_dirs: list[Path] | None = None) -> None:
+    """Blocks serving HTTP until KeyboardInterrupt (or SIGTERM); prints one startup line with the URL."""
+    server = make_server(config, host, port, code_dirs)
+    note = interpreter_note(config.runtime)
+    if note:
+        console(note)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    print(
+        f"Serving {config.app_name} ({config.runtime}, {config.handler}) on {server.url} - press Ctrl-C to stop",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console("stopping")
+    finally:
+        server.server_close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
