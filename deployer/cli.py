@@ -333,11 +333,15 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Run the function locally behind an API Gateway proxy emulation."""
+    from deployer.dependencies import bundle_dependencies
+    from deployer.serve import serve as serve_locally
+
     with reported_errors():
         config = _load(config_path)
-        from deployer.serve import serve as serve_locally
-
-        serve_locally(config, host=host, port=port)
+        # Serve what would be deployed: the source plus its bundled dependencies, nothing of the tool's own.
+        bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.info)
+        code_dirs = [] if bundled is None else [bundled if config.is_python else bundled / "node_modules"]
+        serve_locally(config, host=host, port=port, code_dirs=code_dirs)
 
 
 def main() -> None:
