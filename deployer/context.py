@@ -40,6 +40,7 @@ class Context:
     version: str | None = None
     artifact_sha256: str | None = None  # hex sha256 of the zip being deployed
     force: bool = False
+    local_endpoint: str | None = None  # `--local`: the embedded emulator, whose data plane serves the API
     # Learned along the way, so later steps need not ask AWS again.
     function_created: bool = False
     api_changed: bool = False

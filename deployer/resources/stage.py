@@ -26,6 +26,8 @@ def fingerprint(ctx: Context) -> str:
 
 
 def base_url(ctx: Context) -> str:
+    if ctx.local_endpoint:
+        return f"{ctx.local_endpoint}/restapis/{ctx.state.rest_api_id}/{ctx.config.stage}/_user_request_/"
     return f"https://{ctx.state.rest_api_id}.execute-api.{ctx.aws.region}.amazonaws.com/{ctx.config.stage}"
 
 
