@@ -62,6 +62,10 @@ def up(ctx: Context, report: Report = lambda _: None) -> list[Outcome]:
         outcome = Outcome(change, time.monotonic() - started)
         report(outcome)
         outcomes.append(outcome)
+    # The function now serves this version's artifact, whether this run changed it or found it so
+    # (a run killed after CreateFunction, a lost state file): record it either way.
+    ctx.state.version, ctx.state.bucket, ctx.state.key = ctx.version, ctx.config.bucket, ctx.artifact_key
+    ctx.state.artifact_sha256 = ctx.artifact_sha256
     ctx.state.record("up", ctx.version)
     ctx.save()
     return outcomes
@@ -122,17 +126,22 @@ def find_deployed(ctx: Context) -> Found:
     api_ids = [state.rest_api_id] if state.rest_api_id else [api["id"] for api in rest_api.find_tagged(ctx)]
     function_name = state.function_name
     role_name = state.role_name
+
+    def ours(tags: dict[str, str]) -> bool:
+        """Found by name only: ours if it carries the app's tag (every resource is created with it)."""
+        return tags.get("deployer:app") == config.app_name
+
     if not function_name:
         try:
-            ctx.aws.lambda_.get_function(FunctionName=config.app_name)
-            function_name = config.app_name
+            found = ctx.aws.lambda_.get_function(FunctionName=config.app_name)
+            function_name = config.app_name if ours(found.get("Tags", {})) else None
         except ClientError as error:
             if "ResourceNotFoundException" not in str(error):
                 raise
     if not role_name:
         try:
-            ctx.aws.iam.get_role(RoleName=config.role_name)
-            role_name = config.role_name
+            role = ctx.aws.iam.get_role(RoleName=config.role_name)["Role"]
+            role_name = config.role_name if ours({tag["Key"]: tag["Value"] for tag in role.get("Tags", [])}) else None
         except ClientError as error:
             if "NoSuchEntity" not in str(error):
                 raise
