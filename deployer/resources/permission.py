@@ -50,6 +50,7 @@ class Permission:
         statement = _statement(ctx)
         if statement is None:
             return Change(self.resource, STATEMENT_ID, "create")
+        ctx.state.permission_statement_id = STATEMENT_ID  # learned, like the other IDs (a lost state file)
         diffs = _differences(ctx, statement)
         return Change(self.resource, STATEMENT_ID, "update" if diffs else "unchanged", diffs)
 
