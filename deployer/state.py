@@ -32,6 +32,7 @@ class State:
     version: str | None = None
     bucket: str | None = None
     key: str | None = None
+    unfinished_bucket: str | None = None  # created, not yet made private and encrypted (a run died in between)
     artifact_sha256: str | None = None
     role_name: str | None = None
     role_arn: str | None = None
@@ -52,7 +53,7 @@ class State:
 
     def forget_resources(self) -> None:
         """After `down`: nothing is deployed any more, the history stays."""
-        keep = {"app", "stage", "region", "history"}
+        keep = {"app", "stage", "region", "history", "unfinished_bucket"}  # down leaves the bucket
         for item in fields(self):
             if item.name not in keep:
                 setattr(self, item.name, None)

@@ -80,6 +80,8 @@ class Artifact:
         return Change(self.resource, name, "update", {"sha256": (published, ctx.artifact_sha256)})
 
     def apply(self, ctx: Context, change: Change) -> None:
+        if ctx.state.unfinished_bucket == ctx.config.bucket:
+            create_bucket(ctx)  # a run died after creating the bucket, before making it private and encrypted
         try:
             self._upload(ctx)
         except ClientError as error:
@@ -110,11 +112,15 @@ class Artifact:
 
 
 def create_bucket(ctx: Context) -> None:
-    """A private, encrypted bucket in the app's region."""
+    """A private, encrypted bucket in the app's region; safe to run again on a bucket it created."""
     s3, bucket = ctx.aws.s3, ctx.config.bucket
     options: dict[str, Any] = {}
     if ctx.aws.region != "us-east-1":  # us-east-1 refuses an explicit location constraint
         options["CreateBucketConfiguration"] = {"LocationConstraint": ctx.aws.region}
+    # Noted before the bucket exists, cleared once it is private and encrypted: a run killed in between
+    # leaves the note, and the next run finishes the settings (a bucket found later is never ours to change).
+    ctx.state.unfinished_bucket = bucket
+    ctx.save()
     try:
         s3.create_bucket(Bucket=bucket, **options)
     except ClientError as error:
@@ -137,3 +143,5 @@ def create_bucket(ctx: Context) -> None:
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
         },
     )
+    ctx.state.unfinished_bucket = None
+    ctx.save()
