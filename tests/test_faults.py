@@ -1,0 +1,424 @@
+"""What real AWS does that moto does not (DESIGN.md section 3), injected in front of moto: `up` survives each.
+
+Every test injects one behaviour with tests/faults.py, then checks three things: the up succeeds, the
+account ends up exactly right (Account.assert_stack), and the retry or wait that saved it really
+happened (the deployer's backoff delays, botocore's retry attempts, the waiter's polls). Where the
+injected answer is one only the deployer retries, the test first shows that without that retry the
+same answer fails the deploy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import typer
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+from deployer import cli, deploy
+from deployer.aws import RETRY_POLICY
+from deployer.build import build
+from deployer.context import Context
+from deployer.resources.permission import STATEMENT_ID
+from tests.account import APP, BUCKET, Account
+from tests.faults import (
+    CONCURRENT_MODIFICATION,
+    ROLE_NOT_ASSUMABLE,
+    RUNTIME_RETIRED,
+    STATEMENT_EXISTS,
+    THROTTLES,
+    UPDATE_IN_PROGRESS,
+    Sleeps,
+    fail,
+    give_up_at_once,
+    retry_attempts,
+    rewrite,
+    throttle,
+    throttle_randomly,
+    without_botocore_retries,
+)
+from tests.faults import no_botocore_sleep as _no_botocore_sleep
+
+# The 20 calls of a fresh up into an account without the bucket (pinned in test_deploy.py).
+FRESH_UP_CALLS = [
+    "HeadObject", "PutObject", "CreateBucket", "PutPublicAccessBlock", "PutBucketEncryption", "PutObject",
+    "GetRole", "CreateRole", "AttachRolePolicy", "GetFunction", "CreateFunction", "GetRestApis", "CreateRestApi",
+    "CreateResource", "PutMethod", "PutMethod", "PutIntegration", "PutIntegration", "CreateDeployment",
+    "AddPermission",
+]  # fmt: skip
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
+    return _no_botocore_sleep(monkeypatch)
+
+
+def up(make_context, version: str, session: boto3.Session | None = None) -> Context:
+    ctx = make_context(version, session=session or boto3.Session())
+    ctx.artifact_sha256 = build(ctx.config).sha256
+    deploy.up(ctx)
+    return ctx
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new))
+
+
+def segment(calls: list[str], start: str, length: int) -> list[str]:
+    """The `length` calls from the first `start` on."""
+    index = calls.index(start)
+    return calls[index : index + length]
+
+
+def statements(account: Account) -> list[dict[str, Any]]:
+    return json.loads(account.client("lambda").get_policy(FunctionName=APP)["Policy"])["Statement"]
+
+
+# IAM propagation -----------------------------------------------------------------------------------------
+
+
+def test_create_function_is_retried_with_growing_delays_while_the_new_role_cannot_be_assumed(
+    make_context, aws_account: Account, no_waiting: list[float], sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = boto3.Session()
+    fault = fail(session, "lambda", "CreateFunction", "InvalidParameterValueException", ROLE_NOT_ASSUMABLE, times=4)
+
+    with monkeypatch.context() as patch:  # without the deployer's retry, the first refusal is final
+        give_up_at_once(patch)
+        with pytest.raises(ClientError, match="cannot be assumed by Lambda"):
+            up(make_context, "1.0.0", session)
+    assert (fault.seen, no_waiting) == (1, [])  # botocore did not retry it either
+
+    ctx = up(make_context, "1.0.0", session)
+    assert fault.injected == 4
+    assert ctx.aws.calls.count("CreateFunction") == 4  # three refusals, then the function
+    assert no_waiting == [1.0, 2.0, 4.0]  # exponential backoff
+    assert sleeps.retries == []  # all of it was the deployer's retry, not botocore's
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_a_role_change_is_retried_until_lambda_can_assume_the_role(
+    make_context, aws_account: Account, no_waiting: list[float], sleeps: Sleeps
+) -> None:
+    up(make_context, "1.0.0")
+    # Someone pointed the function at another role; up puts it back on the app's role.
+    iam = aws_account.client("iam")
+    other = iam.create_role(
+        RoleName="other-role", Path="/other/", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
+    )["Role"]
+    aws_account.client("lambda").update_function_configuration(FunctionName=APP, Role=other["Arn"])
+
+    session = boto3.Session()
+    fault = fail(
+        session, "lambda", "UpdateFunctionConfiguration", "InvalidParameterValueException", ROLE_NOT_ASSUMABLE, times=2
+    )
+    ctx = up(make_context, "1.0.0", session)
+    assert fault.injected == 2
+    assert [call for call in ctx.aws.calls if call.startswith("Update")] == ["UpdateFunctionConfiguration"] * 3
+    assert no_waiting == [1.0, 2.0]
+    stack = aws_account.assert_stack("v1.0.0/example.zip")
+    assert stack["function"]["Role"] == stack["role"]["Arn"]
+
+
+# Function states: ResourceConflictException, Pending, InProgress -----------------------------------------
+
+
+def test_an_update_in_progress_is_waited_for_then_the_code_update_is_retried(
+    make_context, aws_account: Account, project: Path, no_waiting: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    up(make_context, "1.0.0")
+    edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
+    arn = aws_account.functions()[0]["FunctionArn"]
+    session = boto3.Session()
+    fault = fail(
+        session, "lambda", "UpdateFunctionCode", "ResourceConflictException", UPDATE_IN_PROGRESS.format(arn=arn), 409, 2
+    )
+
+    with monkeypatch.context() as patch:  # a 409 botocore does not retry: alone, it fails the deploy
+        give_up_at_once(patch)
+        with pytest.raises(ClientError, match="An update is in progress"):
+            up(make_context, "1.0.1", session)
+    assert fault.seen == 1
+
+    ctx = up(make_context, "1.0.1", session)
+    # Refused, then the function_updated_v2 waiter reads the function, then the update again.
+    assert segment(ctx.aws.calls, "UpdateFunctionCode", 3) == [
+        "UpdateFunctionCode",
+        "GetFunction",
+        "UpdateFunctionCode",
+    ]
+    assert no_waiting == [1.0]
+    aws_account.assert_stack("v1.0.1/example.zip")
+
+
+def in_progress(parsed: dict[str, Any]) -> None:
+    configuration = parsed.get("Configuration", parsed)  # GetFunction nests it; the updates answer it flat
+    configuration["LastUpdateStatus"] = "InProgress"
+
+
+Rewrite = Callable[[dict[str, Any]], None]
+
+
+def for_first(count: int, change: Rewrite) -> Rewrite:
+    """Apply `change` to the first `count` answers only."""
+    seen = [0]
+
+    def apply(parsed: dict[str, Any]) -> None:
+        seen[0] += 1
+        if seen[0] <= count:
+            change(parsed)
+
+    return apply
+
+
+def test_a_new_function_still_pending_is_waited_for_before_the_api_is_wired(
+    make_context, aws_account: Account, sleeps: Sleeps
+) -> None:
+    session = boto3.Session()
+
+    def pending(parsed: dict[str, Any]) -> None:
+        configuration = parsed.get("Configuration", parsed)
+        configuration["State"], configuration["StateReasonCode"] = "Pending", "Creating"
+
+    rewrite(session, "lambda", "CreateFunction", pending)
+    rewrite(session, "lambda", "GetFunction", for_first(2, pending))  # the waiter's first two polls: still Pending
+    ctx = up(make_context, "1.0.0", session)
+    assert segment(ctx.aws.calls, "CreateFunction", 5) == [
+        "CreateFunction", "GetFunction", "GetFunction", "GetFunction", "GetRestApis",
+    ]  # fmt: skip
+    assert sleeps.waiter == [2, 2]  # function_active_v2, at the deployer's 2 s delay
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_a_code_update_in_progress_is_waited_for_before_the_configuration_changes(
+    make_context, aws_account: Account, project: Path, sleeps: Sleeps
+) -> None:
+    up(make_context, "1.0.0")
+    edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
+    edit(project / "deploy.toml", "memory = 128", "memory = 256")
+    session = boto3.Session()
+    rewrite(session, "lambda", "UpdateFunctionCode", in_progress)
+    rewrite(session, "lambda", "UpdateFunctionConfiguration", in_progress)
+    polls = [0]
+
+    def after_the_plan(parsed: dict[str, Any]) -> None:
+        polls[0] += 1
+        if polls[0] in (2, 3):  # the plan's read is settled; the first two polls after the code update are not
+            in_progress(parsed)
+
+    rewrite(session, "lambda", "GetFunction", after_the_plan)
+    ctx = up(make_context, "1.0.1", session)
+    assert segment(ctx.aws.calls, "GetFunction", 7) == [
+        "GetFunction", "UpdateFunctionCode", "GetFunction", "GetFunction", "GetFunction",
+        "UpdateFunctionConfiguration", "GetFunction",
+    ]  # fmt: skip
+    assert sleeps.waiter == [2, 2]
+    aws_account.assert_stack("v1.0.1/example.zip")
+    assert aws_account.functions()[0]["MemorySize"] == 256
+
+
+def test_a_function_found_mid_update_is_waited_for_before_it_is_changed(
+    make_context, aws_account: Account, project: Path, sleeps: Sleeps
+) -> None:
+    up(make_context, "1.0.0")
+    edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
+    session = boto3.Session()
+    rewrite(session, "lambda", "GetFunction", for_first(2, in_progress))  # the plan's read and the first poll
+    ctx = up(make_context, "1.0.1", session)
+    assert segment(ctx.aws.calls, "GetFunction", 4) == [
+        "GetFunction",
+        "GetFunction",
+        "GetFunction",
+        "UpdateFunctionCode",
+    ]
+    assert sleeps.waiter == [2]
+    aws_account.assert_stack("v1.0.1/example.zip")
+
+
+# API Gateway ----------------------------------------------------------------------------------------------
+
+
+def test_api_gateway_concurrent_modification_is_retried_on_integrations_and_deployments(
+    make_context, aws_account: Account, no_waiting: list[float], sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = boto3.Session()
+    integration = fail(session, "apigateway", "PutIntegration", "ConflictException", CONCURRENT_MODIFICATION, 409, 3)
+    deployment = fail(session, "apigateway", "CreateDeployment", "ConflictException", CONCURRENT_MODIFICATION, 409, 2)
+
+    with monkeypatch.context() as patch:
+        give_up_at_once(patch)
+        with pytest.raises(ClientError, match="concurrent modification"):
+            up(make_context, "1.0.0", session)
+    assert (integration.seen, deployment.seen) == (1, 0)
+
+    ctx = up(make_context, "1.0.0", session)
+    assert (integration.injected, deployment.injected) == (3, 2)
+    assert ctx.aws.calls.count("PutIntegration") == 2 + 2
+    assert ctx.aws.calls.count("CreateDeployment") == 1 + 2
+    assert no_waiting == [1.0, 2.0, 1.0, 2.0]
+    assert sleeps.retries == []
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+# Throttling: botocore's standard retries, as deployer.aws configures them ----------------------------------
+
+THROTTLED_CALLS = [  # (service, operation, a call that makes it)
+    ("apigateway", "CreateRestApi", lambda client: client.create_rest_api(name="x")),
+    ("iam", "ListRoles", lambda client: client.list_roles()),
+    ("s3", "ListBuckets", lambda client: client.list_buckets()),
+    ("lambda", "ListFunctions", lambda client: client.list_functions()),
+]
+
+
+@pytest.mark.parametrize(("service", "operation", "call"), THROTTLED_CALLS, ids=[item[0] for item in THROTTLED_CALLS])
+def test_each_services_throttling_fails_a_single_attempt_and_is_retried_in_standard_mode(
+    aws_account: Account, sleeps: Sleeps, service: str, operation: str, call
+) -> None:
+    session = boto3.Session(region_name="us-east-1")
+    fault = throttle(session, service, operation, times=4)
+    once = session.client(service, config=BotoConfig(retries={"mode": "standard", "total_max_attempts": 1}))
+    with pytest.raises(ClientError) as refused:
+        call(once)
+    assert refused.value.response["Error"]["Code"] == THROTTLES[service][0]
+
+    retried = session.client(service, config=BotoConfig(retries=RETRY_POLICY))
+    response = call(retried)
+    assert response["ResponseMetadata"]["RetryAttempts"] == 3
+    assert (fault.seen, fault.injected) == (5, 4)
+    assert len(sleeps.retries) == 3
+
+
+def test_throttling_on_iam_s3_lambda_and_api_gateway_is_retried_by_botocore(
+    make_context, aws_account: Account, no_waiting: list[float], sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = boto3.Session()
+    faults = [
+        throttle(session, "s3", "PutObject", times=1 + 3),
+        throttle(session, "iam", "CreateRole", times=3),
+        throttle(session, "lambda", "CreateFunction", times=2),
+        throttle(session, "apigateway", "CreateDeployment", times=6),  # more than botocore's legacy mode's 4 retries
+    ]
+    attempts = {
+        operation: retry_attempts(session, service, operation)
+        for service, operation in [
+            ("s3", "PutObject"), ("iam", "CreateRole"), ("lambda", "CreateFunction"), ("apigateway", "CreateDeployment")
+        ]
+    }  # fmt: skip
+    with monkeypatch.context() as patch:  # without botocore's retries, the first throttle fails the deploy
+        without_botocore_retries(patch)
+        with pytest.raises(ClientError, match="SlowDown"):
+            up(make_context, "1.0.0", session)
+    assert (faults[0].seen, sleeps.retries) == (1, [])
+
+    ctx = up(make_context, "1.0.0", session)
+    assert [fault.injected for fault in faults] == [1 + 3, 3, 2, 6]
+    # After the failed try: the first PutObject took 3 retries to be told NoSuchBucket; the others 3, 2, 6 to succeed.
+    assert attempts == {"PutObject": [0, 3, 0], "CreateRole": [3], "CreateFunction": [2], "CreateDeployment": [6]}
+    assert len(sleeps.retries) == 3 + 3 + 2 + 6
+    assert ctx.aws.calls == FRESH_UP_CALLS  # botocore retried under each call; the deployer saw none of it
+    assert no_waiting == []
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+@pytest.mark.parametrize("seed", [1, 3, 4])  # seeds that throttle all four services, 7 to 11 times
+def test_a_whole_deploy_with_a_quarter_of_all_requests_throttled_succeeds(
+    make_context, aws_account: Account, no_waiting: list[float], sleeps: Sleeps, seed: int
+) -> None:
+    session = boto3.Session()
+    throttling = throttle_randomly(session, rate=0.25, seed=seed)
+    ctx = up(make_context, "1.0.0", session)
+    throttled = sum(throttling.injected.values())
+    assert {name.split(".")[0] for name in throttling.injected} == {"s3", "iam", "lambda", "apigateway"}
+    assert throttled >= 7 and throttling.requests == len(FRESH_UP_CALLS) + throttled
+    assert len(sleeps.retries) == throttled
+    assert ctx.aws.calls == FRESH_UP_CALLS
+    assert no_waiting == []
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+# Permissions ------------------------------------------------------------------------------------------------
+
+
+def add_statement(account: Account, source_arn: str | None = None):
+    """What a concurrent (or killed) run did just before us: it added the statement. As the request asks, or not."""
+
+    def before(request: Any) -> None:
+        asked = json.loads(request.body)
+        account.client("lambda").add_permission(
+            FunctionName=APP,
+            StatementId=asked["StatementId"],
+            Action=asked["Action"],
+            Principal=asked["Principal"],
+            SourceArn=source_arn or asked["SourceArn"],
+        )
+
+    return before
+
+
+def test_a_statement_another_run_just_added_is_taken_as_done(make_context, aws_account: Account) -> None:
+    session = boto3.Session()
+    message = STATEMENT_EXISTS.format(sid=STATEMENT_ID)
+    fault = fail(
+        session, "lambda", "AddPermission", "ResourceConflictException", message, 409, before=add_statement(aws_account)
+    )
+    ctx = up(make_context, "1.0.0", session)
+    assert fault.injected == 1
+    assert ctx.aws.calls[-2:] == ["AddPermission", "GetPolicy"]  # refused, read, found the same: done
+    aws_account.assert_stack("v1.0.0/example.zip")
+    assert len(statements(aws_account)) == 1
+    assert ctx.state.permission_statement_id == STATEMENT_ID
+
+
+def test_a_statement_another_run_added_for_another_api_is_replaced(make_context, aws_account: Account) -> None:
+    session = boto3.Session()
+    old_api = "arn:aws:execute-api:us-east-1:123456789012:oldapi1234/*/*"
+    message = STATEMENT_EXISTS.format(sid=STATEMENT_ID)
+    before = add_statement(aws_account, source_arn=old_api)
+    fail(session, "lambda", "AddPermission", "ResourceConflictException", message, 409, before=before)
+    ctx = up(make_context, "1.0.0", session)
+    assert ctx.aws.calls[-4:] == ["AddPermission", "GetPolicy", "RemovePermission", "AddPermission"]
+    stack = aws_account.assert_stack("v1.0.0/example.zip")
+    [statement] = statements(aws_account)
+    assert stack["api"]["id"] in statement["Condition"]["ArnLike"]["AWS:SourceArn"]
+
+
+def test_a_statement_naming_an_old_api_is_replaced(make_context, aws_account: Account) -> None:
+    up(make_context, "1.0.0")
+    functions = aws_account.client("lambda")
+    functions.remove_permission(FunctionName=APP, StatementId=STATEMENT_ID)
+    functions.add_permission(
+        FunctionName=APP,
+        StatementId=STATEMENT_ID,
+        Action="lambda:InvokeFunction",
+        Principal="apigateway.amazonaws.com",
+        SourceArn="arn:aws:execute-api:us-east-1:123456789012:oldapi1234/*/*",
+    )
+    ctx = up(make_context, "1.0.0")
+    assert [call for call in ctx.aws.calls if call.endswith("Permission")] == ["RemovePermission", "AddPermission"]
+    stack = aws_account.assert_stack("v1.0.0/example.zip")
+    [statement] = statements(aws_account)
+    assert stack["api"]["id"] in statement["Condition"]["ArnLike"]["AWS:SourceArn"]
+
+
+# Runtimes ---------------------------------------------------------------------------------------------------
+
+
+def test_a_runtime_lambda_refuses_is_one_clear_line_and_exit_1(
+    make_context, aws_account: Account, no_waiting: list[float], capsys: pytest.CaptureFixture[str]
+) -> None:
+    session = boto3.Session()
+    fault = fail(session, "lambda", "CreateFunction", "InvalidParameterValueException", RUNTIME_RETIRED, times=5)
+    with pytest.raises(typer.Exit) as exited, cli.reported_errors():
+        up(make_context, "1.0.0", session)
+    assert exited.value.exit_code == 1
+    assert fault.seen == 1 and no_waiting == []  # final at once: retrying would not help
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert "AWS refused CreateFunction: InvalidParameterValueException: The runtime parameter of nodejs6.10" in error
+    assert aws_account.functions() == []
+    assert [bucket["Name"] for bucket in aws_account.client("s3").list_buckets()["Buckets"]] == [BUCKET]
