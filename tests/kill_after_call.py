@@ -1,0 +1,45 @@
+"""Run the deployer CLI, and signal ourselves right after its Nth AWS call: a crash (or a pause) between two calls.
+
+    DEPLOYER_TEST_AFTER_CALL=N [DEPLOYER_TEST_SIGNAL=KILL|STOP] python tests/kill_after_call.py up --version 1.0.0
+
+The hook goes into botocore's built-in handlers before any session exists, so every client of the run
+has it; it fires after each call's answer is parsed (refusals included), before the deployer sees it.
+With N unset or 0 nothing is signalled and the number of calls is printed on stderr at exit as
+`aws calls: N`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+from typing import Any
+
+from botocore.handlers import BUILTIN_HANDLERS
+
+AFTER_CALL = int(os.environ.get("DEPLOYER_TEST_AFTER_CALL", "0"))
+SIGNAL = getattr(signal, "SIG" + os.environ.get("DEPLOYER_TEST_SIGNAL", "KILL"))
+calls = 0
+
+
+def after_call(**_: Any) -> None:
+    global calls
+    calls += 1
+    if calls == AFTER_CALL:
+        os.kill(os.getpid(), SIGNAL)
+
+
+def report() -> None:
+    print(f"aws calls: {calls}", file=sys.stderr)
+
+
+BUILTIN_HANDLERS.append(("after-call.*.*", after_call))
+if not AFTER_CALL:
+    atexit.register(report)
+
+if __name__ == "__main__":
+    from deployer.cli import main
+
+    sys.argv[0] = "deployer"
+    main()
