@@ -1,0 +1,243 @@
+"""Lost state, stale state and concurrent runs: the account is the truth, the state file only a cache of it.
+
+A lost state file is rebuilt from the account (resources found by name and tags); a state file naming
+something deleted by hand is corrected; two runs on one stage never overlap, and a lock left by a
+dead run does not block the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import boto3
+import pytest
+
+from deployer import deploy
+from deployer.aws import is_mutating
+from deployer.build import build
+from deployer.context import Context
+from deployer.errors import DeployerError
+from tests.account import APP, Account
+from tests.conftest import run_deployer
+from tests.test_crash import run_until_call
+
+TAGS = {"deployer:app": APP, "deployer:stage": "test"}
+ROLE = f"{APP}-lambda-exec"
+
+
+def up(make_context, version: str = "1.0.0") -> Context:
+    ctx = make_context(version)
+    ctx.artifact_sha256 = build(ctx.config).sha256
+    deploy.up(ctx)
+    return ctx
+
+
+def writes(ctx: Context) -> list[str]:
+    return [call for call in ctx.aws.calls if is_mutating(call)]
+
+
+def resources_of(ctx: Context) -> dict[str, object]:
+    """What the state says is deployed: everything but the history."""
+    return {key: value for key, value in asdict(ctx.state).items() if key != "history"}
+
+
+def state_file(project: Path) -> Path:
+    return project / ".deployer" / "test.json"
+
+
+# Lost and stale state ---------------------------------------------------------------------------------------
+
+
+def test_a_lost_state_file_is_rebuilt_from_the_account_without_a_single_write(
+    make_context, aws_account: Account, project: Path
+) -> None:
+    before = resources_of(up(make_context))
+    state_file(project).unlink()
+
+    ctx = up(make_context)
+    assert writes(ctx) == []
+    aws_account.assert_stack("v1.0.0/example.zip")
+    assert resources_of(ctx) == before  # every ID and the deployed version found again
+    assert resources_of(make_context()) == before  # and saved
+
+
+def test_a_rest_api_deleted_by_hand_is_recreated_and_the_permission_follows_it(
+    make_context, aws_account: Account
+) -> None:
+    old_id = up(make_context).state.rest_api_id
+    aws_account.client("apigateway").delete_rest_api(restApiId=old_id)
+
+    ctx = up(make_context)
+    assert writes(ctx) == [
+        "CreateRestApi", "CreateResource", "PutMethod", "PutMethod", "PutIntegration", "PutIntegration",
+        "CreateDeployment", "RemovePermission", "AddPermission",
+    ]  # fmt: skip
+    stack = aws_account.assert_stack("v1.0.0/example.zip")  # the one grant names the new API
+    new_id = stack["api"]["id"]
+    assert new_id != old_id
+    assert ctx.state.rest_api_id == new_id and new_id in (ctx.state.base_url or "")
+
+
+def test_down_without_a_state_file_finds_the_tagged_resources_and_removes_them(
+    make_context, aws_account: Account, project: Path
+) -> None:
+    api_id = up(make_context).state.rest_api_id
+    state_file(project).unlink()
+
+    ctx = make_context()
+    found = deploy.find_deployed(ctx)
+    assert (found.rest_api_ids, found.function_name, found.role_name) == ([api_id], APP, ROLE)
+    deploy.down(ctx, found)
+    assert aws_account.is_empty()
+
+
+def test_down_without_a_state_file_leaves_look_alikes_without_the_apps_tags_alone(
+    make_context, aws_account: Account
+) -> None:
+    """Same names, made by someone else (no deployer tags): not ours to delete."""
+    aws_account.client("s3").create_bucket(Bucket="somebody-elses-code")
+    aws_account.client("s3").put_object(Bucket="somebody-elses-code", Key="code.zip", Body=b"PK\x05\x06" + bytes(18))
+    role = aws_account.client("iam").create_role(
+        RoleName=ROLE, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )["Role"]
+    aws_account.client("lambda").create_function(
+        FunctionName=APP,
+        Runtime="python3.13",
+        Role=role["Arn"],
+        Handler="main.handler",
+        Code={"S3Bucket": "somebody-elses-code", "S3Key": "code.zip"},
+    )
+    aws_account.client("apigateway").create_rest_api(name=APP)
+
+    ctx = make_context()
+    found = deploy.find_deployed(ctx)
+    assert found.empty, found
+    assert (len(aws_account.roles()), len(aws_account.functions()), len(aws_account.rest_apis())) == (1, 1, 1)
+
+
+def test_two_tagged_apis_with_the_apps_name_are_refused_naming_both_and_nothing_is_created(
+    make_context, aws_account: Account, project: Path
+) -> None:
+    first = up(make_context).state.rest_api_id
+    state_file(project).unlink()
+    second = aws_account.client("apigateway").create_rest_api(name=APP, tags=TAGS)["id"]
+
+    ctx = make_context("1.0.0")
+    ctx.artifact_sha256 = build(ctx.config).sha256
+    with pytest.raises(DeployerError, match=rf"found 2 REST APIs named {APP}") as refused:
+        deploy.up(ctx)
+    assert first in str(refused.value) and second in str(refused.value)
+    assert "delete-rest-api" in str(refused.value)  # and what to do about it
+    assert writes(ctx) == []
+    assert sorted(api["id"] for api in aws_account.rest_apis()) == sorted([first, second])
+
+
+def test_the_role_the_function_and_the_api_carry_the_app_and_stage_tags(make_context, aws_account: Account) -> None:
+    ctx = up(make_context)
+    iam, functions = aws_account.client("iam"), aws_account.client("lambda")
+    role_tags = {tag["Key"]: tag["Value"] for tag in iam.list_role_tags(RoleName=ROLE)["Tags"]}
+    function_tags = functions.list_tags(Resource=ctx.state.function_arn)["Tags"]
+    api_tags = aws_account.client("apigateway").get_rest_api(restApiId=ctx.state.rest_api_id).get("tags", {})
+    for tags in (role_tags, function_tags, api_tags):
+        assert {key: tags.get(key) for key in TAGS} == TAGS
+
+
+# Concurrent runs --------------------------------------------------------------------------------------------
+
+
+def stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_second_up_while_another_runs_fails_at_once_naming_the_holder(project: Path, moto_server: Account) -> None:
+    first = run_deployer(project, "up", "--version", "1.0.0")
+    assert first.returncode == 0, first.stderr
+    main = project / "function" / "main.py"
+    main.write_text(main.read_text().replace("Hello world!", "Bonjour au monde!"))
+
+    # A real `deployer up --version 1.0.1`, paused (SIGSTOP) after its 3rd AWS call, lock in hand.
+    holder = run_until_call(project, 3, "up", "--version", "1.0.1", signal_name="STOP")
+    try:
+        deadline = time.monotonic() + 60
+        while not stopped(holder.pid):
+            assert holder.poll() is None and time.monotonic() < deadline, "the first run never reached its 3rd call"
+            time.sleep(0.05)
+        lock = project / ".deployer" / "test.lock"
+        held = lock.read_text()
+        saved = state_file(project).read_bytes()
+
+        started = time.monotonic()
+        second = run_deployer(project, "up", "--version", "1.0.1")
+        assert second.returncode == 1
+        assert time.monotonic() - started < 15  # at once: it does not wait for the holder
+        message = second.stderr.strip()
+        assert message.count("\n") == 0 and "Traceback" not in message
+        assert "another deployer is working on this stage" in message
+        assert f"pid {holder.pid} on {socket.gethostname()}" in message
+        assert "`up --version 1.0.1`" in message and "since 20" in message
+        assert f"delete {lock}" in " ".join(message.split())  # how to clear it, if the holder is gone
+        assert state_file(project).read_bytes() == saved
+        assert lock.read_text() == held  # the holder keeps its lock
+
+        holder.send_signal(signal.SIGCONT)
+        _, errors = holder.communicate(timeout=120)
+        assert holder.returncode == 0, errors
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    moto_server.assert_stack("v1.0.1/example.zip")
+    assert not lock.exists()
+
+
+def dead_pid() -> int:
+    """The pid of a process of this host that has ended."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def write_lock(project: Path, pid: int, host: str) -> Path:
+    lock = project / ".deployer" / "test.lock"
+    lock.parent.mkdir(exist_ok=True)
+    holder = {"pid": pid, "host": host, "command": "up --version 0.9.0", "since": "2025-01-01T00:00:00+00:00"}
+    lock.write_text(json.dumps(holder))
+    return lock
+
+
+def test_a_lock_left_by_a_dead_process_on_this_host_is_cleared_and_up_succeeds(
+    make_context, aws_account: Account, project: Path
+) -> None:
+    pid = dead_pid()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    lock = write_lock(project, pid, socket.gethostname())
+
+    ctx = make_context("1.0.0", session=boto3.Session())
+    ctx.artifact_sha256 = build(ctx.config).sha256
+    with ctx.store.lock("up --version 1.0.0"):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()  # ours now
+        deploy.up(ctx)
+    assert not lock.exists()
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_a_lock_held_by_a_live_process_or_another_host_is_respected(make_context, project: Path) -> None:
+    for pid, host in ((os.getpid(), socket.gethostname()), (dead_pid(), "another-host")):
+        lock = write_lock(project, pid, host)
+        held = lock.read_text()
+        ctx = make_context("1.0.0")
+        with pytest.raises(DeployerError, match=rf"pid {pid} on {host}, since 2025-01-01"), ctx.store.lock("up"):
+            pytest.fail("the lock was taken")
+        assert lock.read_text() == held
+        assert ctx.aws.calls == []
+        assert not state_file(project).exists()
