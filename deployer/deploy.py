@@ -51,8 +51,14 @@ def plan(ctx: Context) -> list[Change]:
     return changes
 
 
+def _identify(ctx: Context) -> None:
+    """Which app, stage and region the state file describes, for `status` and for the reader of the file."""
+    ctx.state.app, ctx.state.stage, ctx.state.region = ctx.config.app_name, ctx.config.stage, ctx.aws.region
+
+
 def up(ctx: Context, report: Report = lambda _: None) -> list[Outcome]:
     """Create or update every resource, in order; a second run with nothing changed writes nothing."""
+    _identify(ctx)
     outcomes = []
     for step in UP_ORDER:
         started = time.monotonic()
@@ -75,6 +81,7 @@ def rollback(ctx: Context, report: Report = lambda _: None) -> Outcome:
     """Point the function at the artifact of an earlier version that is still in S3."""
     started = time.monotonic()
     previous = ctx.state.version
+    _identify(ctx)
     key = ctx.artifact_key
     found = artifact.head(ctx, key)
     if found is None:

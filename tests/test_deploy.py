@@ -38,6 +38,7 @@ def test_fresh_up_creates_the_whole_stack_in_20_requests(make_context, aws_accou
     ctx, actions = up(make_context, "1.0.0")
     aws_account.assert_stack("v1.0.0/example.zip")
     assert set(actions.values()) == {"create"}
+    assert (ctx.state.app, ctx.state.stage, ctx.state.region) == (APP, "test", "us-east-1")
     # The bucket is created too: HeadObject, PutObject (NoSuchBucket), CreateBucket, PutPublicAccessBlock,
     # PutBucketEncryption, PutObject, then 14 for role, function, API wiring, stage and permission.
     assert len(ctx.aws.calls) == 20

@@ -422,3 +422,29 @@ def test_a_runtime_lambda_refuses_is_one_clear_line_and_exit_1(
     assert "AWS refused CreateFunction: InvalidParameterValueException: The runtime parameter of nodejs6.10" in error
     assert aws_account.functions() == []
     assert [bucket["Name"] for bucket in aws_account.client("s3").list_buckets()["Buckets"]] == [BUCKET]
+
+
+# A bucket name that belongs to someone else ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "status"),
+    [
+        ("HeadObject", "403", 403),  # the bucket exists in another account: S3 answers a bare 403
+        ("CreateBucket", "BucketAlreadyExists", 409),  # nobody of ours has it, but the name is taken
+    ],
+)
+def test_a_bucket_owned_by_another_account_is_one_clear_line_and_nothing_is_created(
+    make_context, aws_account: Account, capsys: pytest.CaptureFixture[str], operation: str, code: str, status: int
+) -> None:
+    session = boto3.Session()
+    fail(session, "s3", operation, code, "Access Denied" if status == 403 else "The requested bucket name is not "
+         "available.", status=status, times=5)  # fmt: skip
+    with pytest.raises(typer.Exit) as exited, cli.reported_errors():
+        up(make_context, "1.0.0", session)
+    assert exited.value.exit_code == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert f"bucket {BUCKET} exists but belongs to another AWS account" in error
+    assert "choose another [artifact] bucket name" in error
+    assert aws_account.is_empty()
