@@ -94,7 +94,7 @@ def test_secrets_and_credentials_are_never_printed_nor_stored(project: Path, aws
     config.write_text(config.read_text().replace(SECRET, SECRET + "-rotated"))
     result = runner.invoke(app, ["plan", "--version", "1.0.0", "--config", str(config)])
     assert result.exit_code == 3
-    assert "environment API_KEY → API_KEY" in result.stderr  # the change is shown by name only
+    assert "environment API_KEY → API_KEY (values changed)" in result.stderr  # shown by name only
     outputs += [result.stdout, result.stderr]
     stored = [path.read_text() for path in (project / ".deployer").glob("*.json")]
     assert stored and all(SECRET not in text for text in outputs + stored)

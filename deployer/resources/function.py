@@ -98,7 +98,8 @@ class Function:
             diffs["role"] = (current.get("Role"), desired["Role"])
         variables = current.get("Environment", {}).get("Variables", {})
         if variables != ctx.config.environment:
-            diffs["environment"] = (_environment_summary(variables), _environment_summary(ctx.config.environment))
+            old, new = _environment_summary(variables), _environment_summary(ctx.config.environment)
+            diffs["environment"] = (old, f"{new} (values changed)" if old == new else new)
         if current.get("Architectures", ["x86_64"]) != [ctx.config.architecture]:
             diffs["architecture"] = (current.get("Architectures", ["x86_64"])[0], ctx.config.architecture)
         tags = found.get("Tags", {})

@@ -57,7 +57,10 @@ class Permission:
     def apply(self, ctx: Context, change: Change) -> None:
         functions = ctx.aws.lambda_
         if change.action == "update":
-            functions.remove_permission(FunctionName=ctx.config.app_name, StatementId=STATEMENT_ID)
+            retrying(
+                lambda: functions.remove_permission(FunctionName=ctx.config.app_name, StatementId=STATEMENT_ID),
+                when=update_in_progress,
+            )
         try:
             retrying(
                 lambda: functions.add_permission(
