@@ -103,6 +103,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]
     "api": {
         "stage": (str, "test", _pattern(r"[A-Za-z0-9_-]{1,128}", "must be letters, digits, '-' or '_'")),
     },
+    "target": {
+        # true: deploy to the embedded local cloud (`deployer local`), as `--local` or DEPLOYER_LOCAL=1 do.
+        "local": (bool, False, None),
+    },
 }
 
 
@@ -122,6 +126,7 @@ class Config:
     environment: dict[str, str] = field(default_factory=dict)
     logs: bool = True
     stage: str = "test"
+    local: bool = False  # [target] local: the embedded emulator instead of an AWS account
 
     @property
     def root(self) -> Path:
@@ -191,6 +196,7 @@ def load_config(path: Path) -> Config:
     artifact = _read_section(data, "artifact", str(path))
     function = _read_section(data, "function", str(path))
     api = _read_section(data, "api", str(path))
+    target = _read_section(data, "target", str(path))
     source = (path.parent / function["source"]).resolve()
     return Config(
         path=path.resolve(),
@@ -207,4 +213,5 @@ def load_config(path: Path) -> Config:
         environment=dict(function["environment"]),
         logs=function["logs"],
         stage=api["stage"],
+        local=target["local"],
     )

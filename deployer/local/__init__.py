@@ -1,0 +1,94 @@
+"""The local cloud: an embedded AWS emulator (moto, in-process) whose URLs really serve the deployed API.
+
+`deployer local start|stop|status` runs one background process on 127.0.0.1 (control.py) holding
+moto's emulation of the account (emulator.py) and the data plane of every deployed REST API at
+`http://127.0.0.1:{port}/restapis/{api id}/{stage}/_user_request_/{path}` (dataplane.py).
+`--local` on up/rollback/down/status/plan points a command at it (target.py).
+
+This module is imported by the CLI at start-up for option parsing: it must stay light (no moto,
+no boto3).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deployer.errors import UsageError
+
+if TYPE_CHECKING:
+    from deployer.config import Config
+    from deployer.state import LocalStateStore
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 4566  # LocalStack's port: tools that know it find the same endpoint here
+PORT_VARIABLE = "DEPLOYER_LOCAL_PORT"
+LOCAL_VARIABLE = "DEPLOYER_LOCAL"
+SERVICE = "deployer-local"  # what /_deployer/health says, to tell our emulator from another program
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+
+def resolve_port(option: int | None = None) -> int:
+    """--port, else DEPLOYER_LOCAL_PORT, else 4566."""
+    if option is not None:
+        port, origin = option, "--port"
+    else:
+        text = os.environ.get(PORT_VARIABLE, "").strip()
+        if not text:
+            return DEFAULT_PORT
+        if not text.isdigit():
+            raise UsageError(f"{PORT_VARIABLE}={text!r} is not a port number; use 1-65535, e.g. {DEFAULT_PORT}")
+        port, origin = int(text), PORT_VARIABLE
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{origin} {port} is not a port number; use 1-65535, e.g. {DEFAULT_PORT}")
+    return port
+
+
+def wants_local(flag: bool | None, configured: bool) -> bool:
+    """--local / --no-local, else DEPLOYER_LOCAL, else deploy.toml's [target] local."""
+    if flag is not None:
+        return flag
+    text = os.environ.get(LOCAL_VARIABLE)
+    if text is not None:
+        word = text.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise UsageError(f"{LOCAL_VARIABLE}={text!r}: use 1 (the local cloud) or 0 (AWS)")
+    return configured
+
+
+def endpoint(port: int) -> str:
+    return f"http://{HOST}:{port}"
+
+
+def runtime_folder() -> Path:
+    """Where the emulators of this user keep their log, pid file and unpacked code: the system temp dir."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    folder = Path(tempfile.gettempdir()) / f"deployer-local-{uid}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def log_path(port: int) -> Path:
+    return runtime_folder() / f"{port}.log"
+
+
+def pid_path(port: int) -> Path:
+    return runtime_folder() / f"{port}.pid"
+
+
+def code_cache(port: int) -> Path:
+    return runtime_folder() / f"code-{port}"
+
+
+def state_store(config: Config) -> LocalStateStore:
+    """`.deployer/local-{stage}.json`: a local deployment's state, apart from a real one's `{stage}.json`."""
+    from deployer.state import LocalStateStore
+
+    return LocalStateStore(config.root / ".deployer", f"local-{config.stage}")

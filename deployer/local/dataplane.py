@@ -1,0 +1,597 @@
+"""The data plane of the local cloud: what API Gateway does with a request to a deployed REST API.
+
+A request to `/restapis/{api id}/{stage}/_user_request_/{path}` is resolved against moto's in-process
+backends, the way API Gateway resolves it against the deployed configuration (never deploy.toml):
+
+    stage -> its deployment -> resource (exact path first, then `{param}`, then `{proxy+}`)
+          -> method (the exact verb, else ANY) -> integration (AWS_PROXY, POST, a Lambda invocation URI)
+          -> function (its resource policy must let this API invoke it) -> the code the function holds
+
+What is not wired gets API Gateway's answers: 403 `Missing Authentication Token` for no such API, stage,
+resource or method; 500 `Internal server error` for an integration that cannot be invoked or a
+function whose policy does not allow this API (the reason goes to the emulator's log, as it would to
+CloudWatch); 502 when the function fails or answers something API Gateway cannot map.
+
+moto's Deployment objects do not record the API they deployed, so `install_snapshots` wraps moto's
+CreateDeployment to keep a copy of the wiring (resources, methods, integrations) with each
+deployment: like API Gateway, a stage keeps serving what was deployed until the next deployment.
+
+The function runs through `deployer serve`'s workers (FunctionRunner): the deployed zip is unpacked
+once per CodeSha256 into a cache folder, and one warm runner is kept per function, code and
+configuration; a runner whose function changed or disappeared is closed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from deployer.errors import DeployerError
+from deployer.serve.events import MalformedResponseError, build_event, internal_error, to_http_response
+from deployer.serve.runner import FunctionError, FunctionRunner
+from deployer.serve.sandbox import interpreter_note
+
+Response = tuple[int, list[tuple[str, str]], bytes]
+Console = Callable[[str], None]
+
+JSON = "application/json"
+MISSING_TOKEN_BODY = b'{"message":"Missing Authentication Token"}'
+INTERNAL_SERVER_ERROR_BODY = b'{"message": "Internal server error"}'
+INVOKE_ACTION = "lambda:InvokeFunction"
+APIGATEWAY_PRINCIPAL = "apigateway.amazonaws.com"
+
+DATA_PLANE_PATH = re.compile(r"^/restapis/(?P<api>[^/]+)/(?P<stage>[^/]+)/_user_request_(?P<path>/.*)?$")
+INTEGRATION_URI = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):apigateway:(?P<region>[a-z0-9-]+):lambda:path/2015-03-31/functions/"
+    r"(?P<function>.+)/invocations$"
+)
+FUNCTION_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
+    r"(?P<name>[A-Za-z0-9_-]+)(?::(?P<qualifier>[A-Za-z0-9$_-]+))?$"
+)
+GREEDY_SEGMENT = re.compile(r"\{([A-Za-z0-9_]+)\+\}")
+PARAMETER_SEGMENT = re.compile(r"\{([A-Za-z0-9_]+)\}")
+STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.-]+)\}")
+
+
+class Refusal(Exception):
+    """API Gateway answers the client itself: the request never reaches the function."""
+
+    def __init__(self, status: int, body: bytes, error_type: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.body = body
+        self.error_type = error_type
+        self.reason = reason
+
+    def response(self) -> Response:
+        return self.status, [("Content-Type", JSON), ("x-amzn-ErrorType", self.error_type)], self.body
+
+
+def missing_token(reason: str) -> Refusal:
+    return Refusal(403, MISSING_TOKEN_BODY, "MissingAuthenticationTokenException", reason)
+
+
+def server_error(reason: str) -> Refusal:
+    return Refusal(500, INTERNAL_SERVER_ERROR_BODY, "InternalServerErrorException", reason)
+
+
+# The wiring a deployment serves.
+
+
+@dataclass(frozen=True)
+class IntegrationSpec:
+    type: str | None
+    uri: str | None
+    http_method: str | None
+    credentials: str | None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    http_method: str
+    authorization_type: str | None
+    api_key_required: bool
+    integration: IntegrationSpec | None
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    id: str
+    path: str
+    methods: Mapping[str, MethodSpec]
+
+
+SNAPSHOT_ATTRIBUTE = "deployer_snapshot"
+
+
+def snapshot(api: Any) -> tuple[ResourceSpec, ...]:
+    """A copy of a moto RestAPI's resources, methods and integrations, as plain values."""
+    resources = []
+    for resource in list(api.resources.values()):
+        methods = {}
+        for verb, method in list(resource.resource_methods.items()):
+            found = method.method_integration
+            integration = (
+                None
+                if found is None
+                else IntegrationSpec(
+                    type=found.integration_type,
+                    uri=found.uri,
+                    http_method=found.http_method,
+                    credentials=found.credentials,
+                )
+            )
+            methods[verb.upper()] = MethodSpec(
+                http_method=verb.upper(),
+                authorization_type=method.authorization_type,
+                api_key_required=bool(method.api_key_required),
+                integration=integration,
+            )
+        resources.append(ResourceSpec(id=resource.id, path=resource.get_path(), methods=methods))
+    return tuple(resources)
+
+
+_installed = False
+
+
+def install_snapshots() -> None:
+    """Make every CreateDeployment keep a copy of the wiring it deploys (moto's Deployment does not)."""
+    global _installed
+    if _installed:
+        return
+    from moto.apigateway.models import RestAPI
+
+    original = RestAPI.create_deployment
+
+    def create_deployment(self: Any, *arguments: Any, **keywords: Any) -> Any:
+        deployment = original(self, *arguments, **keywords)
+        setattr(deployment, SNAPSHOT_ATTRIBUTE, snapshot(self))
+        return deployment
+
+    RestAPI.create_deployment = create_deployment  # type: ignore[method-assign]
+    _installed = True
+
+
+# Finding things in moto's backends.
+
+
+def _instantiated(backends: Any) -> Iterator[tuple[str, str, Any]]:
+    """(account, region, backend) for the backends that exist, without creating new ones."""
+    for account, regions in list(dict.items(backends)):
+        for region, backend in list(dict.items(regions)):
+            yield account, region, backend
+
+
+def find_rest_api(api_id: str) -> tuple[str, str, Any] | None:
+    """(account, region, RestAPI) for an API id, in whichever account and region holds it."""
+    from moto.apigateway.models import apigateway_backends
+
+    for account, region, backend in _instantiated(apigateway_backends):
+        api = backend.apis.get(api_id)
+        if api is not None:
+            return account, region, api
+    return None
+
+
+def find_function(account: str, region: str, name: str, qualifier: str | None) -> Any | None:
+    from moto.awslambda.models import lambda_backends
+
+    if account not in dict.keys(lambda_backends) or region not in dict.keys(lambda_backends[account]):
+        return None
+    try:
+        return lambda_backends[account][region].get_function(name, qualifier)
+    except Exception:  # moto's UnknownFunctionException and friends: there is no such function
+        return None
+
+
+def function_exists(arn: str) -> bool:
+    found = FUNCTION_ARN.fullmatch(arn)
+    if found is None:
+        return False
+    return find_function(found["account"], found["region"], found["name"], found["qualifier"]) is not None
+
+
+# Matching a request like API Gateway.
+
+
+def _segments(path: str) -> list[str]:
+    parts = path.strip("/").split("/")
+    return [] if parts == [""] else parts
+
+
+def _match(pattern: list[str], wanted: list[str]) -> tuple[tuple[int, ...], dict[str, str]] | None:
+    """Per segment 2 (literal), 1 (`{param}`) or 0 (greedy `{name+}`, last only), and the parameters."""
+    score: list[int] = []
+    parameters: dict[str, str] = {}
+    for index, part in enumerate(pattern):
+        greedy = GREEDY_SEGMENT.fullmatch(part)
+        if greedy:
+            if index != len(pattern) - 1 or len(wanted) <= index:
+                return None
+            parameters[greedy.group(1)] = unquote("/".join(wanted[index:]))
+            return (*score, 0), parameters
+        if index >= len(wanted):
+            return None
+        single = PARAMETER_SEGMENT.fullmatch(part)
+        if single:
+            parameters[single.group(1)] = unquote(wanted[index])
+            score.append(1)
+        elif part == wanted[index]:
+            score.append(2)
+        else:
+            return None
+    return (tuple(score), parameters) if len(pattern) == len(wanted) else None
+
+
+def match_resource(resources: Sequence[ResourceSpec], path: str) -> tuple[ResourceSpec, dict[str, str]] | None:
+    """The resource serving `path` and its path parameters: the exact path first, then `{param}`
+    segments, then a greedy `{name+}`; `/` is served by the root resource only."""
+    wanted = _segments(path)
+    best: tuple[tuple[int, ...], ResourceSpec, dict[str, str]] | None = None
+    for resource in resources:
+        pattern = _segments(resource.path)
+        if not pattern or not wanted:
+            if not pattern and not wanted:
+                return resource, {}
+            continue
+        found = _match(pattern, wanted)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = (found[0], resource, found[1])
+    return (best[1], best[2]) if best else None
+
+
+# The function's resource policy.
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def arn_like(pattern: str, value: str) -> bool:
+    """IAM's ArnLike / StringLike: `*` any run of characters (slashes too), `?` one character."""
+    expression = "".join(
+        ".*" if character == "*" else "." if character == "?" else re.escape(character) for character in pattern
+    )
+    return re.fullmatch(expression, value, flags=re.DOTALL) is not None
+
+
+def _action_matches(statement: Mapping[str, Any]) -> bool:
+    return any(arn_like(str(action).lower(), INVOKE_ACTION.lower()) for action in _as_list(statement.get("Action")))
+
+
+def _principal_matches(statement: Mapping[str, Any]) -> bool:
+    principal = statement.get("Principal")
+    if principal == "*":
+        return True
+    if not isinstance(principal, Mapping):
+        return False
+    return APIGATEWAY_PRINCIPAL in _as_list(principal.get("Service")) or "*" in _as_list(principal.get("AWS"))
+
+
+CONDITION_TESTS: dict[str, Callable[[str, str], bool]] = {
+    "arnlike": arn_like,
+    "stringlike": arn_like,
+    "arnequals": lambda pattern, value: pattern == value,
+    "stringequals": lambda pattern, value: pattern == value,
+}
+
+
+def _conditions_hold(statement: Mapping[str, Any], context: Mapping[str, str]) -> tuple[bool, str]:
+    """Whether every condition holds for this request's context keys (lower-cased)."""
+    for operator, tests in (statement.get("Condition") or {}).items():
+        test = CONDITION_TESTS.get(str(operator).lower())
+        if test is None or not isinstance(tests, Mapping):
+            return False, f"condition operator {operator} is not emulated"
+        for key, patterns in tests.items():
+            value = context.get(str(key).lower())
+            if value is None or not any(test(str(pattern), value) for pattern in _as_list(patterns)):
+                return False, f"{key} {value} does not match {operator} {patterns}"
+    return True, ""
+
+
+def policy_allows(statements: Sequence[Mapping[str, Any]], source_arn: str, account: str) -> tuple[bool, str]:
+    """Whether the policy lets API Gateway invoke the function for a request from `source_arn`, and why not."""
+    context = {"aws:sourcearn": source_arn, "aws:sourceaccount": account}
+    allowed, reasons = False, []
+    for statement in statements:
+        if not (_action_matches(statement) and _principal_matches(statement)):
+            continue
+        holds, reason = _conditions_hold(statement, context)
+        if not holds:
+            reasons.append(f"statement {statement.get('Sid', '?')}: {reason}")
+            continue
+        if str(statement.get("Effect", "Allow")).lower() == "deny":
+            return False, f"statement {statement.get('Sid', '?')} denies it"
+        allowed = True
+    if allowed:
+        return True, ""
+    if not statements:
+        return False, "the function has no resource policy"
+    return False, "; ".join(reasons) or f"no statement lets {APIGATEWAY_PRINCIPAL} invoke it"
+
+
+# Running the function.
+
+
+@dataclass
+class Invocation:
+    """Everything needed to run one request, found in the backends."""
+
+    account: str
+    region: str
+    api_id: str
+    stage: str
+    resource: ResourceSpec
+    parameters: dict[str, str]
+    stage_variables: dict[str, str]
+    function: Any
+
+
+def hex_sha256(code_sha256: str) -> str:
+    try:
+        return base64.b64decode(code_sha256, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return re.sub(r"[^0-9A-Za-z]", "", code_sha256)[:64]
+
+
+@dataclass
+class _Warm:
+    key: tuple[Any, ...]
+    runner: FunctionRunner
+
+
+@dataclass
+class Functions:
+    """Warm runners for the emulated functions, and their unpacked code (one folder per CodeSha256)."""
+
+    cache: Path
+    console: Console
+    _runners: dict[str, _Warm] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def runner(self, function: Any) -> FunctionRunner:
+        code_sha = hex_sha256(function.code_sha_256 or "")
+        if not code_sha or not function.code_bytes:
+            raise server_error(
+                f"function {function.function_name} holds no code (package type {function.package_type})"
+            )
+        environment = {str(key): str(value) for key, value in (function.environment_vars or {}).items()}
+        key = (
+            code_sha,
+            function.handler,
+            function.run_time,
+            int(function.timeout),
+            int(function.memory_size),
+            tuple(sorted(environment.items())),
+        )
+        arn = function.function_arn
+        with self._lock:
+            warm = self._runners.get(arn)
+            if warm is not None and warm.key == key:
+                return warm.runner
+            if warm is not None:
+                self.console(f"{function.function_name}: code or configuration changed; starting a new worker")
+                warm.runner.close()
+                del self._runners[arn]
+            source = self._unpack(code_sha, function.code_bytes)
+            try:
+                runner = FunctionRunner(
+                    source,
+                    function.handler or "",
+                    function.run_time or "",
+                    int(function.timeout),
+                    int(function.memory_size),
+                    function.function_name,
+                    environment=environment,
+                    region=function.region,
+                    account_id=function.account_id,
+                    console=self.console,
+                )
+                note = interpreter_note(runner.runtime)
+            except DeployerError as error:  # a runtime this machine cannot run
+                raise FunctionError("Runtime.Unavailable", str(error)) from None
+            if note:
+                self.console(f"{function.function_name}: {note}")
+            for gone in [other for other in self._runners if not function_exists(other)]:
+                self.console(f"{gone}: the function is gone; stopping its worker")
+                self._runners.pop(gone).runner.close()
+            self._runners[arn] = _Warm(key, runner)
+            return runner
+
+    def _unpack(self, code_sha: str, code: bytes) -> Path:
+        target = self.cache / code_sha
+        if target.is_dir():
+            return target
+        self.cache.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=self.cache, prefix=".unpacking-"))
+        try:
+            with zipfile.ZipFile(io.BytesIO(code)) as archive:
+                archive.extractall(scratch)  # names with `..` or a leading `/` are sanitised by zipfile
+            try:
+                scratch.rename(target)
+            except OSError:  # another request unpacked the same code meanwhile
+                shutil.rmtree(scratch, ignore_errors=True)
+        except (zipfile.BadZipFile, OSError) as error:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise FunctionError("Runtime.InvalidCode", f"cannot unpack the function's code: {error}") from None
+        return target
+
+    def close(self) -> None:
+        with self._lock:
+            runners, self._runners = list(self._runners.values()), {}
+        for warm in runners:
+            warm.runner.close()
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+
+# The request, end to end.
+
+
+@dataclass
+class Request:
+    method: str
+    api_id: str
+    stage: str
+    path: str  # after `_user_request_`, percent-encoding kept; "/" at least
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    source_ip: str
+    protocol: str = "HTTP/1.1"
+
+
+class DataPlane:
+    """Answers data-plane requests from what is deployed in moto's backends."""
+
+    def __init__(self, cache: Path, console: Console) -> None:
+        self.console = console
+        self.functions = Functions(cache, console)
+
+    def resolve(self, request: Request) -> Invocation:
+        found = find_rest_api(request.api_id)
+        if found is None:
+            raise missing_token(f"no REST API {request.api_id}")
+        account, region, api = found
+        stage = api.stages.get(request.stage)
+        if stage is None:
+            raise missing_token(f"API {request.api_id} has no stage {request.stage}")
+        deployment = api.deployments.get(stage.deployment_id)
+        if deployment is None:
+            raise missing_token(f"stage {request.stage} has no deployment")
+        resources = getattr(deployment, SNAPSHOT_ATTRIBUTE, None)
+        if resources is None:  # deployed before the snapshots were installed: the live wiring is all there is
+            resources = snapshot(api)
+        matched = match_resource(resources, request.path)
+        if matched is None:
+            raise missing_token(f"no resource of API {request.api_id} matches {request.path}")
+        resource, parameters = matched
+        method = resource.methods.get(request.method.upper()) or resource.methods.get("ANY")
+        if method is None:
+            raise missing_token(f"no {request.method} method on resource {resource.path}")
+        if method.authorization_type == "AWS_IAM":
+            raise missing_token(f"{method.http_method} {resource.path} needs a signed request (AWS_IAM)")
+        if method.authorization_type not in (None, "NONE"):
+            raise Refusal(
+                401,
+                b'{"message":"Unauthorized"}',
+                "UnauthorizedException",
+                f"{method.http_method} {resource.path} uses a {method.authorization_type} authorizer (not emulated)",
+            )
+        if method.api_key_required:
+            raise Refusal(403, b'{"message":"Forbidden"}', "ForbiddenException", "the method requires an API key")
+        function = self._function(account, region, request, resource, method, dict(stage.variables or {}))
+        return Invocation(
+            account=account,
+            region=region,
+            api_id=request.api_id,
+            stage=request.stage,
+            resource=resource,
+            parameters=parameters,
+            stage_variables=dict(stage.variables or {}),
+            function=function,
+        )
+
+    def _function(
+        self,
+        account: str,
+        region: str,
+        request: Request,
+        resource: ResourceSpec,
+        method: MethodSpec,
+        stage_variables: Mapping[str, str],
+    ) -> Any:
+        where = f"{method.http_method} {resource.path}"
+        integration = method.integration
+        if integration is None:
+            raise server_error(f"{where} has no integration")
+        if integration.type != "AWS_PROXY":
+            raise server_error(f"{where}: integration type {integration.type} is not emulated (only AWS_PROXY)")
+        uri = STAGE_VARIABLE.sub(lambda found: str(stage_variables.get(found.group(1), "")), integration.uri or "")
+        target = INTEGRATION_URI.fullmatch(uri)
+        function_arn = FUNCTION_ARN.fullmatch(target.group("function")) if target else None
+        if function_arn is None:
+            raise server_error(f"{where}: integration URI {uri!r} does not name a Lambda function")
+        if (integration.http_method or "").upper() != "POST":
+            raise server_error(f"{where}: Lambda is invoked with POST, the integration uses {integration.http_method}")
+        function = find_function(
+            function_arn.group("account"),
+            function_arn.group("region"),
+            function_arn.group("name"),
+            function_arn.group("qualifier"),
+        )
+        if function is None:
+            raise server_error(f"Execution failed: function {target.group('function')} does not exist")  # type: ignore[union-attr]
+        if integration.credentials:
+            self.console(f"note: {where} invokes with role {integration.credentials}; its IAM policy is not checked")
+            return function
+        source_arn = f"arn:{function_arn.group('partition')}:execute-api:{region}:{account}:{request.api_id}/"
+        source_arn += f"{request.stage}/{request.method.upper()}/{request.path.lstrip('/')}"
+        allowed, reason = policy_allows(function.policy.statements, source_arn, account)
+        if not allowed:
+            raise server_error(
+                "Execution failed due to configuration error: Invalid permissions on Lambda function "
+                f"{function.function_name} for {source_arn}: {reason}"
+            )
+        return function
+
+    def answer(self, request: Request) -> Response:
+        """The HTTP answer to one data-plane request; never raises for what a client sends."""
+        try:
+            invocation = self.resolve(request)
+        except Refusal as refusal:
+            self.console(f"{request.method} {request.api_id}/{request.stage}{request.path}: {refusal.reason}")
+            return refusal.response()
+        try:
+            event = build_event(
+                request.method,
+                request.path,
+                request.query,
+                request.headers,
+                request.body,
+                request.stage,
+                resource_path=invocation.resource.path,
+                source_ip=request.source_ip,
+                protocol=request.protocol,
+                account_id=invocation.account,
+                api_id=invocation.api_id,
+            )
+        except ValueError as error:  # a path spelled so that it matches a resource only once normalised
+            refusal = missing_token(str(error))
+            self.console(f"{request.method} {request.api_id}/{request.stage}{request.path}: {refusal.reason}")
+            return refusal.response()
+        event["pathParameters"] = invocation.parameters or None
+        event["stageVariables"] = invocation.stage_variables or None
+        event["requestContext"]["resourceId"] = invocation.resource.id
+        request_id = event["requestContext"]["requestId"]
+        function = invocation.function
+        try:
+            runner = self.functions.runner(function)
+            status, headers, payload = to_http_response(runner.invoke(event))
+        except Refusal as refusal:
+            self.console(f"{request.method} {request.path}: {refusal.reason}")
+            return refusal.response()
+        except FunctionError as error:
+            details = "".join(f"\n    {line.rstrip()}" for line in error.stack_trace)
+            self.console(f"{function.function_name} failed: {error.error_type}: {error.message}{details}")
+            status, headers, payload = internal_error()
+        except MalformedResponseError as error:
+            self.console(f"{function.function_name}: malformed Lambda proxy response: {error}")
+            status, headers, payload = internal_error()
+        return status, [*headers, ("x-amzn-RequestId", request_id)], payload
+
+    def close(self) -> None:
+        self.functions.close()

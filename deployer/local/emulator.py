@@ -1,0 +1,236 @@
+"""The emulator process: moto's own server app, with a small middleware in front of it.
+
+The middleware answers three kinds of paths itself and hands everything else (every AWS API call,
+signed by boto3) to moto's `DomainDispatcherApplication`, unchanged:
+
+- `/restapis/{api id}/{stage}/_user_request_/{path}`: the data plane of a deployed REST API
+  (dataplane.py), the URL scheme LocalStack uses for the same thing;
+- `GET /_deployer/health`: `{"service": "deployer-local", "pid": ..., "port": ..., ...}`;
+- `POST /_deployer/shutdown` (with the header `X-Deployer-Shutdown: yes`, which a web page cannot
+  send without a CORS preflight): stop serving, close the function workers, delete the unpacked code.
+
+SIGTERM and SIGINT stop it the same way. Run it with `python -m deployer.local --port N`; `deployer
+local start` does that, detached (control.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from http import HTTPStatus
+from types import FrameType
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port
+from deployer.local.dataplane import DATA_PLANE_PATH, DataPlane, Request
+
+HEALTH_PATH = "/_deployer/health"
+SHUTDOWN_PATH = "/_deployer/shutdown"
+SHUTDOWN_HEADER = "HTTP_X_DEPLOYER_SHUTDOWN"
+MAX_REQUEST_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+FORWARDED_HEADERS = frozenset({"X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"})
+
+_console_lock = threading.Lock()
+
+
+def console(line: str) -> None:
+    """One line on the emulator's log (its stderr); lines from concurrent requests do not interleave."""
+    stamp = time.strftime("%H:%M:%S")
+    with _console_lock:
+        print(f"{stamp} {line}", file=sys.stderr, flush=True)
+
+
+def raw_path(environ: dict[str, Any]) -> str:
+    """The request path as the client sent it (percent-encoding kept), without the query string."""
+    target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if target:
+        if "://" in target.split("?", 1)[0]:
+            return urlsplit(target).path or "/"
+        return target.split("?", 1)[0].split("#", 1)[0]
+    path = environ.get("PATH_INFO", "")
+    return quote(path.encode("latin-1"), safe="/:@!$&'()*+,;=-._~")
+
+
+def request_headers(environ: dict[str, Any], port: int) -> list[tuple[str, str]]:
+    """The request's headers, plus what API Gateway adds: the client's address, the port and the scheme."""
+    headers: list[tuple[str, str]] = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            name = "-".join(part.capitalize() for part in key[5:].split("_"))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            name = "Content-Type" if key == "CONTENT_TYPE" else "Content-Length"
+        else:
+            continue
+        if name not in FORWARDED_HEADERS:
+            headers.append((name, str(value)))
+    client = environ.get("REMOTE_ADDR", HOST)
+    previous = environ.get("HTTP_X_FORWARDED_FOR")
+    return [
+        *headers,
+        ("X-Forwarded-For", f"{previous}, {client}" if previous else client),
+        ("X-Forwarded-Port", str(port)),
+        ("X-Forwarded-Proto", "http"),
+    ]
+
+
+def read_body(environ: dict[str, Any]) -> bytes | None:
+    """The request body; None when it is over API Gateway's 10 MB."""
+    from werkzeug.wsgi import get_input_stream
+
+    stream = get_input_stream(environ, safe_fallback=True)  # no length, not chunked: no body
+    body = stream.read(MAX_REQUEST_BODY + 1)
+    return None if len(body) > MAX_REQUEST_BODY else body
+
+
+def _status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+class Emulator:
+    """The WSGI app: the data plane and the control endpoints here, every AWS API call to moto."""
+
+    def __init__(self, moto_app: Callable[..., Iterable[bytes]], dataplane: DataPlane, port: int) -> None:
+        self.moto_app = moto_app
+        self.dataplane = dataplane
+        self.port = port
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.request_shutdown: Callable[[], None] = lambda: None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == HEALTH_PATH:
+            return self._json(start_response, 200, self.health())
+        if path == SHUTDOWN_PATH:
+            if environ.get("REQUEST_METHOD") != "POST" or environ.get(SHUTDOWN_HEADER, "").lower() != "yes":
+                return self._json(start_response, 400, {"message": "POST with the header X-Deployer-Shutdown: yes"})
+            console("shutdown requested")
+            self.request_shutdown()
+            return self._json(start_response, 202, {"stopping": True, "pid": os.getpid()})
+        matched = DATA_PLANE_PATH.match(raw_path(environ))
+        if matched is not None:
+            return self._data_plane(environ, start_response, matched)
+        return self.moto_app(environ, start_response)
+
+    def health(self) -> dict[str, Any]:
+        from moto import __version__ as moto_version
+
+        return {
+            "service": SERVICE,
+            "pid": os.getpid(),
+            "port": self.port,
+            "started_at": self.started_at,
+            "moto": moto_version,
+        }
+
+    def _data_plane(self, environ: dict[str, Any], start_response: Callable[..., Any], matched: Any) -> list[bytes]:
+        started = time.monotonic()
+        method = environ.get("REQUEST_METHOD", "GET")
+        body = read_body(environ)
+        if body is None:
+            status, headers, payload = 413, [("Content-Type", "application/json")], b'{"message":"Request Too Long"}'
+        else:
+            request = Request(
+                method=method,
+                api_id=matched.group("api"),
+                stage=matched.group("stage"),
+                path=matched.group("path") or "/",
+                query=environ.get("QUERY_STRING", ""),
+                headers=request_headers(environ, self.port),
+                body=body,
+                source_ip=environ.get("REMOTE_ADDR", HOST),
+                protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+            )
+            status, headers, payload = self.dataplane.answer(request)
+        console(f"{method} {matched.group(0)} {status} {(time.monotonic() - started) * 1000:.0f}ms")
+        without_body = status < 200 or status in (204, 304)
+        headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
+        if not without_body:
+            headers.append(("Content-Length", str(len(payload))))
+        start_response(_status_line(status), headers)
+        return [] if without_body or method == "HEAD" else [payload]
+
+    @staticmethod
+    def _json(start_response: Callable[..., Any], status: int, data: dict[str, Any]) -> list[bytes]:
+        payload = json.dumps(data, sort_keys=True).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        start_response(_status_line(status), headers)
+        return [payload]
+
+
+def run(host: str, port: int) -> int:
+    """Serve until shut down (POST /_deployer/shutdown, SIGTERM or SIGINT); 1 if the port cannot be bound."""
+    # Before moto's IAM is imported: `up` attaches the AWS managed policy AWSLambdaBasicExecutionRole.
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+    os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs of its own (S3, SQS) with it
+    from moto import __version__ as moto_version
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug import serving
+
+    from deployer.local.dataplane import install_snapshots
+
+    class RequestHandler(MotoRequestHandler):
+        """moto's handler; the access log keeps AWS API calls only (data-plane requests log their own line)."""
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            if not self.path.startswith("/_deployer/") and not DATA_PLANE_PATH.match(self.path.split("?", 1)[0]):
+                super().log_request(code, size)
+
+    serving._log_add_style = False  # a log file, not a terminal: no colours
+    install_snapshots()
+    dataplane = DataPlane(code_cache(port), console)
+    emulator = Emulator(DomainDispatcherApplication(create_backend_app), dataplane, port)
+    try:
+        server = serving.make_server(host, port, emulator, threaded=True, request_handler=RequestHandler)
+    except (OSError, SystemExit) as error:  # werkzeug exits (SystemExit 1) when the port is taken
+        console(f"cannot listen on {host}:{port}: {error}; choose another port (--port, DEPLOYER_LOCAL_PORT)")
+        return 1
+    shutil.rmtree(code_cache(port), ignore_errors=True)  # the port is ours: what is there was left by a killed one
+    stopping = threading.Event()
+
+    def request_shutdown() -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, name="shutdown", daemon=True).start()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        console(f"{signal.Signals(signum).name} received")
+        request_shutdown()
+
+    emulator.request_shutdown = request_shutdown
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    pid_file = pid_path(port)
+    pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    console(f"deployer local cloud (moto {moto_version}) on http://{host}:{port}, pid {os.getpid()}")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        dataplane.close()
+        try:
+            if pid_file.read_text(encoding="utf-8").strip() == str(os.getpid()):
+                pid_file.unlink()
+        except OSError:
+            pass
+        console("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deployer.local", description="The deployer local cloud.")
+    parser.add_argument("--host", default=HOST, help=f"address to listen on (default {HOST})")
+    parser.add_argument("--port", type=int, default=None, help="port (default: DEPLOYER_LOCAL_PORT, else 4566)")
+    arguments = parser.parse_args(argv)
+    return run(arguments.host, resolve_port(arguments.port))

@@ -1,0 +1,67 @@
+"""`--local`: the same commands, the same AWS calls, pointed at the local cloud instead of an account.
+
+What differs from a real deployment, and only this:
+- the endpoint is `http://127.0.0.1:{port}` (DEPLOYER_LOCAL_PORT, default 4566), and the emulator is
+  started when it is not running;
+- requests are signed with fixed fake credentials on the boto3 Session: a new user has no AWS account,
+  and a `--local` command never reads your AWS profile (resolving one can call STS or SSO on real AWS);
+- the region is deploy.toml's `[app] region`, else us-east-1;
+- the state is `.deployer/local-{stage}.json`, apart from a real deployment's `.deployer/{stage}.json`;
+- the URL printed and stored is the local data plane's (ctx.local_endpoint).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from deployer.config import Config
+from deployer.context import Context
+from deployer.local import HOST, endpoint, resolve_port, state_store
+from deployer.local.control import start
+
+FAKE_ACCESS_KEY = "deployerlocal"  # any value works: the emulator checks no signature
+FAKE_SECRET_KEY = "deployerlocal"
+DEFAULT_REGION = "us-east-1"
+
+
+def session(region: str) -> Any:
+    """A boto3 Session with fake static credentials, ignoring AWS_PROFILE and the credential chain."""
+    import boto3
+    import botocore.session
+
+    # `profile` read from nowhere: an AWS_PROFILE naming a missing, SSO or assume-role profile stays unused.
+    core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+    core.set_credentials(FAKE_ACCESS_KEY, FAKE_SECRET_KEY)
+    return boto3.Session(botocore_session=core, region_name=region)
+
+
+def _bypass_proxies() -> None:
+    """Requests to 127.0.0.1 go straight there, whatever HTTP(S)_PROXY says."""
+    for name in ("NO_PROXY", "no_proxy"):
+        current = [item for item in os.environ.get(name, "").split(",") if item.strip()]
+        if HOST not in current:
+            os.environ[name] = ",".join([*current, HOST])
+
+
+def local_context(config: Config, version: str | None, log: Callable[[str], None]) -> Context:
+    """A Context on the local cloud, the emulator started if needed."""
+    from deployer.aws import Aws
+
+    port = resolve_port()
+    emulator, started = start(port, log=log)
+    if started:
+        log(f"local cloud running on {emulator.url} (pid {emulator.pid}); `deployer local stop` stops it")
+    _bypass_proxies()
+    region = config.region or DEFAULT_REGION
+    aws = Aws(region, endpoint(port), session=session(region))
+    store = state_store(config)
+    return Context(
+        config=config,
+        aws=aws,
+        state=store.load(),
+        store=store,
+        version=version,
+        local_endpoint=endpoint(port),
+    )
