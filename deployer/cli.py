@@ -41,6 +41,17 @@ EndpointUrl = Annotated[
     typer.Option("--endpoint-url", help="AWS endpoint (e.g. a local moto_server); AWS_ENDPOINT_URL works too."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
+Local = Annotated[
+    bool | None,
+    typer.Option(
+        "--local/--no-local",
+        help="Use the local cloud (`deployer local`), started if needed; DEPLOYER_LOCAL=1 or [target] local = true "
+        "in deploy.toml do the same.",
+    ),
+]
+LocalPort = Annotated[
+    int | None, typer.Option("--port", "-p", help="The local cloud's port (default: DEPLOYER_LOCAL_PORT, else 4566).")
+]
 DEFAULT_CONFIG = Path("deploy.toml")
 
 
@@ -111,7 +122,22 @@ def _load(config_path: Path) -> Config:
     return load_config(config_path)
 
 
-def _context(config: Config, endpoint_url: str | None, version: str | None = None) -> Context:
+def _is_local(flag: bool | None, config: Config, endpoint_url: str | None = None) -> bool:
+    from deployer.local import wants_local
+
+    local = wants_local(flag, config.local)
+    if local and endpoint_url:
+        raise UsageError("--endpoint-url and --local both name where to deploy: pass one of them")
+    return local
+
+
+def _context(
+    config: Config, endpoint_url: str | None, version: str | None = None, local: bool | None = None
+) -> Context:
+    if _is_local(local, config, endpoint_url):
+        from deployer.local.target import local_context
+
+        return local_context(config, version, log=output.info)
     from deployer.aws import Aws
     from deployer.context import Context
     from deployer.state import LocalStateStore
@@ -177,6 +203,7 @@ def up(
     endpoint_url: EndpointUrl = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a published version's different bytes.")] = False,
     json_output: Json = False,
+    local: Local = None,
 ) -> None:
     """Build if needed, upload, create or update every resource, print the URL."""
     from deployer import deploy
@@ -188,12 +215,13 @@ def up(
         check_version(version)
         config = _load(config_path)
         check_source(config)
-        ctx = _context(config, endpoint_url, version)
+        ctx = _context(config, endpoint_url, version, local)
         ctx.force = force
         with ctx.store.lock(f"up --version {version}"):
             artifact = build_zip(config, log=output.info)
             ctx.artifact_sha256 = artifact.sha256
-            output.info(f"deploying [bold]{config.app_name}[/] {version} to stage {config.stage} in {ctx.aws.region}")
+            where = f"on the local cloud {ctx.local_endpoint}" if ctx.local_endpoint else f"in {ctx.aws.region}"
+            output.info(f"deploying [bold]{config.app_name}[/] {version} to stage {config.stage} {where}")
             outcomes = deploy.up(ctx, report=(lambda _: None) if json_output else _report)
         if json_output:
             data = _status_fields(ctx.state, config)
@@ -219,6 +247,7 @@ def plan(
     config_path: ConfigPath = DEFAULT_CONFIG,
     endpoint_url: EndpointUrl = None,
     json_output: Json = False,
+    local: Local = None,
 ) -> None:
     """Show what `up` would change, reading only. Exit 0: nothing; 3: something would change."""
     from deployer import deploy
@@ -229,7 +258,7 @@ def plan(
         check_version(version)
         config = _load(config_path)
         check_source(config)
-        ctx = _context(config, endpoint_url, version)
+        ctx = _context(config, endpoint_url, version, local)
         ctx.artifact_sha256 = build_zip(config).sha256
         changes = deploy.plan(ctx)
         pending = [change for change in changes if change.changes_something]
@@ -261,6 +290,7 @@ def rollback(
     version: Annotated[str, typer.Argument(help="An earlier version whose artifact is in S3.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
     endpoint_url: EndpointUrl = None,
+    local: Local = None,
 ) -> None:
     """Switch the function back to the artifact of an earlier version."""
     from deployer import deploy
@@ -269,7 +299,7 @@ def rollback(
         started = time.monotonic()
         check_version(version)
         config = _load(config_path)
-        ctx = _context(config, endpoint_url, version)
+        ctx = _context(config, endpoint_url, version, local)
         with ctx.store.lock(f"rollback {version}"):
             deploy.rollback(ctx, report=_report)
         output.info(_summary(ctx, started))
@@ -281,6 +311,7 @@ def down(
     config_path: ConfigPath = DEFAULT_CONFIG,
     endpoint_url: EndpointUrl = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    local: Local = None,
 ) -> None:
     """Delete everything deployed on this stage, newest first."""
     from deployer import deploy
@@ -290,7 +321,7 @@ def down(
         config = _load(config_path)
         if not yes and not sys.stdin.isatty():
             raise UsageError("down deletes resources: pass --yes to confirm when there is no terminal to ask")
-        ctx = _context(config, endpoint_url)
+        ctx = _context(config, endpoint_url, local=local)
         with ctx.store.lock("down"):
             found = deploy.find_deployed(ctx)
             if found.empty:
@@ -308,22 +339,33 @@ def down(
 
 
 @app.command()
-def status(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False) -> None:
+def status(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False, local: Local = None) -> None:
     """What is deployed on this stage, from the state file (no AWS calls)."""
     from deployer.state import LocalStateStore
 
     with reported_errors():
         config = _load(config_path)
-        state = LocalStateStore(config.root / ".deployer", config.stage).load()
+        is_local = _is_local(local, config)
+        if is_local:
+            from deployer.local import control, resolve_port, state_store
+
+            state = state_store(config).load()
+        else:
+            state = LocalStateStore(config.root / ".deployer", config.stage).load()
         data = _status_fields(state, config)
+        if is_local:
+            data["local"] = control.describe(resolve_port())  # the emulator; no AWS call, it is not started
+        where = " on the local cloud" if is_local else ""
         if json_output:
             output.result_json(data)
             return
         if not state.deployed:
-            output.result(f"nothing deployed for {config.app_name} on stage {config.stage}")
+            output.result(f"nothing deployed for {config.app_name} on stage {config.stage}{where}")
             return
         for name in ("version", "base_url", "function_name", "rest_api_id", "role_name", "stage", "bucket", "key"):
             output.result(f"{name:<14} {data[name]}")
+        if is_local and not data["local"]["running"]:
+            output.info("the local cloud is not running: what it held is gone; `deployer up --local` deploys again")
 
 
 @app.command()
@@ -342,6 +384,59 @@ def serve(
         bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.info)
         code_dirs = [] if bundled is None else [bundled if config.is_python else bundled / "node_modules"]
         serve_locally(config, host=host, port=port, code_dirs=code_dirs)
+
+
+local_app = typer.Typer(
+    help="The local cloud: an embedded AWS emulator on 127.0.0.1 whose URLs serve what you deploy (`--local`).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(local_app, name="local")
+LOCAL_NOT_RUNNING_EXIT_CODE = 3  # `deployer local status`: 0 running, 3 not running
+
+
+@local_app.command("start")
+def local_start(port: LocalPort = None) -> None:
+    """Start the local cloud in the background (if it is not running); print its endpoint."""
+    from deployer.local import control, resolve_port
+
+    with reported_errors():
+        emulator, started = control.start(resolve_port(port), log=output.info)
+        verb = "started" if started else "already running"
+        output.info(f"local cloud {verb}: pid {emulator.pid}, log {emulator.log}")
+        output.result(emulator.url)
+
+
+@local_app.command("stop")
+def local_stop(port: LocalPort = None) -> None:
+    """Stop the local cloud; everything deployed to it is gone."""
+    from deployer.local import control, endpoint, resolve_port
+
+    with reported_errors():
+        chosen = resolve_port(port)
+        stopped = control.stop(chosen, log=output.info)
+        if stopped is None:
+            output.info(f"the local cloud is not running on {endpoint(chosen)}")
+        else:
+            output.info(f"stopped the local cloud on {stopped.url} (pid {stopped.pid})")
+
+
+@local_app.command("status")
+def local_status(port: LocalPort = None, json_output: Json = False) -> None:
+    """Whether the local cloud runs. Exit 0: running; 3: not running; 1: another program holds the port."""
+    from deployer.local import control, resolve_port
+
+    with reported_errors():
+        data = control.describe(resolve_port(port), strict=True)
+        if json_output:
+            output.result_json(data)
+        elif data["running"]:
+            for label, key in (("running", "url"), ("pid", "pid"), ("started at", "started_at"), ("log", "log")):
+                output.result(f"{label:<14} {data[key]}")
+        else:
+            output.result(f"not running    {data['url']}")
+        if not data["running"]:
+            raise typer.Exit(LOCAL_NOT_RUNNING_EXIT_CODE)
 
 
 def main() -> None:
