@@ -1,0 +1,323 @@
+"""The local cloud's data plane, in-process: API Gateway's routing, refusals and permission check over moto."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from deployer.local.dataplane import (
+    DataPlane,
+    Refusal,
+    Request,
+    ResourceSpec,
+    arn_like,
+    install_snapshots,
+    match_resource,
+    policy_allows,
+)
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ECHO = (
+    "import json\n"
+    "def handler(event, context):\n"
+    "    keys = ('resource', 'path', 'httpMethod', 'pathParameters', 'queryStringParameters', 'body')\n"
+    "    seen = {key: event[key] for key in keys}\n"
+    "    seen['stage'] = event['requestContext']['stage']\n"
+    "    seen['apiId'] = event['requestContext']['apiId']\n"
+    "    return {'statusCode': 200, 'headers': {'Content-Type': 'application/json'}, 'body': json.dumps(seen)}\n"
+)
+
+
+def resources(*paths: str) -> list[ResourceSpec]:
+    return [ResourceSpec(id=f"r{index}", path=path, methods={}) for index, path in enumerate(paths)]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected", "parameters"),
+    [
+        ("/", "/", {}),
+        ("/pets", "/pets", {}),
+        ("/pets/", "/pets", {}),
+        ("/pets/7", "/pets/{id}", {"id": "7"}),
+        ("/pets/7/toys", "/{proxy+}", {"proxy": "pets/7/toys"}),
+        ("/some/deep/path", "/{proxy+}", {"proxy": "some/deep/path"}),
+        ("/caf%C3%A9", "/{proxy+}", {"proxy": "café"}),
+    ],
+)
+def test_a_path_goes_to_the_exact_resource_then_a_parameter_then_the_greedy_one(
+    path: str, expected: str, parameters: dict[str, str]
+) -> None:
+    found = match_resource(resources("/", "/pets", "/pets/{id}", "/{proxy+}"), path)
+    assert found is not None
+    assert (found[0].path, found[1]) == (expected, parameters)
+
+
+def test_the_root_is_served_by_the_root_resource_only_and_greedy_needs_a_segment() -> None:
+    assert match_resource(resources("/{proxy+}"), "/") is None
+    assert match_resource(resources("/"), "/anything") is None
+    assert match_resource(resources("/", "/api/{proxy+}"), "/api") is None
+    assert match_resource(resources("/", "/api/{proxy+}"), "/api/x")[1] == {"proxy": "x"}  # type: ignore[index]
+
+
+def grant(source_arn: str | None, effect: str = "Allow", sid: str = "s") -> dict[str, Any]:
+    statement: dict[str, Any] = {
+        "Sid": sid,
+        "Effect": effect,
+        "Principal": {"Service": "apigateway.amazonaws.com"},
+        "Action": "lambda:InvokeFunction",
+        "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f",
+    }
+    if source_arn:
+        statement["Condition"] = {"ArnLike": {"AWS:SourceArn": source_arn}}
+    return statement
+
+
+REQUEST_ARN = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:abc123/test/GET/some/deep/path"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "allowed"),
+    [
+        (f"arn:aws:execute-api:{REGION}:{ACCOUNT}:abc123/*/*", True),  # what `up` grants: any stage, method, path
+        (f"arn:aws:execute-api:{REGION}:{ACCOUNT}:abc123/test/GET/*", True),
+        (f"arn:aws:execute-api:{REGION}:{ACCOUNT}:abc123/prod/*/*", False),
+        (f"arn:aws:execute-api:{REGION}:{ACCOUNT}:abc123/*/POST/*", False),
+        (f"arn:aws:execute-api:{REGION}:{ACCOUNT}:other99/*/*", False),
+        (f"arn:aws:execute-api:eu-west-1:{ACCOUNT}:abc123/*/*", False),
+        (None, True),  # no condition: any API may invoke it
+    ],
+)
+def test_the_policy_is_matched_against_the_requests_execute_api_arn(pattern: str | None, allowed: bool) -> None:
+    assert policy_allows([grant(pattern)], REQUEST_ARN, ACCOUNT)[0] is allowed
+
+
+def test_a_deny_wins_and_no_policy_allows_nothing() -> None:
+    everything = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:abc123/*/*"
+    allowed, reason = policy_allows([grant(everything), grant(everything, "Deny", "no")], REQUEST_ARN, ACCOUNT)
+    assert not allowed and "no" in reason
+    assert policy_allows([], REQUEST_ARN, ACCOUNT) == (False, "the function has no resource policy")
+    assert arn_like("a*c?e", "abbbcde") and not arn_like("a*c?e", "abbbce")
+
+
+# Over moto's backends, in-process.
+
+
+@pytest.fixture
+def account() -> Iterator[dict[str, Any]]:
+    install_snapshots()
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        yield {name: session.client(name) for name in ("iam", "lambda", "apigateway")}
+
+
+def make_function(clients: dict[str, Any], code: str = ECHO, name: str = "echo") -> str:
+    assume = {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    trust = {"Version": "2012-10-17", "Statement": [assume]}
+    role = clients["iam"].create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("main.py", code)
+    created = clients["lambda"].create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=role["Role"]["Arn"],
+        Handler="main.handler",
+        Code={"ZipFile": archive.getvalue()},
+        Timeout=5,
+    )
+    return created["FunctionArn"]
+
+
+def wire(
+    clients: dict[str, Any], function_arn: str, paths: tuple[str, ...] = ("/",), kind: str = "AWS_PROXY"
+) -> tuple[str, dict[str, str]]:
+    """An API with ANY on each path (made under the root), integrated with the function, not deployed."""
+    gateway = clients["apigateway"]
+    api_id = gateway.create_rest_api(name="by-hand")["id"]
+    ids = {item["path"]: item["id"] for item in gateway.get_resources(restApiId=api_id)["items"]}
+    uri = f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+    for path in paths:
+        if path not in ids:
+            ids[path] = gateway.create_resource(restApiId=api_id, parentId=ids["/"], pathPart=path.lstrip("/"))["id"]
+        gateway.put_method(restApiId=api_id, resourceId=ids[path], httpMethod="ANY", authorizationType="NONE")
+        gateway.put_integration(
+            restApiId=api_id,
+            resourceId=ids[path],
+            httpMethod="ANY",
+            type=kind,
+            integrationHttpMethod="POST",
+            uri=uri,
+        )
+    return api_id, ids
+
+
+def allow(clients: dict[str, Any], api_id: str, function: str = "echo") -> None:
+    clients["lambda"].add_permission(
+        FunctionName=function,
+        StatementId="apigateway",
+        Action="lambda:InvokeFunction",
+        Principal="apigateway.amazonaws.com",
+        SourceArn=f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*/*",
+    )
+
+
+def get(api_id: str, path: str = "/", stage: str = "test", method: str = "GET") -> Request:
+    return Request(
+        method=method,
+        api_id=api_id,
+        stage=stage,
+        path=path,
+        query="",
+        headers=[("Host", "127.0.0.1")],
+        body=b"",
+        source_ip="127.0.0.1",
+    )
+
+
+@pytest.fixture
+def dataplane(tmp_path: Path) -> Iterator[DataPlane]:
+    plane = DataPlane(tmp_path / "code", console=lambda _: None)
+    yield plane
+    plane.close()
+
+
+def refusal(plane: DataPlane, request: Request) -> Refusal:
+    with pytest.raises(Refusal) as raised:
+        plane.resolve(request)
+    return raised.value
+
+
+def test_unknown_api_stage_resource_or_method_is_a_missing_authentication_token(
+    account: dict[str, Any], dataplane: DataPlane
+) -> None:
+    api_id, _ = wire(account, make_function(account))
+    allow(account, api_id)
+    account["apigateway"].create_deployment(restApiId=api_id, stageName="test")
+    assert dataplane.resolve(get(api_id)).resource.path == "/"
+    for request in (get("nosuchapi"), get(api_id, stage="prod"), get(api_id, "/no/such/resource")):
+        answer = refusal(dataplane, request).response()
+        assert answer == (
+            403,
+            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "MissingAuthenticationTokenException")],
+            b'{"message":"Missing Authentication Token"}',
+        )
+
+
+def test_a_method_is_the_exact_verb_or_any(account: dict[str, Any], dataplane: DataPlane) -> None:
+    gateway = account["apigateway"]
+    function_arn = make_function(account)
+    api_id, ids = wire(account, function_arn)
+    gateway.delete_method(restApiId=api_id, resourceId=ids["/"], httpMethod="ANY")
+    gateway.put_method(restApiId=api_id, resourceId=ids["/"], httpMethod="POST", authorizationType="NONE")
+    gateway.put_integration(
+        restApiId=api_id,
+        resourceId=ids["/"],
+        httpMethod="POST",
+        type="AWS_PROXY",
+        integrationHttpMethod="POST",
+        uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations",
+    )
+    allow(account, api_id)
+    gateway.create_deployment(restApiId=api_id, stageName="test")
+    assert dataplane.resolve(get(api_id, method="POST")).function.function_name == "echo"
+    assert refusal(dataplane, get(api_id)).status == 403
+
+
+def test_without_permission_the_api_answers_internal_server_error(
+    account: dict[str, Any], dataplane: DataPlane
+) -> None:
+    """The guide's 'not functional yet' step: deployed, but the function's policy does not let the API in."""
+    api_id, _ = wire(account, make_function(account))
+    account["apigateway"].create_deployment(restApiId=api_id, stageName="test")
+    refused = refusal(dataplane, get(api_id))
+    assert (refused.status, refused.body) == (500, b'{"message": "Internal server error"}')
+    assert "Invalid permissions on Lambda function" in refused.reason
+
+    other_api, _ = wire(account, "arn:aws:lambda:us-east-1:123456789012:function:echo")
+    allow(account, other_api)  # a permission for another API does not count
+    assert refusal(dataplane, get(api_id)).status == 500
+    allow_statement = {"FunctionName": "echo", "StatementId": "mine", "Action": "lambda:InvokeFunction"}
+    account["lambda"].add_permission(
+        **allow_statement,
+        Principal="apigateway.amazonaws.com",
+        SourceArn=f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*/*",
+    )
+    assert dataplane.resolve(get(api_id)).function.function_name == "echo"
+
+
+def test_an_integration_that_is_not_a_lambda_proxy_is_an_internal_server_error(
+    account: dict[str, Any], dataplane: DataPlane
+) -> None:
+    function_arn = make_function(account)
+    api_id, _ = wire(account, function_arn, kind="AWS")
+    allow(account, api_id)
+    account["apigateway"].create_deployment(restApiId=api_id, stageName="test")
+    assert "not emulated" in refusal(dataplane, get(api_id)).reason
+
+    missing = function_arn.replace(":echo", ":gone")
+    api_id, _ = wire(account, missing)
+    account["apigateway"].create_deployment(restApiId=api_id, stageName="test")
+    refused = refusal(dataplane, get(api_id))
+    assert refused.status == 500 and "does not exist" in refused.reason
+
+
+def test_a_stage_serves_what_was_deployed_until_the_next_deployment(
+    account: dict[str, Any], dataplane: DataPlane
+) -> None:
+    gateway = account["apigateway"]
+    function_arn = make_function(account)
+    api_id, ids = wire(account, function_arn)
+    allow(account, api_id)
+    gateway.create_deployment(restApiId=api_id, stageName="test")
+    wire_more = gateway.create_resource(restApiId=api_id, parentId=ids["/"], pathPart="{proxy+}")["id"]
+    gateway.put_method(restApiId=api_id, resourceId=wire_more, httpMethod="ANY", authorizationType="NONE")
+    gateway.put_integration(
+        restApiId=api_id,
+        resourceId=wire_more,
+        httpMethod="ANY",
+        type="AWS_PROXY",
+        integrationHttpMethod="POST",
+        uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations",
+    )
+    assert refusal(dataplane, get(api_id, "/a/b")).status == 403  # wired, not deployed yet
+    gateway.create_deployment(restApiId=api_id, stageName="test")
+    assert dataplane.resolve(get(api_id, "/a/b")).parameters == {"proxy": "a/b"}
+
+
+def test_the_request_runs_the_code_the_function_holds(account: dict[str, Any], dataplane: DataPlane) -> None:
+    api_id, _ = wire(account, make_function(account), paths=("/", "/{proxy+}"))
+    allow(account, api_id)
+    account["apigateway"].create_deployment(restApiId=api_id, stageName="test")
+    request = get(api_id, "/some/deep/path")
+    request.query = "q=1&q=2"
+    status, headers, body = dataplane.answer(request)
+    assert status == 200, body
+    assert ("Content-Type", "application/json") in headers
+    assert any(name == "x-amzn-RequestId" for name, _ in headers)
+    assert json.loads(body) == {
+        "resource": "/{proxy+}",
+        "path": "/some/deep/path",
+        "httpMethod": "GET",
+        "pathParameters": {"proxy": "some/deep/path"},
+        "queryStringParameters": {"q": "2"},
+        "body": None,
+        "stage": "test",
+        "apiId": api_id,
+    }
+    assert json.loads(dataplane.answer(get(api_id))[2])["resource"] == "/"
+
+    # New code: a new worker runs it; a function that raises is API Gateway's 502.
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("main.py", "def handler(event, context):\n    raise RuntimeError('boom')\n")
+    account["lambda"].update_function_code(FunctionName="echo", ZipFile=archive.getvalue())
+    assert dataplane.answer(get(api_id))[0::2] == (502, b'{"message": "Internal server error"}')
