@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from deployer.errors import DeployerError
+from deployer.process import alive
 
 HISTORY_LENGTH = 20
 
@@ -151,7 +152,7 @@ class LocalStateStore:
                 return True
             if age < 5:
                 return False
-        elif holder.get("host") != socket.gethostname() or _alive(int(holder.get("pid", 0))):
+        elif holder.get("host") != socket.gethostname() or alive(int(holder.get("pid", 0))):
             return False
         self.lock_path.unlink(missing_ok=True)
         return True
@@ -163,15 +164,3 @@ class LocalStateStore:
             f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {holder.get('since', '?')}); "
             f"wait for it, or if it is gone delete {self.lock_path}"
         )
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -25,6 +25,7 @@ from typing import Any
 
 from deployer.errors import DeployerError
 from deployer.local import HOST, SERVICE, endpoint, log_path, pid_path
+from deployer.process import alive
 
 START_TIMEOUT = 60.0  # seconds: importing moto takes a few on a slow machine
 STOP_TIMEOUT = 15.0
@@ -116,24 +117,6 @@ def _taken_message(port: int) -> str:
         f"port {port} on {HOST} is used by another program (LocalStack? another emulator?); "
         "stop it, or choose another port with --port or DEPLOYER_LOCAL_PORT"
     )
-
-
-def alive(pid: int) -> bool:
-    """Whether the process runs: an exited process waiting to be reaped (a zombie) does not."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _is_emulator(pid: int) -> bool:
