@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -25,6 +23,8 @@ import boto3
 import pytest
 
 from deployer.local import code_cache, control, log_path, pid_path
+from deployer.process import alive
+from tests.browser import chromium_page
 from tests.conftest import REGION, run_deployer
 
 MISSING_TOKEN = b'{"message":"Missing Authentication Token"}'
@@ -43,15 +43,6 @@ def port_is_free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-
-
 def gone(pid: int, seconds: float = 15.0) -> bool:
     """The process exited and was reaped: no /proc entry at all (no zombie left behind)."""
     deadline = time.monotonic() + seconds
@@ -66,7 +57,7 @@ def stop_for_sure(port: int) -> None:
     try:
         control.stop(port)
     finally:
-        if found is not None and running(found.pid):
+        if found is not None and alive(found.pid):
             os.killpg(found.pid, signal.SIGKILL)
         log_path(port).unlink(missing_ok=True)
 
@@ -107,34 +98,6 @@ def fetch(url: str) -> tuple[int, bytes, dict[str, str]]:
             return answer.status, answer.read(), dict(answer.headers)
     except urllib.error.HTTPError as error:
         return error.code, error.read(), dict(error.headers)
-
-
-def chromium_page(url: str, profile: Path) -> str:
-    """The page as headless Chromium renders it (its DOM)."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.fail("Chromium is not installed: install it (Debian: apt-get install -y chromium) to run this test")
-    command = [
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--dump-dom",
-        url,
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"Chromium did not answer within 90 s: {' '.join(command)}")
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 def test_the_guides_story_in_a_browser(project: Path, local_cloud: str, tmp_path: Path) -> None:
@@ -279,13 +242,13 @@ def test_local_stop_stops_it_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyP
         status = json.loads(deployer_ok(tmp_path, "local", "status", "--json"))
         assert status["running"] and status["port"] == port
         pid = status["pid"]
-        assert running(pid)
+        assert alive(pid)
 
         started = time.monotonic()
         stopped = run_deployer(tmp_path, "local", "stop")
         stop_seconds = time.monotonic() - started
         assert stopped.returncode == 0 and f"pid {pid}" in stopped.stderr, stopped.stderr
-        assert not running(pid) and port_is_free(port)
+        assert not alive(pid) and port_is_free(port)
         assert gone(pid), "the emulator's process was left behind"
         assert not pid_path(port).exists() and not code_cache(port).exists()
 

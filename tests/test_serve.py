@@ -28,7 +28,9 @@ import pytest
 
 from deployer.config import load_config
 from deployer.errors import DeployerError, UsageError
+from deployer.process import alive
 from deployer.serve import LocalApiServer, make_server
+from tests.browser import chromium_page
 
 REPO = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
@@ -521,7 +523,7 @@ def test_serve_prints_the_url_and_stops_on_ctrl_c_killing_its_worker(tmp_path: P
     assert process.returncode == 0, err
     assert "Traceback" not in err
     assert "GET /pid 200" in err
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_the_serve_command_runs_the_function_with_its_bundled_dependencies(tmp_path: Path) -> None:
@@ -568,35 +570,5 @@ def test_a_missing_source_folder_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_chromium_renders_the_example_app(tmp_path: Path) -> None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.fail("Chromium is not installed: install it (Debian: apt-get install -y chromium) to run this test")
     with running(make_server(load_config(REPO / "deploy.toml"), "127.0.0.1", 0)) as server:
-        command = [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}",
-            "--dump-dom",
-            server.url,
-        ]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"Chromium did not answer within 90 s: {' '.join(command)}")
-    assert "Hello world!" in done.stdout, f"exit {done.returncode}; stderr: {done.stderr[-2000:]}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+        assert "Hello world!" in chromium_page(server.url, tmp_path / "chromium-profile")

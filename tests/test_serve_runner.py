@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from deployer.process import alive
 from deployer.serve.runner import (
     FunctionCrash,
     FunctionError,
@@ -96,7 +97,7 @@ def test_a_timeout_kills_the_worker_and_the_next_invocation_gets_a_fresh_one(
     with pytest.raises(FunctionTimeout, match=r"Task timed out after 1\.00 seconds"):
         runner.invoke("sleep")
     assert time.monotonic() - started < 3
-    assert not _alive(pid)
+    assert not alive(pid)
     assert runner.invoke("again")["pid"] != pid
 
 
@@ -176,7 +177,7 @@ def test_close_kills_the_worker_and_refuses_more_invocations(make_runner: MakeRu
     runner = make_runner(language)
     pid = runner.invoke("warm")["pid"]
     runner.close()
-    assert not _alive(pid)
+    assert not alive(pid)
     with pytest.raises(FunctionError):
         runner.invoke("late")
 
@@ -190,11 +191,3 @@ def test_fingerprint_changes_with_an_edit_but_not_with_bytecode(tmp_path: Path) 
     assert source_fingerprint(tmp_path) == before
     (tmp_path / "main.py").write_text("x = 22\n")
     assert source_fingerprint(tmp_path) != before
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
