@@ -118,10 +118,6 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(known[1]) from None
 
 
-def _load(config_path: Path) -> Config:
-    return load_config(config_path)
-
-
 def _is_local(flag: bool | None, config: Config, endpoint_url: str | None = None) -> bool:
     from deployer.local import wants_local
 
@@ -129,6 +125,19 @@ def _is_local(flag: bool | None, config: Config, endpoint_url: str | None = None
     if local and endpoint_url:
         raise UsageError("--endpoint-url and --local both name where to deploy: pass one of them")
     return local
+
+
+def _checked_context(
+    version: str, config_path: Path, endpoint_url: str | None, local: bool | None, *, needs_source: bool
+) -> Context:
+    """All that can be checked before any AWS call, in order: the version, deploy.toml, the source folder."""
+    check_version(version)
+    config = load_config(config_path)
+    if needs_source:
+        from deployer.build import check_source
+
+        check_source(config)
+    return _context(config, endpoint_url, version, local)
 
 
 def _context(
@@ -187,7 +196,7 @@ def build(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False) -
     from deployer.build import build as build_zip
 
     with reported_errors():
-        config = _load(config_path)
+        config = load_config(config_path)
         artifact = build_zip(config, force=True, log=output.info)
         if json_output:
             output.result_json({"path": str(artifact.path), "size": artifact.size, "sha256": artifact.sha256})
@@ -208,14 +217,11 @@ def up(
     """Build if needed, upload, create or update every resource, print the URL."""
     from deployer import deploy
     from deployer.build import build as build_zip
-    from deployer.build import check_source
 
     with reported_errors():
         started = time.monotonic()
-        check_version(version)
-        config = _load(config_path)
-        check_source(config)
-        ctx = _context(config, endpoint_url, version, local)
+        ctx = _checked_context(version, config_path, endpoint_url, local, needs_source=True)
+        config = ctx.config
         ctx.force = force
         with ctx.store.lock(f"up --version {version}"):
             artifact = build_zip(config, log=output.info)
@@ -252,14 +258,10 @@ def plan(
     """Show what `up` would change, reading only. Exit 0: nothing; 3: something would change."""
     from deployer import deploy
     from deployer.build import build as build_zip
-    from deployer.build import check_source
 
     with reported_errors():
-        check_version(version)
-        config = _load(config_path)
-        check_source(config)
-        ctx = _context(config, endpoint_url, version, local)
-        ctx.artifact_sha256 = build_zip(config).sha256
+        ctx = _checked_context(version, config_path, endpoint_url, local, needs_source=True)
+        ctx.artifact_sha256 = build_zip(ctx.config).sha256
         changes = deploy.plan(ctx)
         pending = [change for change in changes if change.changes_something]
         if json_output:
@@ -297,9 +299,7 @@ def rollback(
 
     with reported_errors():
         started = time.monotonic()
-        check_version(version)
-        config = _load(config_path)
-        ctx = _context(config, endpoint_url, version, local)
+        ctx = _checked_context(version, config_path, endpoint_url, local, needs_source=False)
         with ctx.store.lock(f"rollback {version}"):
             deploy.rollback(ctx, report=_report)
         output.info(_summary(ctx, started))
@@ -318,7 +318,7 @@ def down(
 
     with reported_errors():
         started = time.monotonic()
-        config = _load(config_path)
+        config = load_config(config_path)
         if not yes and not sys.stdin.isatty():
             raise UsageError("down deletes resources: pass --yes to confirm when there is no terminal to ask")
         ctx = _context(config, endpoint_url, local=local)
@@ -344,7 +344,7 @@ def status(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False, 
     from deployer.state import LocalStateStore
 
     with reported_errors():
-        config = _load(config_path)
+        config = load_config(config_path)
         is_local = _is_local(local, config)
         if is_local:
             from deployer.local import control, resolve_port, state_store
@@ -379,7 +379,7 @@ def serve(
     from deployer.serve import serve as serve_locally
 
     with reported_errors():
-        config = _load(config_path)
+        config = load_config(config_path)
         # Serve what would be deployed: the source plus its bundled dependencies, nothing of the tool's own.
         bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.info)
         code_dirs = [] if bundled is None else [bundled if config.is_python else bundled / "node_modules"]
