@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
 import pytest
 
 from deployer import deploy
@@ -165,3 +166,23 @@ def test_plan_reads_only_and_names_the_fields_that_differ(make_context, aws_acco
     assert changes["function"].action == "update"
     assert changes["function"].diffs == {"memorysize": (128, 512)}
     assert [resource for resource, change in changes.items() if change.action != "unchanged"] == ["function"]
+
+
+def test_the_architecture_is_passed_to_lambda_and_a_change_is_a_code_update(
+    make_context, aws_account: Account, project: Path
+) -> None:
+    edit(project / "deploy.toml", "timeout = 3", 'timeout = 3\narchitecture = "arm64"')
+    up(make_context, "1.0.0")
+    assert aws_account.functions()[0]["Architectures"] == ["arm64"]
+
+    # Lambda takes a new architecture with the code. moto ignores that field of UpdateFunctionCode,
+    # so the request itself is checked.
+    sent: list[dict] = []
+    session = boto3.Session()
+    session.events.register("provide-client-params.lambda.UpdateFunctionCode", lambda params, **_: sent.append(params))
+    edit(project / "deploy.toml", 'architecture = "arm64"', 'architecture = "x86_64"')
+    ctx = make_context("1.0.0", session=session)
+    ctx.artifact_sha256 = build(ctx.config).sha256
+    deploy.up(ctx)
+    assert writes(ctx) == ["UpdateFunctionCode"]
+    assert [params["Architectures"] for params in sent] == [["x86_64"]]
