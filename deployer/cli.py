@@ -149,12 +149,20 @@ def _context(
         return local_context(config, version, log=output.info)
     from deployer.aws import Aws
     from deployer.context import Context
-    from deployer.state import LocalStateStore
+    from deployer.state import store_for
 
     aws = Aws(config.region, endpoint_url)
     aws.check_credentials()
-    store = LocalStateStore(config.root / ".deployer", config.stage)
+    store = store_for(config)
     return Context(config=config, aws=aws, state=store.load(), store=store, version=version)
+
+
+@contextmanager
+def _locked(ctx: Context, command: str) -> Iterator[None]:
+    """Hold the state lock for the whole command, and read the state under it: never a stale copy."""
+    with ctx.store.lock(command):
+        ctx.state = ctx.store.load()
+        yield
 
 
 def _report(outcome: Outcome) -> None:
@@ -223,7 +231,7 @@ def up(
         ctx = _checked_context(version, config_path, endpoint_url, local, needs_source=True)
         config = ctx.config
         ctx.force = force
-        with ctx.store.lock(f"up --version {version}"):
+        with _locked(ctx, f"up --version {version}"):
             artifact = build_zip(config, log=output.info)
             ctx.artifact_sha256 = artifact.sha256
             where = f"on the local cloud {ctx.local_endpoint}" if ctx.local_endpoint else f"in {ctx.aws.region}"
@@ -300,7 +308,7 @@ def rollback(
     with reported_errors():
         started = time.monotonic()
         ctx = _checked_context(version, config_path, endpoint_url, local, needs_source=False)
-        with ctx.store.lock(f"rollback {version}"):
+        with _locked(ctx, f"rollback {version}"):
             deploy.rollback(ctx, report=_report)
         output.info(_summary(ctx, started))
         output.result(ctx.state.base_url or "")
@@ -322,7 +330,7 @@ def down(
         if not yes and not sys.stdin.isatty():
             raise UsageError("down deletes resources: pass --yes to confirm when there is no terminal to ask")
         ctx = _context(config, endpoint_url, local=local)
-        with ctx.store.lock("down"):
+        with _locked(ctx, "down"):
             found = deploy.find_deployed(ctx)
             if found.empty:
                 output.info(f"nothing deployed for {config.app_name} on stage {config.stage}")
@@ -340,20 +348,17 @@ def down(
 
 @app.command()
 def status(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False, local: Local = None) -> None:
-    """What is deployed on this stage, from the state file (no AWS calls)."""
-    from deployer.state import LocalStateStore
+    """What is deployed, from the state file (no AWS calls)."""
+    from deployer.state import store_for
 
     with reported_errors():
         config = load_config(config_path)
         is_local = _is_local(local, config)
-        if is_local:
-            from deployer.local import control, resolve_port, state_store
-
-            state = state_store(config).load()
-        else:
-            state = LocalStateStore(config.root / ".deployer", config.stage).load()
+        state = store_for(config, local=is_local).load()
         data = _status_fields(state, config)
         if is_local:
+            from deployer.local import control, resolve_port
+
             data["local"] = control.describe(resolve_port())  # the emulator; no AWS call, it is not started
         where = " on the local cloud" if is_local else ""
         if json_output:

@@ -1,26 +1,28 @@
 """What is deployed, kept between runs: load, save (atomically) and lock, behind a small interface.
 
-The local store keeps `.deployer/<stage>.json` beside deploy.toml. A remote store (S3, DynamoDB) can
+The local store keeps `.deployer/<app>.json` beside deploy.toml. A remote store (S3, DynamoDB) can
 implement the same three methods later. Only IDs, names and versions are stored: never credentials,
 never environment values.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer.errors import DeployerError
-from deployer.process import alive
+
+if TYPE_CHECKING:
+    from deployer.config import Config
 
 HISTORY_LENGTH = 20
 
@@ -78,12 +80,13 @@ class StateStore(Protocol):
 
 
 class LocalStateStore:
-    """`.deployer/<stage>.json` and `.deployer/<stage>.lock` in the project folder."""
+    """`.deployer/<name>.json` and its lock `.deployer/<name>.lock` in the project folder."""
 
-    def __init__(self, folder: Path, stage: str) -> None:
+    def __init__(self, folder: Path, name: str) -> None:
         self.folder = folder
-        self.path = folder / f"{stage}.json"
-        self.lock_path = folder / f"{stage}.lock"
+        self.name = name
+        self.path = folder / f"{name}.json"
+        self.lock_path = folder / f"{name}.lock"
 
     def load(self) -> State:
         try:
@@ -113,54 +116,44 @@ class LocalStateStore:
 
     @contextmanager
     def lock(self, command: str) -> Iterator[None]:
+        """Held for the whole command. The kernel drops it when its holder ends, however it ends
+        (SIGKILL included), so a lock is never left stale on this host; the file only names the holder."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        holder = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "command": command,
-            "since": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        for _ in range(2):
-            try:
-                descriptor = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if not self._clear_if_stale():
-                    raise DeployerError(self._held_message()) from None
-                continue
-            with os.fdopen(descriptor, "w") as stream:
-                json.dump(holder, stream)
-            break
+        descriptor = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            yield
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DeployerError(self._held_message()) from None
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "command": command,
+                "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(descriptor, 0)  # nobody holds it any more
         finally:
-            self.lock_path.unlink(missing_ok=True)
-
-    def _read_holder(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.lock_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-
-    def _clear_if_stale(self) -> bool:
-        """A lock left by a process of this host that no longer runs (killed, crashed) is stale."""
-        holder = self._read_holder()
-        if not holder:
-            # Being written this instant, or garbage: garbage older than a few seconds is stale.
-            try:
-                age = time.time() - self.lock_path.stat().st_mtime
-            except FileNotFoundError:
-                return True
-            if age < 5:
-                return False
-        elif holder.get("host") != socket.gethostname() or alive(int(holder.get("pid", 0))):
-            return False
-        self.lock_path.unlink(missing_ok=True)
-        return True
+            os.close(descriptor)  # releases the lock
 
     def _held_message(self) -> str:
-        holder = self._read_holder()
+        try:
+            holder = json.loads(self.lock_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            holder = {}
         return (
-            f"another deployer is working on this stage: `{holder.get('command', '?')}` "
+            f"another deployer is working on {self.name}: `{holder.get('command', '?')}` "
             f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {holder.get('since', '?')}); "
-            f"wait for it, or if it is gone delete {self.lock_path}"
+            "wait for it to finish, or stop that process: its lock goes with it"
         )
+
+
+def store_for(config: Config, *, local: bool = False) -> LocalStateStore:
+    """One state per app: its function, role and REST API are named after it, whatever the stage.
+    A local-cloud deployment (`--local`) keeps its own, apart from the real one."""
+    name = f"local-{config.app_name}" if local else config.app_name
+    return LocalStateStore(config.root / ".deployer", name)

@@ -24,7 +24,7 @@ from moto import mock_aws
 from deployer.aws import Aws
 from deployer.config import load_config
 from deployer.context import Context
-from deployer.state import LocalStateStore
+from deployer.state import store_for
 from tests.account import Account
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,7 +89,7 @@ def make_context(project: Path, aws_account: Account):
 
     def make(version: str | None = None, session: boto3.Session | None = None, config_path: Path | None = None):
         config = load_config(config_path or project / "deploy.toml")
-        store = LocalStateStore(config.root / ".deployer", config.stage)
+        store = store_for(config)
         aws = Aws(config.region, session=session or boto3.Session())
         return Context(config=config, aws=aws, state=store.load(), store=store, version=version)
 
@@ -136,6 +136,19 @@ def moto_server(moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Accoun
     urllib.request.urlopen(request, timeout=10).close()
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server_url)
     return Account(boto3.Session(region_name=REGION), endpoint_url=moto_server_url)
+
+
+def lock_is_free(lock: Path) -> bool:
+    """Whether a command could take this state lock now (it is a kernel lock, not the file's presence)."""
+    import fcntl
+
+    with lock.open("a") as stream:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(stream, fcntl.LOCK_UN)
+    return True
 
 
 def run_deployer(project: Path, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

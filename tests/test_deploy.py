@@ -94,7 +94,7 @@ def test_environment_values_are_deployed_but_never_stored(make_context, aws_acco
     ctx, _ = up(make_context, "1.0.0")
     assert writes(ctx) == ["UpdateFunctionConfiguration"]
     assert aws_account.functions()[0]["Environment"]["Variables"] == {"GREETING_SECRET": "s3cr3t-value"}
-    assert "s3cr3t-value" not in (project / ".deployer" / "test.json").read_text()
+    assert "s3cr3t-value" not in (project / ".deployer" / f"{APP}.json").read_text()
 
 
 def test_rollback_is_one_write_and_serves_the_old_code(make_context, aws_account: Account, project: Path) -> None:

@@ -14,13 +14,8 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from deployer.errors import UsageError
-
-if TYPE_CHECKING:
-    from deployer.config import Config
-    from deployer.state import LocalStateStore
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4566  # LocalStack's port: tools that know it find the same endpoint here
@@ -85,10 +80,3 @@ def pid_path(port: int) -> Path:
 
 def code_cache(port: int) -> Path:
     return runtime_folder() / f"code-{port}"
-
-
-def state_store(config: Config) -> LocalStateStore:
-    """`.deployer/local-{stage}.json`: a local deployment's state, apart from a real one's `{stage}.json`."""
-    from deployer.state import LocalStateStore
-
-    return LocalStateStore(config.root / ".deployer", f"local-{config.stage}")

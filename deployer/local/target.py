@@ -6,7 +6,7 @@ What differs from a real deployment, and only this:
 - requests are signed with fixed fake credentials on the boto3 Session: a new user has no AWS account,
   and a `--local` command never reads your AWS profile (resolving one can call STS or SSO on real AWS);
 - the region is deploy.toml's `[app] region`, else us-east-1;
-- the state is `.deployer/local-{stage}.json`, apart from a real deployment's `.deployer/{stage}.json`;
+- the state is `.deployer/local-{app}.json`, apart from a real deployment's `.deployer/{app}.json`;
 - the URL printed and stored is the local data plane's (ctx.local_endpoint).
 """
 
@@ -18,8 +18,9 @@ from typing import Any
 
 from deployer.config import Config
 from deployer.context import Context
-from deployer.local import HOST, endpoint, resolve_port, state_store
+from deployer.local import HOST, endpoint, resolve_port
 from deployer.local.control import start
+from deployer.state import store_for
 
 FAKE_ACCESS_KEY = "deployerlocal"  # any value works: the emulator checks no signature
 FAKE_SECRET_KEY = "deployerlocal"
@@ -56,7 +57,7 @@ def local_context(config: Config, version: str | None, log: Callable[[str], None
     _bypass_proxies()
     region = config.region or DEFAULT_REGION
     aws = Aws(region, endpoint(port), session=session(region))
-    store = state_store(config)
+    store = store_for(config, local=True)
     return Context(
         config=config,
         aws=aws,
