@@ -34,8 +34,13 @@ def role_not_assumable(error: ClientError) -> bool:
     return error_code(error) == "InvalidParameterValueException" and "cannot be assumed" in error_message(error)
 
 
-def update_in_progress(error: ClientError) -> bool:
-    return error_code(error) == "ResourceConflictException" and "in progress" in error_message(error)
+def function_busy(error: ClientError) -> bool:
+    """Lambda refuses changes while the function is Pending ("currently in the following state: Pending")
+    or an update is InProgress ("An update is in progress for resource: ...")."""
+    message = error_message(error)
+    return error_code(error) == "ResourceConflictException" and (
+        "in progress" in message or "currently in the following state" in message
+    )
 
 
 def concurrent_modification(error: ClientError) -> bool:

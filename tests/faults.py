@@ -40,6 +40,9 @@ THROTTLES = {
 }
 
 ROLE_NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
+PENDING_REFUSAL = (
+    "The operation cannot be performed at this time. The function is currently in the following state: Pending"
+)
 UPDATE_IN_PROGRESS = "The operation cannot be performed at this time. An update is in progress for resource: {arn}"
 CONCURRENT_MODIFICATION = "Unable to complete operation due to concurrent modification. Please try again later."
 STATEMENT_EXISTS = (

@@ -28,6 +28,7 @@ from deployer.resources.permission import STATEMENT_ID
 from tests.account import APP, BUCKET, Account
 from tests.faults import (
     CONCURRENT_MODIFICATION,
+    PENDING_REFUSAL,
     ROLE_NOT_ASSUMABLE,
     RUNTIME_RETIRED,
     STATEMENT_EXISTS,
@@ -146,9 +147,11 @@ def test_an_update_in_progress_is_waited_for_then_the_code_update_is_retried(
     assert fault.seen == 1
 
     ctx = up(make_context, "1.0.1", session)
-    # Refused, then the function_updated_v2 waiter reads the function, then the update again.
-    assert segment(ctx.aws.calls, "UpdateFunctionCode", 3) == [
+    # Refused, then the function_active_v2 and function_updated_v2 waiters read the function, then the
+    # update again.
+    assert segment(ctx.aws.calls, "UpdateFunctionCode", 4) == [
         "UpdateFunctionCode",
+        "GetFunction",
         "GetFunction",
         "UpdateFunctionCode",
     ]
@@ -448,3 +451,20 @@ def test_a_bucket_owned_by_another_account_is_one_clear_line_and_nothing_is_crea
     assert f"bucket {BUCKET} exists but belongs to another AWS account" in error
     assert "choose another [artifact] bucket name" in error
     assert aws_account.is_empty()
+
+
+def test_a_function_still_pending_is_waited_for_when_lambda_refuses_the_permission(
+    make_context, aws_account: Account, no_waiting: list[float]
+) -> None:
+    """A run interrupted during the Pending wait leaves a function the next run finds 'unchanged'."""
+    session = boto3.Session()
+    fault = fail(session, "lambda", "AddPermission", "ResourceConflictException", PENDING_REFUSAL, 409, times=1)
+    ctx = up(make_context, "1.0.0", session)
+    assert fault.injected == 1
+    assert segment(ctx.aws.calls, "AddPermission", 4) == [
+        "AddPermission",
+        "GetFunction",
+        "GetFunction",
+        "AddPermission",
+    ]
+    aws_account.assert_stack("v1.0.0/example.zip")

@@ -8,7 +8,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deployer.context import Change, Context
-from deployer.retry import error_code, retrying, update_in_progress
+from deployer.resources.function import wait_until_ready
+from deployer.retry import error_code, function_busy, retrying
 
 STATEMENT_ID = "deployer-apigateway-invoke"
 PRINCIPAL = "apigateway.amazonaws.com"
@@ -59,7 +60,8 @@ class Permission:
         if change.action == "update":
             retrying(
                 lambda: functions.remove_permission(FunctionName=ctx.config.app_name, StatementId=STATEMENT_ID),
-                when=update_in_progress,
+                when=function_busy,
+                before_retry=lambda: wait_until_ready(ctx),
             )
         try:
             retrying(
@@ -70,7 +72,8 @@ class Permission:
                     Principal=PRINCIPAL,
                     SourceArn=source_arn(ctx),
                 ),
-                when=update_in_progress,
+                when=function_busy,
+                before_retry=lambda: wait_until_ready(ctx),
             )
         except ClientError as error:
             # "The statement id (...) provided already exists": done already, by us or by a run
