@@ -145,6 +145,10 @@ class Config:
     def tags(self) -> dict[str, str]:
         return {"deployer:app": self.app_name, "deployer:stage": self.stage}
 
+    def owns(self, tags: dict[str, str]) -> bool:
+        """Whether a resource found by name was created by deployer for this app (it tags all it creates)."""
+        return tags.get("deployer:app") == self.app_name
+
     def artifact_key(self, version: str) -> str:
         return f"v{version}/{self.artifact_name}"
 

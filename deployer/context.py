@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 from deployer.aws import Aws
 from deployer.config import Config
+from deployer.errors import DeployerError
 from deployer.state import State, StateStore
 
 Action = Literal["create", "update", "unchanged", "delete", "absent"]
@@ -65,6 +66,17 @@ class Context:
     def artifact_key(self) -> str:
         assert self.version is not None, "a version is needed to name the artifact"
         return self.config.artifact_key(self.version)
+
+
+def adopt(ctx: Context, resource: str, name: str, tags: dict[str, str] | None, recorded: bool) -> None:
+    """A resource found by name that the state does not record is ours only if it carries our tag:
+    never take over (and later delete) someone else's function or role that happens to share the name."""
+    if recorded or tags is None or ctx.config.owns(tags):
+        return
+    raise DeployerError(
+        f"a {resource} named {name} already exists but deployer did not create it for {ctx.config.app_name} "
+        f"(no deployer:app tag): choose another [app] name, or tag it deployer:app={ctx.config.app_name} to adopt it"
+    )
 
 
 class Step(Protocol):

@@ -11,9 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from botocore.exceptions import ClientError
+
 from deployer.context import Change, Context, Step
 from deployer.errors import DeployerError
 from deployer.resources import artifact, function, permission, rest_api, role, stage
+from deployer.retry import error_code
 
 UP_ORDER: tuple[Step, ...] = (
     artifact.Artifact(),
@@ -51,8 +54,20 @@ def plan(ctx: Context) -> list[Change]:
     return changes
 
 
+def _check_region(ctx: Context) -> None:
+    """A state describing another region would make every lookup miss: `up` would duplicate the stack
+    there and forget this one, `down` would forget it without deleting it."""
+    recorded = ctx.state.region
+    if ctx.state.deployed and recorded and recorded != ctx.aws.region:
+        raise DeployerError(
+            f"{ctx.config.app_name} is deployed in {recorded}, not {ctx.aws.region}: run `deployer down` with "
+            f"region {recorded} first, or move {ctx.store.path} aside to start over"
+        )
+
+
 def _identify(ctx: Context) -> None:
     """Which app, stage and region the state file describes, for `status` and for the reader of the file."""
+    _check_region(ctx)
     ctx.state.app, ctx.state.stage, ctx.state.region = ctx.config.app_name, ctx.config.stage, ctx.aws.region
 
 
@@ -91,16 +106,20 @@ def rollback(ctx: Context, report: Report = lambda _: None) -> Outcome:
             f"version {ctx.version} was never uploaded (no s3://{ctx.config.bucket}/{key}); "
             f"published versions: {listing}"
         )
-    from botocore.exceptions import ClientError
-
     try:
         response = function.update_code(ctx, key)
     except ClientError as error:
-        if "ResourceNotFoundException" not in str(error):
+        if error_code(error) != "ResourceNotFoundException":
             raise
         raise DeployerError(
             f"function {ctx.config.app_name} is not deployed: run `deployer up --version {ctx.version}` instead"
         ) from None
+    ctx.state.function_name, ctx.state.function_arn = ctx.config.app_name, response["FunctionArn"]
+    if not ctx.state.rest_api_id:  # a lost state file: the API that serves the function, by its tags
+        apis = rest_api.find_tagged(ctx)
+        if len(apis) == 1:
+            ctx.state.rest_api_id = apis[0]["id"]
+            ctx.state.base_url = stage.base_url(ctx)
     ctx.state.version, ctx.state.bucket, ctx.state.key = ctx.version, ctx.config.bucket, key
     ctx.state.artifact_sha256 = artifact.sha256_of(found) or function.hex_sha256(response["CodeSha256"])
     ctx.state.record("rollback", ctx.version)
@@ -127,31 +146,31 @@ class Found:
 
 
 def find_deployed(ctx: Context) -> Found:
-    from botocore.exceptions import ClientError
-
+    """The state's resources, plus what carries this app's tag: an API orphaned by a retried
+    CreateRestApi, or everything when the state file is lost."""
+    _check_region(ctx)
     state, config = ctx.state, ctx.config
-    api_ids = [state.rest_api_id] if state.rest_api_id else [api["id"] for api in rest_api.find_tagged(ctx)]
-    function_name = state.function_name
-    role_name = state.role_name
-
-    def ours(tags: dict[str, str]) -> bool:
-        """Found by name only: ours if it carries the app's tag (every resource is created with it)."""
-        return tags.get("deployer:app") == config.app_name
-
+    tagged = [api["id"] for api in rest_api.find_tagged(ctx) if api["id"] != state.rest_api_id]
+    api_ids = [state.rest_api_id, *tagged] if state.rest_api_id else tagged
+    function_name, role_name = state.function_name, state.role_name
     if not function_name:
         try:
             found = ctx.aws.lambda_.get_function(FunctionName=config.app_name)
-            function_name = config.app_name if ours(found.get("Tags", {})) else None
         except ClientError as error:
-            if "ResourceNotFoundException" not in str(error):
+            if error_code(error) != "ResourceNotFoundException":
                 raise
+        else:
+            tags = function.function_tags(ctx, found)
+            function_name = config.app_name if tags is not None and config.owns(tags) else None
     if not role_name:
         try:
-            role = ctx.aws.iam.get_role(RoleName=config.role_name)["Role"]
-            role_name = config.role_name if ours({tag["Key"]: tag["Value"] for tag in role.get("Tags", [])}) else None
+            found_role = ctx.aws.iam.get_role(RoleName=config.role_name)["Role"]
         except ClientError as error:
-            if "NoSuchEntity" not in str(error):
+            if error_code(error) != "NoSuchEntity":
                 raise
+        else:
+            tags = {tag["Key"]: tag["Value"] for tag in found_role.get("Tags", [])}
+            role_name = config.role_name if config.owns(tags) else None
     return Found(api_ids, function_name, role_name)
 
 

@@ -49,6 +49,10 @@ def resources_of(ctx: Context) -> dict[str, object]:
     return {key: value for key, value in asdict(ctx.state).items() if key != "history"}
 
 
+def edit(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new))
+
+
 def state_file(project: Path) -> Path:
     return project / ".deployer" / f"{APP}.json"
 
@@ -121,6 +125,19 @@ def test_down_without_a_state_file_leaves_look_alikes_without_the_apps_tags_alon
     found = deploy.find_deployed(ctx)
     assert found.empty, found
     assert (len(aws_account.roles()), len(aws_account.functions()), len(aws_account.rest_apis())) == (1, 1, 1)
+
+    # Nor does up take them over: it refuses before changing anything.
+    ctx = make_context("1.0.0")
+    ctx.artifact_sha256 = build(ctx.config).sha256
+    with pytest.raises(DeployerError, match=rf"a role named {ROLE} already exists but deployer did not create it"):
+        deploy.up(ctx)
+    # Only the artifact was published (step 1); nothing of theirs was touched.
+    assert set(writes(ctx)) <= {"PutObject", "CreateBucket", "PutPublicAccessBlock", "PutBucketEncryption"}
+    aws_account.client("iam").tag_role(RoleName=ROLE, Tags=[{"Key": "deployer:app", "Value": APP}])  # adopt it
+    ctx = make_context("1.0.0")
+    ctx.artifact_sha256 = build(ctx.config).sha256
+    with pytest.raises(DeployerError, match=rf"a function named {APP} already exists but deployer did not create it"):
+        deploy.up(ctx)
 
 
 def test_two_tagged_apis_with_the_apps_name_are_refused_naming_both_and_nothing_is_created(
@@ -229,3 +246,52 @@ def test_a_lock_held_is_respected_and_names_its_holder(make_context, project: Pa
         ):
             pytest.fail("the lock was taken twice")
         assert (project / ".deployer" / f"{APP}.lock").read_text() == saved  # the refused run changed nothing
+
+
+def test_tags_left_out_of_get_function_are_read_with_list_tags(make_context, aws_account: Account, project: Path):
+    """Real Lambda omits Tags from GetFunction for callers without lambda:ListTags."""
+    up(make_context)
+    state_file(project).unlink()
+    session = boto3.Session()
+    session.events.register("after-call.lambda.GetFunction", lambda parsed, **_: parsed.pop("Tags", None))
+    ctx = make_context("1.0.0", session=session)
+    ctx.artifact_sha256 = build(ctx.config).sha256
+    deploy.up(ctx)
+    assert "ListTags" in ctx.aws.calls and writes(ctx) == []  # adopted, tags seen equal: nothing re-tagged
+    ctx = make_context(session=session)
+    assert deploy.find_deployed(ctx).function_name == APP
+
+
+def test_a_state_from_another_region_is_refused_before_anything_changes(make_context, aws_account, project: Path):
+    up(make_context)
+    config = project / "deploy.toml"
+    config.write_text(config.read_text().replace('region = "us-east-1"', 'region = "eu-west-1"'))
+    for command in ("up", "down"):
+        ctx = make_context("1.0.0")
+        ctx.artifact_sha256 = build(ctx.config).sha256
+        with pytest.raises(DeployerError, match=r"deployed in us-east-1, not eu-west-1: run `deployer down`"):
+            deploy.up(ctx) if command == "up" else deploy.find_deployed(ctx)
+        assert writes(ctx) == []
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_rollback_without_a_state_file_records_the_function_and_the_url(make_context, aws_account, project: Path):
+    first = up(make_context)
+    edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
+    up(make_context, "1.0.1")
+    state_file(project).unlink()
+    ctx = make_context("1.0.0")
+    deploy.rollback(ctx)
+    aws_account.assert_stack("v1.0.0/example.zip")
+    saved = json.loads(state_file(project).read_text())
+    assert (saved["version"], saved["function_name"]) == ("1.0.0", APP)
+    assert saved["base_url"] == first.state.base_url
+
+
+def test_down_also_removes_an_api_the_state_does_not_name_but_tagged_for_the_app(make_context, aws_account):
+    """A CreateRestApi retried after a lost answer leaves a second, tagged API: down takes it too."""
+    up(make_context)
+    aws_account.client("apigateway").create_rest_api(name=APP, tags=TAGS)
+    ctx = make_context()
+    deploy.down(ctx, deploy.find_deployed(ctx))
+    assert aws_account.is_empty()

@@ -13,8 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.context import Change, Context
-from deployer.retry import error_code, retrying, role_not_assumable, update_in_progress
+from deployer.context import Change, Context, adopt
+from deployer.retry import error_code, function_busy, retrying, role_not_assumable
 
 WAIT = {"Delay": 2, "MaxAttempts": 150}  # up to 5 minutes, like Terraform
 
@@ -54,8 +54,10 @@ def wait_until_settled(ctx: Context, response: dict[str, Any]) -> None:
         ctx.aws.lambda_.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig=WAIT)
 
 
-def _wait_for_update(ctx: Context) -> None:
-    ctx.aws.lambda_.get_waiter("function_updated_v2").wait(FunctionName=ctx.config.app_name, WaiterConfig=WAIT)
+def wait_until_ready(ctx: Context) -> None:
+    """After Lambda refused a change as busy: wait until the function is Active and its update done."""
+    for waiter in ("function_active_v2", "function_updated_v2"):
+        ctx.aws.lambda_.get_waiter(waiter).wait(FunctionName=ctx.config.app_name, WaiterConfig=WAIT)
 
 
 def update_code(ctx: Context, key: str) -> dict[str, Any]:
@@ -67,11 +69,24 @@ def update_code(ctx: Context, key: str) -> dict[str, Any]:
             S3Key=key,
             Architectures=[ctx.config.architecture],
         ),
-        when=update_in_progress,
-        before_retry=lambda: _wait_for_update(ctx),
+        when=function_busy,
+        before_retry=lambda: wait_until_ready(ctx),
     )
     wait_until_settled(ctx, response)
     return response
+
+
+def function_tags(ctx: Context, found: dict[str, Any]) -> dict[str, str] | None:
+    """The tags GetFunction returned, or ListTags's: Lambda leaves them out of GetFunction for callers
+    without lambda:ListTags. None when they cannot be read at all (then they are neither compared nor set)."""
+    if "Tags" in found:
+        return found["Tags"]
+    try:
+        return ctx.aws.lambda_.list_tags(Resource=found["Configuration"]["FunctionArn"])["Tags"]
+    except ClientError as error:
+        if error_code(error) not in ("AccessDeniedException", "AccessDenied"):
+            raise
+        return None
 
 
 class Function:
@@ -86,6 +101,8 @@ class Function:
                 raise
             return Change(self.resource, name, "create")
         current = found["Configuration"]
+        tags = function_tags(ctx, found)
+        adopt(ctx, self.resource, name, tags, recorded=ctx.state.function_name == name)
         ctx.state.function_name, ctx.state.function_arn = name, current["FunctionArn"]
         diffs: dict[str, tuple[Any, Any]] = {}
         if ctx.artifact_sha256 and current.get("CodeSha256") != lambda_sha256(ctx.artifact_sha256):
@@ -102,8 +119,7 @@ class Function:
             diffs["environment"] = (old, f"{new} (values changed)" if old == new else new)
         if current.get("Architectures", ["x86_64"]) != [ctx.config.architecture]:
             diffs["architecture"] = (current.get("Architectures", ["x86_64"])[0], ctx.config.architecture)
-        tags = found.get("Tags", {})
-        if any(tags.get(key) != value for key, value in ctx.config.tags.items()):
+        if tags is not None and any(tags.get(key) != value for key, value in ctx.config.tags.items()):
             diffs["tags"] = (tags, ctx.config.tags)
         return Change(self.resource, name, "update" if diffs else "unchanged", diffs, current=current)
 
@@ -143,8 +159,8 @@ class Function:
                 lambda: ctx.aws.lambda_.update_function_configuration(
                     FunctionName=ctx.config.app_name, **_desired_configuration(ctx)
                 ),
-                when=lambda error: role_not_assumable(error) or update_in_progress(error),
-                before_retry=lambda: _wait_for_update(ctx),
+                when=lambda error: role_not_assumable(error) or function_busy(error),
+                before_retry=lambda: wait_until_ready(ctx),
             )
             wait_until_settled(ctx, response)
         if "tags" in change.diffs:

@@ -34,7 +34,7 @@ def integration_uri(ctx: Context) -> str:
 
 
 def _is_ours(api: dict[str, Any], ctx: Context) -> bool:
-    return api.get("name") == ctx.config.app_name and api.get("tags", {}).get("deployer:app") == ctx.config.app_name
+    return api.get("name") == ctx.config.app_name and ctx.config.owns(api.get("tags", {}))
 
 
 def find_tagged(ctx: Context) -> list[dict[str, Any]]:
@@ -92,11 +92,11 @@ class RestApi:
         return Change(self.resource, name, "create")
 
     def apply(self, ctx: Context, change: Change) -> None:
-        api = retrying(
-            lambda: ctx.aws.apigateway.create_rest_api(
-                name=ctx.config.app_name, description="Deployed by deployer", tags=ctx.config.tags
-            ),
-            when=concurrent_modification,
+        api = _call(
+            ctx.aws.apigateway.create_rest_api,
+            name=ctx.config.app_name,
+            description="Deployed by deployer",
+            tags=ctx.config.tags,
         )
         root_id = api.get("rootResourceId")
         _remember(ctx, api["id"], [{"id": root_id, "path": ROOT}] if root_id else _read_resources(ctx, api["id"]) or [])

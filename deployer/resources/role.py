@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.context import Change, Context
+from deployer.context import Change, Context, adopt
 from deployer.retry import error_code
 
 TRUST_POLICY = {
@@ -50,6 +50,8 @@ class Role:
             if error_code(error) != "NoSuchEntity":
                 raise
             return Change(self.resource, name, "create")
+        tags = {tag["Key"]: tag["Value"] for tag in role.get("Tags", [])}
+        adopt(ctx, self.resource, name, tags, recorded=ctx.state.role_name == name)
         ctx.state.role_name, ctx.state.role_arn = name, role["Arn"]
         partition = role["Arn"].split(":")[1]
         diffs: dict[str, tuple[Any, Any]] = {}
@@ -59,7 +61,6 @@ class Role:
         desired = _desired_policies(ctx, partition)
         if attached != desired:
             diffs["policies"] = (sorted(attached), sorted(desired))
-        tags = {tag["Key"]: tag["Value"] for tag in role.get("Tags", [])}
         if any(tags.get(key) != value for key, value in ctx.config.tags.items()):
             diffs["tags"] = (tags, ctx.config.tags)
         return Change(self.resource, name, "update" if diffs else "unchanged", diffs, current=attached)
