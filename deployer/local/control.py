@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -128,12 +129,16 @@ def _is_emulator(pid: int) -> bool:
     return b"deployer.local" in command
 
 
-def _log_tail(port: int, lines: int = 15) -> str:
+def _last_logged(log_file: Path, offset: int) -> str:
+    """The last non-blank line written to the log past `offset` (by this run), without its time of day."""
     try:
-        text = log_path(port).read_text(encoding="utf-8", errors="replace")
+        with open(log_file, "rb") as log:
+            log.seek(offset)
+            lines = log.read().decode("utf-8", errors="replace").splitlines()
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    return re.sub(r"^\d\d:\d\d:\d\d ", "", last)
 
 
 def start(port: int, log: Log = lambda _: None) -> tuple[Emulator, bool]:
@@ -145,6 +150,7 @@ def start(port: int, log: Log = lambda _: None) -> tuple[Emulator, bool]:
     log(f"starting the local cloud on {endpoint(port)} (log: {log_file})")
     environment = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONUNBUFFERED": "1"}
     with open(log_file, "ab") as output:
+        offset = output.tell()  # the log is appended to: what this run writes starts here
         process = subprocess.Popen(
             [sys.executable, "-m", "deployer.local", "--host", HOST, "--port", str(port)],
             stdin=subprocess.DEVNULL,
@@ -164,11 +170,11 @@ def start(port: int, log: Log = lambda _: None) -> tuple[Emulator, bool]:
             found = health(port, timeout=1.0)
             if found is not None:
                 return found, False
-            tail = _log_tail(port)
-            raise DeployerError(
-                f"the local cloud did not start ({_describe(process.returncode)}); see {log_file}"
-                + (f":\n{tail}" if tail else "")
-            )
+            # One line: the reason, then the log to read (it holds the whole story, a traceback say).
+            reason = _describe(process.returncode)
+            last = _last_logged(log_file, offset)
+            reason = f"{last} ({reason})" if last else reason
+            raise DeployerError(f"the local cloud did not start: {reason}; see {log_file}")
         time.sleep(0.1)
     _terminate(process.pid)
     raise DeployerError(f"the local cloud did not answer within {START_TIMEOUT:.0f} s; see {log_file}")

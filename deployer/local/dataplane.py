@@ -23,8 +23,6 @@ configuration; a runner whose function changed or disappeared is closed.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import re
 import shutil
@@ -38,6 +36,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from deployer.errors import DeployerError
+from deployer.resources.function import hex_sha256
 from deployer.serve.events import MalformedResponseError, build_event, internal_error, to_http_response
 from deployer.serve.runner import FunctionError, FunctionRunner
 from deployer.serve.sandbox import interpreter_note
@@ -339,13 +338,6 @@ class Invocation:
     parameters: dict[str, str]
     stage_variables: dict[str, str]
     function: Any
-
-
-def hex_sha256(code_sha256: str) -> str:
-    try:
-        return base64.b64decode(code_sha256, validate=True).hex()
-    except (binascii.Error, ValueError):
-        return re.sub(r"[^0-9A-Za-z]", "", code_sha256)[:64]
 
 
 @dataclass

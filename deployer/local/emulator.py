@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,21 +31,12 @@ from urllib.parse import quote, urlsplit
 
 from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port
 from deployer.local.dataplane import DATA_PLANE_PATH, DataPlane, Request
+from deployer.serve.plumbing import MAX_REQUEST_BODY, carries_body, forwarded_headers
+from deployer.serve.plumbing import stamped_console as console  # the log file gets the time of day
 
 HEALTH_PATH = "/_deployer/health"
 SHUTDOWN_PATH = "/_deployer/shutdown"
 SHUTDOWN_HEADER = "HTTP_X_DEPLOYER_SHUTDOWN"
-MAX_REQUEST_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
-FORWARDED_HEADERS = frozenset({"X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"})
-
-_console_lock = threading.Lock()
-
-
-def console(line: str) -> None:
-    """One line on the emulator's log (its stderr); lines from concurrent requests do not interleave."""
-    stamp = time.strftime("%H:%M:%S")
-    with _console_lock:
-        print(f"{stamp} {line}", file=sys.stderr, flush=True)
 
 
 def raw_path(environ: dict[str, Any]) -> str:
@@ -70,16 +60,8 @@ def request_headers(environ: dict[str, Any], port: int) -> list[tuple[str, str]]
             name = "Content-Type" if key == "CONTENT_TYPE" else "Content-Length"
         else:
             continue
-        if name not in FORWARDED_HEADERS:
-            headers.append((name, str(value)))
-    client = environ.get("REMOTE_ADDR", HOST)
-    previous = environ.get("HTTP_X_FORWARDED_FOR")
-    return [
-        *headers,
-        ("X-Forwarded-For", f"{previous}, {client}" if previous else client),
-        ("X-Forwarded-Port", str(port)),
-        ("X-Forwarded-Proto", "http"),
-    ]
+        headers.append((name, str(value)))
+    return forwarded_headers(headers, environ.get("REMOTE_ADDR", HOST), port)
 
 
 def read_body(environ: dict[str, Any]) -> bytes | None:
@@ -154,12 +136,12 @@ class Emulator:
             )
             status, headers, payload = self.dataplane.answer(request)
         console(f"{method} {matched.group(0)} {status} {(time.monotonic() - started) * 1000:.0f}ms")
-        without_body = status < 200 or status in (204, 304)
+        with_body = carries_body(status)
         headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
-        if not without_body:
+        if with_body:
             headers.append(("Content-Length", str(len(payload))))
         start_response(_status_line(status), headers)
-        return [] if without_body or method == "HEAD" else [payload]
+        return [payload] if with_body and method != "HEAD" else []
 
     @staticmethod
     def _json(start_response: Callable[..., Any], status: int, data: dict[str, Any]) -> list[bytes]:

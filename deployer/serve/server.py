@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import socketserver
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -23,19 +22,9 @@ from types import FrameType
 from deployer.config import Config
 from deployer.errors import DeployerError, UsageError
 from deployer.serve.events import MalformedResponseError, build_event, internal_error, to_http_response
+from deployer.serve.plumbing import MAX_REQUEST_BODY, carries_body, console, forwarded_headers
 from deployer.serve.runner import FunctionError, FunctionRunner
 from deployer.serve.sandbox import interpreter_note
-
-MAX_REQUEST_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
-FORWARDED_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})
-
-_console_lock = threading.Lock()
-
-
-def console(line: str) -> None:
-    """One line on the server's console (stderr); lines from concurrent requests do not interleave."""
-    with _console_lock:
-        print(line, file=sys.stderr, flush=True)
 
 
 class LocalApiServer(ThreadingHTTPServer):
@@ -117,7 +106,7 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             self.command,
             path,
             query,
-            self._event_headers(),
+            forwarded_headers(self.headers.items(), self.client_address[0], self.server.port),
             body,
             self.server.stage,
             source_ip=self.client_address[0],
@@ -133,18 +122,6 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             self._report(f"malformed Lambda proxy response: {error}")
             status, headers, payload = internal_error()
         return status, [*headers, ("x-amzn-RequestId", request_id)], payload
-
-    def _event_headers(self) -> list[tuple[str, str]]:
-        """The request's headers plus what API Gateway adds: the client's address, the port and the scheme."""
-        client = self.client_address[0]
-        previous = self.headers.get("X-Forwarded-For")
-        headers = [(name, value) for name, value in self.headers.items() if name.lower() not in FORWARDED_HEADERS]
-        return [
-            *headers,
-            ("X-Forwarded-For", f"{previous}, {client}" if previous else client),
-            ("X-Forwarded-Port", str(self.server.port)),
-            ("X-Forwarded-Proto", "http"),
-        ]
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -174,11 +151,11 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
-        without_body = status < 200 or status in (204, 304)
-        if not without_body:
+        with_body = carries_body(status)
+        if with_body:
             self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        if not without_body and self.command != "HEAD":
+        if with_body and self.command != "HEAD":
             self.wfile.write(payload)
 
     def _report(self, reason: str, details: Sequence[str] = ()) -> None:
