@@ -64,6 +64,8 @@ def _aws_error_message(error: Exception) -> tuple[str, int] | None:
     """One line for the botocore errors a user meets, or None for anything else."""
     from botocore import exceptions
 
+    if isinstance(error, exceptions.ProfileNotFound):
+        return f"{error}: fix AWS_PROFILE (or --profile in ~/.aws/config), or unset it", 2
     if isinstance(error, exceptions.NoCredentialsError):
         return (
             "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
@@ -86,6 +88,10 @@ def _aws_error_message(error: Exception) -> tuple[str, int] | None:
     if isinstance(error, exceptions.EndpointConnectionError):
         return f"cannot reach AWS: {error}; check the network, the region and --endpoint-url", 1
     if isinstance(error, exceptions.WaiterError):
+        configuration = (error.last_response or {}).get("Configuration", {})
+        reason = configuration.get("StateReason") or configuration.get("LastUpdateStatusReason")
+        if reason:  # the waiter stopped on a Failed function: say why, in Lambda's words
+            return f"the function failed to settle: {reason}; fix that and run again", 1
         return f"the function did not settle in time: {error}; look at it in the Lambda console and run again", 1
     if isinstance(error, exceptions.BotoCoreError):
         return f"AWS call failed: {error}", 1
@@ -99,6 +105,9 @@ def reported_errors() -> Iterator[None]:
         yield
     except typer.Exit:
         raise
+    except typer.Abort:  # Ctrl-C or end of input at a prompt
+        output.error("nothing done: no answer to the question")
+        raise typer.Exit(1) from None
     except DeployerError as error:
         if options["debug"]:
             raise
@@ -155,6 +164,11 @@ def _context(
     aws.check_credentials()
     store = store_for(config)
     return Context(config=config, aws=aws, state=store.load(), store=store, version=version)
+
+
+def _can_ask() -> bool:
+    """Whether a person can answer a question: standard input is a terminal."""
+    return sys.stdin.isatty()
 
 
 @contextmanager
@@ -327,7 +341,7 @@ def down(
     with reported_errors():
         started = time.monotonic()
         config = load_config(config_path)
-        if not yes and not sys.stdin.isatty():
+        if not yes and not _can_ask():
             raise UsageError("down deletes resources: pass --yes to confirm when there is no terminal to ask")
         ctx = _context(config, endpoint_url, local=local)
         with _locked(ctx, "down"):
@@ -340,7 +354,7 @@ def down(
             names = [f"rest api {api_id}" for api_id in found.rest_api_ids]
             names += [f"function {found.function_name}"] if found.function_name else []
             names += [f"role {found.role_name}"] if found.role_name else []
-            if not yes and not typer.confirm(f"Delete {', '.join(names)}?", err=True):
+            if not yes and not typer.confirm(f"Delete {', '.join(names)}?", err=True, default=False):
                 raise DeployerError("nothing deleted")
             deploy.down(ctx, found, report=_report)
         output.info(f"artifacts stay in s3://{config.bucket}/ for rollbacks; " + _summary(ctx, started))

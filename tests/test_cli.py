@@ -207,3 +207,18 @@ def test_commands_that_never_call_aws_start_without_importing_boto3(
     result = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "loaded: []", result.stdout
+
+
+def test_no_answer_at_the_down_prompt_deletes_nothing(project: Path, aws_account: Account, monkeypatch) -> None:
+    CliRunner().invoke(app, ["up", "--version", "1.0.0", "--config", str(project / "deploy.toml")])
+    monkeypatch.setattr("deployer.cli._can_ask", lambda: True)  # as if at a terminal that then closes
+    result = CliRunner().invoke(app, ["down", "--config", str(project / "deploy.toml")], input="")  # end of input
+    assert result.exit_code == 1, result.stderr
+    assert "Traceback" not in result.stderr and "nothing" in result.stderr.splitlines()[-1]
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_a_profile_that_does_not_exist_is_bad_configuration(cli, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    message = cli("up", "--version", "1.0.0", expect=2)
+    assert "no-such-profile" in message and "AWS_PROFILE" in message

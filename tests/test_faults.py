@@ -468,3 +468,22 @@ def test_a_function_still_pending_is_waited_for_when_lambda_refuses_the_permissi
         "AddPermission",
     ]
     aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_an_update_lambda_marks_failed_is_one_line_with_lambdas_reason(
+    make_context, aws_account: Account, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    up(make_context, "1.0.0")
+    edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
+    session = boto3.Session()
+    rewrite(session, "lambda", "UpdateFunctionCode", in_progress)
+
+    def failed(parsed: dict[str, Any]) -> None:
+        parsed["Configuration"].update(LastUpdateStatus="Failed", LastUpdateStatusReason="Unzipped size too large")
+
+    rewrite(session, "lambda", "GetFunction", failed)
+    with pytest.raises(typer.Exit) as exited, cli.reported_errors():
+        up(make_context, "1.0.1", session)
+    assert exited.value.exit_code == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "the function failed to settle: Unzipped size too large" in error
