@@ -24,13 +24,15 @@ FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hol
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 EXCLUDED_NAMES = {".git", ".deployer", "__pycache__", ".DS_Store"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
-BUILD_FORMAT = 1  # bump when the zip layout changes, so cached builds are redone
+BUILD_FORMAT = 2  # bump when the zip layout changes, so cached builds are redone
+COMPRESSION_LEVEL = 6
 
 
 @dataclass(frozen=True)
 class Artifact:
     path: Path
     sha256: str  # hex digest of the zip's bytes
+    content_sha256: str  # hex digest of what the zip holds (names, modes, file bytes), whatever the compressor
     size: int
     rebuilt: bool
 
@@ -134,7 +136,9 @@ def _check_size(entries: list[_Entry]) -> None:
         )
 
 
-def _write_zip(entries: list[_Entry], destination: Path) -> None:
+def _write_zip(entries: list[_Entry], destination: Path) -> str:
+    """Write the zip; return the digest of its content, which another zlib cannot change."""
+    content = hashlib.sha256(f"{BUILD_FORMAT}\n".encode())
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=".build-", suffix=".zip")
     try:
@@ -145,14 +149,18 @@ def _write_zip(entries: list[_Entry], destination: Path) -> None:
                 if entry.source is None:
                     info.external_attr = (stat.S_IFDIR | 0o755) << 16 | 0x10  # 0x10: MS-DOS directory flag
                     archive.writestr(info, b"")
+                    content.update(f"{entry.name}\0\n".encode())
                     continue
                 info.external_attr = (stat.S_IFREG | (0o755 if entry.executable else 0o644)) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, entry.source.read_bytes(), compresslevel=6)
+                data = entry.source.read_bytes()
+                archive.writestr(info, data, compresslevel=COMPRESSION_LEVEL)
+                content.update(f"{entry.name}\0{entry.executable}\0{hashlib.sha256(data).hexdigest()}\n".encode())
         os.replace(temporary, destination)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return content.hexdigest()
 
 
 def _sha256(path: Path) -> str:
@@ -176,9 +184,10 @@ def build(config: Config, *, force: bool = False, log: Callable[[str], None] = l
     if not force and destination.is_file() and manifest.is_file():
         recorded = json.loads(manifest.read_text())
         if recorded.get("fingerprint") == fingerprint and recorded.get("size") == destination.stat().st_size:
-            return Artifact(destination, recorded["sha256"], recorded["size"], rebuilt=False)
+            return Artifact(destination, recorded["sha256"], recorded["content_sha256"], recorded["size"], False)
     _check_size(entries)
-    _write_zip(entries, destination)
-    artifact = Artifact(destination, _sha256(destination), destination.stat().st_size, rebuilt=True)
-    manifest.write_text(json.dumps({"fingerprint": fingerprint, "sha256": artifact.sha256, "size": artifact.size}))
+    content_sha256 = _write_zip(entries, destination)
+    artifact = Artifact(destination, _sha256(destination), content_sha256, destination.stat().st_size, rebuilt=True)
+    recorded = {"fingerprint": fingerprint, "sha256": artifact.sha256, "content_sha256": content_sha256}
+    manifest.write_text(json.dumps({**recorded, "size": artifact.size}))
     return artifact

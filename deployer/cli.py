@@ -247,7 +247,7 @@ def up(
         ctx.force = force
         with _locked(ctx, f"up --version {version}"):
             artifact = build_zip(config, log=output.info)
-            ctx.artifact_sha256 = artifact.sha256
+            ctx.artifact_sha256, ctx.artifact_content_sha256 = artifact.sha256, artifact.content_sha256
             where = f"on the local cloud {ctx.local_endpoint}" if ctx.local_endpoint else f"in {ctx.aws.region}"
             output.info(f"deploying [bold]{config.app_name}[/] {version} to stage {config.stage} {where}")
             outcomes = deploy.up(ctx, report=(lambda _: None) if json_output else _report)
@@ -283,7 +283,8 @@ def plan(
 
     with reported_errors():
         ctx = _checked_context(version, config_path, endpoint_url, local, needs_source=True)
-        ctx.artifact_sha256 = build_zip(ctx.config).sha256
+        artifact = build_zip(ctx.config)
+        ctx.artifact_sha256, ctx.artifact_content_sha256 = artifact.sha256, artifact.content_sha256
         changes = deploy.plan(ctx)
         pending = [change for change in changes if change.changes_something]
         if json_output:

@@ -40,6 +40,7 @@ class Context:
     store: StateStore
     version: str | None = None
     artifact_sha256: str | None = None  # hex sha256 of the zip being deployed
+    artifact_content_sha256: str | None = None  # and of its content (see deployer.build)
     force: bool = False
     local_endpoint: str | None = None  # `--local`: the embedded emulator, whose data plane serves the API
     # Learned along the way, so later steps need not ask AWS again.

@@ -20,7 +20,8 @@ from tests.account import APP, Account
 
 def up(make_context, version: str, **options):
     ctx = make_context(version)
-    ctx.artifact_sha256 = build(ctx.config).sha256
+    artifact = build(ctx.config)
+    ctx.artifact_sha256, ctx.artifact_content_sha256 = artifact.sha256, artifact.content_sha256
     for name, value in options.items():
         setattr(ctx, name, value)
     outcomes = deploy.up(ctx)
@@ -187,3 +188,20 @@ def test_the_architecture_is_passed_to_lambda_and_a_change_is_a_code_update(
     deploy.up(ctx)
     assert writes(ctx) == ["UpdateFunctionCode"]
     assert [params["Architectures"] for params in sent] == [["x86_64"]]
+
+
+def test_the_same_source_compressed_differently_is_the_same_version(
+    make_context, aws_account: Account, project: Path, monkeypatch
+) -> None:
+    """Another machine's zlib may deflate differently: the content, not the zip's bytes, names a version."""
+    first, _ = up(make_context, "1.0.0")
+    monkeypatch.setattr("deployer.build.COMPRESSION_LEVEL", 1)
+    rebuilt = build(first.config, force=True)
+    assert rebuilt.sha256 != first.artifact_sha256 and rebuilt.content_sha256 == first.artifact_content_sha256
+    ctx, actions = up(make_context, "1.0.0")
+    assert writes(ctx) == [] and set(actions.values()) == {"unchanged"}
+    aws_account.assert_stack("v1.0.0/example.zip")  # still the bytes first published
+
+    edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
+    with pytest.raises(DeployerError, match="already published with different bytes"):
+        up(make_context, "1.0.0")

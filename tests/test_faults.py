@@ -487,3 +487,18 @@ def test_an_update_lambda_marks_failed_is_one_line_with_lambdas_reason(
     assert exited.value.exit_code == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "the function failed to settle: Unzipped size too large" in error
+
+
+def test_a_403_on_your_own_bucket_names_the_missing_permissions(
+    make_context, aws_account: Account, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """S3 answers 403 for a missing key when you lack s3:ListBucket: that is not someone else's bucket."""
+    aws_account.client("s3").create_bucket(Bucket=BUCKET)
+    session = boto3.Session()
+    fail(session, "s3", "HeadObject", "403", "Forbidden", status=403, times=5)
+    with pytest.raises(typer.Exit) as exited, cli.reported_errors():
+        up(make_context, "1.0.0", session)
+    assert exited.value.exit_code == 1
+    error = capsys.readouterr().err
+    assert f"you may not use s3://{BUCKET}/v*/example.zip" in error and "s3:ListBucket" in error
+    assert "belongs to another AWS account" not in error

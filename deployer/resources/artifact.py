@@ -1,7 +1,9 @@
 """The code artifact: `s3://{bucket}/v{version}/{name}`, immutable once published.
 
-The sha256 of the zip is stored with the object (metadata `sha256`), so a second `up` of the same
-version compares without downloading, and different bytes under a published version are refused.
+The sha256 of the zip and of its content are stored with the object (metadata `sha256`,
+`content-sha256`), so a second `up` of the same version compares without downloading; different
+content under a published version is refused. The content digest ignores compression, so the same
+source built where zlib compresses differently is still the same version.
 The bucket is created on the first upload that finds it missing: private and encrypted.
 """
 
@@ -36,8 +38,21 @@ def head(ctx: Context, key: str) -> dict[str, Any] | None:
         if error_code(error) in NOT_FOUND:
             return None
         if error_code(error) in FORBIDDEN:
-            raise _not_yours(bucket) from None
+            raise _forbidden(ctx) from None
         raise
+
+
+def _forbidden(ctx: Context) -> DeployerError:
+    """S3 answers 403 for someone else's bucket, and for your own when you lack a permission
+    (a missing key without s3:ListBucket is a 403 too): HeadBucket tells them apart."""
+    try:
+        ctx.aws.s3.head_bucket(Bucket=ctx.config.bucket)
+    except ClientError:
+        return _not_yours(ctx.config.bucket)
+    return DeployerError(
+        f"you may not use s3://{ctx.config.bucket}/v*/{ctx.config.artifact_name}: your credentials need "
+        "s3:GetObject, s3:PutObject and s3:ListBucket on that bucket"
+    )
 
 
 def published_versions(ctx: Context) -> list[str]:
@@ -69,7 +84,10 @@ class Artifact:
         if found is None:
             return Change(self.resource, name, "create")
         published = sha256_of(found)
-        if published == ctx.artifact_sha256:
+        published_content = found.get("Metadata", {}).get("content-sha256")
+        if published == ctx.artifact_sha256 or (published_content and published_content == ctx.artifact_content_sha256):
+            # The same content, maybe compressed by another zlib: deploy the bytes already in S3.
+            ctx.artifact_sha256 = published or ctx.artifact_sha256
             return Change(self.resource, name, "unchanged")
         if not ctx.force:
             raise DeployerError(
@@ -103,11 +121,11 @@ class Artifact:
                     Body=body,
                     ContentType="application/zip",
                     ChecksumSHA256=checksum,  # S3 refuses the upload if the bytes arrive damaged
-                    Metadata={"sha256": ctx.artifact_sha256},
+                    Metadata={"sha256": ctx.artifact_sha256, "content-sha256": ctx.artifact_content_sha256 or ""},
                 )
         except ClientError as error:
             if error_code(error) in FORBIDDEN:
-                raise _not_yours(ctx.config.bucket) from None
+                raise _forbidden(ctx) from None
             raise
 
 
