@@ -45,6 +45,7 @@ Report = Callable[[Outcome], None]
 
 def plan(ctx: Context) -> list[Change]:
     """What `up` would do, from reads only."""
+    _check_region(ctx)
     changes = []
     for step in UP_ORDER:
         change = step.plan(ctx)
