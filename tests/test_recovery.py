@@ -266,11 +266,11 @@ def test_a_state_from_another_region_is_refused_before_anything_changes(make_con
     up(make_context)
     config = project / "deploy.toml"
     config.write_text(config.read_text().replace('region = "us-east-1"', 'region = "eu-west-1"'))
-    for command in ("up", "down"):
+    for command in (deploy.up, deploy.plan, deploy.find_deployed):
         ctx = make_context("1.0.0")
         ctx.artifact_sha256 = build(ctx.config).sha256
         with pytest.raises(DeployerError, match=r"deployed in us-east-1, not eu-west-1: run `deployer down`"):
-            deploy.up(ctx) if command == "up" else deploy.find_deployed(ctx)
+            command(ctx)
         assert writes(ctx) == []
     aws_account.assert_stack("v1.0.0/example.zip")
 
