@@ -22,6 +22,7 @@ from deployer.errors import DeployerError, UsageError
 if TYPE_CHECKING:
     from deployer.context import Context
     from deployer.deploy import Outcome
+    from deployer.state import State
 
 PLAN_CHANGES_EXIT_CODE = 3  # `deployer plan`: 0 nothing to do, 3 something would change
 
@@ -192,8 +193,9 @@ def _summary(ctx: Context, started: float) -> str:
     return f"{len(ctx.aws.calls)} AWS calls ({writes} {changes}) in {time.monotonic() - started:.1f}s"
 
 
-def _status_fields(ctx_state: Any, config: Config) -> dict[str, Any]:
-    deployed = ctx_state.deployed
+def _status_fields(state: State, config: Config) -> dict[str, Any]:
+    """`status --json`'s object: the contract's fields, all null when nothing is deployed."""
+    deployed = state.deployed
     fields = (
         "version",
         "base_url",
@@ -205,10 +207,10 @@ def _status_fields(ctx_state: Any, config: Config) -> dict[str, Any]:
         "region",
         "artifact_sha256",
     )
-    data = {name: getattr(ctx_state, name) if deployed else None for name in fields}
+    data = {name: getattr(state, name) if deployed else None for name in fields}
     data["stage"] = config.stage if deployed else None
     data["app"] = config.app_name
-    data["history"] = ctx_state.history
+    data["history"] = state.history
     return data
 
 
