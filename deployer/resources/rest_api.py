@@ -19,7 +19,7 @@ ROOT, PROXY = "/", "/{proxy+}"
 METHOD = "ANY"
 
 
-def _call(operation: Any, **arguments: Any) -> Any:
+def gateway_call(operation: Any, **arguments: Any) -> Any:
     """API Gateway writes answer ConflictException while another change settles: try again."""
     return retrying(lambda: operation(**arguments), when=concurrent_modification, limit_seconds=120)
 
@@ -92,7 +92,7 @@ class RestApi:
         return Change(self.resource, name, "create")
 
     def apply(self, ctx: Context, change: Change) -> None:
-        api = _call(
+        api = gateway_call(
             ctx.aws.apigateway.create_rest_api,
             name=ctx.config.app_name,
             description="Deployed by deployer",
@@ -117,7 +117,7 @@ class ProxyResource:
     def apply(self, ctx: Context, change: Change) -> None:
         root = _resource(ctx, ROOT)
         assert root is not None, "every REST API has a root resource"
-        created = _call(
+        created = gateway_call(
             ctx.aws.apigateway.create_resource,
             restApiId=ctx.state.rest_api_id,
             parentId=root["id"],
@@ -152,7 +152,7 @@ class Method:
         assert found is not None
         api = ctx.aws.apigateway
         if change.action == "create":
-            _call(
+            gateway_call(
                 api.put_method,
                 restApiId=ctx.state.rest_api_id,
                 resourceId=found["id"],
@@ -160,7 +160,7 @@ class Method:
                 authorizationType="NONE",
             )
         else:
-            _call(
+            gateway_call(
                 api.update_method,
                 restApiId=ctx.state.rest_api_id,
                 resourceId=found["id"],
@@ -192,7 +192,7 @@ class Integration:
     def apply(self, ctx: Context, change: Change) -> None:
         found = _resource(ctx, self.path)
         assert found is not None
-        _call(
+        gateway_call(
             ctx.aws.apigateway.put_integration,  # creates or replaces
             restApiId=ctx.state.rest_api_id,
             resourceId=found["id"],
@@ -208,7 +208,7 @@ def delete(ctx: Context, api_id: str) -> bool:
     """Stages, deployments, resources, methods and integrations go with the API."""
     try:
         # API Gateway allows one DeleteRestApi per 30 s per account; botocore's standard retries back off.
-        _call(ctx.aws.apigateway.delete_rest_api, restApiId=api_id)
+        gateway_call(ctx.aws.apigateway.delete_rest_api, restApiId=api_id)
     except ClientError as error:
         if error_code(error) == "NotFoundException":
             return False

@@ -14,8 +14,8 @@ import json
 from botocore.exceptions import ClientError
 
 from deployer.context import Change, Context
-from deployer.resources.rest_api import METHOD, PROXY, ROOT, integration_uri
-from deployer.retry import concurrent_modification, error_code, retrying
+from deployer.resources.rest_api import METHOD, PROXY, ROOT, gateway_call, integration_uri
+from deployer.retry import error_code
 
 FINGERPRINT_PREFIX = "deployer wiring "
 
@@ -55,13 +55,11 @@ class Stage:
 
     def apply(self, ctx: Context, change: Change) -> None:
         # One CreateDeployment per 5 s per account: botocore's standard retries absorb the 429s.
-        deployment = retrying(
-            lambda: ctx.aws.apigateway.create_deployment(
-                restApiId=ctx.state.rest_api_id,
-                stageName=ctx.config.stage,
-                description=FINGERPRINT_PREFIX + fingerprint(ctx),
-            ),
-            when=concurrent_modification,
+        deployment = gateway_call(
+            ctx.aws.apigateway.create_deployment,
+            restApiId=ctx.state.rest_api_id,
+            stageName=ctx.config.stage,
+            description=FINGERPRINT_PREFIX + fingerprint(ctx),
         )
         ctx.state.deployment_id = deployment["id"]
         ctx.state.base_url = base_url(ctx)
