@@ -150,28 +150,11 @@ def find_deployed(ctx: Context) -> Found:
     """The state's resources, plus what carries this app's tag: an API orphaned by a retried
     CreateRestApi, or everything when the state file is lost."""
     _check_region(ctx)
-    state, config = ctx.state, ctx.config
+    state = ctx.state
     tagged = [api["id"] for api in rest_api.find_tagged(ctx) if api["id"] != state.rest_api_id]
     api_ids = [state.rest_api_id, *tagged] if state.rest_api_id else tagged
-    function_name, role_name = state.function_name, state.role_name
-    if not function_name:
-        try:
-            found = ctx.aws.lambda_.get_function(FunctionName=config.app_name)
-        except ClientError as error:
-            if error_code(error) != "ResourceNotFoundException":
-                raise
-        else:
-            tags = function.function_tags(ctx, found)
-            function_name = config.app_name if tags is not None and config.owns(tags) else None
-    if not role_name:
-        try:
-            found_role = ctx.aws.iam.get_role(RoleName=config.role_name)["Role"]
-        except ClientError as error:
-            if error_code(error) != "NoSuchEntity":
-                raise
-        else:
-            tags = {tag["Key"]: tag["Value"] for tag in found_role.get("Tags", [])}
-            role_name = config.role_name if config.owns(tags) else None
+    function_name = state.function_name or function.find_ours(ctx)
+    role_name = state.role_name or role.find_ours(ctx)
     return Found(api_ids, function_name, role_name)
 
 

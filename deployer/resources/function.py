@@ -76,6 +76,22 @@ def update_code(ctx: Context, key: str) -> dict[str, Any]:
     return response
 
 
+def _read(ctx: Context) -> dict[str, Any] | None:
+    try:
+        return ctx.aws.lambda_.get_function(FunctionName=ctx.config.app_name)
+    except ClientError as error:
+        if error_code(error) != "ResourceNotFoundException":
+            raise
+        return None
+
+
+def find_ours(ctx: Context) -> str | None:
+    """The app's function when it exists and carries the app's tag (for `down` without a state file)."""
+    found = _read(ctx)
+    tags = function_tags(ctx, found) if found is not None else None
+    return ctx.config.app_name if tags is not None and ctx.config.owns(tags) else None
+
+
 def function_tags(ctx: Context, found: dict[str, Any]) -> dict[str, str] | None:
     """The tags GetFunction returned, or ListTags's: Lambda leaves them out of GetFunction for callers
     without lambda:ListTags. None when they cannot be read at all (then they are neither compared nor set)."""
@@ -94,11 +110,8 @@ class Function:
 
     def plan(self, ctx: Context) -> Change:
         name = ctx.config.app_name
-        try:
-            found = ctx.aws.lambda_.get_function(FunctionName=name)
-        except ClientError as error:
-            if error_code(error) != "ResourceNotFoundException":
-                raise
+        found = _read(ctx)
+        if found is None:
             return Change(self.resource, name, "create")
         current = found["Configuration"]
         tags = function_tags(ctx, found)

@@ -39,18 +39,34 @@ def _attached(ctx: Context, name: str) -> set[str]:
     return {policy["PolicyArn"] for page in paginator.paginate(RoleName=name) for policy in page["AttachedPolicies"]}
 
 
+def _read(ctx: Context, name: str) -> dict[str, Any] | None:
+    try:
+        return ctx.aws.iam.get_role(RoleName=name)["Role"]
+    except ClientError as error:
+        if error_code(error) != "NoSuchEntity":
+            raise
+        return None
+
+
+def _tags(role: dict[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in role.get("Tags", [])}
+
+
+def find_ours(ctx: Context) -> str | None:
+    """The app's role when it exists and carries the app's tag (for `down` without a state file)."""
+    found = _read(ctx, ctx.config.role_name)
+    return ctx.config.role_name if found is not None and ctx.config.owns(_tags(found)) else None
+
+
 class Role:
     resource = "role"
 
     def plan(self, ctx: Context) -> Change:
         name = ctx.config.role_name
-        try:
-            role = ctx.aws.iam.get_role(RoleName=name)["Role"]
-        except ClientError as error:
-            if error_code(error) != "NoSuchEntity":
-                raise
+        role = _read(ctx, name)
+        if role is None:
             return Change(self.resource, name, "create")
-        tags = {tag["Key"]: tag["Value"] for tag in role.get("Tags", [])}
+        tags = _tags(role)
         adopt(ctx, self.resource, name, tags, recorded=ctx.state.role_name == name)
         ctx.state.role_name, ctx.state.role_arn = name, role["Arn"]
         partition = role["Arn"].split(":")[1]
