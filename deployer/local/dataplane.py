@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from deployer.digest import hex_sha256
 from deployer.errors import DeployerError
-from deployer.resources.function import hex_sha256
 from deployer.serve.events import MalformedResponseError, build_event, internal_error, to_http_response
 from deployer.serve.runner import FunctionError, FunctionRunner
 from deployer.serve.sandbox import interpreter_note
