@@ -26,6 +26,7 @@ from deployer.local import code_cache, control, log_path, pid_path
 from deployer.process import alive
 from tests.browser import chromium_page
 from tests.conftest import REGION, run_deployer
+from tests.test_local_dataplane import put_lambda_proxy
 
 MISSING_TOKEN = b'{"message":"Missing Authentication Token"}'
 INTERNAL_ERROR = b'{"message": "Internal server error"}'
@@ -167,15 +168,7 @@ def test_what_is_not_wired_is_a_missing_authentication_token(project: Path, loca
     # An API made by hand with only `/`: its sub-paths have no resource.
     api_id = gateway.create_rest_api(name="root-only")["id"]
     root = gateway.get_resources(restApiId=api_id)["items"][0]["id"]
-    gateway.put_method(restApiId=api_id, resourceId=root, httpMethod="GET", authorizationType="NONE")
-    gateway.put_integration(
-        restApiId=api_id,
-        resourceId=root,
-        httpMethod="GET",
-        type="AWS_PROXY",
-        integrationHttpMethod="POST",
-        uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations",
-    )
+    put_lambda_proxy(gateway, api_id, root, "GET", function_arn)
     gateway.create_deployment(restApiId=api_id, stageName="test")
     hand_made = f"{local_cloud}/restapis/{api_id}/test/_user_request_/"
     assert fetch(hand_made)[:2] == (500, INTERNAL_ERROR)  # deployed, but the function does not let it in yet

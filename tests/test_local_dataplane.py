@@ -13,6 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from deployer.gateway.integration import lambda_integration_uri
+from deployer.gateway.proxy import MAX_REQUEST_BODY
 from deployer.local.dataplane import (
     DataPlane,
     Refusal,
@@ -23,6 +25,7 @@ from deployer.local.dataplane import (
     match_resource,
     policy_allows,
 )
+from deployer.local.emulator import Emulator
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -137,6 +140,21 @@ def make_function(clients: dict[str, Any], code: str = ECHO, name: str = "echo")
     return created["FunctionArn"]
 
 
+def put_lambda_proxy(
+    gateway: Any, api_id: str, resource_id: str, verb: str, function_arn: str, kind: str = "AWS_PROXY"
+) -> None:
+    """A `verb` method on the resource, open to anyone, integrated with the function (POST, as Lambda wants)."""
+    gateway.put_method(restApiId=api_id, resourceId=resource_id, httpMethod=verb, authorizationType="NONE")
+    gateway.put_integration(
+        restApiId=api_id,
+        resourceId=resource_id,
+        httpMethod=verb,
+        type=kind,
+        integrationHttpMethod="POST",
+        uri=lambda_integration_uri("aws", REGION, function_arn),
+    )
+
+
 def wire(
     clients: dict[str, Any], function_arn: str, paths: tuple[str, ...] = ("/",), kind: str = "AWS_PROXY"
 ) -> tuple[str, dict[str, str]]:
@@ -144,19 +162,10 @@ def wire(
     gateway = clients["apigateway"]
     api_id = gateway.create_rest_api(name="by-hand")["id"]
     ids = {item["path"]: item["id"] for item in gateway.get_resources(restApiId=api_id)["items"]}
-    uri = f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
     for path in paths:
         if path not in ids:
             ids[path] = gateway.create_resource(restApiId=api_id, parentId=ids["/"], pathPart=path.lstrip("/"))["id"]
-        gateway.put_method(restApiId=api_id, resourceId=ids[path], httpMethod="ANY", authorizationType="NONE")
-        gateway.put_integration(
-            restApiId=api_id,
-            resourceId=ids[path],
-            httpMethod="ANY",
-            type=kind,
-            integrationHttpMethod="POST",
-            uri=uri,
-        )
+        put_lambda_proxy(gateway, api_id, ids[path], "ANY", function_arn, kind)
     return api_id, ids
 
 
@@ -217,15 +226,7 @@ def test_a_method_is_the_exact_verb_or_any(account: dict[str, Any], dataplane: D
     function_arn = make_function(account)
     api_id, ids = wire(account, function_arn)
     gateway.delete_method(restApiId=api_id, resourceId=ids["/"], httpMethod="ANY")
-    gateway.put_method(restApiId=api_id, resourceId=ids["/"], httpMethod="POST", authorizationType="NONE")
-    gateway.put_integration(
-        restApiId=api_id,
-        resourceId=ids["/"],
-        httpMethod="POST",
-        type="AWS_PROXY",
-        integrationHttpMethod="POST",
-        uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations",
-    )
+    put_lambda_proxy(gateway, api_id, ids["/"], "POST", function_arn)
     allow(account, api_id)
     gateway.create_deployment(restApiId=api_id, stageName="test")
     assert dataplane.resolve(get(api_id, method="POST")).function.function_name == "echo"
@@ -279,15 +280,7 @@ def test_a_stage_serves_what_was_deployed_until_the_next_deployment(
     allow(account, api_id)
     gateway.create_deployment(restApiId=api_id, stageName="test")
     wire_more = gateway.create_resource(restApiId=api_id, parentId=ids["/"], pathPart="{proxy+}")["id"]
-    gateway.put_method(restApiId=api_id, resourceId=wire_more, httpMethod="ANY", authorizationType="NONE")
-    gateway.put_integration(
-        restApiId=api_id,
-        resourceId=wire_more,
-        httpMethod="ANY",
-        type="AWS_PROXY",
-        integrationHttpMethod="POST",
-        uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations",
-    )
+    put_lambda_proxy(gateway, api_id, wire_more, "ANY", function_arn)
     assert refusal(dataplane, get(api_id, "/a/b")).status == 403  # wired, not deployed yet
     gateway.create_deployment(restApiId=api_id, stageName="test")
     assert dataplane.resolve(get(api_id, "/a/b")).parameters == {"proxy": "a/b"}
@@ -321,3 +314,22 @@ def test_the_request_runs_the_code_the_function_holds(account: dict[str, Any], d
         bundle.writestr("main.py", "def handler(event, context):\n    raise RuntimeError('boom')\n")
     account["lambda"].update_function_code(FunctionName="echo", ZipFile=archive.getvalue())
     assert dataplane.answer(get(api_id))[0::2] == (502, b'{"message": "Internal server error"}')
+
+
+def test_a_body_over_api_gateways_limit_is_413_request_too_long(dataplane: DataPlane) -> None:
+    def moto(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise AssertionError("a data-plane request must not reach moto")
+
+    answered: list[Any] = []
+    emulator = Emulator(moto, dataplane, port=4566)
+    too_long = MAX_REQUEST_BODY + 1
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/restapis/abc123/test/_user_request_/upload",
+        "RAW_URI": "/restapis/abc123/test/_user_request_/upload",
+        "CONTENT_LENGTH": str(too_long),
+        "wsgi.input": io.BytesIO(b"x" * too_long),
+    }
+    body = emulator(environ, lambda status, headers: answered.append((status, headers)))
+    assert answered[0][0].startswith("413 ")  # the phrase is "Content Too Large" from Python 3.13
+    assert b"".join(body) == b'{"message":"Request Too Long"}'

@@ -28,6 +28,7 @@ import pytest
 
 from deployer.config import load_config
 from deployer.errors import DeployerError, UsageError
+from deployer.gateway.proxy import MAX_REQUEST_BODY
 from deployer.process import alive
 from deployer.serve import LocalApiServer, make_server
 from tests.browser import chromium_page
@@ -253,6 +254,14 @@ def test_binary_body_arrives_base64_and_round_trips(app: Served) -> None:
     reply = app.reply_with({"statusCode": 200, "headers": {"Content-Type": "application/octet-stream"}, **answer})
     assert reply.status == 200
     assert reply.body == payload
+
+
+def test_a_body_over_api_gateways_limit_is_413_request_too_long(start: StartServer) -> None:
+    served = start("python")
+    # Only the announced length: the server refuses it before reading a byte of the body.
+    reply = served.request("/echo", "POST", headers=[("Content-Length", str(MAX_REQUEST_BODY + 1))])
+    assert (reply.status, reply.body) == (413, b'{"message":"Request Too Long"}')
+    assert served.request("/echo").status == 200
 
 
 # --- the response ------------------------------------------------------------------------------

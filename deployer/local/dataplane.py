@@ -7,10 +7,10 @@ backends, the way API Gateway resolves it against the deployed configuration (ne
           -> method (the exact verb, else ANY) -> integration (AWS_PROXY, POST, a Lambda invocation URI)
           -> function (its resource policy must let this API invoke it) -> the code the function holds
 
-What is not wired gets API Gateway's answers: 403 `Missing Authentication Token` for no such API, stage,
-resource or method; 500 `Internal server error` for an integration that cannot be invoked or a
-function whose policy does not allow this API (the reason goes to the emulator's log, as it would to
-CloudWatch); 502 when the function fails or answers something API Gateway cannot map.
+What is not wired gets API Gateway's answers (deployer/gateway/answers.py): 403 `Missing Authentication
+Token` for no such API, stage, resource or method; 500 `Internal server error` for an integration that
+cannot be invoked or a function whose policy does not allow this API (the reason goes to the emulator's
+log, as it would to CloudWatch); 502 when the function fails or answers something API Gateway cannot map.
 
 moto's Deployment objects do not record the API they deployed, so `install_snapshots` wraps moto's
 CreateDeployment to keep a copy of the wiring (resources, methods, integrations) with each
@@ -37,28 +37,30 @@ from urllib.parse import unquote
 
 from deployer.digest import hex_sha256
 from deployer.errors import DeployerError
-from deployer.serve.events import MalformedResponseError, build_event, internal_error, to_http_response
-from deployer.serve.runner import FunctionError, FunctionRunner
+from deployer.gateway.answers import (
+    FORBIDDEN,
+    INTERNAL_SERVER_ERROR,
+    MISSING_AUTHENTICATION_TOKEN,
+    UNAUTHORIZED,
+    CannedAnswer,
+    Response,
+)
+from deployer.gateway.integration import (
+    APIGATEWAY_PRINCIPAL,
+    FUNCTION_ARN,
+    INTEGRATION_URI,
+    INVOKE_ACTION,
+    FunctionError,
+    answer_from_function,
+    execute_api_arn,
+)
+from deployer.gateway.proxy import build_event
+from deployer.serve.runner import FunctionRunner
 from deployer.serve.sandbox import interpreter_note
 
-Response = tuple[int, list[tuple[str, str]], bytes]
 Console = Callable[[str], None]
 
-JSON = "application/json"
-MISSING_TOKEN_BODY = b'{"message":"Missing Authentication Token"}'
-INTERNAL_SERVER_ERROR_BODY = b'{"message": "Internal server error"}'
-INVOKE_ACTION = "lambda:InvokeFunction"
-APIGATEWAY_PRINCIPAL = "apigateway.amazonaws.com"
-
 DATA_PLANE_PATH = re.compile(r"^/restapis/(?P<api>[^/]+)/(?P<stage>[^/]+)/_user_request_(?P<path>/.*)?$")
-INTEGRATION_URI = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):apigateway:(?P<region>[a-z0-9-]+):lambda:path/2015-03-31/functions/"
-    r"(?P<function>.+)/invocations$"
-)
-FUNCTION_ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
-    r"(?P<name>[A-Za-z0-9_-]+)(?::(?P<qualifier>[A-Za-z0-9$_-]+))?$"
-)
 GREEDY_SEGMENT = re.compile(r"\{([A-Za-z0-9_]+)\+\}")
 PARAMETER_SEGMENT = re.compile(r"\{([A-Za-z0-9_]+)\}")
 STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.-]+)\}")
@@ -67,23 +69,23 @@ STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.-]+)\}")
 class Refusal(Exception):
     """API Gateway answers the client itself: the request never reaches the function."""
 
-    def __init__(self, status: int, body: bytes, error_type: str, reason: str) -> None:
+    def __init__(self, answer: CannedAnswer, reason: str) -> None:
         super().__init__(reason)
-        self.status = status
-        self.body = body
-        self.error_type = error_type
-        self.reason = reason
+        self.answer = answer
+        self.status = answer.status
+        self.body = answer.body
+        self.reason = reason  # for the log only: the client gets the canned answer
 
     def response(self) -> Response:
-        return self.status, [("Content-Type", JSON), ("x-amzn-ErrorType", self.error_type)], self.body
+        return self.answer.response()
 
 
 def missing_token(reason: str) -> Refusal:
-    return Refusal(403, MISSING_TOKEN_BODY, "MissingAuthenticationTokenException", reason)
+    return Refusal(MISSING_AUTHENTICATION_TOKEN, reason)
 
 
 def server_error(reason: str) -> Refusal:
-    return Refusal(500, INTERNAL_SERVER_ERROR_BODY, "InternalServerErrorException", reason)
+    return Refusal(INTERNAL_SERVER_ERROR, reason)
 
 
 # The wiring a deployment serves.
@@ -478,13 +480,11 @@ class DataPlane:
             raise missing_token(f"{method.http_method} {resource.path} needs a signed request (AWS_IAM)")
         if method.authorization_type not in (None, "NONE"):
             raise Refusal(
-                401,
-                b'{"message":"Unauthorized"}',
-                "UnauthorizedException",
+                UNAUTHORIZED,
                 f"{method.http_method} {resource.path} uses a {method.authorization_type} authorizer (not emulated)",
             )
         if method.api_key_required:
-            raise Refusal(403, b'{"message":"Forbidden"}', "ForbiddenException", "the method requires an API key")
+            raise Refusal(FORBIDDEN, "the method requires an API key")
         function = self._function(account, region, request, resource, method, dict(stage.variables or {}))
         return Invocation(
             account=account,
@@ -530,8 +530,13 @@ class DataPlane:
         if integration.credentials:
             self.console(f"note: {where} invokes with role {integration.credentials}; its IAM policy is not checked")
             return function
-        source_arn = f"arn:{function_arn.group('partition')}:execute-api:{region}:{account}:{request.api_id}/"
-        source_arn += f"{request.stage}/{request.method.upper()}/{request.path.lstrip('/')}"
+        source_arn = execute_api_arn(
+            function_arn.group("partition"),
+            region,
+            account,
+            request.api_id,
+            f"{request.stage}/{request.method.upper()}/{request.path.lstrip('/')}",
+        )
         allowed, reason = policy_allows(function.policy.statements, source_arn, account)
         if not allowed:
             raise server_error(
@@ -568,22 +573,21 @@ class DataPlane:
         event["pathParameters"] = invocation.parameters or None
         event["stageVariables"] = invocation.stage_variables or None
         event["requestContext"]["resourceId"] = invocation.resource.id
-        request_id = event["requestContext"]["requestId"]
         function = invocation.function
+
+        def invoke(event: dict[str, Any]) -> Any:
+            # Finding (or starting) the runner is part of the invocation: a runtime this machine
+            # lacks or a zip that does not unpack fails the function (502), as a bad deployment would.
+            return self.functions.runner(function).invoke(event)
+
+        def report(reason: str, details: Sequence[str]) -> None:
+            self.console("\n    ".join([f"{function.function_name}: {reason}", *details]))
+
         try:
-            runner = self.functions.runner(function)
-            status, headers, payload = to_http_response(runner.invoke(event))
-        except Refusal as refusal:
+            return answer_from_function(invoke, event, report)
+        except Refusal as refusal:  # the function holds no code
             self.console(f"{request.method} {request.path}: {refusal.reason}")
             return refusal.response()
-        except FunctionError as error:
-            details = "".join(f"\n    {line.rstrip()}" for line in error.stack_trace)
-            self.console(f"{function.function_name} failed: {error.error_type}: {error.message}{details}")
-            status, headers, payload = internal_error()
-        except MalformedResponseError as error:
-            self.console(f"{function.function_name}: malformed Lambda proxy response: {error}")
-            status, headers, payload = internal_error()
-        return status, [*headers, ("x-amzn-RequestId", request_id)], payload
 
     def close(self) -> None:
         self.functions.close()

@@ -29,9 +29,11 @@ from types import FrameType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from deployer.gateway.answers import REQUEST_TOO_LONG
+from deployer.gateway.proxy import MAX_REQUEST_BODY, forwarded_headers
 from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port
 from deployer.local.dataplane import DATA_PLANE_PATH, DataPlane, Request
-from deployer.serve.plumbing import MAX_REQUEST_BODY, carries_body, forwarded_headers
+from deployer.serve.plumbing import carries_body
 from deployer.serve.plumbing import stamped_console as console  # the log file gets the time of day
 
 HEALTH_PATH = "/_deployer/health"
@@ -121,7 +123,7 @@ class Emulator:
         method = environ.get("REQUEST_METHOD", "GET")
         body = read_body(environ)
         if body is None:
-            status, headers, payload = 413, [("Content-Type", "application/json")], b'{"message":"Request Too Long"}'
+            status, headers, payload = REQUEST_TOO_LONG.response()
         else:
             request = Request(
                 method=method,

@@ -1,4 +1,4 @@
-"""Run a Lambda handler in a warm child process, the way the Lambda service does (DESIGN.md section 4).
+"""Run a Lambda handler in a warm child process, the way the Lambda service does.
 
 One FunctionRunner owns one worker process: `python_worker.py` under a Python interpreter (isolated:
 `-I -S`, so nothing from this tool's venv is importable) or `node_worker.js` under `node`. The worker
@@ -30,7 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deployer.serve.events import LOCAL_ACCOUNT_ID
+from deployer.gateway.integration import FunctionError
+from deployer.gateway.proxy import LOCAL_ACCOUNT_ID
 from deployer.serve.sandbox import lambda_environment, worker_command
 
 INIT_TIMEOUT = 10.0  # seconds: Lambda's limit for the init phase (importing the handler's module)
@@ -40,20 +41,6 @@ SHALLOW_FOLDERS = frozenset({"node_modules", ".venv"})
 
 Console = Callable[[str], None]
 Fingerprint = frozenset[tuple[str, int, int]]
-
-
-class FunctionError(Exception):
-    """The function failed: it raised, its module did not load, it crashed or it timed out."""
-
-    def __init__(self, error_type: str, message: str, stack_trace: Sequence[str] = ()) -> None:
-        super().__init__(f"{error_type}: {message}")
-        self.error_type = error_type
-        self.message = message
-        self.stack_trace = list(stack_trace)
-
-    def payload(self) -> dict[str, Any]:
-        """The error as Lambda's Invoke API returns it."""
-        return {"errorType": self.error_type, "errorMessage": self.message, "stackTrace": self.stack_trace}
 
 
 class FunctionTimeout(FunctionError):

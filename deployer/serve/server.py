@@ -1,9 +1,10 @@
-"""`deployer serve`: an HTTP server in front of the function, playing API Gateway (DESIGN.md section 4).
+"""`deployer serve`: an HTTP server in front of the function, playing API Gateway's REST proxy integration.
 
-Each request becomes a REST proxy event (events.py), runs through the function's warm worker
-(runner.py), and its answer becomes the HTTP response. Anything wrong with the function gives
-API Gateway's `502 {"message": "Internal server error"}` and the reason on stderr; the server keeps
-serving. One line per request goes to stderr: method, path, status, milliseconds.
+Each request becomes a REST proxy event (deployer/gateway/proxy.py), runs through the function's warm
+worker (runner.py), and its answer becomes the HTTP response (deployer/gateway/integration.py).
+Anything wrong with the function gives API Gateway's `502 {"message": "Internal server error"}` and
+the reason on stderr; the server keeps serving. One line per request goes to stderr: method, path,
+status, milliseconds.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from types import FrameType
 
 from deployer.config import Config
 from deployer.errors import DeployerError, UsageError
-from deployer.serve.events import MalformedResponseError, build_event, internal_error, to_http_response
-from deployer.serve.plumbing import MAX_REQUEST_BODY, carries_body, console, forwarded_headers
-from deployer.serve.runner import FunctionError, FunctionRunner
+from deployer.gateway.answers import BAD_REQUEST, REQUEST_TOO_LONG, Response
+from deployer.gateway.integration import answer_from_function
+from deployer.gateway.proxy import MAX_REQUEST_BODY, build_event, forwarded_headers
+from deployer.serve.plumbing import carries_body, console
+from deployer.serve.runner import FunctionRunner
 from deployer.serve.sandbox import interpreter_note
 
 
@@ -90,18 +93,16 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
     def log_error(self, format: str, *args: object) -> None:
         console(f"error: {format % args}")
 
-    def _answer(self) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _answer(self) -> Response:
         path, _, query = self.path.partition("?")
         path = path.partition("#")[0]
         if not path.startswith("/"):
-            return 400, [("Content-Type", "application/json")], b'{"message": "Bad request"}'
+            return BAD_REQUEST.response()
         try:
             body = self._read_body()
         except ValueError as error:
             self.close_connection = True
-            status = 413 if "too large" in str(error) else 400
-            message = b'{"message": "Request Too Long"}' if status == 413 else b'{"message": "Bad request"}'
-            return status, [("Content-Type", "application/json")], message
+            return (REQUEST_TOO_LONG if "too large" in str(error) else BAD_REQUEST).response()
         event = build_event(
             self.command,
             path,
@@ -112,16 +113,7 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             source_ip=self.client_address[0],
             protocol=self.request_version,
         )
-        request_id = event["requestContext"]["requestId"]
-        try:
-            status, headers, payload = to_http_response(self.server.runner.invoke(event))
-        except FunctionError as error:
-            self._report(f"the function failed: {error.error_type}: {error.message}", error.stack_trace)
-            status, headers, payload = internal_error()
-        except MalformedResponseError as error:
-            self._report(f"malformed Lambda proxy response: {error}")
-            status, headers, payload = internal_error()
-        return status, [*headers, ("x-amzn-RequestId", request_id)], payload
+        return answer_from_function(self.server.runner.invoke, event, self._report)
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -158,10 +150,8 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         if with_body and self.command != "HEAD":
             self.wfile.write(payload)
 
-    def _report(self, reason: str, details: Sequence[str] = ()) -> None:
-        lines = [f"error: {self.command} {self.path}: {reason} (answered 502)"]
-        lines += ["    " + line for detail in details for line in str(detail).rstrip("\n").split("\n")]
-        console("\n".join(lines))
+    def _report(self, reason: str, details: Sequence[str]) -> None:
+        console("\n    ".join([f"error: {self.command} {self.path}: {reason} (answered 502)", *details]))
 
 
 def make_server(

@@ -1,4 +1,4 @@
-"""deployer.serve.events: HTTP <-> API Gateway REST proxy event (payload 1.0), DESIGN.md section 4."""
+"""deployer.gateway: API Gateway's REST proxy contract (payload 1.0), its own answers and the Lambda integration."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ from typing import Any
 
 import pytest
 
-from deployer.serve.events import (
-    INTERNAL_ERROR_BODY,
-    MalformedResponseError,
-    build_event,
-    internal_error,
-    to_http_response,
+from deployer.gateway.answers import (
+    BAD_GATEWAY,
+    ENDPOINT_TIMED_OUT,
+    INTERNAL_SERVER_ERROR,
+    MISSING_AUTHENTICATION_TOKEN,
+    REQUEST_TOO_LONG,
 )
+from deployer.gateway.integration import (
+    FUNCTION_ARN,
+    INTEGRATION_URI,
+    FunctionError,
+    answer_from_function,
+    execute_api_arn,
+    lambda_integration_uri,
+)
+from deployer.gateway.proxy import MalformedResponseError, build_event, forwarded_headers, to_http_response
 
 HEADERS = [("Host", "127.0.0.1:3000"), ("User-Agent", "pytest"), ("X-Multi", "one"), ("x-multi", "two")]
 
@@ -173,8 +182,80 @@ def test_malformed_responses_are_refused_with_a_reason(result: Any, reason: str)
         to_http_response(result)
 
 
-def test_internal_error_is_api_gateways_502() -> None:
-    status, headers, body = internal_error()
-    assert (status, body) == (502, INTERNAL_ERROR_BODY)
-    assert body == b'{"message": "Internal server error"}'
-    assert ("Content-Type", "application/json") in headers
+def test_api_gateways_own_answers_are_spelled_as_it_spells_them() -> None:
+    assert BAD_GATEWAY.response() == (
+        502,
+        [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InternalServerErrorException")],
+        b'{"message": "Internal server error"}',
+    )
+    assert INTERNAL_SERVER_ERROR.response()[::2] == (500, b'{"message": "Internal server error"}')
+    assert MISSING_AUTHENTICATION_TOKEN.response()[::2] == (403, b'{"message":"Missing Authentication Token"}')
+    too_long = (413, [("Content-Type", "application/json")], b'{"message":"Request Too Long"}')
+    assert REQUEST_TOO_LONG.response() == too_long
+    assert ENDPOINT_TIMED_OUT.response()[::2] == (504, b'{"message": "Endpoint request timed out"}')
+
+
+def test_forwarded_headers_extend_the_clients_x_forwarded_for_and_replace_the_others() -> None:
+    sent = [("Host", "h"), ("X-Forwarded-For", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2"), ("X-Forwarded-Port", "1")]
+    assert forwarded_headers(sent, "127.0.0.1", 3000) == [
+        ("Host", "h"),
+        ("X-Forwarded-For", "10.0.0.1, 127.0.0.1"),
+        ("X-Forwarded-Port", "3000"),
+        ("X-Forwarded-Proto", "http"),
+    ]
+
+
+# --- the integration ---------------------------------------------------------------------------
+
+
+def test_the_integration_uri_names_the_function_and_reads_back() -> None:
+    function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:app:live"
+    uri = lambda_integration_uri("aws", "eu-west-1", function_arn)
+    found = INTEGRATION_URI.fullmatch(uri)
+    assert found is not None and found["function"] == function_arn
+    named = FUNCTION_ARN.fullmatch(found["function"])
+    assert named is not None
+    assert (named["account"], named["name"], named["qualifier"]) == ("123456789012", "app", "live")
+    assert execute_api_arn("aws", "eu-west-1", "123456789012", "abc", "*/*") == (
+        "arn:aws:execute-api:eu-west-1:123456789012:abc/*/*"
+    )
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, list[str]]] = []
+
+    def __call__(self, reason: str, details: Any) -> None:
+        self.lines.append((reason, list(details)))
+
+
+def test_the_functions_answer_goes_out_with_the_request_id() -> None:
+    report = Reports()
+    event = event_for(request_id="req-1")
+    status, headers, body = answer_from_function(lambda _: {"statusCode": 201, "body": "made"}, event, report)
+    assert (status, body) == (201, b"made")
+    assert headers == [("Content-Type", "application/json"), ("x-amzn-RequestId", "req-1")]
+    assert report.lines == []
+
+
+def test_a_failed_function_is_502_and_its_stack_trace_is_reported_line_by_line() -> None:
+    def failing(event: Any) -> Any:
+        raise FunctionError("ValueError", "boom", ["  File 'main.py', line 2, in handler\n    raise ValueError\n"])
+
+    report = Reports()
+    status, headers, body = answer_from_function(failing, event_for(request_id="req-2"), report)
+    assert (status, headers, body) == (
+        BAD_GATEWAY.status,
+        [*BAD_GATEWAY.response()[1], ("x-amzn-RequestId", "req-2")],
+        BAD_GATEWAY.body,
+    )
+    assert report.lines == [
+        ("the function failed: ValueError: boom", ["  File 'main.py', line 2, in handler", "    raise ValueError"])
+    ]
+
+
+def test_a_malformed_answer_is_502_with_the_reason_reported() -> None:
+    report = Reports()
+    status, _, body = answer_from_function(lambda _: {"body": "no status"}, event_for(), report)
+    assert (status, body) == (502, b'{"message": "Internal server error"}')
+    assert report.lines == [("malformed Lambda proxy response: statusCode is missing", [])]

@@ -1,9 +1,9 @@
-"""HTTP <-> API Gateway REST proxy integration (payload 1.0), as DESIGN.md section 4 describes it.
+"""HTTP <-> API Gateway REST proxy integration (payload 1.0): the request in, the event, the answer out.
 
-Pure functions, no I/O: `build_event` turns an HTTP request into the event a Lambda function
-receives behind an `ANY` method on `/` and `/{proxy+}`; `to_http_response` turns the function's
-answer back into a status, headers and body, or raises MalformedResponseError where API Gateway
-answers `502 {"message": "Internal server error"}`.
+Pure functions, no I/O: `forwarded_headers` adds what API Gateway's front door adds to a request;
+`build_event` turns the request into the event a Lambda function receives behind an `ANY` method on
+`/` and `/{proxy+}`; `to_http_response` turns the function's answer back into a status, headers and
+body, or raises MalformedResponseError where API Gateway answers 502 (answers.BAD_GATEWAY).
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ LOCAL_API_ID = "local00000"
 ROOT_RESOURCE = "/"
 PROXY_RESOURCE = "/{proxy+}"
 
-# What API Gateway answers when the integration fails or answers something it cannot map.
-INTERNAL_ERROR_STATUS = 502
-INTERNAL_ERROR_BODY = b'{"message": "Internal server error"}'
+MAX_REQUEST_BODY = 10 * 1024 * 1024  # API Gateway's payload limit: a larger request is answered 413
+FORWARDED_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})  # lower case
 
 # A REST proxy response may hold these keys and no others ("cookies" is HTTP API only).
 RESPONSE_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
@@ -92,6 +91,28 @@ def path_parameters(resource: str, path: str) -> dict[str, str] | None:
     if not path.startswith(prefix) or len(path) == len(prefix):
         raise ValueError(f"path {path!r} does not match resource {resource!r}")
     return {greedy.group(1): unquote(path[len(prefix) :])}
+
+
+def forwarded_headers(headers: Iterable[tuple[str, str]], client: str, port: int) -> list[tuple[str, str]]:
+    """The request's headers plus what API Gateway adds: the client's address, the port and the scheme.
+
+    The client's X-Forwarded-For (its first one) is extended with the client's address; its other
+    X-Forwarded-* headers are replaced.
+    """
+    kept: list[tuple[str, str]] = []
+    previous: str | None = None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered not in FORWARDED_HEADERS:
+            kept.append((name, value))
+        elif lowered == "x-forwarded-for" and previous is None:
+            previous = value
+    return [
+        *kept,
+        ("X-Forwarded-For", f"{previous}, {client}" if previous else client),
+        ("X-Forwarded-Port", str(port)),
+        ("X-Forwarded-Proto", "http"),
+    ]
 
 
 def _request_time(epoch_ms: int) -> str:
@@ -264,9 +285,3 @@ def to_http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     if not any(name.lower() == "content-type" for name, _ in merged):
         merged.append(("Content-Type", "application/json"))
     return status, merged, body
-
-
-def internal_error() -> tuple[int, list[tuple[str, str]], bytes]:
-    """API Gateway's answer when the function fails or its answer is malformed."""
-    headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InternalServerErrorException")]
-    return INTERNAL_ERROR_STATUS, headers, INTERNAL_ERROR_BODY

@@ -1,0 +1,78 @@
+"""API Gateway's Lambda proxy integration: how it names the function, who it invokes it as, what a failure gives.
+
+The names are those a deployment writes and an emulation reads back: the integration URI
+(`arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{function arn}/invocations`), the
+service principal a function's resource policy must let in, and the execute-api ARN a request is
+made as (the policy's `AWS:SourceArn`). `answer_from_function` is the integration's end of a
+request: the function's answer, or 502 when the function failed or answered something API Gateway
+cannot map, the reason going to the console as it would to CloudWatch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from deployer.gateway.answers import BAD_GATEWAY, Response
+from deployer.gateway.proxy import MalformedResponseError, to_http_response
+
+APIGATEWAY_PRINCIPAL = "apigateway.amazonaws.com"
+INVOKE_ACTION = "lambda:InvokeFunction"
+
+INTEGRATION_URI = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):apigateway:(?P<region>[a-z0-9-]+):lambda:path/2015-03-31/functions/"
+    r"(?P<function>.+)/invocations$"
+)
+FUNCTION_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
+    r"(?P<name>[A-Za-z0-9_-]+)(?::(?P<qualifier>[A-Za-z0-9$_-]+))?$"
+)
+
+# (reason, lines of detail such as a stack trace): where a failed request is told.
+Report = Callable[[str, Sequence[str]], None]
+
+
+def lambda_integration_uri(partition: str, region: str, function_arn: str) -> str:
+    """The integration URI that makes API Gateway invoke `function_arn` (INTEGRATION_URI reads it back)."""
+    return f"arn:{partition}:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+
+
+def execute_api_arn(partition: str, region: str, account: str, api_id: str, request: str) -> str:
+    """The ARN API Gateway invokes a function as; `request` is `{stage}/{METHOD}/{path}`, or a pattern (`*/*`)."""
+    return f"arn:{partition}:execute-api:{region}:{account}:{api_id}/{request}"
+
+
+class FunctionError(Exception):
+    """The function failed: it raised, its module did not load, it crashed or it timed out."""
+
+    def __init__(self, error_type: str, message: str, stack_trace: Sequence[str] = ()) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+        self.stack_trace = list(stack_trace)
+
+    def payload(self) -> dict[str, Any]:
+        """The error as Lambda's Invoke API returns it."""
+        return {"errorType": self.error_type, "errorMessage": self.message, "stackTrace": self.stack_trace}
+
+
+def answer_from_function(invoke: Callable[[dict[str, Any]], Any], event: dict[str, Any], report: Report) -> Response:
+    """What API Gateway answers for `event` once `invoke` has run the function with it.
+
+    The function's proxy response as HTTP; 502 `Internal server error` when `invoke` raises
+    FunctionError or the response is malformed, with the reason given to `report`. Every answer
+    carries the request's id (x-amzn-RequestId), as from API Gateway.
+    """
+    request_id = event["requestContext"]["requestId"]
+    try:
+        status, headers, payload = to_http_response(invoke(event))
+    except FunctionError as error:
+        # A stack entry may hold several lines (Python's do): the report gets one line each.
+        lines = [line for entry in error.stack_trace for line in str(entry).rstrip("\n").split("\n")]
+        report(f"the function failed: {error.error_type}: {error.message}", lines)
+        status, headers, payload = BAD_GATEWAY.response()
+    except MalformedResponseError as error:
+        report(f"malformed Lambda proxy response: {error}", [])
+        status, headers, payload = BAD_GATEWAY.response()
+    return status, [*headers, ("x-amzn-RequestId", request_id)], payload

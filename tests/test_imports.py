@@ -1,0 +1,50 @@
+"""What the emulations import: API Gateway's contract, `deployer serve` and the local cloud stay off the deploy core.
+
+The local cloud's data plane runs inside the emulator process and `deployer serve` on a laptop without
+AWS: neither may pull in deployer/resources/ (and with it boto3). deployer/gateway/ and deployer/digest.py
+are what both sides share, so they import the standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+AWS_CLIENTS = ("boto3", "botocore", "moto")
+
+
+def modules_under(*packages: str) -> list[str]:
+    names = []
+    for package in packages:
+        for path in sorted((REPO / package.replace(".", "/")).glob("*.py")):
+            if path.stem == "__main__":  # importing it runs the emulator
+                continue
+            names.append(package if path.stem == "__init__" else f"{package}.{path.stem}")
+    return names
+
+
+def imported_by(module: str) -> list[str]:
+    """Every module loaded by importing `module` alone, in a fresh interpreter (cwd: this checkout)."""
+    code = "import importlib, json, sys; importlib.import_module(sys.argv[1]); print(json.dumps(sorted(sys.modules)))"
+    found = subprocess.run(
+        [sys.executable, "-c", code, module], cwd=REPO, capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(found.stdout)
+
+
+@pytest.mark.parametrize("module", modules_under("deployer.gateway", "deployer.serve", "deployer.local"))
+def test_the_emulations_never_import_the_deploy_cores_resources(module: str) -> None:
+    assert [name for name in imported_by(module) if name.startswith("deployer.resources")] == []
+
+
+@pytest.mark.parametrize("module", [*modules_under("deployer.gateway"), "deployer.digest"])
+def test_what_both_sides_share_imports_the_standard_library_only(module: str) -> None:
+    loaded = imported_by(module)
+    ours = {name for name in loaded if name.startswith("deployer")}
+    assert ours <= {"deployer", "deployer.digest"} | {name for name in ours if name.startswith("deployer.gateway")}
+    assert [name for name in loaded if name.split(".")[0] in AWS_CLIENTS] == []
