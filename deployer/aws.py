@@ -9,19 +9,49 @@ concurrent modification) are handled where they happen, with deployer.retry.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
 
 from deployer.errors import UsageError
+from deployer.retry import error_code
+
+T = TypeVar("T")
 
 RETRY_POLICY = {"mode": "standard", "max_attempts": 10}
 READ_PREFIXES = ("Get", "List", "Head", "Describe")
 
 
+# How each service says "there is no such thing": IAM, Lambda, API Gateway, S3 (a HEAD has no body: "404").
+NOT_FOUND_CODES = frozenset(
+    {"NoSuchEntity", "ResourceNotFoundException", "NotFoundException", "NoSuchKey", "NoSuchBucket", "NotFound", "404"}
+)
+
+
 def is_mutating(operation: str) -> bool:
     return not operation.startswith(READ_PREFIXES)
+
+
+def is_not_found(error: ClientError) -> bool:
+    return error_code(error) in NOT_FOUND_CODES
+
+
+def read_or_none(call: Callable[[], T]) -> T | None:
+    """call()'s answer, or None when AWS says the thing it reads is not there."""
+    try:
+        return call()
+    except ClientError as error:
+        if is_not_found(error):
+            return None
+        raise
+
+
+def delete_if_present(call: Callable[[], Any]) -> bool:
+    """Make the delete call; False when the thing was already gone (gone is gone: that is done too)."""
+    return read_or_none(lambda: call() or True) is not None
 
 
 class Aws:
