@@ -20,7 +20,8 @@ from deployer.config import Config, check_version, load_config
 from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
-    from deployer.context import Context
+    from deployer.build import Artifact as BuiltArtifact
+    from deployer.context import Artifact, Connection
     from deployer.deploy import Outcome
     from deployer.state import State
 
@@ -137,9 +138,7 @@ def _is_local(flag: bool | None, config: Config, endpoint_url: str | None = None
     return local
 
 
-def _checked_context(
-    version: str, config_path: Path, endpoint_url: str | None, local: bool | None, *, needs_source: bool
-) -> Context:
+def _checked_config(version: str, config_path: Path, *, needs_source: bool) -> Config:
     """All that can be checked before any AWS call, in order: the version, deploy.toml, the source folder."""
     check_version(version)
     config = load_config(config_path)
@@ -147,24 +146,28 @@ def _checked_context(
         from deployer.build import check_source
 
         check_source(config)
-    return _context(config, endpoint_url, version, local)
+    return config
 
 
-def _context(
-    config: Config, endpoint_url: str | None, version: str | None = None, local: bool | None = None
-) -> Context:
+def _connect(config: Config, endpoint_url: str | None, local: bool | None = None) -> Connection:
+    """The account (or the local cloud, started if needed) and the state store a command works with."""
     if _is_local(local, config, endpoint_url):
-        from deployer.local.target import local_context
+        from deployer.local.target import local_connection
 
-        return local_context(config, version, log=output.info)
+        return local_connection(config, log=output.info)
     from deployer.aws import Aws
-    from deployer.context import Context
+    from deployer.context import Connection
     from deployer.state import store_for
 
     aws = Aws(config.region, endpoint_url)
     aws.check_credentials()
-    store = store_for(config)
-    return Context(config=config, aws=aws, state=store.load(), store=store, version=version)
+    return Connection(config, aws, store_for(config))
+
+
+def _artifact(built: BuiltArtifact) -> Artifact:
+    from deployer.context import Artifact
+
+    return Artifact(built.sha256, built.content_sha256)
 
 
 def _can_ask() -> bool:
@@ -173,11 +176,10 @@ def _can_ask() -> bool:
 
 
 @contextmanager
-def _locked(ctx: Context, command: str) -> Iterator[None]:
+def _locked(connection: Connection, command: str) -> Iterator[State]:
     """Hold the state lock for the whole command, and read the state under it: never a stale copy."""
-    with ctx.store.lock(command):
-        ctx.state = ctx.store.load()
-        yield
+    with connection.store.lock(command):
+        yield connection.store.load()
 
 
 def _report(outcome: Outcome) -> None:
@@ -185,12 +187,13 @@ def _report(outcome: Outcome) -> None:
     output.outcome_line(change.resource, change.name, change.action, outcome.seconds, change.diffs)
 
 
-def _summary(ctx: Context, started: float) -> str:
+def _summary(connection: Connection, started: float) -> str:
     from deployer.aws import is_mutating
 
-    writes = sum(1 for call in ctx.aws.calls if is_mutating(call))
+    calls = connection.aws.calls
+    writes = sum(1 for call in calls if is_mutating(call))
     changes = "change" if writes == 1 else "changes"
-    return f"{len(ctx.aws.calls)} AWS calls ({writes} {changes}) in {time.monotonic() - started:.1f}s"
+    return f"{len(calls)} AWS calls ({writes} {changes}) in {time.monotonic() - started:.1f}s"
 
 
 def _status_fields(state: State, config: Config) -> dict[str, Any]:
@@ -244,17 +247,17 @@ def up(
 
     with reported_errors():
         started = time.monotonic()
-        ctx = _checked_context(version, config_path, endpoint_url, local, needs_source=True)
-        config = ctx.config
-        ctx.force = force
-        with _locked(ctx, f"up --version {version}"):
-            artifact = build_zip(config, log=output.info)
-            ctx.artifact_sha256, ctx.artifact_content_sha256 = artifact.sha256, artifact.content_sha256
-            where = f"on the local cloud {ctx.local_endpoint}" if ctx.local_endpoint else f"in {ctx.aws.region}"
+        config = _checked_config(version, config_path, needs_source=True)
+        connection = _connect(config, endpoint_url, local)
+        with _locked(connection, f"up --version {version}") as state:
+            artifact = _artifact(build_zip(config, log=output.info))
+            run = connection.run(state, version, artifact, force)
+            local_endpoint = connection.local_endpoint
+            where = f"on the local cloud {local_endpoint}" if local_endpoint else f"in {connection.aws.region}"
             output.info(f"deploying [bold]{config.app_name}[/] {version} to stage {config.stage} {where}")
-            outcomes = deploy.up(ctx, report=(lambda _: None) if json_output else _report)
+            outcomes = deploy.up(run, report=(lambda _: None) if json_output else _report)
         if json_output:
-            data = _status_fields(ctx.state, config)
+            data = _status_fields(run.state, config)
             data["resources"] = [
                 {
                     "resource": item.change.resource,
@@ -264,11 +267,11 @@ def up(
                 }
                 for item in outcomes
             ]
-            data["aws_calls"] = len(ctx.aws.calls)
+            data["aws_calls"] = len(connection.aws.calls)
             output.result_json(data)
             return
-        output.info(_summary(ctx, started))
-        output.result(ctx.state.base_url or "")
+        output.info(_summary(connection, started))
+        output.result(run.state.base_url or "")
 
 
 @app.command()
@@ -284,11 +287,11 @@ def plan(
     from deployer.build import build as build_zip
 
     with reported_errors():
-        ctx = _checked_context(version, config_path, endpoint_url, local, needs_source=True)
-        artifact = build_zip(ctx.config)
-        ctx.artifact_sha256, ctx.artifact_content_sha256 = artifact.sha256, artifact.content_sha256
-        changes = deploy.plan(ctx)
-        pending = [change for change in changes if change.changes_something]
+        config = _checked_config(version, config_path, needs_source=True)
+        connection = _connect(config, endpoint_url, local)
+        artifact = _artifact(build_zip(config))
+        changes = deploy.plan(connection.target(connection.store.load(), version, artifact))
+        pending = changes.pending
         if json_output:
             output.result_json(
                 {
@@ -297,7 +300,7 @@ def plan(
                             "resource": change.resource,
                             "name": change.name,
                             "action": change.action,
-                            "diffs": {key: {"old": old, "new": new} for key, (old, new) in change.diffs.items()},
+                            "diffs": {diff.field: {"old": diff.old, "new": diff.new} for diff in change.diffs},
                         }
                         for change in changes
                     ],
@@ -307,7 +310,7 @@ def plan(
         else:
             for change in changes:
                 output.plan_line(change.resource, change.name, change.action, change.diffs)
-            output.info(f"{len(pending)} to change, {len(changes) - len(pending)} unchanged")
+            output.info(f"{len(pending)} to change, {len(changes.changes) - len(pending)} unchanged")
         if pending:
             raise typer.Exit(PLAN_CHANGES_EXIT_CODE)
 
@@ -324,11 +327,13 @@ def rollback(
 
     with reported_errors():
         started = time.monotonic()
-        ctx = _checked_context(version, config_path, endpoint_url, local, needs_source=False)
-        with _locked(ctx, f"rollback {version}"):
-            deploy.rollback(ctx, report=_report)
-        output.info(_summary(ctx, started))
-        output.result(ctx.state.base_url or "")
+        config = _checked_config(version, config_path, needs_source=False)
+        connection = _connect(config, endpoint_url, local)
+        with _locked(connection, f"rollback {version}") as state:
+            run = connection.run(state, version)
+            deploy.rollback(run, report=_report)
+        output.info(_summary(connection, started))
+        output.result(run.state.base_url or "")
 
 
 @app.command()
@@ -346,21 +351,22 @@ def down(
         config = load_config(config_path)
         if not yes and not _can_ask():
             raise UsageError("down deletes resources: pass --yes to confirm when there is no terminal to ask")
-        ctx = _context(config, endpoint_url, local=local)
-        with _locked(ctx, "down"):
-            found = deploy.find_deployed(ctx)
+        connection = _connect(config, endpoint_url, local)
+        with _locked(connection, "down") as state:
+            run = connection.run(state)
+            found = deploy.find_deployed(run.target)
             if found.empty:
                 output.info(f"nothing deployed for {config.app_name} on stage {config.stage}")
-                ctx.state.forget_resources()
-                ctx.save()
+                run.state.forget_resources()
+                run.save()
                 return
             names = [f"rest api {api_id}" for api_id in found.rest_api_ids]
             names += [f"function {found.function_name}"] if found.function_name else []
             names += [f"role {found.role_name}"] if found.role_name else []
             if not yes and not typer.confirm(f"Delete {', '.join(names)}?", err=True, default=False):
                 raise DeployerError("nothing deleted")
-            deploy.down(ctx, found, report=_report)
-        output.info(f"artifacts stay in s3://{config.bucket}/ for rollbacks; " + _summary(ctx, started))
+            deploy.down(run, found, report=_report)
+        output.info(f"artifacts stay in s3://{config.bucket}/ for rollbacks; " + _summary(connection, started))
 
 
 @app.command()

@@ -1,67 +1,68 @@
-"""What every resource step shares: the run's context, and the Change a step plans.
+"""What the resource steps work with: a Target to plan against (read-only), a Run to apply with.
 
-A step (one per AWS resource, in deployer/resources/) has two methods:
-- `plan(ctx) -> Change`: reads only; says whether the resource must be created, updated (with the
-  fields that differ, old -> new) or is unchanged. `deployer plan` stops here.
-- `apply(ctx, change)`: makes the change, records the resource's IDs in ctx.state and saves it.
+- `Target`: the configuration, the account's clients, the version and artifact being deployed, and
+  the state as it was read when the command started. `plan()` methods get only this: they read AWS
+  and never write, neither to AWS nor to the state.
+- `Run`: the Target plus the live state and its store. `apply()` methods record the IDs of what
+  they create in `run.state` and save it at once, so a crash never loses track of what exists.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
 
 from deployer.aws import Aws
 from deployer.config import Config
 from deployer.errors import DeployerError
 from deployer.state import State, StateStore
 
-Action = Literal["create", "update", "unchanged", "delete", "absent"]
+
+@dataclass(frozen=True)
+class Artifact:
+    """The built zip being deployed: its bytes' digest and its content's (see deployer.build)."""
+
+    sha256: str
+    content_sha256: str
 
 
-@dataclass
-class Change:
-    resource: str  # what kind of thing: "role", "function", ...
-    name: str  # which one: its name or ID
-    action: Action
-    diffs: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (old, new)
-    current: Any = None  # what plan() read, for apply()
+@dataclass(frozen=True)
+class Connection:
+    """Where a command works: the app's configuration, the account's clients, the state store, and the
+    local cloud's URL when it is the local cloud."""
 
-    @property
-    def changes_something(self) -> bool:
-        return self.action in ("create", "update", "delete")
-
-
-@dataclass
-class Context:
     config: Config
     aws: Aws
-    state: State
     store: StateStore
+    local_endpoint: str | None = None
+
+    def target(
+        self, state: State, version: str | None = None, artifact: Artifact | None = None, force: bool = False
+    ) -> Target:
+        """A Target on this connection, planning against a snapshot of `state`."""
+        return Target(self.config, self.aws, state.copy(), version, artifact, force, self.local_endpoint)
+
+    def run(
+        self, state: State, version: str | None = None, artifact: Artifact | None = None, force: bool = False
+    ) -> Run:
+        """A Run that keeps `state` up to date in this connection's store."""
+        return Run(self.target(state, version, artifact, force), state, self.store)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a plan is computed against. `recorded` is the state read at the start: never written."""
+
+    config: Config
+    aws: Aws
+    recorded: State
     version: str | None = None
-    artifact_sha256: str | None = None  # hex sha256 of the zip being deployed
-    artifact_content_sha256: str | None = None  # and of its content (see deployer.build)
+    artifact: Artifact | None = None
     force: bool = False
-    local_endpoint: str | None = None  # `--local`: the embedded emulator, whose data plane serves the API
-    # Learned along the way, so later steps need not ask AWS again.
-    function_created: bool = False
-    api_changed: bool = False
-    api_resources: list[dict[str, Any]] = field(default_factory=list)
-
-    def save(self) -> None:
-        self.store.save(self.state)
+    local_endpoint: str | None = None  # `--local`: the local cloud, whose data plane serves the API
 
     @property
-    def partition(self) -> str:
-        arn = self.state.role_arn or self.state.function_arn or ""
-        return arn.split(":")[1] if arn.count(":") >= 5 else "aws"
-
-    @property
-    def account_id(self) -> str | None:
-        for arn in (self.state.function_arn, self.state.role_arn):
-            if arn and arn.count(":") >= 5:
-                return arn.split(":")[4]
-        return None
+    def region(self) -> str:
+        return self.aws.region
 
     @property
     def artifact_key(self) -> str:
@@ -69,20 +70,42 @@ class Context:
         return self.config.artifact_key(self.version)
 
 
-def adopt(ctx: Context, resource: str, name: str, tags: dict[str, str] | None, recorded: bool) -> None:
+@dataclass
+class Run:
+    """A command that changes things: the target, and the state it keeps up to date as it goes."""
+
+    target: Target
+    state: State
+    store: StateStore
+
+    @property
+    def config(self) -> Config:
+        return self.target.config
+
+    @property
+    def aws(self) -> Aws:
+        return self.target.aws
+
+    def save(self) -> None:
+        self.store.save(self.state)
+
+
+def arn_partition(*arns: str | None) -> str:
+    """The partition (aws, aws-cn, aws-us-gov) of the first ARN given, else aws."""
+    return next((arn.split(":")[1] for arn in arns if arn and arn.count(":") >= 5), "aws")
+
+
+def arn_account(*arns: str | None) -> str | None:
+    """The account ID in the first ARN that holds one."""
+    return next((arn.split(":")[4] for arn in arns if arn and arn.count(":") >= 5 and arn.split(":")[4]), None)
+
+
+def check_ours(config: Config, resource: str, name: str, tags: dict[str, str] | None, recorded: bool) -> None:
     """A resource found by name that the state does not record is ours only if it carries our tag:
     never take over (and later delete) someone else's function or role that happens to share the name."""
-    if recorded or tags is None or ctx.config.owns(tags):
+    if recorded or tags is None or config.owns(tags):
         return
     raise DeployerError(
-        f"a {resource} named {name} already exists but deployer did not create it for {ctx.config.app_name} "
-        f"(no deployer:app tag): choose another [app] name, or tag it deployer:app={ctx.config.app_name} to adopt it"
+        f"a {resource} named {name} already exists but deployer did not create it for {config.app_name} "
+        f"(no deployer:app tag): choose another [app] name, or tag it deployer:app={config.app_name} to adopt it"
     )
-
-
-class Step(Protocol):
-    resource: str
-
-    def plan(self, ctx: Context) -> Change: ...
-
-    def apply(self, ctx: Context, change: Change) -> None: ...

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from deployer.plan import Diff
 
 
 @cache
@@ -41,17 +44,17 @@ PLAN_WORDS = {
 }
 
 
-def describe_diffs(diffs: dict[str, tuple[Any, Any]]) -> str:
-    return ", ".join(f"{key} {old} → {new}" for key, old, new in ((k, *v) for k, v in diffs.items()))
+def describe_diffs(diffs: Sequence[Diff]) -> str:
+    return ", ".join(f"{diff.field} {diff.old} → {diff.new}" for diff in diffs)
 
 
-def outcome_line(resource: str, name: str, action: str, seconds: float, diffs: dict[str, tuple[Any, Any]]) -> None:
+def outcome_line(resource: str, name: str, action: str, seconds: float, diffs: Sequence[Diff]) -> None:
     word, colour = PAST_TENSE[action]
     detail = f"  [dim]{escape(describe_diffs(diffs))}[/]" if diffs and action == "update" else ""
     console().print(f"  {resource:<12} {escape(name):<44} [{colour}]{word:<12}[/] {seconds:6.2f}s{detail}")
 
 
-def plan_line(resource: str, name: str, action: str, diffs: dict[str, tuple[Any, Any]]) -> None:
+def plan_line(resource: str, name: str, action: str, diffs: Sequence[Diff]) -> None:
     word, colour = PLAN_WORDS[action]
     detail = f"  {escape(describe_diffs(diffs))}" if diffs else ""
     console().print(f"[{colour}]{word:<12}[/] {resource:<12} {escape(name)}{detail}")

@@ -14,7 +14,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -64,6 +64,10 @@ class State:
     @property
     def deployed(self) -> bool:
         return any((self.role_name, self.function_name, self.rest_api_id))
+
+    def copy(self) -> State:
+        """A snapshot: what a plan reads, while the run changes the state itself."""
+        return replace(self, history=list(self.history))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> State:

@@ -22,8 +22,9 @@ import pytest
 from moto import mock_aws
 
 from deployer.aws import Aws
+from deployer.build import build
 from deployer.config import load_config
-from deployer.context import Context
+from deployer.context import Artifact, Connection, Run
 from deployer.state import store_for
 from tests.account import Account
 
@@ -84,14 +85,22 @@ def aws_account() -> Iterator[Account]:
 
 
 @pytest.fixture
-def make_context(project: Path, aws_account: Account):
-    """A fresh Context on the scratch project, as each CLI command builds one: state loaded from disk."""
+def make_run(project: Path, aws_account: Account):
+    """A fresh Run on the scratch project, as each CLI command makes one: state loaded from disk, and with
+    a version, the artifact built (or found up to date) as `up` builds it."""
 
-    def make(version: str | None = None, session: boto3.Session | None = None, config_path: Path | None = None):
+    def make(
+        version: str | None = None,
+        session: boto3.Session | None = None,
+        config_path: Path | None = None,
+        force: bool = False,
+    ) -> Run:
         config = load_config(config_path or project / "deploy.toml")
         store = store_for(config)
         aws = Aws(config.region, session=session or boto3.Session())
-        return Context(config=config, aws=aws, state=store.load(), store=store, version=version)
+        built = build(config) if version and config.source.is_dir() else None
+        artifact = Artifact(built.sha256, built.content_sha256) if built else None
+        return Connection(config, aws, store).run(store.load(), version, artifact, force)
 
     return make
 

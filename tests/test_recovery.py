@@ -23,7 +23,7 @@ import pytest
 from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.build import build
-from deployer.context import Context
+from deployer.context import Run
 from deployer.errors import DeployerError
 from tests.account import APP, Account
 from tests.conftest import lock_is_free, run_deployer
@@ -33,20 +33,19 @@ TAGS = {"deployer:app": APP, "deployer:stage": "test"}
 ROLE = f"{APP}-lambda-exec"
 
 
-def up(make_context, version: str = "1.0.0") -> Context:
-    ctx = make_context(version)
-    ctx.artifact_sha256 = build(ctx.config).sha256
-    deploy.up(ctx)
-    return ctx
+def up(make_run, version: str = "1.0.0") -> Run:
+    run = make_run(version)
+    deploy.up(run)
+    return run
 
 
-def writes(ctx: Context) -> list[str]:
-    return [call for call in ctx.aws.calls if is_mutating(call)]
+def writes(run: Run) -> list[str]:
+    return [call for call in run.aws.calls if is_mutating(call)]
 
 
-def resources_of(ctx: Context) -> dict[str, object]:
+def resources_of(run: Run) -> dict[str, object]:
     """What the state says is deployed: everything but the history."""
-    return {key: value for key, value in asdict(ctx.state).items() if key != "history"}
+    return {key: value for key, value in asdict(run.state).items() if key != "history"}
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -61,50 +60,50 @@ def state_file(project: Path) -> Path:
 
 
 def test_a_lost_state_file_is_rebuilt_from_the_account_without_a_single_write(
-    make_context, aws_account: Account, project: Path
+    make_run, aws_account: Account, project: Path
 ) -> None:
-    before = resources_of(up(make_context))
+    before = resources_of(up(make_run))
     state_file(project).unlink()
 
-    ctx = up(make_context)
-    assert writes(ctx) == []
+    run = up(make_run)
+    assert writes(run) == []
     aws_account.assert_stack("v1.0.0/example.zip")
-    assert resources_of(ctx) == before  # every ID and the deployed version found again
-    assert resources_of(make_context()) == before  # and saved
+    assert resources_of(run) == before  # every ID and the deployed version found again
+    assert resources_of(make_run()) == before  # and saved
 
 
 def test_a_rest_api_deleted_by_hand_is_recreated_and_the_permission_follows_it(
-    make_context, aws_account: Account
+    make_run, aws_account: Account
 ) -> None:
-    old_id = up(make_context).state.rest_api_id
+    old_id = up(make_run).state.rest_api_id
     aws_account.client("apigateway").delete_rest_api(restApiId=old_id)
 
-    ctx = up(make_context)
-    assert writes(ctx) == [
+    run = up(make_run)
+    assert writes(run) == [
         "CreateRestApi", "CreateResource", "PutMethod", "PutMethod", "PutIntegration", "PutIntegration",
         "CreateDeployment", "RemovePermission", "AddPermission",
     ]  # fmt: skip
     stack = aws_account.assert_stack("v1.0.0/example.zip")  # the one grant names the new API
     new_id = stack["api"]["id"]
     assert new_id != old_id
-    assert ctx.state.rest_api_id == new_id and new_id in (ctx.state.base_url or "")
+    assert run.state.rest_api_id == new_id and new_id in (run.state.base_url or "")
 
 
 def test_down_without_a_state_file_finds_the_tagged_resources_and_removes_them(
-    make_context, aws_account: Account, project: Path
+    make_run, aws_account: Account, project: Path
 ) -> None:
-    api_id = up(make_context).state.rest_api_id
+    api_id = up(make_run).state.rest_api_id
     state_file(project).unlink()
 
-    ctx = make_context()
-    found = deploy.find_deployed(ctx)
+    run = make_run()
+    found = deploy.find_deployed(run.target)
     assert (found.rest_api_ids, found.function_name, found.role_name) == ([api_id], APP, ROLE)
-    deploy.down(ctx, found)
+    deploy.down(run, found)
     assert aws_account.is_empty()
 
 
 def test_down_without_a_state_file_leaves_look_alikes_without_the_apps_tags_alone(
-    make_context, aws_account: Account
+    make_run, aws_account: Account
 ) -> None:
     """Same names, made by someone else (no deployer tags): not ours to delete."""
     aws_account.client("s3").create_bucket(Bucket="somebody-elses-code")
@@ -121,48 +120,45 @@ def test_down_without_a_state_file_leaves_look_alikes_without_the_apps_tags_alon
     )
     aws_account.client("apigateway").create_rest_api(name=APP)
 
-    ctx = make_context()
-    found = deploy.find_deployed(ctx)
+    run = make_run()
+    found = deploy.find_deployed(run.target)
     assert found.empty, found
     assert (len(aws_account.roles()), len(aws_account.functions()), len(aws_account.rest_apis())) == (1, 1, 1)
 
     # Nor does up take them over: it refuses before changing anything.
-    ctx = make_context("1.0.0")
-    ctx.artifact_sha256 = build(ctx.config).sha256
+    run = make_run("1.0.0")
     with pytest.raises(DeployerError, match=rf"a role named {ROLE} already exists but deployer did not create it"):
-        deploy.up(ctx)
+        deploy.up(run)
     # Only the artifact was published (step 1); nothing of theirs was touched.
-    assert set(writes(ctx)) <= {"PutObject", "CreateBucket", "PutPublicAccessBlock", "PutBucketEncryption"}
+    assert set(writes(run)) <= {"PutObject", "CreateBucket", "PutPublicAccessBlock", "PutBucketEncryption"}
     aws_account.client("iam").tag_role(RoleName=ROLE, Tags=[{"Key": "deployer:app", "Value": APP}])  # adopt it
-    ctx = make_context("1.0.0")
-    ctx.artifact_sha256 = build(ctx.config).sha256
+    run = make_run("1.0.0")
     with pytest.raises(DeployerError, match=rf"a function named {APP} already exists but deployer did not create it"):
-        deploy.up(ctx)
+        deploy.up(run)
 
 
 def test_two_tagged_apis_with_the_apps_name_are_refused_naming_both_and_nothing_is_created(
-    make_context, aws_account: Account, project: Path
+    make_run, aws_account: Account, project: Path
 ) -> None:
-    first = up(make_context).state.rest_api_id
+    first = up(make_run).state.rest_api_id
     state_file(project).unlink()
     second = aws_account.client("apigateway").create_rest_api(name=APP, tags=TAGS)["id"]
 
-    ctx = make_context("1.0.0")
-    ctx.artifact_sha256 = build(ctx.config).sha256
+    run = make_run("1.0.0")
     with pytest.raises(DeployerError, match=rf"found 2 REST APIs named {APP}") as refused:
-        deploy.up(ctx)
+        deploy.up(run)
     assert first in str(refused.value) and second in str(refused.value)
     assert "delete-rest-api" in str(refused.value)  # and what to do about it
-    assert writes(ctx) == []
+    assert writes(run) == []
     assert sorted(api["id"] for api in aws_account.rest_apis()) == sorted([first, second])
 
 
-def test_the_role_the_function_and_the_api_carry_the_app_and_stage_tags(make_context, aws_account: Account) -> None:
-    ctx = up(make_context)
+def test_the_role_the_function_and_the_api_carry_the_app_and_stage_tags(make_run, aws_account: Account) -> None:
+    run = up(make_run)
     iam, functions = aws_account.client("iam"), aws_account.client("lambda")
     role_tags = {tag["Key"]: tag["Value"] for tag in iam.list_role_tags(RoleName=ROLE)["Tags"]}
-    function_tags = functions.list_tags(Resource=ctx.state.function_arn)["Tags"]
-    api_tags = aws_account.client("apigateway").get_rest_api(restApiId=ctx.state.rest_api_id).get("tags", {})
+    function_tags = functions.list_tags(Resource=run.state.function_arn)["Tags"]
+    api_tags = aws_account.client("apigateway").get_rest_api(restApiId=run.state.rest_api_id).get("tags", {})
     for tags in (role_tags, function_tags, api_tags):
         assert {key: tags.get(key) for key in TAGS} == TAGS
 
@@ -216,7 +212,7 @@ def test_a_second_up_while_another_runs_fails_at_once_naming_the_holder(project:
     assert lock_is_free(lock)
 
 
-def test_a_lock_left_by_a_killed_run_does_not_block_the_next(make_context, aws_account: Account, project: Path) -> None:
+def test_a_lock_left_by_a_killed_run_does_not_block_the_next(make_run, aws_account: Account, project: Path) -> None:
     """What a SIGKILLed run leaves: the file still names it, but the kernel released its lock."""
     killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     lock = project / ".deployer" / f"{APP}.lock"
@@ -226,20 +222,19 @@ def test_a_lock_left_by_a_killed_run_does_not_block_the_next(make_context, aws_a
     killed.kill()
     killed.wait()
 
-    ctx = make_context("1.0.0", session=boto3.Session())
-    ctx.artifact_sha256 = build(ctx.config).sha256
-    with ctx.store.lock("up --version 1.0.0"):
+    run = make_run("1.0.0", session=boto3.Session())
+    with run.store.lock("up --version 1.0.0"):
         assert json.loads(lock.read_text())["pid"] == os.getpid()  # ours now
-        deploy.up(ctx)
+        deploy.up(run)
     assert lock_is_free(lock) and lock.read_text() == ""  # released, and it names nobody
     aws_account.assert_stack("v1.0.0/example.zip")
 
 
-def test_a_lock_held_is_respected_and_names_its_holder(make_context, project: Path) -> None:
-    holder = make_context("1.0.0")
+def test_a_lock_held_is_respected_and_names_its_holder(make_run, project: Path) -> None:
+    holder = make_run("1.0.0")
     with holder.store.lock("up --version 0.9.0"):
         saved = (project / ".deployer" / f"{APP}.lock").read_text()
-        second = make_context("1.0.0").store
+        second = make_run("1.0.0").store
         with (
             pytest.raises(DeployerError, match=rf"pid {os.getpid()} on {socket.gethostname()}, since 20"),
             second.lock("up"),
@@ -248,50 +243,48 @@ def test_a_lock_held_is_respected_and_names_its_holder(make_context, project: Pa
         assert (project / ".deployer" / f"{APP}.lock").read_text() == saved  # the refused run changed nothing
 
 
-def test_tags_left_out_of_get_function_are_read_with_list_tags(make_context, aws_account: Account, project: Path):
+def test_tags_left_out_of_get_function_are_read_with_list_tags(make_run, aws_account: Account, project: Path):
     """Real Lambda omits Tags from GetFunction for callers without lambda:ListTags."""
-    up(make_context)
+    up(make_run)
     state_file(project).unlink()
     session = boto3.Session()
     session.events.register("after-call.lambda.GetFunction", lambda parsed, **_: parsed.pop("Tags", None))
-    ctx = make_context("1.0.0", session=session)
-    ctx.artifact_sha256 = build(ctx.config).sha256
-    deploy.up(ctx)
-    assert "ListTags" in ctx.aws.calls and writes(ctx) == []  # adopted, tags seen equal: nothing re-tagged
-    ctx = make_context(session=session)
-    assert deploy.find_deployed(ctx).function_name == APP
+    run = make_run("1.0.0", session=session)
+    deploy.up(run)
+    assert "ListTags" in run.aws.calls and writes(run) == []  # adopted, tags seen equal: nothing re-tagged
+    run = make_run(session=session)
+    assert deploy.find_deployed(run.target).function_name == APP
 
 
-def test_a_state_from_another_region_is_refused_before_anything_changes(make_context, aws_account, project: Path):
-    up(make_context)
+def test_a_state_from_another_region_is_refused_before_anything_changes(make_run, aws_account, project: Path):
+    up(make_run)
     config = project / "deploy.toml"
     config.write_text(config.read_text().replace('region = "us-east-1"', 'region = "eu-west-1"'))
-    for command in (deploy.up, deploy.plan, deploy.find_deployed):
-        ctx = make_context("1.0.0")
-        ctx.artifact_sha256 = build(ctx.config).sha256
+    for command in (deploy.up, lambda run: deploy.plan(run.target), lambda run: deploy.find_deployed(run.target)):
+        run = make_run("1.0.0")
         with pytest.raises(DeployerError, match=r"deployed in us-east-1, not eu-west-1: run `deployer down`"):
-            command(ctx)
-        assert writes(ctx) == []
+            command(run)
+        assert writes(run) == []
     aws_account.assert_stack("v1.0.0/example.zip")
 
 
-def test_rollback_without_a_state_file_records_the_function_and_the_url(make_context, aws_account, project: Path):
-    first = up(make_context)
+def test_rollback_without_a_state_file_records_the_function_and_the_url(make_run, aws_account, project: Path):
+    first = up(make_run)
     edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
-    up(make_context, "1.0.1")
+    up(make_run, "1.0.1")
     state_file(project).unlink()
-    ctx = make_context("1.0.0")
-    deploy.rollback(ctx)
+    run = make_run("1.0.0")
+    deploy.rollback(run)
     aws_account.assert_stack("v1.0.0/example.zip")
     saved = json.loads(state_file(project).read_text())
     assert (saved["version"], saved["function_name"]) == ("1.0.0", APP)
     assert saved["base_url"] == first.state.base_url
 
 
-def test_down_also_removes_an_api_the_state_does_not_name_but_tagged_for_the_app(make_context, aws_account):
+def test_down_also_removes_an_api_the_state_does_not_name_but_tagged_for_the_app(make_run, aws_account):
     """A CreateRestApi retried after a lost answer leaves a second, tagged API: down takes it too."""
-    up(make_context)
+    up(make_run)
     aws_account.client("apigateway").create_rest_api(name=APP, tags=TAGS)
-    ctx = make_context()
-    deploy.down(ctx, deploy.find_deployed(ctx))
+    run = make_run()
+    deploy.down(run, deploy.find_deployed(run.target))
     assert aws_account.is_empty()

@@ -15,15 +15,14 @@ from tests.account import APP, BUCKET, Account
 SECRET = "pa55-w0rd-never-shown"
 
 
-def up(make_context, version: str = "1.0.0"):
-    ctx = make_context(version)
-    ctx.artifact_sha256 = build(ctx.config).sha256
-    deploy.up(ctx)
-    return ctx
+def up(make_run, version: str = "1.0.0"):
+    run = make_run(version)
+    deploy.up(run)
+    return run
 
 
-def test_the_role_trusts_only_lambda_and_holds_only_basic_logging(make_context, aws_account: Account) -> None:
-    up(make_context)
+def test_the_role_trusts_only_lambda_and_holds_only_basic_logging(make_run, aws_account: Account) -> None:
+    up(make_run)
     role = aws_account.roles()[0]
     statements = role["AssumeRolePolicyDocument"]["Statement"]
     assert statements == [
@@ -35,30 +34,30 @@ def test_the_role_trusts_only_lambda_and_holds_only_basic_logging(make_context, 
     assert [policy["PolicyName"] for policy in attached] == ["AWSLambdaBasicExecutionRole"]
 
 
-def test_logs_false_leaves_the_role_with_no_policy_at_all(make_context, aws_account: Account, project: Path) -> None:
-    up(make_context)
+def test_logs_false_leaves_the_role_with_no_policy_at_all(make_run, aws_account: Account, project: Path) -> None:
+    up(make_run)
     config = project / "deploy.toml"
     config.write_text(config.read_text().replace("timeout = 3", "timeout = 3\nlogs = false"))
-    up(make_context)
+    up(make_run)
     role_name = aws_account.roles()[0]["RoleName"]
     assert aws_account.client("iam").list_attached_role_policies(RoleName=role_name)["AttachedPolicies"] == []
 
 
-def test_a_policy_attached_by_hand_is_detached(make_context, aws_account: Account) -> None:
-    up(make_context)
+def test_a_policy_attached_by_hand_is_detached(make_run, aws_account: Account) -> None:
+    up(make_run)
     iam = aws_account.client("iam")
     role_name = aws_account.roles()[0]["RoleName"]
     admin = iam.create_policy(PolicyName="TooMuch", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
     }))["Policy"]["Arn"]  # fmt: skip
     iam.attach_role_policy(RoleName=role_name, PolicyArn=admin)
-    up(make_context)
+    up(make_run)
     attached = iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
     assert [policy["PolicyName"] for policy in attached] == ["AWSLambdaBasicExecutionRole"]
 
 
-def test_the_permission_lets_only_this_api_invoke(make_context, aws_account: Account) -> None:
-    up(make_context)
+def test_the_permission_lets_only_this_api_invoke(make_run, aws_account: Account) -> None:
+    up(make_run)
     policy = json.loads(aws_account.client("lambda").get_policy(FunctionName=APP)["Policy"])
     [statement] = policy["Statement"]
     api_id = aws_account.rest_apis()[0]["id"]
@@ -69,8 +68,8 @@ def test_the_permission_lets_only_this_api_invoke(make_context, aws_account: Acc
     }
 
 
-def test_a_bucket_it_creates_blocks_public_access_and_encrypts(make_context, aws_account: Account) -> None:
-    up(make_context)
+def test_a_bucket_it_creates_blocks_public_access_and_encrypts(make_run, aws_account: Account) -> None:
+    up(make_run)
     s3 = aws_account.client("s3")
     block = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
     assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,

@@ -7,7 +7,7 @@ What differs from a real deployment, and only this:
   and a `--local` command never reads your AWS profile (resolving one can call STS or SSO on real AWS);
 - the region is deploy.toml's `[app] region`, else us-east-1;
 - the state is `.deployer/local-{app}.json`, apart from a real deployment's `.deployer/{app}.json`;
-- the URL printed and stored is the local data plane's (ctx.local_endpoint).
+- the URL printed and stored is the local data plane's (Connection.local_endpoint).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deployer.config import Config
-from deployer.context import Context
+from deployer.context import Connection
 from deployer.local import HOST, endpoint, resolve_port
 from deployer.local.control import start
 from deployer.state import store_for
@@ -46,8 +46,8 @@ def _bypass_proxies() -> None:
             os.environ[name] = ",".join([*current, HOST])
 
 
-def local_context(config: Config, version: str | None, log: Callable[[str], None]) -> Context:
-    """A Context on the local cloud, the emulator started if needed."""
+def local_connection(config: Config, log: Callable[[str], None]) -> Connection:
+    """A Connection to the local cloud, the emulator started if needed."""
     from deployer.aws import Aws
 
     port = resolve_port()
@@ -57,12 +57,4 @@ def local_context(config: Config, version: str | None, log: Callable[[str], None
     _bypass_proxies()
     region = config.region or DEFAULT_REGION
     aws = Aws(region, endpoint(port), session=session(region))
-    store = store_for(config, local=True)
-    return Context(
-        config=config,
-        aws=aws,
-        state=store.load(),
-        store=store,
-        version=version,
-        local_endpoint=endpoint(port),
-    )
+    return Connection(config, aws, store_for(config, local=True), local_endpoint=endpoint(port))

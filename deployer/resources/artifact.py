@@ -10,16 +10,30 @@ The bucket is created on the first upload that finds it missing: private and enc
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.context import Change, Context
+from deployer.aws import is_not_found, read_or_none
+from deployer.context import Run, Target
 from deployer.errors import DeployerError
+from deployer.plan import Change, Diff, Plan
 from deployer.retry import error_code
 
-NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 FORBIDDEN = {"403", "AccessDenied", "Forbidden", "AllAccessDisabled"}
+
+
+class Field(StrEnum):
+    SHA256 = "sha256"  # different bytes under a published version (replaced only with --force)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The digest of the bytes the function will run: ours, or the same content already in S3."""
+
+    sha256: str
 
 
 def _not_yours(bucket: str) -> DeployerError:
@@ -29,44 +43,42 @@ def _not_yours(bucket: str) -> DeployerError:
     )
 
 
-def head(ctx: Context, key: str) -> dict[str, Any] | None:
+def head(target: Target, key: str) -> dict[str, Any] | None:
     """The object's metadata, or None when it (or its bucket) does not exist."""
-    bucket = ctx.config.bucket
     try:
-        return ctx.aws.s3.head_object(Bucket=bucket, Key=key)
+        return read_or_none(lambda: target.aws.s3.head_object(Bucket=target.config.bucket, Key=key))
     except ClientError as error:
-        if error_code(error) in NOT_FOUND:
-            return None
         if error_code(error) in FORBIDDEN:
-            raise _forbidden(ctx) from None
+            raise _forbidden(target) from None
         raise
 
 
-def _forbidden(ctx: Context) -> DeployerError:
+def _forbidden(target: Target) -> DeployerError:
     """S3 answers 403 for someone else's bucket, and for your own when you lack a permission
     (a missing key without s3:ListBucket is a 403 too): HeadBucket tells them apart."""
+    config = target.config
     try:
-        ctx.aws.s3.head_bucket(Bucket=ctx.config.bucket)
+        target.aws.s3.head_bucket(Bucket=config.bucket)
     except ClientError:
-        return _not_yours(ctx.config.bucket)
+        return _not_yours(config.bucket)
     return DeployerError(
-        f"you may not use s3://{ctx.config.bucket}/v*/{ctx.config.artifact_name}: your credentials need "
+        f"you may not use s3://{config.bucket}/v*/{config.artifact_name}: your credentials need "
         "s3:GetObject, s3:PutObject and s3:ListBucket on that bucket"
     )
 
 
-def published_versions(ctx: Context) -> list[str]:
+def published_versions(target: Target) -> list[str]:
     """The versions whose artifact is in the bucket, oldest name first."""
     versions = []
-    paginator = ctx.aws.s3.get_paginator("list_objects_v2")
+    paginator = target.aws.s3.get_paginator("list_objects_v2")
     try:
-        for page in paginator.paginate(Bucket=ctx.config.bucket, Prefix="v"):
+        for page in paginator.paginate(Bucket=target.config.bucket, Prefix="v"):
             for item in page.get("Contents", []):
                 prefix, _, name = item["Key"].partition("/")
-                if name == ctx.config.artifact_name:
+                if name == target.config.artifact_name:
                     versions.append(prefix[1:])
     except ClientError as error:
-        if error_code(error) not in NOT_FOUND:
+        if not is_not_found(error):
             raise
     return sorted(versions)
 
@@ -78,67 +90,71 @@ def sha256_of(head_response: dict[str, Any]) -> str | None:
 class Artifact:
     resource = "artifact"
 
-    def plan(self, ctx: Context) -> Change:
-        name = f"s3://{ctx.config.bucket}/{ctx.artifact_key}"
-        found = head(ctx, ctx.artifact_key)
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        assert target.artifact is not None, "up and plan build the artifact first"
+        ours = target.artifact
+        name = f"s3://{target.config.bucket}/{target.artifact_key}"
+        found = head(target, target.artifact_key)
         if found is None:
-            return Change(self.resource, name, "create")
+            return Change(self.resource, name, "create", observed=Observed(ours.sha256))
         published = sha256_of(found)
         published_content = found.get("Metadata", {}).get("content-sha256")
-        if published == ctx.artifact_sha256 or (published_content and published_content == ctx.artifact_content_sha256):
+        if published == ours.sha256 or (published_content and published_content == ours.content_sha256):
             # The same content, maybe compressed by another zlib: deploy the bytes already in S3.
-            ctx.artifact_sha256 = published or ctx.artifact_sha256
-            return Change(self.resource, name, "unchanged")
-        if not ctx.force:
+            return Change(self.resource, name, "unchanged", observed=Observed(published or ours.sha256))
+        if not target.force:
             raise DeployerError(
-                f"version {ctx.version} is already published with different bytes ({name}, sha256 "
-                f"{(published or 'unknown')[:12]}, yours {ctx.artifact_sha256 and ctx.artifact_sha256[:12]}); "
+                f"version {target.version} is already published with different bytes ({name}, sha256 "
+                f"{(published or 'unknown')[:12]}, yours {ours.sha256[:12]}); "
                 "versions are immutable: pick a new version, or pass --force to replace it"
             )
-        return Change(self.resource, name, "update", {"sha256": (published, ctx.artifact_sha256)})
+        return Change(
+            self.resource, name, "update", (Diff(Field.SHA256, published, ours.sha256),), observed=Observed(ours.sha256)
+        )
 
-    def apply(self, ctx: Context, change: Change) -> None:
-        if ctx.state.unfinished_bucket == ctx.config.bucket:
-            create_bucket(ctx)  # a run died after creating the bucket, before making it private and encrypted
+    def apply(self, run: Run, change: Change) -> None:
+        if run.state.unfinished_bucket == run.config.bucket:
+            create_bucket(run)  # a run died after creating the bucket, before making it private and encrypted
         try:
-            self._upload(ctx)
+            self._upload(run)
         except ClientError as error:
             if error_code(error) != "NoSuchBucket":
                 raise
-            create_bucket(ctx)
-            self._upload(ctx)
+            create_bucket(run)
+            self._upload(run)
 
-    def _upload(self, ctx: Context) -> None:
-        assert ctx.artifact_sha256 is not None
+    def _upload(self, run: Run) -> None:
         from deployer.build import artifact_path
 
-        checksum = base64.b64encode(bytes.fromhex(ctx.artifact_sha256)).decode()
+        artifact, config = run.target.artifact, run.config
+        assert artifact is not None
+        checksum = base64.b64encode(bytes.fromhex(artifact.sha256)).decode()
         try:
-            with artifact_path(ctx.config).open("rb") as body:
-                ctx.aws.s3.put_object(
-                    Bucket=ctx.config.bucket,
-                    Key=ctx.artifact_key,
+            with artifact_path(config).open("rb") as body:
+                run.aws.s3.put_object(
+                    Bucket=config.bucket,
+                    Key=run.target.artifact_key,
                     Body=body,
                     ContentType="application/zip",
                     ChecksumSHA256=checksum,  # S3 refuses the upload if the bytes arrive damaged
-                    Metadata={"sha256": ctx.artifact_sha256, "content-sha256": ctx.artifact_content_sha256 or ""},
+                    Metadata={"sha256": artifact.sha256, "content-sha256": artifact.content_sha256},
                 )
         except ClientError as error:
             if error_code(error) in FORBIDDEN:
-                raise _forbidden(ctx) from None
+                raise _forbidden(run.target) from None
             raise
 
 
-def create_bucket(ctx: Context) -> None:
+def create_bucket(run: Run) -> None:
     """A private, encrypted bucket in the app's region; safe to run again on a bucket it created."""
-    s3, bucket = ctx.aws.s3, ctx.config.bucket
+    s3, bucket, region = run.aws.s3, run.config.bucket, run.target.region
     options: dict[str, Any] = {}
-    if ctx.aws.region != "us-east-1":  # us-east-1 refuses an explicit location constraint
-        options["CreateBucketConfiguration"] = {"LocationConstraint": ctx.aws.region}
+    if region != "us-east-1":  # us-east-1 refuses an explicit location constraint
+        options["CreateBucketConfiguration"] = {"LocationConstraint": region}
     # Noted before the bucket exists, cleared once it is private and encrypted: a run killed in between
     # leaves the note, and the next run finishes the settings (a bucket found later is never ours to change).
-    ctx.state.unfinished_bucket = bucket
-    ctx.save()
+    run.state.unfinished_bucket = bucket
+    run.save()
     try:
         s3.create_bucket(Bucket=bucket, **options)
     except ClientError as error:
@@ -161,5 +177,5 @@ def create_bucket(ctx: Context) -> None:
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
         },
     )
-    ctx.state.unfinished_bucket = None
-    ctx.save()
+    run.state.unfinished_bucket = None
+    run.save()

@@ -1,22 +1,41 @@
 """The REST API and its wiring: the `{proxy+}` resource, `ANY` on it and on `/`, `AWS_PROXY` integrations.
 
 All of the API's resources, methods and integrations are read in one GetResources call with
-`embed=methods`; the steps after RestApi work from that answer. Every change here sets
-ctx.api_changed, so the stage step publishes a new deployment.
+`embed=methods`; the steps after RestApi plan from that answer (the RestApi change's `observed`).
+Any change here makes the stage step publish a new deployment (stage.wiring_changed).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from deployer.context import Change, Context
+from deployer.aws import delete_if_present, read_or_none
+from deployer.context import Run, Target, arn_partition
 from deployer.errors import DeployerError
-from deployer.retry import concurrent_modification, error_code, retrying
+from deployer.plan import Change, Diff, Plan
+from deployer.resources.function import planned_arn
+from deployer.retry import concurrent_modification, retrying
 
 ROOT, PROXY = "/", "/{proxy+}"
 METHOD = "ANY"
+
+
+class Field(StrEnum):
+    AUTHORIZATION = "authorization"
+    TYPE = "type"
+    HTTP_METHOD = "httpMethod"
+    URI = "uri"
+
+
+@dataclass(frozen=True)
+class Observed:
+    api_id: str
+    resources: tuple[dict[str, Any], ...]  # GetResources with embed=methods: paths, methods, integrations
+
+    def resource(self, path: str) -> dict[str, Any] | None:
+        return next((item for item in self.resources if item["path"] == path), None)
 
 
 def gateway_call(operation: Any, **arguments: Any) -> Any:
@@ -24,62 +43,52 @@ def gateway_call(operation: Any, **arguments: Any) -> Any:
     return retrying(lambda: operation(**arguments), when=concurrent_modification, limit_seconds=120)
 
 
-def integration_uri(ctx: Context) -> str:
-    function_arn = ctx.state.function_arn or (
-        f"arn:{ctx.partition}:lambda:{ctx.aws.region}:{ctx.account_id or '(account)'}:function:{ctx.config.app_name}"
-    )
-    return (
-        f"arn:{ctx.partition}:apigateway:{ctx.aws.region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
-    )
+def integration_uri(region: str, function_arn: str) -> str:
+    """What an AWS_PROXY integration calls: Lambda's Invoke, by the function's ARN."""
+    partition = arn_partition(function_arn)
+    return f"arn:{partition}:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
 
 
-def _is_ours(api: dict[str, Any], ctx: Context) -> bool:
-    return api.get("name") == ctx.config.app_name and ctx.config.owns(api.get("tags", {}))
+def _is_ours(api: dict[str, Any], target: Target) -> bool:
+    return api.get("name") == target.config.app_name and target.config.owns(api.get("tags", {}))
 
 
-def find_tagged(ctx: Context) -> list[dict[str, Any]]:
+def find_tagged(target: Target) -> list[dict[str, Any]]:
     """The APIs this app created, found by name and tags: how a lost state file is recovered."""
-    paginator = ctx.aws.apigateway.get_paginator("get_rest_apis")
-    return [api for page in paginator.paginate(limit=500) for api in page["items"] if _is_ours(api, ctx)]
+    paginator = target.aws.apigateway.get_paginator("get_rest_apis")
+    return [api for page in paginator.paginate(limit=500) for api in page["items"] if _is_ours(api, target)]
 
 
-def _read_resources(ctx: Context, api_id: str) -> list[dict[str, Any]] | None:
-    paginator = ctx.aws.apigateway.get_paginator("get_resources")
-    try:
-        return [
+def _read_resources(target: Target, api_id: str) -> tuple[dict[str, Any], ...] | None:
+    paginator = target.aws.apigateway.get_paginator("get_resources")
+    return read_or_none(
+        lambda: tuple(
             item
             for page in paginator.paginate(restApiId=api_id, embed=["methods"], limit=500)
             for item in page["items"]
-        ]
-    except ClientError as error:
-        if error_code(error) == "NotFoundException":
-            return None
-        raise
+        )
+    )
 
 
-def _remember(ctx: Context, api_id: str, resources: list[dict[str, Any]]) -> None:
-    ctx.state.rest_api_id = api_id
-    ctx.api_resources = resources
-    root = next(item for item in resources if item["path"] == ROOT)
-    ctx.state.root_resource_id = root["id"]
+def _observed_api(earlier: Plan) -> Observed | None:
+    change = earlier.of("rest api")
+    return change.observed if change is not None else None
 
 
-def _resource(ctx: Context, path: str) -> dict[str, Any] | None:
-    return next((item for item in ctx.api_resources if item["path"] == path), None)
+def _resource_id(run: Run, path: str) -> str | None:
+    return run.state.root_resource_id if path == ROOT else run.state.proxy_resource_id
 
 
 class RestApi:
     resource = "rest api"
 
-    def plan(self, ctx: Context) -> Change:
-        name = ctx.config.app_name
-        if ctx.state.rest_api_id:
-            resources = _read_resources(ctx, ctx.state.rest_api_id)
-            if resources is not None:
-                _remember(ctx, ctx.state.rest_api_id, resources)
-                return Change(self.resource, ctx.state.rest_api_id, "unchanged")
-        ctx.state.rest_api_id = None
-        found = find_tagged(ctx)
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        name = target.config.app_name
+        recorded = target.recorded.rest_api_id
+        resources = _read_resources(target, recorded) if recorded else None
+        if recorded and resources is not None:
+            return self._found(recorded, resources)
+        found = find_tagged(target)
         if len(found) > 1:
             ids = ", ".join(api["id"] for api in found)
             raise DeployerError(
@@ -87,46 +96,48 @@ class RestApi:
                 "delete the extra ones (aws apigateway delete-rest-api --rest-api-id ID) and run again"
             )
         if found:
-            _remember(ctx, found[0]["id"], _read_resources(ctx, found[0]["id"]) or [])
-            return Change(self.resource, found[0]["id"], "unchanged")
+            return self._found(found[0]["id"], _read_resources(target, found[0]["id"]) or ())
         return Change(self.resource, name, "create")
 
-    def apply(self, ctx: Context, change: Change) -> None:
+    def _found(self, api_id: str, resources: tuple[dict[str, Any], ...]) -> Change:
+        observed = Observed(api_id, resources)
+        root, proxy = observed.resource(ROOT), observed.resource(PROXY)
+        learned = {
+            "rest_api_id": api_id,
+            "root_resource_id": root["id"] if root else None,
+            "proxy_resource_id": proxy["id"] if proxy else None,
+        }
+        return Change(self.resource, api_id, "unchanged", observed=observed, learned=learned)
+
+    def apply(self, run: Run, change: Change) -> None:
+        gateway = run.aws.apigateway
         api = gateway_call(
-            ctx.aws.apigateway.create_rest_api,
-            name=ctx.config.app_name,
-            description="Deployed by deployer",
-            tags=ctx.config.tags,
+            gateway.create_rest_api, name=run.config.app_name, description="Deployed by deployer", tags=run.config.tags
         )
         root_id = api.get("rootResourceId")
-        _remember(ctx, api["id"], [{"id": root_id, "path": ROOT}] if root_id else _read_resources(ctx, api["id"]) or [])
-        ctx.api_changed = True
-        ctx.save()
+        if not root_id:  # older API Gateway answers leave it out
+            root_id = next(item["id"] for item in _read_resources(run.target, api["id"]) or () if item["path"] == ROOT)
+        run.state.rest_api_id, run.state.root_resource_id, run.state.proxy_resource_id = api["id"], root_id, None
+        run.save()
 
 
 class ProxyResource:
     resource = "resource"
 
-    def plan(self, ctx: Context) -> Change:
-        found = _resource(ctx, PROXY)
-        if found:
-            ctx.state.proxy_resource_id = found["id"]
-            return Change(self.resource, PROXY, "unchanged")
-        return Change(self.resource, PROXY, "create")
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        api = _observed_api(earlier)
+        found = api.resource(PROXY) if api else None
+        return Change(self.resource, PROXY, "unchanged" if found else "create")
 
-    def apply(self, ctx: Context, change: Change) -> None:
-        root = _resource(ctx, ROOT)
-        assert root is not None, "every REST API has a root resource"
+    def apply(self, run: Run, change: Change) -> None:
         created = gateway_call(
-            ctx.aws.apigateway.create_resource,
-            restApiId=ctx.state.rest_api_id,
-            parentId=root["id"],
+            run.aws.apigateway.create_resource,
+            restApiId=run.state.rest_api_id,
+            parentId=run.state.root_resource_id,
             pathPart="{proxy+}",
         )
-        ctx.api_resources.append({"id": created["id"], "path": PROXY})
-        ctx.state.proxy_resource_id = created["id"]
-        ctx.api_changed = True
-        ctx.save()
+        run.state.proxy_resource_id = created["id"]
+        run.save()
 
 
 class Method:
@@ -137,38 +148,26 @@ class Method:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def plan(self, ctx: Context) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change:
         name = f"{METHOD} {self.path}"
-        found = _resource(ctx, self.path)
+        api = _observed_api(earlier)
+        found = api.resource(self.path) if api else None
         method = (found or {}).get("resourceMethods", {}).get(METHOD)
         if not method:
             return Change(self.resource, name, "create")
         if method.get("authorizationType") != "NONE":
-            return Change(self.resource, name, "update", {"authorization": (method.get("authorizationType"), "NONE")})
+            diff = Diff(Field.AUTHORIZATION, method.get("authorizationType"), "NONE")
+            return Change(self.resource, name, "update", (diff,))
         return Change(self.resource, name, "unchanged")
 
-    def apply(self, ctx: Context, change: Change) -> None:
-        found = _resource(ctx, self.path)
-        assert found is not None
-        api = ctx.aws.apigateway
+    def apply(self, run: Run, change: Change) -> None:
+        gateway = run.aws.apigateway
+        where = {"restApiId": run.state.rest_api_id, "resourceId": _resource_id(run, self.path), "httpMethod": METHOD}
         if change.action == "create":
-            gateway_call(
-                api.put_method,
-                restApiId=ctx.state.rest_api_id,
-                resourceId=found["id"],
-                httpMethod=METHOD,
-                authorizationType="NONE",
-            )
+            gateway_call(gateway.put_method, **where, authorizationType="NONE")
         else:
-            gateway_call(
-                api.update_method,
-                restApiId=ctx.state.rest_api_id,
-                resourceId=found["id"],
-                httpMethod=METHOD,
-                patchOperations=[{"op": "replace", "path": "/authorizationType", "value": "NONE"}],
-            )
-        found.setdefault("resourceMethods", {})[METHOD] = {"authorizationType": "NONE"}
-        ctx.api_changed = True
+            operation = {"op": "replace", "path": "/authorizationType", "value": "NONE"}
+            gateway_call(gateway.update_method, **where, patchOperations=[operation])
 
 
 class Integration:
@@ -179,38 +178,39 @@ class Integration:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def plan(self, ctx: Context) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change:
         name = f"{METHOD} {self.path}"
-        found = _resource(ctx, self.path) or {}
+        api = _observed_api(earlier)
+        found = (api.resource(self.path) if api else None) or {}
         integration = found.get("resourceMethods", {}).get(METHOD, {}).get("methodIntegration")
         if not integration:
             return Change(self.resource, name, "create")
-        desired = {"type": "AWS_PROXY", "httpMethod": "POST", "uri": integration_uri(ctx)}
-        diffs = {key: (integration.get(key), value) for key, value in desired.items() if integration.get(key) != value}
+        desired = {
+            Field.TYPE: "AWS_PROXY",
+            Field.HTTP_METHOD: "POST",
+            Field.URI: integration_uri(target.region, planned_arn(target, earlier)),
+        }
+        diffs = tuple(
+            Diff(field, integration.get(field.value), value)
+            for field, value in desired.items()
+            if integration.get(field.value) != value
+        )
         return Change(self.resource, name, "update" if diffs else "unchanged", diffs)
 
-    def apply(self, ctx: Context, change: Change) -> None:
-        found = _resource(ctx, self.path)
-        assert found is not None
+    def apply(self, run: Run, change: Change) -> None:
+        assert run.state.function_arn, "the function step runs first"
         gateway_call(
-            ctx.aws.apigateway.put_integration,  # creates or replaces
-            restApiId=ctx.state.rest_api_id,
-            resourceId=found["id"],
+            run.aws.apigateway.put_integration,  # creates or replaces
+            restApiId=run.state.rest_api_id,
+            resourceId=_resource_id(run, self.path),
             httpMethod=METHOD,
             type="AWS_PROXY",
             integrationHttpMethod="POST",
-            uri=integration_uri(ctx),
+            uri=integration_uri(run.target.region, run.state.function_arn),
         )
-        ctx.api_changed = True
 
 
-def delete(ctx: Context, api_id: str) -> bool:
+def delete(run: Run, api_id: str) -> bool:
     """Stages, deployments, resources, methods and integrations go with the API."""
-    try:
-        # API Gateway allows one DeleteRestApi per 30 s per account; botocore's standard retries back off.
-        gateway_call(ctx.aws.apigateway.delete_rest_api, restApiId=api_id)
-    except ClientError as error:
-        if error_code(error) == "NotFoundException":
-            return False
-        raise
-    return True
+    # API Gateway allows one DeleteRestApi per 30 s per account; botocore's standard retries back off.
+    return delete_if_present(lambda: gateway_call(run.aws.apigateway.delete_rest_api, restApiId=api_id))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.context import Change, Context, adopt
+from deployer.aws import delete_if_present, read_or_none
+from deployer.context import Run, Target, arn_partition, check_ours
+from deployer.plan import Change, Diff, Plan
 from deployer.retry import error_code
 
 TRUST_POLICY = {
@@ -15,6 +19,18 @@ TRUST_POLICY = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
 BASIC_LOGGING = "arn:{partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+
+class Field(StrEnum):
+    TRUST_POLICY = "trust policy"
+    POLICIES = "policies"
+    TAGS = "tags"
+
+
+@dataclass(frozen=True)
+class Observed:
+    arn: str
+    attached: frozenset[str]  # the managed policies attached now
 
 
 def _trusted_services(document: Any) -> list[str]:
@@ -30,95 +46,101 @@ def _trusted_services(document: Any) -> list[str]:
     return sorted(trusted)
 
 
-def _desired_policies(ctx: Context, partition: str) -> set[str]:
-    return {BASIC_LOGGING.format(partition=partition)} if ctx.config.logs else set()
+def _desired_policies(logs: bool, partition: str) -> frozenset[str]:
+    return frozenset({BASIC_LOGGING.format(partition=partition)} if logs else ())
 
 
-def _attached(ctx: Context, name: str) -> set[str]:
-    paginator = ctx.aws.iam.get_paginator("list_attached_role_policies")
-    return {policy["PolicyArn"] for page in paginator.paginate(RoleName=name) for policy in page["AttachedPolicies"]}
+def _attached(iam: Any, name: str) -> frozenset[str]:
+    paginator = iam.get_paginator("list_attached_role_policies")
+    return frozenset(
+        policy["PolicyArn"] for page in paginator.paginate(RoleName=name) for policy in page["AttachedPolicies"]
+    )
 
 
-def _read(ctx: Context, name: str) -> dict[str, Any] | None:
-    try:
-        return ctx.aws.iam.get_role(RoleName=name)["Role"]
-    except ClientError as error:
-        if error_code(error) != "NoSuchEntity":
-            raise
-        return None
+def _read(target: Target, name: str) -> dict[str, Any] | None:
+    found = read_or_none(lambda: target.aws.iam.get_role(RoleName=name))
+    return found["Role"] if found else None
 
 
 def _tags(role: dict[str, Any]) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in role.get("Tags", [])}
 
 
-def find_ours(ctx: Context) -> str | None:
+def find_ours(target: Target) -> str | None:
     """The app's role when it exists and carries the app's tag (for `down` without a state file)."""
-    found = _read(ctx, ctx.config.role_name)
-    return ctx.config.role_name if found is not None and ctx.config.owns(_tags(found)) else None
+    name = target.config.role_name
+    found = _read(target, name)
+    return name if found is not None and target.config.owns(_tags(found)) else None
 
 
 class Role:
     resource = "role"
 
-    def plan(self, ctx: Context) -> Change:
-        name = ctx.config.role_name
-        role = _read(ctx, name)
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        config, name = target.config, target.config.role_name
+        role = _read(target, name)
         if role is None:
             return Change(self.resource, name, "create")
         tags = _tags(role)
-        adopt(ctx, self.resource, name, tags, recorded=ctx.state.role_name == name)
-        ctx.state.role_name, ctx.state.role_arn = name, role["Arn"]
-        partition = role["Arn"].split(":")[1]
-        diffs: dict[str, tuple[Any, Any]] = {}
+        check_ours(config, self.resource, name, tags, recorded=target.recorded.role_name == name)
+        diffs = []
         if _trusted_services(role["AssumeRolePolicyDocument"]) != _trusted_services(TRUST_POLICY):
-            diffs["trust policy"] = ("changed", "lambda.amazonaws.com only")
-        attached = _attached(ctx, name)
-        desired = _desired_policies(ctx, partition)
+            diffs.append(Diff(Field.TRUST_POLICY, "changed", "lambda.amazonaws.com only"))
+        attached = _attached(target.aws.iam, name)
+        desired = _desired_policies(config.logs, arn_partition(role["Arn"]))
         if attached != desired:
-            diffs["policies"] = (sorted(attached), sorted(desired))
-        if any(tags.get(key) != value for key, value in ctx.config.tags.items()):
-            diffs["tags"] = (tags, ctx.config.tags)
-        return Change(self.resource, name, "update" if diffs else "unchanged", diffs, current=attached)
+            diffs.append(Diff(Field.POLICIES, sorted(attached), sorted(desired)))
+        if any(tags.get(key) != value for key, value in config.tags.items()):
+            diffs.append(Diff(Field.TAGS, tags, config.tags))
+        return Change(
+            self.resource,
+            name,
+            "update" if diffs else "unchanged",
+            tuple(diffs),
+            observed=Observed(role["Arn"], attached),
+            learned={"role_name": name, "role_arn": role["Arn"]},
+        )
 
-    def apply(self, ctx: Context, change: Change) -> None:
-        iam, name = ctx.aws.iam, ctx.config.role_name
-        attached: set[str] = change.current or set()
+    def apply(self, run: Run, change: Change) -> None:
+        iam, config, name = run.aws.iam, run.config, run.config.role_name
+        tags = [{"Key": key, "Value": value} for key, value in config.tags.items()]
+        attached: frozenset[str] = change.observed.attached if change.observed else frozenset()
         if change.action == "create":
             role = iam.create_role(
                 RoleName=name,
                 AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
-                Description=f"Execution role of the Lambda function {ctx.config.app_name} (deployer)",
-                Tags=[{"Key": key, "Value": value} for key, value in ctx.config.tags.items()],
+                Description=f"Execution role of the Lambda function {config.app_name} (deployer)",
+                Tags=tags,
             )["Role"]
-            ctx.state.role_name, ctx.state.role_arn = name, role["Arn"]
-            ctx.save()
-        elif "trust policy" in change.diffs:
+            run.state.role_name, run.state.role_arn = name, role["Arn"]
+            run.save()
+        elif change.touches([Field.TRUST_POLICY]):
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(TRUST_POLICY))
-        if "tags" in change.diffs:
-            iam.tag_role(RoleName=name, Tags=[{"Key": key, "Value": value} for key, value in ctx.config.tags.items()])
-        desired = _desired_policies(ctx, ctx.partition)
+        if change.touches([Field.TAGS]):
+            iam.tag_role(RoleName=name, Tags=tags)
+        desired = _desired_policies(config.logs, arn_partition(run.state.role_arn))
         for policy in sorted(desired - attached):
             iam.attach_role_policy(RoleName=name, PolicyArn=policy)
         for policy in sorted(attached - desired):
             iam.detach_role_policy(RoleName=name, PolicyArn=policy)
 
 
-def delete(ctx: Context, name: str) -> bool:
+def delete(run: Run, name: str) -> bool:
     """Detach what is attached, then delete. False when there was no such role."""
-    iam = ctx.aws.iam
-    try:
-        for policy in sorted(_attached(ctx, name)):
+    iam = run.aws.iam
+
+    def detach_and_delete() -> None:
+        for policy in sorted(_attached(iam, name)):
             iam.detach_role_policy(RoleName=name, PolicyArn=policy)
-        iam.delete_role(RoleName=name)
-    except ClientError as error:
-        if error_code(error) == "NoSuchEntity":
-            return False
-        if error_code(error) != "DeleteConflict":
-            raise
-        # Inline policies added by hand block the delete: remove them too, the role is ours.
-        for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
-            for policy in page["PolicyNames"]:
-                iam.delete_role_policy(RoleName=name, PolicyName=policy)
-        iam.delete_role(RoleName=name)
-    return True
+        try:
+            iam.delete_role(RoleName=name)
+        except ClientError as error:
+            if error_code(error) != "DeleteConflict":
+                raise
+            # Inline policies added by hand block the delete: remove them too, the role is ours.
+            for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
+                for policy in page["PolicyNames"]:
+                    iam.delete_role_policy(RoleName=name, PolicyName=policy)
+            iam.delete_role(RoleName=name)
+
+    return delete_if_present(detach_and_delete)
