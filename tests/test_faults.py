@@ -22,7 +22,6 @@ from botocore.exceptions import ClientError
 
 from deployer import cli, deploy
 from deployer.aws import RETRY_POLICY
-from deployer.build import build
 from deployer.context import Run
 from deployer.resources.permission import STATEMENT_ID
 from tests.account import APP, BUCKET, Account

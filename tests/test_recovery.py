@@ -22,7 +22,6 @@ import pytest
 
 from deployer import deploy
 from deployer.aws import is_mutating
-from deployer.build import build
 from deployer.context import Run
 from deployer.errors import DeployerError
 from tests.account import APP, Account
@@ -72,9 +71,7 @@ def test_a_lost_state_file_is_rebuilt_from_the_account_without_a_single_write(
     assert resources_of(make_run()) == before  # and saved
 
 
-def test_a_rest_api_deleted_by_hand_is_recreated_and_the_permission_follows_it(
-    make_run, aws_account: Account
-) -> None:
+def test_a_rest_api_deleted_by_hand_is_recreated_and_the_permission_follows_it(make_run, aws_account: Account) -> None:
     old_id = up(make_run).state.rest_api_id
     aws_account.client("apigateway").delete_rest_api(restApiId=old_id)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from deployer import deploy
-from deployer.build import build
 from deployer.cli import app
 from tests.account import APP, BUCKET, Account
 
