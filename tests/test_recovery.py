@@ -209,18 +209,34 @@ def test_a_second_up_while_another_runs_fails_at_once_naming_the_holder(project:
     assert lock_is_free(lock)
 
 
-def test_a_lock_left_by_a_killed_run_does_not_block_the_next(make_run, aws_account: Account, project: Path) -> None:
-    """What a SIGKILLed run leaves: the file still names it, but the kernel released its lock."""
-    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    lock = project / ".deployer" / f"{APP}.lock"
-    lock.parent.mkdir(exist_ok=True)
-    holder = {"pid": killed.pid, "host": socket.gethostname(), "command": "up --version 0.9.0", "since": "2025-01-01"}
-    lock.write_text(json.dumps(holder))
-    killed.kill()
-    killed.wait()
+HOLD_THE_LOCK = """
+import sys, time
+from pathlib import Path
+from deployer.config import load_config
+from deployer.state import store_for
+with store_for(load_config(Path(sys.argv[1]))).lock("up --version 0.9.0"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
 
-    run = make_run("1.0.0", session=boto3.Session())
-    with run.store.lock("up --version 1.0.0"):
+
+def test_a_lock_left_by_a_killed_run_does_not_block_the_next(make_run, aws_account: Account, project: Path) -> None:
+    """A run really holding the lock, then SIGKILLed: it had no chance to release it, yet the next run goes on."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(project / "deploy.toml")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        lock = project / ".deployer" / f"{APP}.lock"
+        assert not lock_is_free(lock) and json.loads(lock.read_text())["pid"] == holder.pid
+        with pytest.raises(DeployerError, match=f"pid {holder.pid}"), make_run().store.lock("up"):  # held: refused
+            pytest.fail("the lock was taken twice")
+    finally:
+        holder.kill()
+        holder.wait()
+
+    run = make_run("1.0.0")
+    with run.store.lock("up --version 1.0.0"):  # its holder is gone: free, although the file still names it
         assert json.loads(lock.read_text())["pid"] == os.getpid()  # ours now
         deploy.up(run)
     assert lock_is_free(lock) and lock.read_text() == ""  # released, and it names nobody
