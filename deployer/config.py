@@ -1,4 +1,4 @@
-"""Load and check `deploy.toml` (DESIGN.md section 2) before anything touches AWS.
+"""Load and check `deploy.toml` (its shape: README, "deploy.toml") before anything touches AWS.
 
 Every field is described once in SCHEMA: its type, its default (or REQUIRED) and a check. Unknown
 keys, wrong types and failed checks are UsageErrors that name the key.

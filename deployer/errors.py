@@ -1,4 +1,4 @@
-"""The two kinds of failure the CLI turns into exit codes (DESIGN.md section 2)."""
+"""The two kinds of failure the CLI turns into exit codes: 1 the operation failed, 2 bad usage (README, "Commands")."""
 
 
 class DeployerError(Exception):

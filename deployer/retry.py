@@ -1,9 +1,9 @@
 """Retry the AWS errors botocore does not: bounded by time, with exponential backoff.
 
-Real AWS answers some calls "not yet" (DESIGN.md section 3): a new role Lambda cannot assume for a
-few seconds, a function update still in progress, API Gateway's concurrent modification. botocore
-treats them as final; we wait and try again, for minutes rather than seconds, then give up with the
-last error.
+Real AWS answers some calls "not yet" (docs/ARCHITECTURE.md, "What real AWS does"): a new role
+Lambda cannot assume for a few seconds, a function update still in progress, API Gateway's
+concurrent modification. botocore treats them as final; we wait and try again, for minutes rather
+than seconds, then give up with the last error.
 """
 
 from __future__ import annotations

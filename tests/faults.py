@@ -1,4 +1,5 @@
-"""Real AWS's misbehaviour (DESIGN.md section 3), injected in front of moto with botocore event hooks.
+"""Real AWS's misbehaviour (docs/ARCHITECTURE.md, "What real AWS does"), injected in front of moto with
+botocore event hooks.
 
 A handler registered first on `before-send.<service>.<Operation>` runs ahead of moto's own before-send
 stub; when it returns an AWSResponse, botocore takes it as the HTTP answer: it parses the protocol's

@@ -1,4 +1,5 @@
-"""What real AWS does that moto does not (DESIGN.md section 3), injected in front of moto: `up` survives each.
+"""What real AWS does that moto does not (docs/ARCHITECTURE.md, "What real AWS does"), injected in front
+of moto: `up` survives each.
 
 Every test injects one behaviour with tests/faults.py, then checks three things: the up succeeds, the
 account ends up exactly right (Account.assert_stack), and the retry or wait that saved it really
