@@ -108,6 +108,7 @@ def test_a_package_over_lambdas_unzipped_limit_is_refused_before_upload(project:
         build(load_config(project / "deploy.toml"), force=True)
 
 
+@pytest.mark.network  # installs six from PyPI
 def test_declared_dependencies_are_bundled_at_the_zip_root_reproducibly(project: Path) -> None:
     (project / "function" / "requirements.txt").write_text("six==1.17.0\n")
     config = load_config(project / "deploy.toml")

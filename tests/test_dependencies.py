@@ -1,4 +1,8 @@
-"""Dependency bundling against the real registries (PyPI, npm); installs are shared per module to stay fast."""
+"""Dependency bundling against the real registries (PyPI, npm); installs are shared per module to stay fast.
+
+The tests that install are marked `network`; the rest (cache hits on a faked install, refusals found
+before pip or npm asks a registry) run offline.
+"""
 
 from __future__ import annotations
 
@@ -103,6 +107,7 @@ def six_only_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return source
 
 
+@pytest.mark.network
 def test_python_requirements_are_installed_at_the_folder_root(python_bundle: tuple[Path, Spy]) -> None:
     folder, spy = python_bundle
     names = {path.name for path in folder.iterdir()}
@@ -112,6 +117,7 @@ def test_python_requirements_are_installed_at_the_folder_root(python_bundle: tup
     assert {"--only-binary=:all:", "manylinux2014_x86_64", "manylinux_2_28_x86_64", "3.13"} <= set(install)
 
 
+@pytest.mark.network
 def test_python_bundle_holds_no_host_specific_files(python_bundle: tuple[Path, Spy]) -> None:
     folder, _ = python_bundle
     files = listing(folder)
@@ -124,6 +130,7 @@ def test_python_bundle_holds_no_host_specific_files(python_bundle: tuple[Path, S
     assert not [path for path in folder.rglob("*") if path.is_file() and here in path.read_bytes()]
 
 
+@pytest.mark.network
 def test_source_only_pure_python_package_is_built_into_a_wheel(python_bundle: tuple[Path, Spy]) -> None:
     folder, spy = python_bundle
     assert any(command[3] == "wheel" and "docopt==0.6.2" in command for command in spy.commands)
@@ -131,6 +138,7 @@ def test_source_only_pure_python_package_is_built_into_a_wheel(python_bundle: tu
     assert "Root-Is-Purelib: true" in wheel and "py3-none-any" in wheel
 
 
+@pytest.mark.network
 def test_second_call_is_a_cache_hit_that_runs_no_pip(
     python_bundle: tuple[Path, Spy], python_source: Path, python_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,6 +149,7 @@ def test_second_call_is_a_cache_hit_that_runs_no_pip(
     assert messages == [f"dependencies: cached in {folder}"]
 
 
+@pytest.mark.network
 def test_changed_requirements_miss_the_cache_and_clear_stale_scratch(
     python_bundle: tuple[Path, Spy], six_only_source: Path, python_cache: Path
 ) -> None:
@@ -155,6 +164,7 @@ def test_changed_requirements_miss_the_cache_and_clear_stale_scratch(
     assert not stale.exists()
 
 
+@pytest.mark.network
 def test_architectures_have_their_own_cache_entries(six_only_source: Path, python_cache: Path) -> None:
     x86, _ = bundle_with_spy(make_config(six_only_source, architecture="x86_64"), python_cache)
     arm, spy = bundle_with_spy(make_config(six_only_source, architecture="arm64"), python_cache)
@@ -162,6 +172,7 @@ def test_architectures_have_their_own_cache_entries(six_only_source: Path, pytho
     assert "manylinux2014_aarch64" in spy.commands[0] and "manylinux2014_x86_64" not in spy.commands[0]
 
 
+@pytest.mark.network
 def test_same_inputs_give_the_same_files_in_another_cache(
     python_bundle: tuple[Path, Spy], python_source: Path, tmp_path: Path
 ) -> None:
@@ -172,6 +183,7 @@ def test_same_inputs_give_the_same_files_in_another_cache(
     assert tree_hash(again) == tree_hash(folder)
 
 
+@pytest.mark.network
 @pytest.mark.parametrize(
     ("requirement", "built_from_source"),
     [
@@ -257,6 +269,7 @@ def node_bundle(node_source: Path, node_cache: Path) -> Iterator[tuple[Path, Spy
     yield folder, spy, before
 
 
+@pytest.mark.network
 def test_node_production_dependencies_are_installed_with_npm_ci(node_bundle: tuple[Path, Spy, list[str]]) -> None:
     folder, spy, _ = node_bundle
     assert [path.name for path in folder.iterdir()] == ["node_modules"]
@@ -266,6 +279,7 @@ def test_node_production_dependencies_are_installed_with_npm_ci(node_bundle: tup
     assert "--cpu=x64" in spy.commands[0] and "--os=linux" in spy.commands[0]
 
 
+@pytest.mark.network
 def test_node_install_leaves_the_source_folder_untouched(
     node_bundle: tuple[Path, Spy, list[str]], node_source: Path
 ) -> None:
@@ -274,6 +288,7 @@ def test_node_install_leaves_the_source_folder_untouched(
     assert not (node_source / "node_modules").exists()
 
 
+@pytest.mark.network
 def test_node_cache_hit_runs_no_npm(
     node_bundle: tuple[Path, Spy, list[str]], node_source: Path, node_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,6 +297,7 @@ def test_node_cache_hit_runs_no_npm(
     assert bundle_dependencies(make_config(node_source, runtime="nodejs22.x"), node_cache) == folder
 
 
+@pytest.mark.network
 def test_node_without_lockfile_uses_npm_install_and_is_reproducible(
     node_bundle: tuple[Path, Spy, list[str]], tmp_path: Path
 ) -> None:
@@ -298,6 +314,7 @@ def test_node_without_lockfile_uses_npm_install_and_is_reproducible(
     assert listing(source) == before, "npm install must not write a lockfile into the source folder"
 
 
+@pytest.mark.network
 def test_npm_error_is_one_line(tmp_path: Path) -> None:
     source = tmp_path / "function"
     source.mkdir()

@@ -535,6 +535,7 @@ def test_serve_prints_the_url_and_stops_on_ctrl_c_killing_its_worker(tmp_path: P
     assert not alive(pid)
 
 
+@pytest.mark.network  # installs six from PyPI
 def test_the_serve_command_runs_the_function_with_its_bundled_dependencies(tmp_path: Path) -> None:
     """`deployer serve` serves what would be deployed: the source plus requirements.txt, built for Lambda."""
     shutil.copy(REPO / "deploy.toml", tmp_path / "deploy.toml")
