@@ -7,6 +7,7 @@ stops it, and kills it if it does not stop.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from deployer.errors import UsageError
 from deployer.local import code_cache, control, log_path, pid_path
 from deployer.process import alive
 from tests.browser import chromium_page
@@ -266,3 +268,24 @@ def test_a_port_held_by_another_program_is_refused(tmp_path: Path) -> None:
     finally:
         other.shutdown()
         other.server_close()
+
+
+@pytest.mark.parametrize(
+    ("absent", "named"),
+    [("moto", "needs moto, which is not installed"), ("flask_cors", "needs moto's server (flask_cors)")],
+)
+def test_without_moto_start_names_the_extra_before_spawning_anything(
+    monkeypatch: pytest.MonkeyPatch, absent: str, named: str
+) -> None:
+    """A plain `pip install` has no moto: every `--local` command goes through start(), which says what to install."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == absent else real_find_spec(name))
+
+    def no_spawn(*arguments: object, **keywords: object) -> None:
+        raise AssertionError("nothing may be spawned without moto")
+
+    monkeypatch.setattr(control.subprocess, "Popen", no_spawn)
+    monkeypatch.setattr(control, "status", no_spawn)  # nor the port probed
+    with pytest.raises(UsageError) as raised:
+        control.start(free_port())
+    assert named in str(raised.value) and str(raised.value).endswith(": pip install 'deployer[local]'")

@@ -4,12 +4,14 @@
 and ignores the terminal's Ctrl-C), logging to `{temp dir}/deployer-local-{uid}/{port}.log`, and waits
 until `/_deployer/health` answers. `stop` asks `/_deployer/shutdown`, waits for the process to exit
 and for the port to be free, and falls back to SIGTERM, then SIGKILL. Standard library only: no
-moto, no boto3 in the calling process.
+moto, no boto3 in the calling process. moto is an optional extra (`deployer[local]`): `start` checks
+that it is installed before spawning anything, so every `--local` command says what to install.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -24,10 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployer.errors import DeployerError
+from deployer.errors import DeployerError, UsageError
 from deployer.local import HOST, SERVICE, endpoint, log_path, pid_path
 from deployer.process import alive
 
+INSTALL_LOCAL = "pip install 'deployer[local]'"
+# The emulator is moto's server: moto, and the web framework moto[server] brings.
+SERVER_MODULES = ("flask", "flask_cors")
 START_TIMEOUT = 60.0  # seconds: importing moto takes a few on a slow machine
 STOP_TIMEOUT = 15.0
 # Straight to 127.0.0.1, never through an HTTP proxy from the environment.
@@ -141,8 +146,20 @@ def _last_logged(log_file: Path, offset: int) -> str:
     return re.sub(r"^\d\d:\d\d:\d\d ", "", last)
 
 
+def require_emulator() -> None:
+    """UsageError naming what to install when this installation cannot run the local cloud (no moto)."""
+    if importlib.util.find_spec("moto") is None:
+        raise UsageError(f"the local cloud needs moto, which is not installed: {INSTALL_LOCAL}")
+    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            f"the local cloud needs moto's server ({', '.join(missing)}), which is not installed: {INSTALL_LOCAL}"
+        )
+
+
 def start(port: int, log: Log = lambda _: None) -> tuple[Emulator, bool]:
     """The emulator on `port`, started if it was not running; (emulator, True if started now)."""
+    require_emulator()  # first: without moto, a `--local` command must not probe, log or spawn anything
     found = status(port)
     if found is not None:
         return found, False

@@ -29,9 +29,11 @@ from types import FrameType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from deployer.errors import UsageError
 from deployer.gateway.answers import REQUEST_TOO_LONG
 from deployer.gateway.proxy import MAX_REQUEST_BODY, forwarded_headers
 from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port
+from deployer.local.control import require_emulator
 from deployer.local.dataplane import DATA_PLANE_PATH, DataPlane, Request
 from deployer.serve.plumbing import carries_body
 from deployer.serve.plumbing import stamped_console as console  # the log file gets the time of day
@@ -217,4 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=HOST, help=f"address to listen on (default {HOST})")
     parser.add_argument("--port", type=int, default=None, help="port (default: DEPLOYER_LOCAL_PORT, else 4566)")
     arguments = parser.parse_args(argv)
-    return run(arguments.host, resolve_port(arguments.port))
+    try:
+        require_emulator()
+        port = resolve_port(arguments.port)
+    except UsageError as error:  # run by hand without moto, or with a bad DEPLOYER_LOCAL_PORT: one line, no traceback
+        console(f"error: {error}")
+        return error.exit_code
+    return run(arguments.host, port)
