@@ -53,6 +53,16 @@ def _runtime(value: str) -> str | None:
     return f"unknown runtime {value!r}; use one of {', '.join(RUNTIMES)}"
 
 
+STAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _stage_name(value: str) -> str | None:
+    """A stage names the API's stage and the function's alias: Lambda refuses an alias made of digits only."""
+    if not STAGE_NAME.fullmatch(value) or value.isdigit():
+        return "must be 1-64 letters, digits, '-' or '_', not only digits (e.g. test, prod)"
+    return None
+
+
 def _environment(value: dict[str, Any]) -> str | None:
     for key, item in value.items():
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
@@ -63,7 +73,8 @@ def _environment(value: dict[str, Any]) -> str | None:
 
 
 # section -> key -> (type, default, check returning an error text or None)
-SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]]] = {
+Schema = dict[str, tuple[type, Any, Callable[[Any], str | None] | None]]
+SCHEMA: dict[str, Schema] = {
     "app": {
         "name": (
             str,
@@ -101,7 +112,15 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Callable[[Any], str | None] | None]
         "logs": (bool, True, None),
     },
     "api": {
-        "stage": (str, "test", _pattern(r"[A-Za-z0-9_-]{1,128}", "must be letters, digits, '-' or '_'")),
+        "stage": (str, "test", _stage_name),
+    },
+    "releases": {
+        # Published Lambda versions kept per stage (code storage per region is limited); aliased ones always stay.
+        "keep": (int, 10, _between(1, 1000)),
+    },
+    "check": {
+        # `up` invokes each new release with a GET of this path before any traffic moves to it.
+        "path": (str, "/", _pattern(r"/[^\s?#]*", "must be a path starting with '/', e.g. /health")),
     },
     "target": {
         # true: deploy to the embedded local cloud (`deployer local`), as `--local` or DEPLOYER_LOCAL=1 do.
@@ -125,8 +144,11 @@ class Config:
     architecture: str
     environment: dict[str, str] = field(default_factory=dict)
     logs: bool = True
-    stage: str = "test"
+    stage: str = "test"  # the stage this configuration is for: [stages.<stage>] merged over [function]
+    default_stage: str = "test"  # [api] stage: its function, role and API keep the app's own name
     local: bool = False  # [target] local: the embedded emulator instead of an AWS account
+    keep_releases: int = 10
+    check_path: str = "/"
 
     @property
     def root(self) -> Path:
@@ -138,8 +160,18 @@ class Config:
         return self.runtime.startswith("python")
 
     @property
+    def function_name(self) -> str:
+        """The stage's function, and its REST API's name: the app's name on the default stage, else suffixed."""
+        return self.app_name if self.stage == self.default_stage else f"{self.app_name}-{self.stage}"
+
+    @property
     def role_name(self) -> str:
-        return f"{self.app_name}-lambda-exec"
+        return f"{self.function_name}-lambda-exec"
+
+    @property
+    def alias(self) -> str:
+        """The function's alias that the stage's API calls: named after the stage."""
+        return self.stage
 
     @property
     def tags(self) -> dict[str, str]:
@@ -157,12 +189,15 @@ def _type_name(kind: type) -> str:
     return {str: "a string", int: "an integer", bool: "true or false", dict: "a table"}[kind]
 
 
-def _read_section(data: dict[str, Any], section: str, where: str) -> dict[str, Any]:
+def _read_section(
+    data: dict[str, Any], section: str, where: str, schema: Schema | None = None, defaults: bool = True
+) -> dict[str, Any]:
+    """The section's values, checked against its schema; defaults filled in unless `defaults` is False."""
     raw = data.get(section, {})
     if not isinstance(raw, dict):
         raise UsageError(f"{where}: [{section}] must be a table")
     values: dict[str, Any] = {}
-    schema = SCHEMA[section]
+    schema = SCHEMA[section] if schema is None else schema
     for key in raw:
         if key not in schema:
             raise UsageError(f"{where}: unknown key {key!r} in [{section}]; known keys: {', '.join(schema)}")
@@ -170,7 +205,8 @@ def _read_section(data: dict[str, Any], section: str, where: str) -> dict[str, A
         if key not in raw:
             if default is REQUIRED:
                 raise UsageError(f"{where}: [{section}] {key} is required")
-            values[key] = default
+            if defaults:
+                values[key] = default
             continue
         value = raw[key]
         # bool is a subclass of int: `memory = true` must not pass as 1.
@@ -183,8 +219,34 @@ def _read_section(data: dict[str, Any], section: str, where: str) -> dict[str, A
     return values
 
 
-def load_config(path: Path) -> Config:
-    """Read deploy.toml; every problem is one UsageError line naming the file and the key."""
+# What a [stages.<name>] table may override: the function's settings, but not its source (a stage runs
+# the very artifact built for the app; `promote` ships one stage's bytes to another).
+STAGE_SCHEMA: Schema = {key: value for key, value in SCHEMA["function"].items() if key != "source"}
+ROLE_SUFFIX_LENGTH = len("-lambda-exec")
+IAM_ROLE_NAME_LIMIT = 64
+
+
+def _stage_overrides(data: dict[str, Any], stage: str, where: str) -> dict[str, Any]:
+    """Every [stages.*] table checked (a typo in one is an error whatever the stage), and `stage`'s values."""
+    stages = data.get("stages", {})
+    if not isinstance(stages, dict):
+        raise UsageError(f"{where}: [stages] must hold tables such as [stages.prod]")
+    chosen: dict[str, Any] = {}
+    for name, table in stages.items():
+        problem = _stage_name(name)
+        if problem:
+            raise UsageError(f"{where}: [stages.{name}]: a stage name {problem}")
+        if not isinstance(table, dict):
+            raise UsageError(f"{where}: [stages.{name}] must be a table")
+        values = _read_section(stages, name, where, STAGE_SCHEMA, defaults=False)
+        if name == stage:
+            chosen = values
+    return chosen
+
+
+def load_config(path: Path, stage: str | None = None) -> Config:
+    """Read deploy.toml for `stage` (default: [api] stage); every problem is one UsageError line naming
+    the file and the key."""
     if not path.is_file():
         raise UsageError(f"{path}: no such configuration file; create it (see README) or pass --config PATH")
     try:
@@ -193,29 +255,49 @@ def load_config(path: Path) -> Config:
         raise UsageError(f"{path} is not valid TOML: {error}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not UTF-8 text") from None
-    unknown = sorted(set(data) - set(SCHEMA))
+    unknown = sorted(set(data) - set(SCHEMA) - {"stages"})
     if unknown:
-        raise UsageError(f"{path}: unknown section [{unknown[0]}]; known sections: {', '.join(SCHEMA)}")
-    app = _read_section(data, "app", str(path))
-    artifact = _read_section(data, "artifact", str(path))
-    function = _read_section(data, "function", str(path))
-    api = _read_section(data, "api", str(path))
-    target = _read_section(data, "target", str(path))
-    source = (path.parent / function["source"]).resolve()
-    return Config(
+        known = ", ".join([*SCHEMA, "stages"])
+        raise UsageError(f"{path}: unknown section [{unknown[0]}]; known sections: {known}")
+    where = str(path)
+    app = _read_section(data, "app", where)
+    artifact = _read_section(data, "artifact", where)
+    function = _read_section(data, "function", where)
+    api = _read_section(data, "api", where)
+    target = _read_section(data, "target", where)
+    releases = _read_section(data, "releases", where)
+    check = _read_section(data, "check", where)
+    chosen = stage or api["stage"]
+    problem = _stage_name(chosen)
+    if problem:
+        raise UsageError(f"stage {chosen!r}: a stage name {problem}")
+    overrides = _stage_overrides(data, chosen, where)
+    # A stage's environment adds to [function]'s (and wins where both name a variable).
+    environment = {**function["environment"], **overrides.pop("environment", {})}
+    function = {**function, **overrides}
+    config = Config(
         path=path.resolve(),
         app_name=app["name"],
         region=app["region"],
         bucket=artifact["bucket"],
         artifact_name=artifact["name"],
-        source=source,
+        source=(path.parent / function["source"]).resolve(),
         handler=function["handler"],
         runtime=function["runtime"],
         memory=function["memory"],
         timeout=function["timeout"],
         architecture=function["architecture"],
-        environment=dict(function["environment"]),
+        environment=environment,
         logs=function["logs"],
-        stage=api["stage"],
+        stage=chosen,
+        default_stage=api["stage"],
         local=target["local"],
+        keep_releases=releases["keep"],
+        check_path=check["path"],
     )
+    if len(config.role_name) > IAM_ROLE_NAME_LIMIT:
+        raise UsageError(
+            f"stage {chosen}: its role would be named {config.role_name} ({len(config.role_name)} characters; "
+            f"IAM allows {IAM_ROLE_NAME_LIMIT}): use a shorter [app] name or stage name"
+        )
+    return config
