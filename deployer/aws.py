@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -23,6 +24,7 @@ T = TypeVar("T")
 
 RETRY_POLICY = {"mode": "standard", "max_attempts": 10}
 READ_PREFIXES = ("Get", "List", "Head", "Describe")
+CHANGES_NOTHING = frozenset({"Invoke"})  # the check before traffic calls the function: no change to the account
 
 
 # How each service says "there is no such thing": IAM, Lambda, API Gateway, S3 (a HEAD has no body: "404").
@@ -32,7 +34,7 @@ NOT_FOUND_CODES = frozenset(
 
 
 def is_mutating(operation: str) -> bool:
-    return not operation.startswith(READ_PREFIXES)
+    return not operation.startswith(READ_PREFIXES) and operation not in CHANGES_NOTHING
 
 
 def is_not_found(error: ClientError) -> bool:
@@ -67,6 +69,12 @@ class Aws:
         self.calls: list[str] = []  # operation names, in order; read by `--json` output and the tests
         self._clients: dict[str, Any] = {}
         self._config = BotoConfig(retries=RETRY_POLICY, user_agent_extra="deployer")
+
+    @property
+    def is_emulator(self) -> bool:
+        """Whether the clients talk to something other than AWS (an endpoint override: moto, the local cloud)."""
+        host = urlsplit(self.lambda_.meta.endpoint_url).hostname or ""
+        return not host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
 
     def check_credentials(self) -> None:
         """Fail before any call (and before any change) when there is nothing to sign with."""

@@ -21,7 +21,7 @@ from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
     from deployer.build import Artifact as BuiltArtifact
-    from deployer.context import Artifact, Connection
+    from deployer.context import Artifact, Connection, Run
     from deployer.deploy import Outcome
     from deployer.state import State
 
@@ -43,6 +43,9 @@ EndpointUrl = Annotated[
     typer.Option("--endpoint-url", help="AWS endpoint (e.g. a local moto_server); AWS_ENDPOINT_URL works too."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
+Stage = Annotated[
+    str | None, typer.Option("--stage", "-s", help="The stage to act on (default: [api] stage in deploy.toml).")
+]
 Local = Annotated[
     bool | None,
     typer.Option(
@@ -138,10 +141,10 @@ def _is_local(flag: bool | None, config: Config, endpoint_url: str | None = None
     return local
 
 
-def _checked_config(version: str, config_path: Path, *, needs_source: bool) -> Config:
+def _checked_config(version: str, config_path: Path, stage: str | None, *, needs_source: bool) -> Config:
     """All that can be checked before any AWS call, in order: the version, deploy.toml, the source folder."""
     check_version(version)
-    config = load_config(config_path)
+    config = load_config(config_path, stage)
     if needs_source:
         from deployer.build import check_source
 
@@ -184,7 +187,7 @@ def _locked(connection: Connection, command: str) -> Iterator[State]:
 
 def _report(outcome: Outcome) -> None:
     change = outcome.change
-    output.outcome_line(change.resource, change.name, change.action, outcome.seconds, change.diffs)
+    output.outcome_line(change.resource, change.name, change.action, outcome.seconds, change.diffs, change.note)
 
 
 def _summary(connection: Connection, started: float) -> str:
@@ -196,22 +199,29 @@ def _summary(connection: Connection, started: float) -> str:
     return f"{len(calls)} AWS calls ({writes} {changes}) in {time.monotonic() - started:.1f}s"
 
 
+STATUS_FIELDS = (
+    "version",
+    "base_url",
+    "function_name",
+    "rest_api_id",
+    "role_name",
+    "stage",
+    "bucket",
+    "key",
+    "lambda_version",
+    "canary",
+    "alias",
+    "region",
+)
+
+
 def _status_fields(state: State, config: Config) -> dict[str, Any]:
     """`status --json`'s object: the contract's fields, all null when nothing is deployed."""
     deployed = state.deployed
-    fields = (
-        "version",
-        "base_url",
-        "function_name",
-        "rest_api_id",
-        "role_name",
-        "bucket",
-        "key",
-        "region",
-        "artifact_sha256",
-    )
-    data = {name: getattr(state, name) if deployed else None for name in fields}
+    data: dict[str, Any] = {name: getattr(state, name) if deployed else None for name in STATUS_FIELDS}
     data["stage"] = config.stage if deployed else None
+    if data["canary"]:
+        data["canary"] = {"version": data["canary"]["version"], "weight": data["canary"]["weight"]}
     data["app"] = config.app_name
     data["history"] = state.history
     return data
@@ -236,48 +246,94 @@ def build(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False) -
 def up(
     version: Annotated[str, typer.Option("--version", "-v", help="Version to deploy, e.g. 1.0.0.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
+    canary: Annotated[
+        float | None,
+        typer.Option(
+            "--canary",
+            min=0.01,
+            max=99.99,
+            help="Send this percentage of the stage's traffic to the new release; the rest stays on the current one.",
+        ),
+    ] = None,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Do not invoke the new release before traffic moves to it.")
+    ] = False,
     endpoint_url: EndpointUrl = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a published version's different bytes.")] = False,
     json_output: Json = False,
     local: Local = None,
 ) -> None:
-    """Build if needed, upload, create or update every resource, print the URL."""
-    from deployer import deploy
+    """Build if needed, upload, publish the release, check it, move the stage to it; print the URL."""
     from deployer.build import build as build_zip
 
     with reported_errors():
-        started = time.monotonic()
-        config = _checked_config(version, config_path, needs_source=True)
+        config = _checked_config(version, config_path, stage, needs_source=True)
         connection = _connect(config, endpoint_url, local)
-        with _locked(connection, f"up --version {version}") as state:
+        command = f"up --version {version}" + (f" --stage {config.stage}" if stage else "")
+        with _locked(connection, command) as state:
             artifact = _artifact(build_zip(config, log=output.info))
-            run = connection.run(state, version, artifact, force)
-            local_endpoint = connection.local_endpoint
-            where = f"on the local cloud {local_endpoint}" if local_endpoint else f"in {connection.aws.region}"
-            output.info(f"deploying [bold]{config.app_name}[/] {version} to stage {config.stage} {where}")
-            outcomes = deploy.up(run, report=(lambda _: None) if json_output else _report)
-        if json_output:
-            data = _status_fields(run.state, config)
-            data["resources"] = [
-                {
-                    "resource": item.change.resource,
-                    "name": item.change.name,
-                    "action": item.change.action,
-                    "seconds": round(item.seconds, 3),
-                }
-                for item in outcomes
-            ]
-            data["aws_calls"] = len(connection.aws.calls)
-            output.result_json(data)
-            return
-        output.info(_summary(connection, started))
-        output.result(run.state.base_url or "")
+            share = canary / 100 if canary is not None else None
+            run = connection.run(state, version, artifact=artifact, force=force, canary=share, check=not no_check)
+            _deploy(connection, run, "up", json_output)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="A version already uploaded (by `up` on another stage).")],
+    stage: Annotated[str, typer.Option("--stage", "-s", help="The stage to ship it to.")],
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Do not invoke the release before traffic moves to it.")
+    ] = False,
+    endpoint_url: EndpointUrl = None,
+    json_output: Json = False,
+    local: Local = None,
+) -> None:
+    """Ship the artifact already published for VERSION to a stage, as it is: nothing is built."""
+    with reported_errors():
+        config = _checked_config(version, config_path, stage, needs_source=False)
+        connection = _connect(config, endpoint_url, local)
+        with _locked(connection, f"promote {version} --stage {config.stage}") as state:
+            run = connection.run(state, version, check=not no_check)
+            _deploy(connection, run, "promote", json_output)
+
+
+def _deploy(connection: Connection, run: Run, command: str, json_output: bool) -> None:
+    """Carry out `up` or `promote` and report it: a line per resource, then the URL alone on stdout."""
+    from deployer import deploy
+
+    started = time.monotonic()
+    config, target = run.config, run.target
+    local_endpoint = connection.local_endpoint
+    where = f"on the local cloud {local_endpoint}" if local_endpoint else f"in {connection.aws.region}"
+    share = f" ({target.canary:.0%} of its traffic)" if target.canary else ""
+    output.info(f"deploying [bold]{config.app_name}[/] {target.version} to stage {config.stage}{share} {where}")
+    report = (lambda _: None) if json_output else _report
+    outcomes = deploy.promote(run, report) if command == "promote" else deploy.up(run, report)
+    if json_output:
+        data = _status_fields(run.state, config)
+        data["resources"] = [
+            {
+                "resource": item.change.resource,
+                "name": item.change.name,
+                "action": item.change.action,
+                "seconds": round(item.seconds, 3),
+            }
+            for item in outcomes
+        ]
+        data["aws_calls"] = len(connection.aws.calls)
+        output.result_json(data)
+        return
+    output.info(_summary(connection, started))
+    output.result(run.state.base_url or "")
 
 
 @app.command()
 def plan(
     version: Annotated[str, typer.Option("--version", "-v", help="Version `up` would deploy.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
     endpoint_url: EndpointUrl = None,
     json_output: Json = False,
     local: Local = None,
@@ -287,10 +343,10 @@ def plan(
     from deployer.build import build as build_zip
 
     with reported_errors():
-        config = _checked_config(version, config_path, needs_source=True)
+        config = _checked_config(version, config_path, stage, needs_source=True)
         connection = _connect(config, endpoint_url, local)
         artifact = _artifact(build_zip(config))
-        changes = deploy.plan(connection.target(connection.store.load(), version, artifact))
+        changes = deploy.plan(connection.target(connection.store.load(), version, artifact=artifact))
         pending = changes.pending
         if json_output:
             output.result_json(
@@ -317,19 +373,20 @@ def plan(
 
 @app.command()
 def rollback(
-    version: Annotated[str, typer.Argument(help="An earlier version whose artifact is in S3.")],
+    version: Annotated[str, typer.Argument(help="An earlier release of this stage.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
     endpoint_url: EndpointUrl = None,
     local: Local = None,
 ) -> None:
-    """Switch the function back to the artifact of an earlier version."""
+    """Put an earlier release back, whole: its code and its configuration (one alias move)."""
     from deployer import deploy
 
     with reported_errors():
         started = time.monotonic()
-        config = _checked_config(version, config_path, needs_source=False)
+        config = _checked_config(version, config_path, stage, needs_source=False)
         connection = _connect(config, endpoint_url, local)
-        with _locked(connection, f"rollback {version}") as state:
+        with _locked(connection, f"rollback {version}" + (f" --stage {config.stage}" if stage else "")) as state:
             run = connection.run(state, version)
             deploy.rollback(run, report=_report)
         output.info(_summary(connection, started))
@@ -339,20 +396,21 @@ def rollback(
 @app.command()
 def down(
     config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
     endpoint_url: EndpointUrl = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     local: Local = None,
 ) -> None:
-    """Delete everything deployed on this stage, newest first."""
+    """Delete everything deployed on this stage, newest first; other stages are left alone."""
     from deployer import deploy
 
     with reported_errors():
         started = time.monotonic()
-        config = load_config(config_path)
+        config = load_config(config_path, stage)
         if not yes and not _can_ask():
             raise UsageError("down deletes resources: pass --yes to confirm when there is no terminal to ask")
         connection = _connect(config, endpoint_url, local)
-        with _locked(connection, "down") as state:
+        with _locked(connection, "down" + (f" --stage {config.stage}" if stage else "")) as state:
             run = connection.run(state)
             found = deploy.find_deployed(run.target)
             if found.empty:
@@ -370,12 +428,14 @@ def down(
 
 
 @app.command()
-def status(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False, local: Local = None) -> None:
-    """What is deployed, from the state file (no AWS calls)."""
+def status(
+    config_path: ConfigPath = DEFAULT_CONFIG, stage: Stage = None, json_output: Json = False, local: Local = None
+) -> None:
+    """What is deployed on a stage, from its state (no AWS calls)."""
     from deployer.state import store_for
 
     with reported_errors():
-        config = load_config(config_path)
+        config = load_config(config_path, stage)
         is_local = _is_local(local, config)
         state = store_for(config, local=is_local).load()
         data = _status_fields(state, config)
@@ -390,7 +450,12 @@ def status(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False, 
         if not state.deployed:
             output.result(f"nothing deployed for {config.app_name} on stage {config.stage}{where}")
             return
-        for name in ("version", "base_url", "function_name", "rest_api_id", "role_name", "stage", "bucket", "key"):
+        for name in ("version", "base_url", "stage", "function_name", "alias", "lambda_version", "rest_api_id"):
+            output.result(f"{name:<14} {data[name]}")
+        if data["canary"]:
+            canary = data["canary"]
+            output.result(f"{'canary':<14} {canary['version']} gets {canary['weight']:.0%} of the traffic")
+        for name in ("role_name", "bucket", "key"):
             output.result(f"{name:<14} {data[name]}")
         if is_local and not data["local"]["running"]:
             output.info("the local cloud is not running: what it held is gone; `deployer up --local` deploys again")

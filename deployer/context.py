@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from deployer.aws import Aws
 from deployer.config import Config
 from deployer.errors import DeployerError
+from deployer.plan import Plan
 from deployer.state import State, StateStore
 
 
@@ -35,17 +37,13 @@ class Connection:
     store: StateStore
     local_endpoint: str | None = None
 
-    def target(
-        self, state: State, version: str | None = None, artifact: Artifact | None = None, force: bool = False
-    ) -> Target:
-        """A Target on this connection, planning against a snapshot of `state`."""
-        return Target(self.config, self.aws, state.copy(), version, artifact, force, self.local_endpoint)
+    def target(self, state: State, version: str | None = None, **options: Any) -> Target:
+        """A Target on this connection, planning against a snapshot of `state` (options: Target's fields)."""
+        return Target(self.config, self.aws, state.copy(), version, local_endpoint=self.local_endpoint, **options)
 
-    def run(
-        self, state: State, version: str | None = None, artifact: Artifact | None = None, force: bool = False
-    ) -> Run:
+    def run(self, state: State, version: str | None = None, **options: Any) -> Run:
         """A Run that keeps `state` up to date in this connection's store."""
-        return Run(self.target(state, version, artifact, force), state, self.store)
+        return Run(self.target(state, version, **options), state, self.store)
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,10 @@ class Target:
     recorded: State
     version: str | None = None
     artifact: Artifact | None = None
-    force: bool = False
+    force: bool = False  # replace a published artifact's different bytes
+    canary: float | None = None  # route this share (0-1) of the stage's traffic to the release, the rest stays
+    check: bool = True  # invoke a new release before any traffic moves to it
+    keep_live: bool = False  # publish what the function runs now, as it is (converting a pre-alias stack)
     local_endpoint: str | None = None  # `--local`: the local cloud, whose data plane serves the API
 
     @property
@@ -77,6 +78,8 @@ class Run:
     target: Target
     state: State
     store: StateStore
+    planned: Plan = field(default_factory=lambda: Plan(()))  # what is being carried out: earlier steps' reads
+    published: str | None = None  # the Lambda version this run published, once it has
 
     @property
     def config(self) -> Config:

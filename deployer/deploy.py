@@ -1,38 +1,40 @@
-"""The deploy order, in one place, and the commands that walk it: plan, up, rollback, down.
+"""The deploy order, in one place, and the commands that walk it: plan, up, promote, rollback, down.
 
 `plan` asks each step in UP_ORDER what it would change, by reads only, and returns a Plan (data).
 `up` computes that same Plan, then executes it: each step applies its change, in order, saving the
-state after every resource it creates. `down` removes what the state (or the app's tags) names,
-newest first.
+state after every resource it creates. A release is code and configuration published as one Lambda
+version; the stage's alias moves to it once it passed its check, and the API calls the alias, so
+`rollback` is one alias move. `down` removes what the state (or the app's tags) names, newest first.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from botocore.exceptions import ClientError
-
+from deployer import check
 from deployer.context import Run, Target
-from deployer.digest import hex_sha256
-from deployer.errors import DeployerError
+from deployer.errors import DeployerError, UsageError
 from deployer.plan import Change, Diff, Plan, Step
-from deployer.resources import artifact, function, permission, rest_api, role, stage
-from deployer.retry import error_code
+from deployer.resources import alias, artifact, function, permission, rest_api, role, stage, version
 
 UP_ORDER: tuple[Step, ...] = (
     artifact.Artifact(),
     role.Role(),
-    function.Function(),
+    function.Function(),  # $LATEST: code and configuration; never served
+    version.Version(),  # published once it holds the release
+    check.Check(),  # the new version invoked before any traffic reaches it
+    alias.Alias(),  # the stage's alias moves to it: the release is live (or a canary's share of it)
     rest_api.RestApi(),
     rest_api.ProxyResource(),
     rest_api.Method(rest_api.PROXY),
     rest_api.Method(rest_api.ROOT),
     rest_api.Integration(rest_api.PROXY),
     rest_api.Integration(rest_api.ROOT),
+    permission.Permission(),  # the API may invoke the alias: before a deployment makes it call it
     stage.Stage(),
-    permission.Permission(),
+    version.Prune(),
 )
 
 
@@ -60,8 +62,8 @@ def _check_region(target: Target) -> None:
     recorded = target.recorded
     if recorded.deployed and recorded.region and recorded.region != target.region:
         raise DeployerError(
-            f"{target.config.app_name} is deployed in {recorded.region}, not {target.region}: run `deployer down` "
-            f"with region {recorded.region} first, or move the state file aside to start over"
+            f"{target.config.function_name} is deployed in {recorded.region}, not {target.region}: run `deployer "
+            f"down` with region {recorded.region} first, or move the state file aside to start over"
         )
 
 
@@ -70,76 +72,140 @@ def _identify(run: Run) -> None:
     run.state.app, run.state.stage, run.state.region = run.config.app_name, run.config.stage, run.target.region
 
 
-def execute(run: Run, planned: Plan, report: Report = lambda _: None) -> list[Outcome]:
+def execute(run: Run, planned: Plan, report: Report = lambda _: None, action: str = "up") -> list[Outcome]:
     """Apply each change of the plan in order; what the plan found in the account is recorded first."""
     _identify(run)
     for change in planned:
         for key, value in change.learned.items():
             setattr(run.state, key, value)
+    run.planned = planned
     outcomes = []
     for step, change in zip(UP_ORDER, planned, strict=True):
         started = time.monotonic()
-        if change.changes_something:
-            step.apply(run, change)
-        outcome = Outcome(change, time.monotonic() - started)
+        shown = step.apply(run, change) if change.action not in ("unchanged", "absent") else None
+        outcome = Outcome(shown or change, time.monotonic() - started)
         report(outcome)
         outcomes.append(outcome)
-    # The function now serves this version's artifact, whether this run changed it or found it so
-    # (a run killed after CreateFunction, a lost state file): record it either way.
-    target, state = run.target, run.state
-    state.version, state.bucket, state.key = target.version, target.config.bucket, target.artifact_key
-    artifact_change = planned.of("artifact")
-    state.artifact_sha256 = artifact_change.observed.sha256 if artifact_change else None
-    state.record("up", target.version)
+    run.state.record(action, run.target.version if not run.target.keep_live else run.state.version)
     run.save()
     return outcomes
 
 
-def up(run: Run, report: Report = lambda _: None) -> list[Outcome]:
-    """Create or update every resource, in order; a second run with nothing changed writes nothing."""
-    return execute(run, plan(run.target), report)
+def up(run: Run, report: Report = lambda _: None, action: str = "up") -> list[Outcome]:
+    """Create or update every resource, in order; a second run with nothing changed writes nothing.
+
+    A stack from before aliases (its API calls the function's $LATEST) is converted first, with no
+    downtime and without serving anything new: what runs now is published and put behind the alias,
+    the API is pointed at the alias, and only then does $LATEST take the new release."""
+    planned = plan(run.target)
+    converting = _serves_latest(planned)
+    outcomes = []
+    if converting:
+        as_it_is = replace(run.target, keep_live=True)
+        outcomes += execute(replace(run, target=as_it_is), plan(as_it_is), report, action="convert")
+        permission.remove_unqualified(run)
+        run.target = replace(run.target, recorded=run.state.copy())
+        planned = plan(run.target)
+    return outcomes + execute(run, planned, report, action)
 
 
-def rollback(run: Run, report: Report = lambda _: None) -> Outcome:
-    """Point the function at the artifact of an earlier version that is still in S3."""
+def _serves_latest(planned: Plan) -> bool:
+    """The function exists with no alias yet, and the API calls it unqualified."""
+    function_change, alias_change, api = planned.of("function"), planned.of("alias"), planned.of("rest api")
+    return bool(
+        function_change is not None
+        and function_change.action != "create"
+        and alias_change is not None
+        and alias_change.action == "create"
+        and api is not None
+        and api.observed is not None
+        and rest_api.serves_latest(api.observed.resources)
+    )
+
+
+def promote(run: Run, report: Report = lambda _: None) -> list[Outcome]:
+    """Ship the artifact already published for the version to this stage, as it is: nothing is built."""
+    published = artifact.published_artifact(run.target)
+    run.target = replace(run.target, artifact=published)
+    return up(run, report, action="promote")
+
+
+def rollback(run: Run, report: Report = lambda _: None) -> list[Outcome]:
+    """Put release V back, whole: one alias move to its published version, code and configuration as
+    they ran. A version pruned since is published again from V's artifact and V's recorded configuration."""
     started = time.monotonic()
     target, state = run.target, run.state
+    assert target.version is not None
     _check_region(target)
-    previous = state.version
-    _identify(run)
-    key = target.artifact_key
-    found = artifact.head(target, key)
-    if found is None:
-        versions = artifact.published_versions(target)
-        listing = ", ".join(versions) if versions else "none"
+    config = target.config
+    versions = version.versions_by_number(target)
+    if versions is None:
         raise DeployerError(
-            f"version {target.version} was never uploaded (no s3://{target.config.bucket}/{key}); "
-            f"published versions: {listing}"
+            f"{config.function_name} is not deployed on stage {config.stage}: "
+            f"run `deployer up --version {target.version}` instead"
         )
+    number = version.find_release(target, target.version, versions)
+    if number is None:
+        return _republish(run, report)
+    previous = state.version
+    arguments = {"FunctionName": config.function_name, "Name": config.alias, "FunctionVersion": number}
     try:
-        response = function.update_code(run, key)
-    except ClientError as error:
-        if error_code(error) != "ResourceNotFoundException":
-            raise
-        raise DeployerError(
-            f"function {target.config.app_name} is not deployed: run `deployer up --version {target.version}` instead"
-        ) from None
-    state.function_name, state.function_arn = target.config.app_name, response["FunctionArn"]
+        run.aws.lambda_.update_alias(**arguments, RoutingConfig={"AdditionalVersionWeights": {}})
+    except run.aws.lambda_.exceptions.ResourceNotFoundException:
+        return _republish(run, report)  # no alias yet: a stack from before aliases, converted by up
+    _identify(run)
+    state.function_name = config.function_name
+    state.alias, state.lambda_version, state.canary = config.alias, number, None
+    state.version, state.bucket, state.key = target.version, config.bucket, target.artifact_key
     if not state.rest_api_id:  # a lost state file: the API that serves the function, by its tags
         apis = rest_api.find_tagged(target)
         if len(apis) == 1:
             state.rest_api_id = apis[0]["id"]
             state.base_url = stage.base_url(target, apis[0]["id"])
-    state.version, state.bucket, state.key = target.version, target.config.bucket, key
-    state.artifact_sha256 = artifact.sha256_of(found) or hex_sha256(response["CodeSha256"])
     state.record("rollback", target.version)
     run.save()
-    outcome = Outcome(
-        Change("function", target.config.app_name, "update", (Diff("version", previous, target.version),)),
-        time.monotonic() - started,
-    )
+    change = Change("alias", config.alias, "update", (Diff(alias.Field.VERSION, previous, f"{target.version}"),))
+    outcome = Outcome(change, time.monotonic() - started)
     report(outcome)
-    return outcome
+    return [outcome]
+
+
+def _republish(run: Run, report: Report) -> list[Outcome]:
+    """Publish release V again from its artifact and the configuration recorded when it was deployed."""
+    target, config = run.target, run.target.config
+    assert target.version is not None
+    record = run.state.releases.get(target.version)
+    if record is None:
+        published = artifact.published_versions(target)
+        if target.version not in published:
+            listing = ", ".join(published) if published else "none"
+            raise DeployerError(
+                f"version {target.version} was never uploaded (no s3://{config.bucket}/{target.artifact_key}); "
+                f"published versions: {listing}"
+            )
+        raise DeployerError(
+            f"release {target.version} is no longer published on stage {config.stage} and its configuration was "
+            f"not recorded: `deployer promote {target.version} --stage {config.stage}` ships its artifact with "
+            "today's configuration"
+        )
+    missing = [name for name in record["environment"] if name not in config.environment]
+    if missing:
+        raise UsageError(
+            f"release {target.version} ran with the environment variable {missing[0]}, which deploy.toml no longer "
+            f"sets for stage {config.stage}: set it again to roll back (its value is never recorded)"
+        )
+    recorded = replace(
+        config,
+        handler=record["handler"],
+        runtime=record["runtime"],
+        memory=record["memory"],
+        timeout=record["timeout"],
+        architecture=record["architecture"],
+        environment={name: config.environment[name] for name in record["environment"]},
+    )
+    published = artifact.published_artifact(replace(target, config=recorded))
+    run.target = replace(target, config=recorded, artifact=published, canary=None)
+    return up(run, report, action="rollback")
 
 
 @dataclass

@@ -36,11 +36,16 @@ PAST_TENSE = {
     "unchanged": ("unchanged", "dim"),
     "delete": ("deleted", "red"),
     "absent": ("already gone", "dim"),
+    "check": ("passed", "green"),
+    "skip": ("skipped", "dim"),
 }
 PLAN_WORDS = {
     "create": ("+ create", "green"),
     "update": ("~ update", "yellow"),
+    "delete": ("- delete", "red"),
     "unchanged": ("  unchanged", "dim"),
+    "check": ("? check", "cyan"),
+    "skip": ("  skip", "dim"),
 }
 
 
@@ -48,9 +53,10 @@ def describe_diffs(diffs: Sequence[Diff]) -> str:
     return ", ".join(f"{diff.field} {diff.old} → {diff.new}" for diff in diffs)
 
 
-def outcome_line(resource: str, name: str, action: str, seconds: float, diffs: Sequence[Diff]) -> None:
+def outcome_line(resource: str, name: str, action: str, seconds: float, diffs: Sequence[Diff], note: str = "") -> None:
     word, colour = PAST_TENSE[action]
-    detail = f"  [dim]{escape(describe_diffs(diffs))}[/]" if diffs and action == "update" else ""
+    detail = describe_diffs(diffs) if diffs and action == "update" else note
+    detail = f"  [dim]{escape(detail)}[/]" if detail else ""
     console().print(f"  {resource:<12} {escape(name):<44} [{colour}]{word:<12}[/] {seconds:6.2f}s{detail}")
 
 

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from deployer.context import Run, Target
 
-Action = Literal["create", "update", "unchanged", "delete", "absent"]
+# create/update/delete change the account; check invokes a new release before traffic reaches it (skip: not
+# this time); unchanged and absent (already gone, for down) change nothing.
+Action = Literal["create", "update", "unchanged", "delete", "absent", "check", "skip"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class Change:
     action: Action
     diffs: tuple[Diff, ...] = ()
     observed: Any = None
-    learned: Mapping[str, str | None] = field(default_factory=dict)
+    learned: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""  # what applying it found, for the report (a check's answer, why it was skipped)
 
     @property
     def changes_something(self) -> bool:
@@ -74,4 +77,4 @@ class Step(Protocol):
 
     def plan(self, target: Target, earlier: Plan) -> Change: ...
 
-    def apply(self, run: Run, change: Change) -> None: ...
+    def apply(self, run: Run, change: Change) -> Change | None: ...  # a Change to report instead, if any

@@ -47,6 +47,12 @@ class State:
     deployment_id: str | None = None
     permission_statement_id: str | None = None
     base_url: str | None = None
+    alias: str | None = None  # the function's alias the API calls, named after the stage
+    lambda_version: str | None = None  # the published version the alias points at
+    canary: dict[str, Any] | None = None  # {"version", "lambda_version", "weight"}: the release getting a share
+    # Each release's published version and configuration, by version name: what `rollback` needs to put it
+    # back whole, even once its Lambda version is pruned. Environment variable names only, never values.
+    releases: dict[str, dict[str, Any]] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self, action: str, version: str | None) -> None:
@@ -56,10 +62,12 @@ class State:
 
     def forget_resources(self) -> None:
         """After `down`: nothing is deployed any more, the history stays."""
-        keep = {"app", "stage", "region", "history", "unfinished_bucket"}  # down leaves the bucket
+        keep = {"app", "stage", "region", "history", "unfinished_bucket", "releases"}  # down leaves the artifacts
         for item in fields(self):
             if item.name not in keep:
                 setattr(self, item.name, None)
+        # The function and its versions are gone; a new one numbers its versions from 1 again.
+        self.releases = {name: {**record, "lambda_version": None} for name, record in self.releases.items()}
 
     @property
     def deployed(self) -> bool:
@@ -67,7 +75,7 @@ class State:
 
     def copy(self) -> State:
         """A snapshot: what a plan reads, while the run changes the state itself."""
-        return replace(self, history=list(self.history))
+        return replace(self, history=list(self.history), releases=dict(self.releases))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> State:
@@ -157,7 +165,7 @@ class LocalStateStore:
 
 
 def store_for(config: Config, *, local: bool = False) -> LocalStateStore:
-    """One state per app: its function, role and REST API are named after it, whatever the stage.
-    A local-cloud deployment (`--local`) keeps its own, apart from the real one."""
-    name = f"local-{config.app_name}" if local else config.app_name
+    """One state per stage of the app, named like the stage's function (the app's name on the default
+    stage). A local-cloud deployment (`--local`) keeps its own, apart from the real one."""
+    name = f"local-{config.function_name}" if local else config.function_name
     return LocalStateStore(config.root / ".deployer", name)

@@ -41,31 +41,42 @@ class Account:
     def is_empty(self) -> bool:
         return not (self.roles() or self.functions() or self.rest_apis())
 
-    def assert_stack(self, live_key: str, stage: str = "test") -> dict[str, Any]:
-        """Exactly one role, function and API, wired as the guide wires them, serving live_key's code."""
-        roles = self.roles()
+    def alias(self, name: str, alias: str) -> dict[str, Any]:
+        return self.client("lambda").get_alias(FunctionName=name, Name=alias)
+
+    def version(self, name: str, number: str) -> dict[str, Any]:
+        return self.client("lambda").get_function_configuration(FunctionName=name, Qualifier=number)
+
+    def assert_stack(self, live_key: str, stage: str = "test", name: str = APP) -> dict[str, Any]:
+        """Exactly one role, function and API of this name, wired as the guide wires them, except that the API
+        calls the stage's alias, whose published version runs live_key's code."""
+        role_name = f"{name}-lambda-exec"
+        roles = [role for role in self.roles() if role["RoleName"] == role_name]
         assert len(roles) == 1, roles
         role = roles[0]
         trust = role["AssumeRolePolicyDocument"]
         trust = json.loads(trust) if isinstance(trust, str) else trust
         assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}]
-        attached = self.client("iam").list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]
+        attached = self.client("iam").list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
         assert [policy["PolicyArn"] for policy in attached] == [BASIC_LOGGING]
 
-        functions = self.functions()
+        functions = [function for function in self.functions() if function["FunctionName"] == name]
         assert len(functions) == 1, functions
         function = functions[0]
-        assert function["FunctionName"] == APP
         assert function["Role"] == role["Arn"]
-        assert function["CodeSha256"] == self.object_sha256(live_key)
+        alias = self.alias(name, stage)
+        live = self.version(name, alias["FunctionVersion"])
+        assert live["Role"] == role["Arn"]
+        assert live["CodeSha256"] == self.object_sha256(live_key)
+        assert live["Description"] == f"deployer release {live_key.split('/')[-2].removeprefix('v')}"
 
-        apis = self.rest_apis()
+        apis = [api for api in self.rest_apis() if api["name"] == name]
         assert len(apis) == 1, apis
         api = apis[0]
         resources = {item["path"]: item for item in self.resources(api["id"])}
         assert sorted(resources) == ["/", "/{proxy+}"]
         region = self.session.region_name
-        uri = f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{function['FunctionArn']}/invocations"
+        uri = f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{alias['AliasArn']}/invocations"
         for item in resources.values():
             method = item["resourceMethods"]["ANY"]
             assert method["authorizationType"] == "NONE"
@@ -76,7 +87,7 @@ class Account:
         stages = gateway.get_stages(restApiId=api["id"])["item"]
         assert [item["stageName"] for item in stages] == [stage]
 
-        policy = json.loads(self.client("lambda").get_policy(FunctionName=APP)["Policy"])
+        policy = json.loads(self.client("lambda").get_policy(FunctionName=name, Qualifier=stage)["Policy"])
         account_id = function["FunctionArn"].split(":")[4]
         source_arn = f"arn:aws:execute-api:{region}:{account_id}:{api['id']}/*/*"
         grants = [
@@ -84,6 +95,7 @@ class Account:
             for statement in policy["Statement"]
             if statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
             and statement["Condition"]["ArnLike"]["AWS:SourceArn"] == source_arn
+            and statement["Resource"] == alias["AliasArn"]
         ]
         assert len(grants) == 1, policy
-        return {"role": role, "function": function, "api": api}
+        return {"role": role, "function": function, "api": api, "alias": alias, "live": live}

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -27,6 +28,7 @@ from deployer.config import load_config
 from deployer.context import Artifact, Connection, Run
 from deployer.state import store_for
 from tests.account import Account
+from tests.lambda_invoke import LambdaInvoke
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -78,10 +80,28 @@ def only_the_managed_policy_we_use() -> Iterator[None]:
 
 
 @pytest.fixture
-def aws_account() -> Iterator[Account]:
-    """An in-process emulated account, with AWS's managed policies (the basic logging one is attached)."""
+def aws_account(lambda_invoke: LambdaInvoke) -> Iterator[Account]:
+    """An in-process emulated account, with AWS's managed policies (the basic logging one is attached), whose
+    Lambda Invoke really runs the function."""
     with mock_aws(config={"iam": {"load_aws_managed_policies": True}}):
         yield Account(boto3.Session(region_name=REGION))
+
+
+@pytest.fixture
+def lambda_invoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LambdaInvoke]:
+    """Lambda Invoke for in-process moto (which needs Docker for it): the function's zip really runs.
+
+    It goes into botocore's built-in handlers, so every session made from now on has it, before moto's own stub.
+    It listens on every `before-send` (not `before-send.lambda.Invoke`, whose handlers botocore would run ahead
+    of all others) so that the faults a test injects come first: a throttled Invoke is throttled."""
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    invoke = LambdaInvoke(tmp_path_factory.mktemp("invoked-code"))
+    entry = ("before-send", invoke.handle)
+    BUILTIN_HANDLERS.insert(0, entry)
+    yield invoke
+    BUILTIN_HANDLERS.remove(entry)
+    invoke.close()
 
 
 @pytest.fixture
@@ -93,14 +113,15 @@ def make_run(project: Path, aws_account: Account):
         version: str | None = None,
         session: boto3.Session | None = None,
         config_path: Path | None = None,
-        force: bool = False,
+        stage: str | None = None,
+        **options: Any,
     ) -> Run:
-        config = load_config(config_path or project / "deploy.toml")
+        config = load_config(config_path or project / "deploy.toml", stage)
         store = store_for(config)
         aws = Aws(config.region, session=session or boto3.Session())
         built = build(config) if version and config.source.is_dir() else None
         artifact = Artifact(built.sha256, built.content_sha256) if built else None
-        return Connection(config, aws, store).run(store.load(), version, artifact, force)
+        return Connection(config, aws, store).run(store.load(), version, artifact=artifact, **options)
 
     return make
 

@@ -174,8 +174,10 @@ def test_up_json_gives_scripts_the_status_fields_and_each_resource(project: Path
     api_id = aws_account.rest_apis()[0]["id"]
     assert data["rest_api_id"] == api_id and data["version"] == "1.0.0" and data["stage"] == "test"
     assert data["base_url"] == f"https://{api_id}.execute-api.us-east-1.amazonaws.com/test"
-    assert [item["action"] for item in data["resources"]] == ["create"] * 11
-    assert data["aws_calls"] == 20
+    actions = [(item["resource"], item["action"]) for item in data["resources"]]
+    assert actions[3:6] == [("version", "create"), ("check", "check"), ("alias", "create")]
+    assert [action for _, action in actions] == ["create"] * 4 + ["check"] + ["create"] * 9 + ["unchanged"]
+    assert data["aws_calls"] == 23 and data["lambda_version"] == "1" and data["canary"] is None
 
 
 def test_plan_exits_3_when_up_would_change_something_and_0_when_not(cli, aws_account) -> None:

@@ -34,45 +34,54 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new))
 
 
-def test_fresh_up_creates_the_whole_stack_in_20_requests(make_run, aws_account: Account) -> None:
+def test_fresh_up_creates_the_whole_stack_in_23_requests(make_run, aws_account: Account) -> None:
     run, actions = up(make_run, "1.0.0")
     aws_account.assert_stack("v1.0.0/example.zip")
-    assert set(actions.values()) == {"create"}
+    assert set(actions.values()) == {"create", "check", "unchanged"}  # unchanged: no old versions to prune
+    assert actions["check GET /"] == "check"
     assert (run.state.app, run.state.stage, run.state.region) == (APP, "test", "us-east-1")
-    # The bucket is created too: HeadObject, PutObject (NoSuchBucket), CreateBucket, PutPublicAccessBlock,
-    # PutBucketEncryption, PutObject, then 14 for role, function, API wiring, stage and permission.
-    assert len(run.aws.calls) == 20
-    assert len(writes(run)) == 16
+    assert (run.state.version, run.state.alias, run.state.lambda_version) == ("1.0.0", "test", "1")
+    # The bucket is created too: PutObject (NoSuchBucket), CreateBucket, PutPublicAccessBlock, PutBucketEncryption.
+    assert len(run.aws.calls) == 23
+    assert len(writes(run)) == 18
 
 
-def test_fresh_up_into_an_existing_bucket_takes_16_requests(make_run, aws_account: Account) -> None:
+def test_fresh_up_into_an_existing_bucket_takes_20_requests(make_run, aws_account: Account, lambda_invoke) -> None:
     aws_account.client("s3").create_bucket(Bucket="deployer-example-artifacts")
     run, _ = up(make_run, "1.0.0")
-    assert len(run.aws.calls) == 16
-    assert writes(run) == [
-        "PutObject", "CreateRole", "AttachRolePolicy", "CreateFunction", "CreateRestApi", "CreateResource",
-        "PutMethod", "PutMethod", "PutIntegration", "PutIntegration", "CreateDeployment", "AddPermission",
+    assert run.aws.calls == [
+        "HeadObject", "GetRole", "GetFunction", "GetRestApis",  # the plan: nothing exists
+        "PutObject", "CreateRole", "AttachRolePolicy", "CreateFunction", "PublishVersion",
+        "Invoke",  # the check, on version 1, before the alias exists
+        "CreateAlias", "CreateRestApi", "CreateResource", "PutMethod", "PutMethod", "PutIntegration",
+        "PutIntegration", "AddPermission", "CreateDeployment",
     ]  # fmt: skip
+    assert [qualifier for qualifier, _ in lambda_invoke.invocations] == ["1"]
 
 
-def test_up_with_nothing_changed_makes_no_write_and_eight_reads(make_run, aws_account: Account) -> None:
+def test_up_with_nothing_changed_makes_no_write_and_ten_reads(make_run, aws_account: Account, lambda_invoke) -> None:
     up(make_run, "1.0.0")
     run, actions = up(make_run, "1.0.0")
     assert set(actions.values()) == {"unchanged"}
     assert writes(run) == []
     assert run.aws.calls == [
-        "HeadObject", "GetRole", "ListAttachedRolePolicies", "GetFunction", "GetResources", "GetStage",
-        "GetDeployment", "GetPolicy",
+        "HeadObject", "GetRole", "ListAttachedRolePolicies", "GetFunction", "ListVersionsByFunction", "GetAlias",
+        "GetResources", "GetPolicy", "GetStage", "GetDeployment",
     ]  # fmt: skip
+    assert len(lambda_invoke.invocations) == 1  # the first up's check only: what serves was checked then
     aws_account.assert_stack("v1.0.0/example.zip")
 
 
-def test_a_new_version_uploads_and_updates_the_code_only(make_run, aws_account: Account, project: Path) -> None:
+def test_a_new_version_is_upload_code_update_publish_and_alias_move(
+    make_run, aws_account: Account, project: Path, lambda_invoke
+) -> None:
     up(make_run, "1.0.0")
     deployments_before = aws_account.client("apigateway").get_deployments(restApiId=aws_account.rest_apis()[0]["id"])
     edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
     run, actions = up(make_run, "1.0.1")
-    assert writes(run) == ["PutObject", "UpdateFunctionCode"]
+    assert writes(run) == ["PutObject", "UpdateFunctionCode", "PublishVersion", "UpdateAlias"]
+    assert run.aws.calls.index("Invoke") < run.aws.calls.index("UpdateAlias")  # checked before traffic moves
+    assert lambda_invoke.invocations[-1][0] == "2"  # the new version itself, not the alias
     assert actions["function ServerlessExample"] == "update"
     aws_account.assert_stack("v1.0.1/example.zip")
     deployments_after = aws_account.client("apigateway").get_deployments(restApiId=aws_account.rest_apis()[0]["id"])
@@ -83,16 +92,17 @@ def test_a_memory_change_is_one_configuration_update(make_run, aws_account: Acco
     up(make_run, "1.0.0")
     edit(project / "deploy.toml", "memory = 128", "memory = 256")
     run, _ = up(make_run, "1.0.0")
-    assert writes(run) == ["UpdateFunctionConfiguration"]
-    assert aws_account.functions()[0]["MemorySize"] == 256
+    assert writes(run) == ["UpdateFunctionConfiguration", "PublishVersion", "UpdateAlias"]
+    assert aws_account.assert_stack("v1.0.0/example.zip")["live"]["MemorySize"] == 256
 
 
 def test_environment_values_are_deployed_but_never_stored(make_run, aws_account: Account, project: Path) -> None:
     up(make_run, "1.0.0")
     edit(project / "deploy.toml", "timeout = 3", 'timeout = 3\nenvironment = { GREETING_SECRET = "s3cr3t-value" }')
     run, _ = up(make_run, "1.0.0")
-    assert writes(run) == ["UpdateFunctionConfiguration"]
-    assert aws_account.functions()[0]["Environment"]["Variables"] == {"GREETING_SECRET": "s3cr3t-value"}
+    assert writes(run) == ["UpdateFunctionConfiguration", "PublishVersion", "UpdateAlias"]
+    live = aws_account.assert_stack("v1.0.0/example.zip")["live"]
+    assert live["Environment"]["Variables"] == {"GREETING_SECRET": "s3cr3t-value"}
     assert "s3cr3t-value" not in (project / ".deployer" / f"{APP}.json").read_text()
 
 
@@ -102,10 +112,9 @@ def test_rollback_is_one_write_and_serves_the_old_code(make_run, aws_account: Ac
     up(make_run, "1.0.1")
     run = make_run("1.0.0")
     deploy.rollback(run)
-    assert writes(run) == ["UpdateFunctionCode"]
-    assert len(run.aws.calls) == 2
+    assert run.aws.calls == ["ListVersionsByFunction", "UpdateAlias"]
     aws_account.assert_stack("v1.0.0/example.zip")
-    assert (run.state.version, run.state.key) == ("1.0.0", "v1.0.0/example.zip")
+    assert (run.state.version, run.state.key, run.state.lambda_version) == ("1.0.0", "v1.0.0/example.zip", "1")
 
 
 def test_rollback_to_a_version_never_uploaded_names_it_and_lists_the_others(make_run, aws_account) -> None:
@@ -153,7 +162,7 @@ def test_down_treats_resources_already_gone_as_removed(make_run, aws_account: Ac
 
 def test_plan_reads_only_and_names_the_fields_that_differ(make_run, aws_account: Account, project: Path) -> None:
     run = make_run("1.0.0")
-    assert {change.action for change in deploy.plan(run.target)} == {"create"}
+    assert {change.action for change in deploy.plan(run.target)} == {"create", "check", "unchanged"}
     assert writes(run) == [] and aws_account.is_empty()
 
     up(make_run, "1.0.0")
@@ -163,7 +172,8 @@ def test_plan_reads_only_and_names_the_fields_that_differ(make_run, aws_account:
     assert writes(run) == []
     assert changes["function"].action == "update"
     assert changes["function"].diffs == (Diff(function.Field.MEMORY, 128, 512),)
-    assert [resource for resource, change in changes.items() if change.action != "unchanged"] == ["function"]
+    changing = [resource for resource, change in changes.items() if change.action != "unchanged"]
+    assert changing == ["function", "version", "check", "alias"]  # a new release, checked, then live
 
 
 def test_the_architecture_is_passed_to_lambda_and_a_change_is_a_code_update(
@@ -181,7 +191,7 @@ def test_the_architecture_is_passed_to_lambda_and_a_change_is_a_code_update(
     edit(project / "deploy.toml", 'architecture = "arm64"', 'architecture = "x86_64"')
     run = make_run("1.0.0", session=session)
     deploy.up(run)
-    assert writes(run) == ["UpdateFunctionCode"]
+    assert writes(run) == ["UpdateFunctionCode", "PublishVersion", "UpdateAlias"]
     assert [params["Architectures"] for params in sent] == [["x86_64"]]
 
 

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -24,7 +25,7 @@ from botocore.exceptions import ClientError
 from deployer import cli, deploy
 from deployer.aws import RETRY_POLICY
 from deployer.context import Run
-from deployer.resources.permission import STATEMENT_ID
+from deployer.resources.permission import statement_id
 from tests.account import APP, BUCKET, Account
 from tests.faults import (
     CONCURRENT_MODIFICATION,
@@ -49,8 +50,9 @@ from tests.faults import no_botocore_sleep as _no_botocore_sleep
 FRESH_UP_CALLS = [
     "HeadObject", "GetRole", "GetFunction", "GetRestApis",  # the plan
     "PutObject", "CreateBucket", "PutPublicAccessBlock", "PutBucketEncryption", "PutObject", "CreateRole",
-    "AttachRolePolicy", "CreateFunction", "CreateRestApi", "CreateResource", "PutMethod", "PutMethod",
-    "PutIntegration", "PutIntegration", "CreateDeployment", "AddPermission",
+    "AttachRolePolicy", "CreateFunction", "PublishVersion", "Invoke", "CreateAlias", "CreateRestApi",
+    "CreateResource", "PutMethod", "PutMethod", "PutIntegration", "PutIntegration", "AddPermission",
+    "CreateDeployment",
 ]  # fmt: skip
 
 
@@ -75,8 +77,11 @@ def segment(calls: list[str], start: str, length: int) -> list[str]:
     return calls[index : index + length]
 
 
+STATEMENT_ID = statement_id("test")  # the grant on the test stage's alias
+
+
 def statements(account: Account) -> list[dict[str, Any]]:
-    return json.loads(account.client("lambda").get_policy(FunctionName=APP)["Policy"])["Statement"]
+    return json.loads(account.client("lambda").get_policy(FunctionName=APP, Qualifier="test")["Policy"])["Statement"]
 
 
 # IAM propagation -----------------------------------------------------------------------------------------
@@ -103,10 +108,11 @@ def test_create_function_is_retried_with_growing_delays_while_the_new_role_canno
 
 
 def test_a_role_change_is_retried_until_lambda_can_assume_the_role(
-    make_run, aws_account: Account, no_waiting: list[float], sleeps: Sleeps
+    make_run, aws_account: Account, project: Path, no_waiting: list[float], sleeps: Sleeps
 ) -> None:
     up(make_run, "1.0.0")
-    # Someone pointed the function at another role; up puts it back on the app's role.
+    edit(project / "deploy.toml", "memory = 128", "memory = 256")  # a new release: its configuration is set
+    # Someone pointed the function at another role; the new release puts it back on the app's role.
     iam = aws_account.client("iam")
     other = iam.create_role(
         RoleName="other-role", Path="/other/", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
@@ -119,10 +125,13 @@ def test_a_role_change_is_retried_until_lambda_can_assume_the_role(
     )
     run = up(make_run, "1.0.0", session)
     assert fault.injected == 2
-    assert [call for call in run.aws.calls if call.startswith("Update")] == ["UpdateFunctionConfiguration"] * 3
+    assert [call for call in run.aws.calls if call.startswith("Update")] == [
+        *["UpdateFunctionConfiguration"] * 3,
+        "UpdateAlias",
+    ]
     assert no_waiting == [1.0, 2.0]
     stack = aws_account.assert_stack("v1.0.0/example.zip")
-    assert stack["function"]["Role"] == stack["role"]["Arn"]
+    assert stack["function"]["Role"] == stack["role"]["Arn"] == stack["live"]["Role"]
 
 
 # Function states: ResourceConflictException, Pending, InProgress -----------------------------------------
@@ -178,7 +187,7 @@ def for_first(count: int, change: Rewrite) -> Rewrite:
     return apply
 
 
-def test_a_new_function_still_pending_is_waited_for_before_the_api_is_wired(
+def test_a_new_function_still_pending_is_waited_for_before_it_is_published(
     make_run, aws_account: Account, sleeps: Sleeps
 ) -> None:
     session = boto3.Session()
@@ -191,7 +200,7 @@ def test_a_new_function_still_pending_is_waited_for_before_the_api_is_wired(
     rewrite(session, "lambda", "GetFunction", for_first(2, pending))  # the waiter's first two polls: still Pending
     run = up(make_run, "1.0.0", session)
     assert segment(run.aws.calls, "CreateFunction", 5) == [
-        "CreateFunction", "GetFunction", "GetFunction", "GetFunction", "CreateRestApi",
+        "CreateFunction", "GetFunction", "GetFunction", "GetFunction", "PublishVersion",
     ]  # fmt: skip
     assert sleeps.waiter == [2, 2]  # function_active_v2, at the deployer's 2 s delay
     aws_account.assert_stack("v1.0.0/example.zip")
@@ -341,6 +350,11 @@ def test_a_whole_deploy_with_a_quarter_of_all_requests_throttled_succeeds(
 # Permissions ------------------------------------------------------------------------------------------------
 
 
+def asked_qualifier(request: Any) -> str:
+    """The Qualifier an AddPermission request names (its query string)."""
+    return dict(part.split("=", 1) for part in urlsplit(request.url).query.split("&") if "=" in part)["Qualifier"]
+
+
 def add_statement(account: Account, source_arn: str | None = None):
     """What a concurrent (or killed) run did just before us: it added the statement. As the request asks, or not."""
 
@@ -348,6 +362,7 @@ def add_statement(account: Account, source_arn: str | None = None):
         asked = json.loads(request.body)
         account.client("lambda").add_permission(
             FunctionName=APP,
+            Qualifier=asked_qualifier(request),
             StatementId=asked["StatementId"],
             Action=asked["Action"],
             Principal=asked["Principal"],
@@ -365,7 +380,7 @@ def test_a_statement_another_run_just_added_is_taken_as_done(make_run, aws_accou
     )
     run = up(make_run, "1.0.0", session)
     assert fault.injected == 1
-    assert run.aws.calls[-2:] == ["AddPermission", "GetPolicy"]  # refused, read, found the same: done
+    assert segment(run.aws.calls, "AddPermission", 2) == ["AddPermission", "GetPolicy"]  # refused, read: the same
     aws_account.assert_stack("v1.0.0/example.zip")
     assert len(statements(aws_account)) == 1
     assert run.state.permission_statement_id == STATEMENT_ID
@@ -378,7 +393,12 @@ def test_a_statement_another_run_added_for_another_api_is_replaced(make_run, aws
     before = add_statement(aws_account, source_arn=old_api)
     fail(session, "lambda", "AddPermission", "ResourceConflictException", message, 409, before=before)
     run = up(make_run, "1.0.0", session)
-    assert run.aws.calls[-4:] == ["AddPermission", "GetPolicy", "RemovePermission", "AddPermission"]
+    assert segment(run.aws.calls, "AddPermission", 4) == [
+        "AddPermission",
+        "GetPolicy",
+        "RemovePermission",
+        "AddPermission",
+    ]
     stack = aws_account.assert_stack("v1.0.0/example.zip")
     [statement] = statements(aws_account)
     assert stack["api"]["id"] in statement["Condition"]["ArnLike"]["AWS:SourceArn"]
@@ -387,9 +407,10 @@ def test_a_statement_another_run_added_for_another_api_is_replaced(make_run, aws
 def test_a_statement_naming_an_old_api_is_replaced(make_run, aws_account: Account) -> None:
     up(make_run, "1.0.0")
     functions = aws_account.client("lambda")
-    functions.remove_permission(FunctionName=APP, StatementId=STATEMENT_ID)
+    functions.remove_permission(FunctionName=APP, StatementId=STATEMENT_ID, Qualifier="test")
     functions.add_permission(
         FunctionName=APP,
+        Qualifier="test",
         StatementId=STATEMENT_ID,
         Action="lambda:InvokeFunction",
         Principal="apigateway.amazonaws.com",

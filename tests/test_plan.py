@@ -24,7 +24,7 @@ def test_planning_writes_no_state_on_a_fresh_a_deployed_or_a_forgotten_account(
     make_run, aws_account: Account, project: Path
 ) -> None:
     run = make_run("1.0.0")
-    assert {change.action for change in deploy.plan(run.target)} == {"create"}
+    assert {change.action for change in deploy.plan(run.target)} == {"create", "check", "unchanged"}
     assert not state_file(project).exists()  # not even an empty one
     assert run.state == make_run("1.0.0").state
 
@@ -33,7 +33,7 @@ def test_planning_writes_no_state_on_a_fresh_a_deployed_or_a_forgotten_account(
     edit = project / "deploy.toml"
     edit.write_text(edit.read_text().replace("memory = 128", "memory = 256"))
     run = make_run("1.0.0")
-    assert [change.resource for change in deploy.plan(run.target).pending] == ["function"]
+    assert [change.resource for change in deploy.plan(run.target).pending] == ["function", "version", "alias"]
     assert state_file(project).read_bytes() == saved
 
     # A lost state file: the plan finds every ID in the account, but only `up` records them.
@@ -76,5 +76,7 @@ def test_up_carries_out_the_very_plan_that_plan_shows(make_run, aws_account: Acc
         "PutObject",
         "UpdateFunctionCode",
         "UpdateFunctionConfiguration",
+        "PublishVersion",
+        "UpdateAlias",
     ]
     assert aws_account.functions()[0]["Timeout"] == 10

@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deployer.aws import is_not_found, read_or_none
+from deployer.context import Artifact as ContextArtifact
 from deployer.context import Run, Target
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
@@ -87,10 +88,27 @@ def sha256_of(head_response: dict[str, Any]) -> str | None:
     return head_response.get("Metadata", {}).get("sha256")
 
 
+def published_artifact(target: Target) -> ContextArtifact:
+    """The artifact already in S3 for the target's version, as it was uploaded: what promote ships.
+    A version never uploaded is refused, naming the ones that were."""
+    found = head(target, target.artifact_key)
+    published = sha256_of(found) if found else None
+    if found is None or published is None:
+        versions = published_versions(target)
+        listing = ", ".join(versions) if versions else "none"
+        raise DeployerError(
+            f"version {target.version} was never uploaded (no s3://{target.config.bucket}/{target.artifact_key}); "
+            f"published versions: {listing}"
+        )
+    return ContextArtifact(published, found.get("Metadata", {}).get("content-sha256") or "")
+
+
 class Artifact:
     resource = "artifact"
 
     def plan(self, target: Target, earlier: Plan) -> Change:
+        if target.keep_live:  # converting: what runs now stays as it is, nothing is uploaded
+            return Change(self.resource, "(what runs now)", "unchanged")
         assert target.artifact is not None, "up and plan build the artifact first"
         ours = target.artifact
         name = f"s3://{target.config.bucket}/{target.artifact_key}"

@@ -17,11 +17,12 @@ from botocore.exceptions import ClientError
 from deployer.aws import delete_if_present, read_or_none
 from deployer.config import Config
 from deployer.context import Run, Target, arn_account, arn_partition, check_ours
-from deployer.digest import hex_sha256, lambda_sha256
+from deployer.digest import hex_sha256
 from deployer.plan import Change, Diff, Plan
 from deployer.retry import error_code, function_busy, retrying, role_not_assumable
 
 WAIT = {"Delay": 2, "MaxAttempts": 150}  # up to 5 minutes, like Terraform
+RELEASE_LABEL = "deployer release "
 
 
 class Field(StrEnum):
@@ -44,8 +45,66 @@ NEEDS_CONFIGURATION_UPDATE = frozenset(
 
 
 @dataclass(frozen=True)
+class Release:
+    """What a published version runs, code and configuration: two versions alike in this are the same release."""
+
+    code_sha256: str  # hex
+    runtime: str
+    handler: str
+    memory: int
+    timeout: int
+    role: str | None
+    architecture: str
+    environment: tuple[tuple[str, str], ...]  # sorted; compared here, never stored nor printed
+
+    @classmethod
+    def of(cls, configuration: dict[str, Any]) -> Release:
+        """The release a GetFunction / ListVersionsByFunction configuration runs."""
+        variables = (configuration.get("Environment") or {}).get("Variables") or {}
+        return cls(
+            code_sha256=hex_sha256(configuration.get("CodeSha256") or ""),
+            runtime=configuration.get("Runtime", ""),
+            handler=configuration.get("Handler", ""),
+            memory=configuration.get("MemorySize", 128),
+            timeout=configuration.get("Timeout", 3),
+            role=configuration.get("Role"),
+            architecture=(configuration.get("Architectures") or ["x86_64"])[0],
+            environment=tuple(sorted(variables.items())),
+        )
+
+    @classmethod
+    def wanted(cls, config: Config, code_sha256: str, role: str | None) -> Release:
+        return cls(
+            code_sha256=code_sha256,
+            runtime=config.runtime,
+            handler=config.handler,
+            memory=config.memory,
+            timeout=config.timeout,
+            role=role,
+            architecture=config.architecture,
+            environment=tuple(sorted(config.environment.items())),
+        )
+
+    def record(self) -> dict[str, Any]:
+        """What the state keeps of it, for a rollback to rebuild it: environment variable names, never values."""
+        return {
+            "code_sha256": self.code_sha256,
+            "runtime": self.runtime,
+            "handler": self.handler,
+            "memory": self.memory,
+            "timeout": self.timeout,
+            "architecture": self.architecture,
+            "environment": [name for name, _ in self.environment],
+        }
+
+
+@dataclass(frozen=True)
 class Observed:
-    configuration: dict[str, Any]  # GetFunction's Configuration: its state tells apply whether to wait first
+    configuration: dict[str, Any]  # GetFunction's Configuration of $LATEST: its state says whether to wait first
+    versions: tuple[dict[str, Any], ...]  # the published versions (ListVersionsByFunction), oldest first
+    alias: dict[str, Any] | None  # the stage's alias (GetAlias), None before the first release
+    wanted: Release  # what this run deploys
+    matching: str | None  # a published version that already is `wanted`: no update, no publish needed
 
 
 def _environment_summary(variables: dict[str, str]) -> str:
@@ -66,7 +125,12 @@ def planned_arn(target: Target, earlier: Plan) -> str:
     role = earlier.of("role")
     known = [role.observed.arn if role and role.observed else None, target.recorded.role_arn]
     partition, account = arn_partition(*known), arn_account(*known) or "(account)"
-    return f"arn:{partition}:lambda:{target.region}:{account}:function:{target.config.app_name}"
+    return f"arn:{partition}:lambda:{target.region}:{account}:function:{target.config.function_name}"
+
+
+def alias_arn(function_arn: str, alias: str) -> str:
+    """The qualified ARN the API invokes: `...:function:NAME:ALIAS`."""
+    return f"{function_arn}:{alias}"
 
 
 def _desired_configuration(config: Config, role: str | None) -> dict[str, Any]:
@@ -80,9 +144,48 @@ def _desired_configuration(config: Config, role: str | None) -> dict[str, Any]:
     }
 
 
+def release_label(version: str) -> str:
+    """A published version's description: the release it is, so a lost state is recovered from AWS."""
+    return f"{RELEASE_LABEL}{version}"
+
+
+def release_of(description: str | None) -> str | None:
+    return description.removeprefix(RELEASE_LABEL) if description and description.startswith(RELEASE_LABEL) else None
+
+
+def _releases(target: Target, versions: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
+    """The state's release records, with what the published versions say of themselves: a lost state gets
+    back every release still published, its version and its configuration."""
+    found = {
+        release: {**Release.of(item).record(), "lambda_version": item["Version"]}
+        for item in versions
+        if (release := release_of(item.get("Description")))
+    }
+    return {**target.recorded.releases, **found}
+
+
+def list_versions(aws: Any, name: str) -> tuple[dict[str, Any], ...]:
+    """The function's published versions, oldest first ($LATEST left out)."""
+    paginator = aws.lambda_.get_paginator("list_versions_by_function")
+    found = [item for page in paginator.paginate(FunctionName=name) for item in page["Versions"]]
+    return tuple(sorted((item for item in found if item["Version"].isdigit()), key=lambda item: int(item["Version"])))
+
+
+def _matching(
+    versions: tuple[dict[str, Any], ...], wanted: Release, alias: dict[str, Any] | None, label: str
+) -> str | None:
+    """The published version that already is the wanted release: the one serving, else the one labelled for
+    this release, else the newest."""
+    alike = [item for item in versions if Release.of(item) == wanted]
+    serving = [item for item in alike if alias and item["Version"] == alias.get("FunctionVersion")]
+    labelled = [item for item in alike if item.get("Description") == label]
+    chosen = (serving or labelled or alike or [None])[-1]
+    return chosen["Version"] if chosen else None
+
+
 def wait_until_settled(run: Run, response: dict[str, Any]) -> None:
     """Block while the function is Pending or its last update InProgress; no call when it is settled."""
-    name, functions = run.config.app_name, run.aws.lambda_
+    name, functions = run.config.function_name, run.aws.lambda_
     if response.get("State") == "Pending":
         functions.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig=WAIT)
     elif response.get("LastUpdateStatus") == "InProgress":
@@ -92,32 +195,18 @@ def wait_until_settled(run: Run, response: dict[str, Any]) -> None:
 def wait_until_ready(run: Run) -> None:
     """After Lambda refused a change as busy: wait until the function is Active and its update done."""
     for waiter in ("function_active_v2", "function_updated_v2"):
-        run.aws.lambda_.get_waiter(waiter).wait(FunctionName=run.config.app_name, WaiterConfig=WAIT)
-
-
-def update_code(run: Run, key: str) -> dict[str, Any]:
-    """Point the function at another artifact; used by `up` and `rollback`."""
-    config = run.config
-    response = retrying(
-        lambda: run.aws.lambda_.update_function_code(
-            FunctionName=config.app_name, S3Bucket=config.bucket, S3Key=key, Architectures=[config.architecture]
-        ),
-        when=function_busy,
-        before_retry=lambda: wait_until_ready(run),
-    )
-    wait_until_settled(run, response)
-    return response
+        run.aws.lambda_.get_waiter(waiter).wait(FunctionName=run.config.function_name, WaiterConfig=WAIT)
 
 
 def _read(target: Target) -> dict[str, Any] | None:
-    return read_or_none(lambda: target.aws.lambda_.get_function(FunctionName=target.config.app_name))
+    return read_or_none(lambda: target.aws.lambda_.get_function(FunctionName=target.config.function_name))
 
 
 def find_ours(target: Target) -> str | None:
-    """The app's function when it exists and carries the app's tag (for `down` without a state file)."""
+    """The stage's function when it exists and carries the app's tag (for `down` without a state file)."""
     found = _read(target)
     tags = function_tags(target, found) if found is not None else None
-    return target.config.app_name if tags is not None and target.config.owns(tags) else None
+    return target.config.function_name if tags is not None and target.config.owns(tags) else None
 
 
 def function_tags(target: Target, found: dict[str, Any]) -> dict[str, str] | None:
@@ -134,53 +223,61 @@ def function_tags(target: Target, found: dict[str, Any]) -> dict[str, str] | Non
 
 
 class Function:
+    """$LATEST: the code and configuration the next published version snapshots. Never served itself."""
+
     resource = "function"
 
     def plan(self, target: Target, earlier: Plan) -> Change:
-        config, name = target.config, target.config.app_name
+        config, name = target.config, target.config.function_name
         found = _read(target)
         if found is None:
             return Change(self.resource, name, "create")
         current = found["Configuration"]
+        arn = current["FunctionArn"]
         tags = function_tags(target, found)
         check_ours(config, self.resource, name, tags, recorded=target.recorded.function_name == name)
-        diffs = []
-        artifact = earlier.of("artifact")
-        code = artifact.observed.sha256 if artifact and artifact.observed else None
-        if code and current.get("CodeSha256") != lambda_sha256(code):
-            diffs.append(Diff(Field.CODE, hex_sha256(current["CodeSha256"])[:12], code[:12]))
+        versions = list_versions(target.aws, name)
+        alias = read_or_none(lambda: target.aws.lambda_.get_alias(FunctionName=name, Name=config.alias))
         role = earlier.of("role")
-        arn = current["FunctionArn"]
         desired_role = (
             role.observed.arn if role and role.observed else role_arn(config, arn_partition(arn), arn_account(arn))
         )
-        desired = _desired_configuration(config, desired_role)
-        for field, key in (
-            (Field.RUNTIME, "Runtime"),
-            (Field.HANDLER, "Handler"),
-            (Field.MEMORY, "MemorySize"),
-            (Field.TIMEOUT, "Timeout"),
-            (Field.ROLE, "Role"),
-        ):
-            if current.get(key) != desired[key]:
-                diffs.append(Diff(field, current.get(key), desired[key]))
-        variables = current.get("Environment", {}).get("Variables", {})
-        if variables != config.environment:
-            old, new = _environment_summary(variables), _environment_summary(config.environment)
-            diffs.append(Diff(Field.ENVIRONMENT, old, f"{new} (values changed)" if old == new else new))
-        architectures = current.get("Architectures", ["x86_64"])
-        if architectures != [config.architecture]:
-            diffs.append(Diff(Field.ARCHITECTURE, architectures[0], config.architecture))
+        artifact = earlier.of("artifact")
+        if target.keep_live:  # converting a stack from before aliases: publish what runs now, as it is
+            wanted = Release.of(current)
+        else:
+            code = artifact.observed.sha256 if artifact and artifact.observed else Release.of(current).code_sha256
+            wanted = Release.wanted(config, code, desired_role)
+        matching = _matching(versions, wanted, alias, release_label(target.version or ""))
+        diffs = [] if matching else self._differences(current, wanted, config)
         if tags is not None and any(tags.get(key) != value for key, value in config.tags.items()):
             diffs.append(Diff(Field.TAGS, tags, config.tags))
+        learned = {"function_name": name, "function_arn": arn, "releases": _releases(target, versions)}
         return Change(
             self.resource,
             name,
             "update" if diffs else "unchanged",
             tuple(diffs),
-            observed=Observed(current),
-            learned={"function_name": name, "function_arn": arn},
+            observed=Observed(current, versions, alias, wanted, matching),
+            learned=learned,
         )
+
+    @staticmethod
+    def _differences(current: dict[str, Any], wanted: Release, config: Config) -> list[Diff]:
+        """What differs between $LATEST and the release: each a named field, old -> new."""
+        now = Release.of(current)
+        diffs = []
+        if now.code_sha256 != wanted.code_sha256:
+            diffs.append(Diff(Field.CODE, now.code_sha256[:12], wanted.code_sha256[:12]))
+        for field in (Field.RUNTIME, Field.HANDLER, Field.MEMORY, Field.TIMEOUT, Field.ROLE, Field.ARCHITECTURE):
+            old, new = getattr(now, field.value), getattr(wanted, field.value)
+            if old != new and not (field is Field.ROLE and new is None):
+                diffs.append(Diff(field, old, new))
+        if now.environment != wanted.environment:
+            old_names, new_names = _environment_summary(dict(now.environment)), _environment_summary(config.environment)
+            new_text = f"{new_names} (values changed)" if old_names == new_names else new_names
+            diffs.append(Diff(Field.ENVIRONMENT, old_names, new_text))
+        return diffs
 
     def apply(self, run: Run, change: Change) -> None:
         if change.action == "create":
@@ -192,7 +289,7 @@ class Function:
         config = run.config
         response = retrying(
             lambda: run.aws.lambda_.create_function(
-                FunctionName=config.app_name,
+                FunctionName=config.function_name,
                 Code={"S3Bucket": config.bucket, "S3Key": run.target.artifact_key},
                 Architectures=[config.architecture],
                 Description="Deployed by deployer",
@@ -201,7 +298,7 @@ class Function:
             ),
             when=role_not_assumable,
         )
-        run.state.function_name, run.state.function_arn = config.app_name, response["FunctionArn"]
+        run.state.function_name, run.state.function_arn = config.function_name, response["FunctionArn"]
         run.save()
         wait_until_settled(run, response)
 
@@ -213,7 +310,7 @@ class Function:
         if change.touches(NEEDS_CONFIGURATION_UPDATE):
             response = retrying(
                 lambda: run.aws.lambda_.update_function_configuration(
-                    FunctionName=config.app_name, **_desired_configuration(config, run.state.role_arn)
+                    FunctionName=config.function_name, **_desired_configuration(config, run.state.role_arn)
                 ),
                 when=lambda error: role_not_assumable(error) or function_busy(error),
                 before_retry=lambda: wait_until_ready(run),
@@ -223,6 +320,20 @@ class Function:
             run.aws.lambda_.tag_resource(Resource=run.state.function_arn, Tags=config.tags)
 
 
+def update_code(run: Run, key: str) -> dict[str, Any]:
+    """Point $LATEST at another artifact."""
+    config = run.config
+    response = retrying(
+        lambda: run.aws.lambda_.update_function_code(
+            FunctionName=config.function_name, S3Bucket=config.bucket, S3Key=key, Architectures=[config.architecture]
+        ),
+        when=function_busy,
+        before_retry=lambda: wait_until_ready(run),
+    )
+    wait_until_settled(run, response)
+    return response
+
+
 def delete(run: Run, name: str) -> bool:
-    """Its resource policy (the API's permission) goes with it. False when there was no such function."""
+    """Its versions, aliases and resource policies go with it. False when there was no such function."""
     return delete_if_present(lambda: run.aws.lambda_.delete_function(FunctionName=name))

@@ -1,4 +1,9 @@
-"""The function's resource policy statement letting this API (any stage, any method) invoke it."""
+"""The resource policy statement letting this API (any stage, any method) invoke the stage's alias.
+
+The statement is on the alias (AddPermission with Qualifier), scoped by `AWS:SourceArn` to the API's
+execute-api ARN. A stack from before aliases granted the unqualified function instead; converting it
+removes that grant once the API calls the alias (remove_unqualified).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.aws import read_or_none
+from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target, arn_account, arn_partition
+from deployer.gateway.integration import APIGATEWAY_PRINCIPAL, INVOKE_ACTION, execute_api_arn
 from deployer.plan import Change, Diff, Plan
 from deployer.resources.function import planned_arn, wait_until_ready
 from deployer.retry import error_code, function_busy, retrying
 
-STATEMENT_ID = "deployer-apigateway-invoke"
-PRINCIPAL = "apigateway.amazonaws.com"
+UNQUALIFIED_STATEMENT_ID = "deployer-apigateway-invoke"  # what stacks from before aliases granted
+
+
+def statement_id(alias: str) -> str:
+    return f"deployer-apigateway-{alias}"
 
 
 class Field(StrEnum):
@@ -26,14 +35,15 @@ class Field(StrEnum):
 def source_arn(region: str, function_arn: str, api_id: str | None) -> str:
     """Any stage, any method of this API: `arn:aws:execute-api:{region}:{account}:{api id}/*/*`."""
     partition, account = arn_partition(function_arn), arn_account(function_arn)
-    return f"arn:{partition}:execute-api:{region}:{account}:{api_id}/*/*"
+    return execute_api_arn(partition, region, account or "", api_id or "", "*/*")
 
 
-def _statement(aws: Any, function_name: str) -> dict[str, Any] | None:
-    """Our statement in the function's policy, or None (no policy at all is ResourceNotFoundException)."""
-    found = read_or_none(lambda: aws.lambda_.get_policy(FunctionName=function_name))
+def _statement(aws: Any, function_name: str, alias: str | None, sid: str) -> dict[str, Any] | None:
+    """The statement `sid` of the alias's (or the function's) policy, or None (no policy: ResourceNotFound)."""
+    qualifier = {"Qualifier": alias} if alias else {}
+    found = read_or_none(lambda: aws.lambda_.get_policy(FunctionName=function_name, **qualifier))
     policy = json.loads(found["Policy"]) if found else {}
-    return next((item for item in policy.get("Statement", []) if item.get("Sid") == STATEMENT_ID), None)
+    return next((item for item in policy.get("Statement", []) if item.get("Sid") == sid), None)
 
 
 def _differences(statement: dict[str, Any], wanted_arn: str) -> tuple[Diff, ...]:
@@ -43,8 +53,8 @@ def _differences(statement: dict[str, Any], wanted_arn: str) -> tuple[Diff, ...]
     diffs = []
     if current_arn != wanted_arn:
         diffs.append(Diff(Field.SOURCE_ARN, current_arn, wanted_arn))
-    if principal != PRINCIPAL:
-        diffs.append(Diff(Field.PRINCIPAL, principal, PRINCIPAL))
+    if principal != APIGATEWAY_PRINCIPAL:
+        diffs.append(Diff(Field.PRINCIPAL, principal, APIGATEWAY_PRINCIPAL))
     return tuple(diffs)
 
 
@@ -52,37 +62,43 @@ class Permission:
     resource = "permission"
 
     def plan(self, target: Target, earlier: Plan) -> Change:
-        function = earlier.of("function")
-        if function is None or function.action == "create":  # a new function has no policy yet: no need to ask
-            return Change(self.resource, STATEMENT_ID, "create")
-        statement = _statement(target.aws, target.config.app_name)
+        config = target.config
+        sid = statement_id(config.alias)
+        alias = earlier.of("alias")
+        if alias is None or alias.action == "create":  # a new alias has no policy yet: no need to ask
+            return Change(self.resource, sid, "create")
+        statement = _statement(target.aws, config.function_name, config.alias, sid)
         if statement is None:
-            return Change(self.resource, STATEMENT_ID, "create")
+            return Change(self.resource, sid, "create")
         api = earlier.of("rest api")
         wanted = source_arn(
             target.region, planned_arn(target, earlier), api.learned.get("rest_api_id") if api else None
         )
         diffs = _differences(statement, wanted)
-        learned = {"permission_statement_id": STATEMENT_ID}  # like the other IDs: a lost state file names it again
-        return Change(self.resource, STATEMENT_ID, "update" if diffs else "unchanged", diffs, learned=learned)
+        learned = {"permission_statement_id": sid}  # like the other IDs: a lost state file names it again
+        return Change(self.resource, sid, "update" if diffs else "unchanged", diffs, learned=learned)
 
     def apply(self, run: Run, change: Change) -> None:
-        functions, name = run.aws.lambda_, run.config.app_name
+        functions, config = run.aws.lambda_, run.config
+        sid = statement_id(config.alias)
         assert run.state.function_arn, "the function step runs first"
         wanted = source_arn(run.target.region, run.state.function_arn, run.state.rest_api_id)
         if change.action == "update":
             retrying(
-                lambda: functions.remove_permission(FunctionName=name, StatementId=STATEMENT_ID),
+                lambda: functions.remove_permission(
+                    FunctionName=config.function_name, StatementId=sid, Qualifier=config.alias
+                ),
                 when=function_busy,
                 before_retry=lambda: wait_until_ready(run),
             )
         try:
             retrying(
                 lambda: functions.add_permission(
-                    FunctionName=name,
-                    StatementId=STATEMENT_ID,
-                    Action="lambda:InvokeFunction",
-                    Principal=PRINCIPAL,
+                    FunctionName=config.function_name,
+                    Qualifier=config.alias,
+                    StatementId=sid,
+                    Action=INVOKE_ACTION,
+                    Principal=APIGATEWAY_PRINCIPAL,
                     SourceArn=wanted,
                 ),
                 when=function_busy,
@@ -93,8 +109,22 @@ class Permission:
             # that died before it could say so. Replace it only if it says something else.
             if error_code(error) != "ResourceConflictException" or "already exists" not in str(error):
                 raise
-            statement = _statement(run.aws, name)
+            statement = _statement(run.aws, config.function_name, config.alias, sid)
             if statement is not None and _differences(statement, wanted):
-                self.apply(run, Change(self.resource, STATEMENT_ID, "update"))
-        run.state.permission_statement_id = STATEMENT_ID
+                self.apply(run, Change(self.resource, sid, "update"))
+        run.state.permission_statement_id = sid
         run.save()
+
+
+def remove_unqualified(run: Run) -> bool:
+    """Remove the grant a stack from before aliases gave the unqualified function; False if there was none."""
+    functions, name = run.aws.lambda_, run.config.function_name
+    if _statement(run.aws, name, None, UNQUALIFIED_STATEMENT_ID) is None:
+        return False
+    return retrying(
+        lambda: delete_if_present(
+            lambda: functions.remove_permission(FunctionName=name, StatementId=UNQUALIFIED_STATEMENT_ID)
+        ),
+        when=function_busy,
+        before_retry=lambda: wait_until_ready(run),
+    )

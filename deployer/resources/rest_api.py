@@ -14,8 +14,9 @@ from typing import Any
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target, arn_partition
 from deployer.errors import DeployerError
+from deployer.gateway.integration import lambda_integration_uri
 from deployer.plan import Change, Diff, Plan
-from deployer.resources.function import planned_arn
+from deployer.resources.function import alias_arn, planned_arn
 from deployer.retry import concurrent_modification, retrying
 
 ROOT, PROXY = "/", "/{proxy+}"
@@ -43,14 +44,24 @@ def gateway_call(operation: Any, **arguments: Any) -> Any:
     return retrying(lambda: operation(**arguments), when=concurrent_modification, limit_seconds=120)
 
 
-def integration_uri(region: str, function_arn: str) -> str:
-    """What an AWS_PROXY integration calls: Lambda's Invoke, by the function's ARN."""
-    partition = arn_partition(function_arn)
-    return f"arn:{partition}:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+def integration_uri(region: str, function_arn: str, alias: str) -> str:
+    """What an AWS_PROXY integration calls: Lambda's Invoke of the stage's alias (never $LATEST)."""
+    return lambda_integration_uri(arn_partition(function_arn), region, alias_arn(function_arn, alias))
+
+
+def serves_latest(resources: tuple[dict[str, Any], ...]) -> bool:
+    """Whether an integration calls the function unqualified ($LATEST): a stack from before aliases."""
+    for item in resources:
+        integration = item.get("resourceMethods", {}).get(METHOD, {}).get("methodIntegration") or {}
+        if integration.get("uri", "").endswith(("/invocations",)) and ":function:" in integration.get("uri", ""):
+            function = integration["uri"].split(":function:", 1)[1].removesuffix("/invocations")
+            if ":" not in function:
+                return True
+    return False
 
 
 def _is_ours(api: dict[str, Any], target: Target) -> bool:
-    return api.get("name") == target.config.app_name and target.config.owns(api.get("tags", {}))
+    return api.get("name") == target.config.function_name and target.config.owns(api.get("tags", {}))
 
 
 def find_tagged(target: Target) -> list[dict[str, Any]]:
@@ -83,7 +94,7 @@ class RestApi:
     resource = "rest api"
 
     def plan(self, target: Target, earlier: Plan) -> Change:
-        name = target.config.app_name
+        name = target.config.function_name
         recorded = target.recorded.rest_api_id
         resources = _read_resources(target, recorded) if recorded else None
         if recorded and resources is not None:
@@ -112,7 +123,10 @@ class RestApi:
     def apply(self, run: Run, change: Change) -> None:
         gateway = run.aws.apigateway
         api = gateway_call(
-            gateway.create_rest_api, name=run.config.app_name, description="Deployed by deployer", tags=run.config.tags
+            gateway.create_rest_api,
+            name=run.config.function_name,
+            description="Deployed by deployer",
+            tags=run.config.tags,
         )
         root_id = api.get("rootResourceId")
         if not root_id:  # older API Gateway answers leave it out
@@ -188,7 +202,7 @@ class Integration:
         desired = {
             Field.TYPE: "AWS_PROXY",
             Field.HTTP_METHOD: "POST",
-            Field.URI: integration_uri(target.region, planned_arn(target, earlier)),
+            Field.URI: integration_uri(target.region, planned_arn(target, earlier), target.config.alias),
         }
         diffs = tuple(
             Diff(field, integration.get(field.value), value)
@@ -206,7 +220,7 @@ class Integration:
             httpMethod=METHOD,
             type="AWS_PROXY",
             integrationHttpMethod="POST",
-            uri=integration_uri(run.target.region, run.state.function_arn),
+            uri=integration_uri(run.target.region, run.state.function_arn, run.config.alias),
         )
 
 

@@ -31,10 +31,9 @@ def wiring_changed(earlier: Plan) -> bool:
     return any(change.changes_something for change in earlier if change.resource in WIRING)
 
 
-def fingerprint(region: str, function_arn: str) -> str:
-    wiring = {
-        path: {METHOD: ["NONE", "AWS_PROXY", "POST", integration_uri(region, function_arn)]} for path in (ROOT, PROXY)
-    }
+def fingerprint(region: str, function_arn: str, alias: str) -> str:
+    uri = integration_uri(region, function_arn, alias)
+    wiring = {path: {METHOD: ["NONE", "AWS_PROXY", "POST", uri]} for path in (ROOT, PROXY)}
     return hashlib.sha256(json.dumps(wiring, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -64,7 +63,7 @@ class Stage:
             return Change(self.resource, name, "create")
         learned = {"deployment_id": stage["deploymentId"], "base_url": base_url(target, api_id)}
         published = deployment.get("description", "").removeprefix(FINGERPRINT_PREFIX)
-        wanted = fingerprint(target.region, planned_arn(target, earlier))
+        wanted = fingerprint(target.region, planned_arn(target, earlier), target.config.alias)
         if published != wanted:
             return Change(self.resource, name, "update", (Diff(Field.WIRING, published, wanted),), learned=learned)
         return Change(self.resource, name, "unchanged", learned=learned)
@@ -76,7 +75,7 @@ class Stage:
             run.aws.apigateway.create_deployment,
             restApiId=run.state.rest_api_id,
             stageName=run.config.stage,
-            description=FINGERPRINT_PREFIX + fingerprint(run.target.region, run.state.function_arn),
+            description=FINGERPRINT_PREFIX + fingerprint(run.target.region, run.state.function_arn, run.config.alias),
         )
         run.state.deployment_id = deployment["id"]
         run.state.base_url = base_url(run.target, run.state.rest_api_id)

@@ -1,0 +1,99 @@
+"""The check before traffic: a new release is invoked once, as API Gateway would call it, before the alias
+moves to it.
+
+`up` invokes the published version itself (not the alias, which still serves the old one) with the proxy
+event of `GET [check] path`. A function error, a malformed answer or a 5xx fails the deploy: the alias
+stays where it was, so users never receive that release. `--no-check` skips it; an endpoint that cannot
+run Lambda Invoke (a bare moto server answers that it needs Docker) reports it skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from deployer.context import Run, Target, arn_account
+from deployer.errors import DeployerError
+from deployer.gateway import MalformedResponseError, build_event, to_http_response
+from deployer.plan import Change, Plan
+from deployer.resources.version import function_observed, published, release_name
+
+NO_INVOKE_HERE = b"error running docker"  # moto's answer when it has no Docker to run a function in
+
+
+def _first_line(text: Any) -> str:
+    return str(text).strip().splitlines()[0][:200] if str(text).strip() else ""
+
+
+class Check:
+    resource = "check"
+
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        name = f"GET {target.config.check_path}"
+        version = earlier.of("version")
+        if target.keep_live:  # what runs now is already serving: nothing new reaches users
+            return Change(self.resource, name, "unchanged")
+        observed = function_observed(earlier)
+        alias = observed.alias if observed else None
+        if version is not None and version.action == "unchanged" and alias is not None:
+            serving = {
+                alias["FunctionVersion"],
+                *((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}),
+            }
+            if str(version.observed) in serving:
+                return Change(self.resource, name, "unchanged")  # it serves already: it was checked then
+        return Change(self.resource, name, "check" if target.check else "skip")
+
+    def apply(self, run: Run, change: Change) -> Change | None:
+        if change.action == "skip":
+            return None
+        target = run.target
+        number = published(run.planned.of("version"), run)
+        event = build_event(
+            "GET",
+            target.config.check_path,
+            "",
+            [("Host", "deployer-check"), ("User-Agent", "deployer-check")],
+            b"",
+            target.config.stage,
+            account_id=arn_account(run.state.function_arn) or "",
+            api_id=run.state.rest_api_id or "",
+        )
+        answer = run.aws.lambda_.invoke(
+            FunctionName=target.config.function_name, Qualifier=number, Payload=json.dumps(event).encode()
+        )
+        payload = answer["Payload"].read()
+        release = f"release {release_name(target)} (version {number})"
+        if answer.get("FunctionError"):
+            if payload.startswith(NO_INVOKE_HERE) and target.aws.is_emulator and not target.local_endpoint:
+                return replace(change, action="skip", note="Lambda Invoke is unavailable at this endpoint")
+            error = _error_of(payload)
+            raise DeployerError(
+                f"{release} failed its check, {change.name}: {error}; the stage still serves what it served; "
+                "`deployer invoke` and `deployer logs` show more"
+            )
+        try:
+            status, _, body = to_http_response(json.loads(payload or b"null"))
+        except (ValueError, MalformedResponseError) as error:
+            raise DeployerError(
+                f"{release} failed its check, {change.name}: API Gateway would answer 502 (malformed answer: "
+                f"{_first_line(error)}); the stage still serves what it served"
+            ) from None
+        if status >= 500:
+            raise DeployerError(
+                f"{release} failed its check, {change.name}: it answered {status} "
+                f"{_first_line(body.decode('utf-8', 'replace'))}; the stage still serves what it served"
+            )
+        return replace(change, note=f"answered {status}")
+
+
+def _error_of(payload: bytes) -> str:
+    """`ErrorType: first line of the message`, from Invoke's error payload."""
+    try:
+        error = json.loads(payload)
+    except ValueError:
+        return _first_line(payload.decode("utf-8", "replace"))
+    if not isinstance(error, dict):
+        return _first_line(error)
+    return f"{error.get('errorType', 'Error')}: {_first_line(error.get('errorMessage', ''))}"

@@ -1,0 +1,129 @@
+"""The stage's alias: the one name the API calls (`...:function:NAME:STAGE`), pointing at a published version.
+
+A release reaches users by one alias move, and a rollback is one alias move back. A canary keeps the
+alias on the current version and routes a share of the traffic to the new one
+(`RoutingConfig.AdditionalVersionWeights`); `up` without `--canary` moves all of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from deployer.context import Run, Target
+from deployer.plan import Change, Diff, Plan
+from deployer.resources.function import release_of
+from deployer.resources.version import function_observed, published, release_name
+
+NEW = "(new)"  # the version this run publishes, before it has a number
+
+
+class Field(StrEnum):
+    VERSION = "version"
+    CANARY = "canary"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    primary: str  # the version most traffic goes to (NEW: the one this run publishes)
+    canary: str | None  # the version getting a share, if any
+    weight: float  # its share, 0-1
+
+    def resolve(self, new: str) -> Wanted:
+        return Wanted(
+            new if self.primary == NEW else self.primary, new if self.canary == NEW else self.canary, self.weight
+        )
+
+
+def routing(alias: dict[str, Any] | None) -> dict[str, float]:
+    return dict(((alias or {}).get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})
+
+
+def describe(version: str, weight: float | None = None) -> str:
+    return f"{version} ({weight:.0%})" if weight is not None else version
+
+
+class Alias:
+    resource = "alias"
+
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        config = target.config
+        observed = function_observed(earlier)
+        alias = observed.alias if observed else None
+        version = earlier.of("version")
+        new = str(version.observed) if version is not None and version.action == "unchanged" else NEW
+        current = alias["FunctionVersion"] if alias else None
+        if target.canary is not None and current is not None and current != new:
+            wanted = Wanted(current, new, target.canary)
+        else:
+            wanted = Wanted(new, None, 0.0)
+        if alias is None:
+            return Change(self.resource, config.alias, "create", observed=wanted)
+        diffs = []
+        if current != wanted.primary:
+            diffs.append(Diff(Field.VERSION, current, wanted.primary))
+        now = routing(alias)
+        then = {wanted.canary: wanted.weight} if wanted.canary else {}
+        if now != then:
+            old = ", ".join(describe(number, weight) for number, weight in now.items()) or "none"
+            new_text = describe(wanted.canary, wanted.weight) if wanted.canary else "none"
+            diffs.append(Diff(Field.CANARY, old, new_text))
+        learned = self._record(target, observed, current, now) if not diffs else {}
+        return Change(self.resource, config.alias, "update" if diffs else "unchanged", tuple(diffs), wanted, learned)
+
+    def apply(self, run: Run, change: Change) -> None:
+        config, functions = run.config, run.aws.lambda_
+        wanted: Wanted = change.observed.resolve(published(run.planned.of("version"), run))
+        arguments: dict[str, Any] = {
+            "FunctionName": config.function_name,
+            "Name": config.alias,
+            "FunctionVersion": wanted.primary,
+            "RoutingConfig": {"AdditionalVersionWeights": {wanted.canary: wanted.weight} if wanted.canary else {}},
+        }
+        if change.action == "create":
+            functions.create_alias(**arguments, Description=f"Stage {config.stage} (deployer)")
+        else:
+            functions.update_alias(**arguments)
+        observed = function_observed(run.planned)
+        record = self._record(
+            run.target, observed, wanted.primary, {wanted.canary: wanted.weight} if wanted.canary else {}, run
+        )
+        for key, value in record.items():
+            setattr(run.state, key, value)
+        run.save()
+
+    @staticmethod
+    def _record(
+        target: Target, observed: Any, primary: str | None, shares: dict[str, float], run: Run | None = None
+    ) -> dict[str, Any]:
+        """What the state says the alias serves: the primary release, and the canary's, by their names."""
+        names = _release_names(target, observed, run)
+        canary = None
+        for number, weight in shares.items():
+            canary = {"version": names.get(number), "lambda_version": number, "weight": weight}
+        version = names.get(primary) if primary else None
+        return {
+            "alias": target.config.alias,
+            "lambda_version": primary,
+            "canary": canary,
+            "version": version,
+            "key": target.config.artifact_key(version) if version else None,
+            "bucket": target.config.bucket if version else None,
+        }
+
+
+def _release_names(target: Target, observed: Any, run: Run | None) -> dict[str, str]:
+    """Lambda version number -> release name, from the versions' descriptions and the state's records."""
+    names: dict[str, str] = {}
+    for item in observed.versions if observed else ():
+        release = release_of(item.get("Description"))
+        if release:
+            names[item["Version"]] = release
+    releases = run.state.releases if run is not None else target.recorded.releases
+    for release, record in releases.items():
+        if record.get("lambda_version"):
+            names[str(record["lambda_version"])] = release
+    if run is not None and run.published is not None:
+        names[run.published] = release_name(target)
+    return names

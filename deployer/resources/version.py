@@ -1,0 +1,162 @@
+"""Published Lambda versions: one per release, immutable, and the pruning of old ones.
+
+`up --version V` publishes $LATEST once it holds V's code and configuration (PublishVersion, guarded by
+the expected CodeSha256 so a concurrent change is refused, with `deployer release V` as its
+description so V -> version is recovered from AWS after a lost state). A release that is already
+published, code and configuration alike, is not published again: the alias moves to it.
+
+Lambda's code storage per region is limited: only the newest `[releases] keep` versions stay, and a
+version an alias points at (or routes a canary's share to) is never deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from deployer.aws import delete_if_present, read_or_none
+from deployer.context import Run, Target
+from deployer.digest import lambda_sha256
+from deployer.errors import DeployerError
+from deployer.plan import Change, Plan
+from deployer.resources.function import WAIT, Observed, Release, release_label, wait_until_ready
+from deployer.retry import error_code, function_busy, retrying
+
+
+def function_observed(earlier: Plan) -> Observed | None:
+    """What the function step read: its versions, its alias, the release wanted (None: it is created)."""
+    change = earlier.of("function")
+    return change.observed if change is not None else None
+
+
+def release_name(target: Target) -> str:
+    """The release a version publishes: the version being deployed, or, converting, the one that runs now."""
+    if target.keep_live:
+        return target.recorded.version or "live"
+    assert target.version is not None
+    return target.version
+
+
+class Version:
+    resource = "version"
+
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        observed = function_observed(earlier)
+        name = release_name(target)
+        if observed is None or observed.matching is None:
+            return Change(self.resource, name, "create")
+        # Already published, code and configuration alike: the alias moves to it, nothing is published.
+        return Change(self.resource, f"{name} = version {observed.matching}", "unchanged", observed=observed.matching)
+
+    def apply(self, run: Run, change: Change) -> None:
+        config, name = run.config, release_name(run.target)
+        functions = run.aws.lambda_
+        expected = run.target.artifact.sha256 if run.target.artifact and not run.target.keep_live else None
+        try:
+            published = retrying(
+                lambda: functions.publish_version(
+                    FunctionName=config.function_name,
+                    Description=release_label(name),
+                    **({"CodeSha256": lambda_sha256(expected)} if expected else {}),
+                ),
+                when=function_busy,
+                before_retry=lambda: wait_until_ready(run),
+            )
+        except ClientError as error:
+            if error_code(error) != "PreconditionFailedException":
+                raise
+            raise DeployerError(
+                f"the code of {config.function_name} changed while {name} was being published (another deploy?): "
+                "run the same command again"
+            ) from None
+        number = published["Version"]
+        if published.get("State") == "Pending":
+            functions.get_waiter("published_version_active").wait(
+                FunctionName=config.function_name, Qualifier=number, WaiterConfig=WAIT
+            )
+        run.published = number
+        record = Release.of(published).record()
+        run.state.releases = {**run.state.releases, name: {**record, "lambda_version": number}}
+        run.save()
+
+
+def published(change: Change | None, run: Run) -> str:
+    """The Lambda version the release runs as: the one this run published, or the one found."""
+    if run.published is not None:
+        return run.published
+    assert change is not None and change.observed, "the version step plans a version or publishes one"
+    return str(change.observed)
+
+
+class Prune:
+    """Delete the oldest published versions beyond `[releases] keep`; never one an alias uses."""
+
+    resource = "old versions"
+
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        observed = function_observed(earlier)
+        version = earlier.of("version")
+        publishing = version is not None and version.action == "create"
+        if observed is None or target.keep_live:
+            return Change(self.resource, "none", "unchanged")
+        numbers = [item["Version"] for item in observed.versions]
+        surplus = len(numbers) + (1 if publishing else 0) - target.config.keep_releases
+        if surplus <= 0:
+            return Change(self.resource, "none", "unchanged")
+        protected = _aliased(target, observed)
+        if version is not None and version.observed:
+            protected.add(str(version.observed))  # the release being deployed
+        doomed = tuple(number for number in numbers[:surplus] if number not in protected)
+        if not doomed:
+            return Change(self.resource, "none", "unchanged")
+        return Change(self.resource, ", ".join(doomed), "delete", observed=doomed)
+
+    def apply(self, run: Run, change: Change) -> None:
+        name, functions = run.config.function_name, run.aws.lambda_
+        for number in change.observed:
+            retrying(
+                lambda number=number: delete_if_present(
+                    lambda: functions.delete_function(FunctionName=name, Qualifier=number)
+                ),
+                when=function_busy,
+                before_retry=lambda: wait_until_ready(run),
+            )
+        doomed = set(change.observed)
+        run.state.releases = {
+            release: {**record, "lambda_version": None} if record.get("lambda_version") in doomed else record
+            for release, record in run.state.releases.items()
+        }
+        run.save()
+
+
+def _aliased(target: Target, observed: Observed) -> set[str]:
+    """Every version an alias of the function points at or routes to: ours, and any made by hand."""
+    paginator = target.aws.lambda_.get_paginator("list_aliases")
+    aliases: list[dict[str, Any]] = [
+        item for page in paginator.paginate(FunctionName=target.config.function_name) for item in page["Aliases"]
+    ]
+    protected: set[str] = set()
+    for alias in aliases:
+        protected.add(alias["FunctionVersion"])
+        protected.update((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights", {}))
+    return protected
+
+
+def versions_by_number(target: Target) -> dict[str, dict[str, Any]] | None:
+    """The function's published versions by number; None when the function does not exist."""
+    from deployer.resources.function import list_versions
+
+    found = read_or_none(lambda: list_versions(target.aws, target.config.function_name))
+    return None if found is None else {item["Version"]: item for item in found}
+
+
+def find_release(target: Target, version: str, versions: dict[str, dict[str, Any]]) -> str | None:
+    """The Lambda version that runs release `version`: as the state recorded it (if it is still there and
+    still that code), else as the versions' descriptions say (a lost state). None: never published, or pruned."""
+    record = target.recorded.releases.get(version) or {}
+    number = record.get("lambda_version")
+    if number in versions and Release.of(versions[number]).code_sha256 == record.get("code_sha256"):
+        return str(number)
+    labelled = [item for item in versions.values() if item.get("Description") == release_label(version)]
+    return labelled[-1]["Version"] if labelled else None
