@@ -139,7 +139,7 @@ def rollback(run: Run, report: Report = lambda _: None) -> list[Outcome]:
     _check_region(target)
     config = target.config
     versions = version.versions_by_number(target)
-    if versions is None:
+    if versions is None or (not versions and not state.deployed):
         raise DeployerError(
             f"{config.function_name} is not deployed on stage {config.stage}: "
             f"run `deployer up --version {target.version}` instead"

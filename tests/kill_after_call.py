@@ -1,6 +1,7 @@
 """Run the deployer CLI, and signal ourselves right after its Nth AWS call: a crash (or a pause) between two calls.
 
     DEPLOYER_TEST_AFTER_CALL=N [DEPLOYER_TEST_SIGNAL=KILL|STOP] python tests/kill_after_call.py up --version 1.0.0
+    DEPLOYER_TEST_AFTER_OPERATION=PublishVersion python tests/kill_after_call.py up --version 1.0.1
 
 The hook goes into botocore's built-in handlers before any session exists, so every client of the run
 has it; it fires after each call's answer is parsed (refusals included), before the deployer sees it.
@@ -19,14 +20,15 @@ from typing import Any
 from botocore.handlers import BUILTIN_HANDLERS
 
 AFTER_CALL = int(os.environ.get("DEPLOYER_TEST_AFTER_CALL", "0"))
+AFTER_OPERATION = os.environ.get("DEPLOYER_TEST_AFTER_OPERATION")  # the first call of this operation
 SIGNAL = getattr(signal, "SIG" + os.environ.get("DEPLOYER_TEST_SIGNAL", "KILL"))
 calls = 0
 
 
-def after_call(**_: Any) -> None:
+def after_call(model: Any, **_: Any) -> None:
     global calls
     calls += 1
-    if calls == AFTER_CALL:
+    if calls == AFTER_CALL or model.name == AFTER_OPERATION:
         os.kill(os.getpid(), SIGNAL)
 
 
@@ -35,7 +37,7 @@ def report() -> None:
 
 
 BUILTIN_HANDLERS.append(("after-call.*.*", after_call))
-if not AFTER_CALL:
+if not AFTER_CALL and not AFTER_OPERATION:
     atexit.register(report)
 
 if __name__ == "__main__":

@@ -104,9 +104,10 @@ class Prune:
         surplus = len(numbers) + (1 if publishing else 0) - target.config.keep_releases
         if surplus <= 0:
             return Change(self.resource, "none", "unchanged")
-        protected = _aliased(target, observed)
-        if version is not None and version.observed:
-            protected.add(str(version.observed))  # the release being deployed
+        protected = _aliased(target)
+        alias = earlier.of("alias")
+        if alias is not None and alias.observed:  # where the stage's alias points once this run has moved it
+            protected.update(number for number in (alias.observed.primary, alias.observed.canary) if number)
         doomed = tuple(number for number in numbers[:surplus] if number not in protected)
         if not doomed:
             return Change(self.resource, "none", "unchanged")
@@ -130,14 +131,16 @@ class Prune:
         run.save()
 
 
-def _aliased(target: Target, observed: Observed) -> set[str]:
-    """Every version an alias of the function points at or routes to: ours, and any made by hand."""
+def _aliased(target: Target) -> set[str]:
+    """Every version another alias of the function points at or routes to (one made by hand, say)."""
     paginator = target.aws.lambda_.get_paginator("list_aliases")
     aliases: list[dict[str, Any]] = [
         item for page in paginator.paginate(FunctionName=target.config.function_name) for item in page["Aliases"]
     ]
     protected: set[str] = set()
     for alias in aliases:
+        if alias["Name"] == target.config.alias:
+            continue  # ours moves in this run: the plan says where to
         protected.add(alias["FunctionVersion"])
         protected.update((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights", {}))
     return protected
