@@ -63,8 +63,62 @@ def _stage_name(value: str) -> str | None:
     return None
 
 
+# Names Lambda sets itself and refuses in a function's environment.
+RESERVED_VARIABLES = frozenset(
+    {
+        "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    }
+)  # fmt: skip
+ENVIRONMENT_LIMIT = 4096  # bytes: Lambda's limit on all of a function's variables, names and values together
+HANDLER_LIMIT = 128
+# S3's rules for general purpose bucket names, beyond the characters and the length.
+BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+
+
+def _bucket(value: str) -> str | None:
+    """S3's naming rules: a name S3 refuses is refused here, before anything is created."""
+    rule = None
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
+        rule = "3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit"
+    elif ".." in value:
+        rule = "no two dots in a row"
+    elif IP_ADDRESS.fullmatch(value):
+        rule = "not an IP address"
+    elif value.startswith(BUCKET_PREFIXES):
+        rule = f"not starting with {', '.join(BUCKET_PREFIXES)}"
+    elif value.endswith(BUCKET_SUFFIXES):
+        rule = f"not ending with {', '.join(BUCKET_SUFFIXES)}"
+    return f"{value!r} is not a valid S3 bucket name ({rule}); choose another" if rule else None
+
+
+def _handler(value: str) -> str | None:
+    """`module.function`, the module a path inside the source folder: Lambda takes 128 characters at most."""
+    if len(value) > HANDLER_LIMIT:
+        return f"is {len(value)} characters; Lambda takes at most {HANDLER_LIMIT}"
+    if not re.fullmatch(r"[A-Za-z0-9_/.-]+\.[A-Za-z_$][A-Za-z0-9_$]*", value):
+        return "must look like module.function, e.g. main.handler"
+    module = value.rsplit(".", 1)[0]
+    if module.startswith("/") or ".." in module.split("/") or "/./" in f"/{module}/":
+        return "must name a module inside the source folder (no absolute path, no '..')"
+    return None
+
+
+def _globs(value: list[Any]) -> str | None:
+    if not all(isinstance(item, str) and item.strip() for item in value):
+        return 'must be a list of glob patterns such as ["*.md", "tests/"]'
+    return None
+
+
 def _environment(value: dict[str, Any]) -> str | None:
     for key, item in value.items():
+        if key in RESERVED_VARIABLES:
+            return f"sets {key}, which Lambda reserves for itself; rename the variable"
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
             return f"has an invalid variable name {key!r}"
         if not isinstance(item, str):
@@ -85,31 +139,20 @@ SCHEMA: dict[str, Schema] = {
         "region": (str, None, _pattern(r"[a-z]{2}(-[a-z]+)+-[0-9]", "must be an AWS region such as us-east-1")),
     },
     "artifact": {
-        "bucket": (
-            str,
-            REQUIRED,
-            _pattern(
-                r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
-                "must be a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-')",
-            ),
-        ),
+        "bucket": (str, REQUIRED, _bucket),
         "name": (str, "function.zip", _pattern(r"[A-Za-z0-9._-]{1,100}\.zip", "must be a file name ending in .zip")),
     },
     "function": {
         "source": (str, "function", None),
-        "handler": (
-            str,
-            "main.handler",
-            _pattern(
-                r"[A-Za-z0-9_/.-]+\.[A-Za-z_$][A-Za-z0-9_$]*", "must look like module.function, e.g. main.handler"
-            ),
-        ),
+        "handler": (str, "main.handler", _handler),
         "runtime": (str, "python3.13", _runtime),
         "memory": (int, 128, _between(128, 10240)),
         "timeout": (int, 3, _between(1, 900)),
         "architecture": (str, "x86_64", _pattern(r"x86_64|arm64", "must be x86_64 or arm64")),
         "environment": (dict, {}, _environment),
         "logs": (bool, True, None),
+        # Globs of paths inside the zip to leave out (the build's own rules: deployer/build.py).
+        "exclude": (list, [], _globs),
     },
     "api": {
         "stage": (str, "test", _stage_name),
@@ -144,6 +187,7 @@ class Config:
     architecture: str
     environment: dict[str, str] = field(default_factory=dict)
     logs: bool = True
+    exclude: tuple[str, ...] = ()  # [function] exclude: globs of paths left out of the zip
     stage: str = "test"  # the stage this configuration is for: [stages.<stage>] merged over [function]
     default_stage: str = "test"  # [api] stage: its function, role and API keep the app's own name
     local: bool = False  # [target] local: the embedded emulator instead of an AWS account
@@ -186,7 +230,7 @@ class Config:
 
 
 def _type_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", bool: "true or false", dict: "a table"}[kind]
+    return {str: "a string", int: "an integer", bool: "true or false", dict: "a table", list: "a list"}[kind]
 
 
 def _read_section(
@@ -219,9 +263,9 @@ def _read_section(
     return values
 
 
-# What a [stages.<name>] table may override: the function's settings, but not its source (a stage runs
-# the very artifact built for the app; `promote` ships one stage's bytes to another).
-STAGE_SCHEMA: Schema = {key: value for key, value in SCHEMA["function"].items() if key != "source"}
+# What a [stages.<name>] table may override: the function's settings, but not what goes into the zip (a
+# stage runs the very artifact built for the app; `promote` ships one stage's bytes to another).
+STAGE_SCHEMA: Schema = {key: value for key, value in SCHEMA["function"].items() if key not in ("source", "exclude")}
 ROLE_SUFFIX_LENGTH = len("-lambda-exec")
 IAM_ROLE_NAME_LIMIT = 64
 
@@ -289,12 +333,20 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         architecture=function["architecture"],
         environment=environment,
         logs=function["logs"],
+        exclude=tuple(function["exclude"]),
         stage=chosen,
         default_stage=api["stage"],
         local=target["local"],
         keep_releases=releases["keep"],
         check_path=check["path"],
     )
+    size = sum(len(name.encode()) + len(value.encode()) for name, value in environment.items())
+    if size > ENVIRONMENT_LIMIT:
+        names = ", ".join(sorted(environment, key=lambda name: -len(environment[name]))[:3])
+        raise UsageError(
+            f"stage {chosen}: the environment is {size} bytes, over Lambda's {ENVIRONMENT_LIMIT}; the largest "
+            f"variables are {names}: move large values to a file in the source folder or to a parameter store"
+        )
     if len(config.role_name) > IAM_ROLE_NAME_LIMIT:
         raise UsageError(
             f"stage {chosen}: its role would be named {config.role_name} ({len(config.role_name)} characters; "
