@@ -12,6 +12,11 @@ stderr. Worker -> runner: `{"type": "ready"}` once imported, then per request
 `{"type": "result", "result": ...}` or `{"type": "error", "error": {errorType, errorMessage,
 stackTrace}, "fatal": bool}`. Runner -> worker: `{"event", "requestId", "deadlineMs",
 "invokedFunctionArn"}`. POSIX only (pass_fds, select on pipes, process groups).
+
+With `capture_output` (the local cloud, whose Lambda Invoke returns what one invocation printed), the
+function's stdout and stderr go through a third pipe instead, which the runner reads while it waits
+for the answer and drains once the answer is in: the worker prints before it answers, so all of an
+invocation's output is in the pipe by then.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,16 @@ class FunctionTimeout(FunctionError):
 
 class FunctionCrash(FunctionError):
     """The worker process exited or broke the protocol."""
+
+
+@dataclass
+class Outcome:
+    """One invocation: its request id, the handler's result or the function's error, and what it printed."""
+
+    request_id: str
+    result: Any = None
+    error: FunctionError | None = None
+    output: bytes = b""  # stdout and stderr during the invocation (and the init phase, if it started cold)
 
 
 def _print_to_stderr(line: str) -> None:
@@ -93,30 +109,39 @@ def describe_exit(returncode: int | None) -> str:
 
 
 class _Worker:
-    """One child process and its two protocol pipes."""
+    """One child process, its two protocol pipes and, when capturing, the pipe of its stdout and stderr."""
 
-    def __init__(self, command: Sequence[str], environment: Mapping[str, str], cwd: Path) -> None:
+    def __init__(
+        self, command: Sequence[str], environment: Mapping[str, str], cwd: Path, sink: bytearray | None = None
+    ) -> None:
         request_read, request_write = os.pipe()
         answer_read, answer_write = os.pipe()
+        output_read, output_write = os.pipe() if sink is not None else (None, 2)
         try:
             self.process = subprocess.Popen(
                 [*command, str(request_read), str(answer_write)],
                 stdin=subprocess.DEVNULL,
-                stdout=2,  # the function's output is the server's console (stderr)
+                stdout=output_write,  # the function's output: the server's console (stderr), or the sink's pipe
+                stderr=output_write if sink is not None else None,
                 cwd=cwd,
                 env=dict(environment),
                 pass_fds=(request_read, answer_write),
                 start_new_session=True,  # Ctrl-C at the terminal is the server's to handle
             )
         except OSError:
-            os.close(request_write)
-            os.close(answer_read)
+            for descriptor in (request_write, answer_read, output_read):
+                if descriptor is not None:
+                    os.close(descriptor)
             raise
         finally:
             os.close(request_read)
             os.close(answer_write)
+            if output_read is not None:
+                os.close(output_write)
         self._to_worker = request_write
         self._from_worker = answer_read
+        self._output = output_read  # None: not capturing, or the worker closed it
+        self._sink = sink
         self._buffer = bytearray()
         self._closed = False
 
@@ -126,17 +151,25 @@ class _Worker:
             data = data[os.write(self._to_worker, data) :]
 
     def receive(self, deadline: float) -> dict[str, Any] | None:
-        """The next message; None when the worker closed its end (it exited). TimeoutError at the deadline."""
+        """The next message; None when the worker closed its end (it exited). TimeoutError at the deadline.
+
+        While it waits, what the worker prints goes to the sink; once the message is in, what it printed
+        before sending it (already in the pipe) is read too."""
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
-            ready, _, _ = select.select([self._from_worker], [], [], remaining)
-            if ready:
+            watched = [self._from_worker] if self._output is None else [self._from_worker, self._output]
+            ready, _, _ = select.select(watched, [], [], remaining)
+            if self._output is not None and self._output in ready:
+                self._read_output()
+            if self._from_worker in ready:
                 chunk = os.read(self._from_worker, 1 << 16)
                 if not chunk:
+                    self.drain()
                     return None
                 self._buffer += chunk
+        self.drain()
         line, _, rest = bytes(self._buffer).partition(b"\n")
         self._buffer = bytearray(rest)
         try:
@@ -146,6 +179,22 @@ class _Worker:
         if not isinstance(message, dict):
             raise FunctionCrash("Runtime.InvalidResponse", f"the worker sent an unreadable message: {line[:200]!r}")
         return message
+
+    def _read_output(self) -> bool:
+        """Move what is in the output pipe to the sink; False when there was nothing (or the pipe closed)."""
+        assert self._output is not None and self._sink is not None
+        chunk = os.read(self._output, 1 << 16)
+        if not chunk:
+            os.close(self._output)
+            self._output = None
+            return False
+        self._sink += chunk
+        return True
+
+    def drain(self) -> None:
+        """Read what the worker has printed so far, without waiting for more."""
+        while self._output is not None and select.select([self._output], [], [], 0)[0] and self._read_output():
+            pass
 
     def kill(self) -> None:
         """Kill the worker and anything it started; safe from any thread, more than once."""
@@ -161,8 +210,12 @@ class _Worker:
             self.process.wait(timeout=10)
         if not self._closed:
             self._closed = True
+            self.drain()  # its last words: what it printed before it timed out or crashed
             os.close(self._to_worker)
             os.close(self._from_worker)
+            if self._output is not None:
+                os.close(self._output)
+                self._output = None
         return self.process.returncode
 
 
@@ -183,7 +236,12 @@ class FunctionRunner:
         *,
         account_id: str = LOCAL_ACCOUNT_ID,
         console: Console | None = None,
+        version: str = "$LATEST",
+        capture_output: bool = False,
     ) -> None:
+        """`version`: the published version this runner runs (what the function's context and environment say).
+        `capture_output`: each Outcome carries what the function printed, which also goes to `console`, line by
+        line, instead of straight to this process's stderr."""
         self.source = Path(source).resolve()
         self.handler = handler
         self.runtime = runtime
@@ -194,6 +252,7 @@ class FunctionRunner:
         self.environment = dict(environment or {})
         self.region = region
         self.account_id = account_id
+        self.version = version
         self.command = worker_command(runtime)
         self._console = console or _print_to_stderr
         self._lock = threading.Lock()
@@ -201,53 +260,84 @@ class FunctionRunner:
         self._starting: _Worker | None = None  # during its init phase, so that close() can kill it
         self._fingerprint: Fingerprint = frozenset()
         self._closed = False
+        self._output: bytearray | None = bytearray() if capture_output else None
 
     @property
     def function_arn(self) -> str:
-        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+        """The version's ARN: unqualified for $LATEST."""
+        arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+        return arn if self.version == "$LATEST" else f"{arn}:{self.version}"
 
     def invoke(self, event: Any) -> Any:
-        """The handler's result for `event` (any JSON value). Raises FunctionError when the function fails.
+        """The handler's result for `event` (any JSON value). Raises FunctionError when the function fails."""
+        outcome = self.run(event)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.result
 
+    def run(self, event: Any, invoked_arn: str | None = None, request_id: str | None = None) -> Outcome:
+        """One invocation of the handler with `event`, as it ended: a result or the function's error.
+
+        `invoked_arn` is the ARN the caller named (an alias's, say): the context's invoked_function_arn;
+        `request_id` the context's aws_request_id (a new one by default).
         One invocation at a time per runner, like one Lambda sandbox; callers in other threads wait.
         """
+        request_id = request_id or str(uuid.uuid4())
         with self._lock:
-            if self._closed:
-                raise FunctionCrash("Runtime.Closed", "the function runner is shut down")
-            worker = self._current_worker()
-            request_id = str(uuid.uuid4())
-            deadline = time.monotonic() + self.timeout
-            request = {
-                "event": event,
-                "requestId": request_id,
-                "deadlineMs": int(time.time() * 1000) + self.timeout * 1000,
-                "invokedFunctionArn": self.function_arn,
-            }
+            self._take_output()  # printed between invocations (a thread of the function's): not this one's
             try:
-                worker.send(request)
-                message = worker.receive(deadline)
-            except TimeoutError:
-                self._discard()
-                raise FunctionTimeout(
-                    "Sandbox.Timedout",
-                    f"RequestId: {request_id} Error: Task timed out after {self.timeout:.2f} seconds",
-                ) from None
-            except OSError:
-                message = None
-            except FunctionCrash:
-                self._discard()
-                raise
-            if message is None:
-                returncode = self._discard()
-                raise FunctionCrash(
-                    "Runtime.ExitError",
-                    f"RequestId: {request_id} Error: Runtime exited with error: {describe_exit(returncode)}",
-                )
-            if message.get("fatal"):
-                self._discard()
-            if message.get("type") == "result":
-                return message.get("result")
-            raise self._error(message)
+                result = self._invoke(event, request_id, invoked_arn or self.function_arn)
+            except FunctionError as error:
+                return Outcome(request_id, error=error, output=self._take_output())
+            return Outcome(request_id, result=result, output=self._take_output())
+
+    def _take_output(self) -> bytes:
+        """What the worker printed since the last call, given to the console too; b"" when not capturing."""
+        if self._output is None:
+            return b""
+        if self._worker is not None:
+            self._worker.drain()
+        output, self._output[:] = bytes(self._output), b""
+        for line in output.decode("utf-8", "replace").splitlines():
+            self._console(line)
+        return output
+
+    def _invoke(self, event: Any, request_id: str, invoked_arn: str) -> Any:
+        if self._closed:
+            raise FunctionCrash("Runtime.Closed", "the function runner is shut down")
+        worker = self._current_worker()
+        deadline = time.monotonic() + self.timeout
+        request = {
+            "event": event,
+            "requestId": request_id,
+            "deadlineMs": int(time.time() * 1000) + self.timeout * 1000,
+            "invokedFunctionArn": invoked_arn,
+        }
+        try:
+            worker.send(request)
+            message = worker.receive(deadline)
+        except TimeoutError:
+            self._discard()
+            raise FunctionTimeout(
+                "Sandbox.Timedout",
+                f"RequestId: {request_id} Error: Task timed out after {self.timeout:.2f} seconds",
+            ) from None
+        except OSError:
+            message = None
+        except FunctionCrash:
+            self._discard()
+            raise
+        if message is None:
+            returncode = self._discard()
+            raise FunctionCrash(
+                "Runtime.ExitError",
+                f"RequestId: {request_id} Error: Runtime exited with error: {describe_exit(returncode)}",
+            )
+        if message.get("fatal"):
+            self._discard()
+        if message.get("type") == "result":
+            return message.get("result")
+        raise self._error(message)
 
     def close(self) -> None:
         """Stop the worker (and anything it started). The runner refuses invocations afterwards."""
@@ -282,9 +372,10 @@ class FunctionRunner:
             source=self.source,
             code_dirs=self.code_dirs,
             environment=self.environment,
+            version=self.version,
         )
         try:
-            worker = _Worker(self.command, environment, self.source)
+            worker = _Worker(self.command, environment, self.source, self._output)
         except OSError as error:
             raise FunctionCrash("Runtime.StartError", f"cannot start {self.command[0]}: {error}") from None
         self._starting = worker

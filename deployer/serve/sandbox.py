@@ -98,17 +98,20 @@ def lambda_environment(
     code_dirs: Sequence[Path],
     environment: Mapping[str, str],
     base: Mapping[str, str] | None = None,
+    version: str = "$LATEST",
 ) -> dict[str, str]:
-    """The worker's environment: Lambda's variables plus the function's own, not the caller's shell."""
+    """The worker's environment: Lambda's variables plus the function's own, not the caller's shell.
+
+    `version` is the published version the worker runs (the local cloud runs each one apart), else $LATEST."""
     base = os.environ if base is None else base
     variables = {name: base[name] for name in PASSTHROUGH_VARIABLES if name in base}
     variables.setdefault("LANG", "C.UTF-8")
     import_path = [str(source), *(str(folder) for folder in code_dirs)]
-    log_stream = time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime()) + uuid.uuid4().hex
+    log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{version}]" + uuid.uuid4().hex
     variables.update(
         {
             "AWS_LAMBDA_FUNCTION_NAME": function_name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_VERSION": version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
