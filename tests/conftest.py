@@ -26,6 +26,7 @@ from deployer.aws import Aws
 from deployer.build import build
 from deployer.config import load_config
 from deployer.context import Artifact, Connection, Run
+from deployer.local.patches import install_lambda_fixes
 from deployer.state import store_for
 from tests.account import Account
 from tests.lambda_invoke import LambdaInvoke
@@ -83,6 +84,7 @@ def only_the_managed_policy_we_use() -> Iterator[None]:
 def aws_account(lambda_invoke: LambdaInvoke) -> Iterator[Account]:
     """An in-process emulated account, with AWS's managed policies (the basic logging one is attached), whose
     Lambda Invoke really runs the function."""
+    install_lambda_fixes()
     with mock_aws(config={"iam": {"load_aws_managed_policies": True}}):
         yield Account(boto3.Session(region_name=REGION))
 

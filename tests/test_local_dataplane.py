@@ -1,4 +1,5 @@
-"""The local cloud's data plane, in-process: API Gateway's routing, refusals and permission check over moto."""
+"""The local cloud's data plane, in-process: API Gateway's routing, refusals and permission check over moto,
+and the alias it calls: the version the alias (or its canary weight) picks runs with its own code and configuration."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -21,11 +23,12 @@ from deployer.local.dataplane import (
     Request,
     ResourceSpec,
     arn_like,
-    install_snapshots,
     match_resource,
     policy_allows,
+    routed_version,
 )
 from deployer.local.emulator import Emulator
+from deployer.local.patches import install_lambda_fixes, install_snapshots
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -117,27 +120,41 @@ def test_a_deny_wins_and_no_policy_allows_nothing() -> None:
 @pytest.fixture
 def account() -> Iterator[dict[str, Any]]:
     install_snapshots()
+    install_lambda_fixes()
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         yield {name: session.client(name) for name in ("iam", "lambda", "apigateway")}
 
 
-def make_function(clients: dict[str, Any], code: str = ECHO, name: str = "echo") -> str:
+def zipped(files: dict[str, str]) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name, text in files.items():
+            bundle.writestr(name, text)
+    return archive.getvalue()
+
+
+def make_function(
+    clients: dict[str, Any], code: str = ECHO, name: str = "echo", alias: str | None = "test", **configuration: Any
+) -> str:
+    """A function, its code published as version 1 behind `alias`, as `up` leaves it; the ARN an integration
+    calls: the alias's (None: the unqualified function's)."""
     assume = {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
     trust = {"Version": "2012-10-17", "Statement": [assume]}
     role = clients["iam"].create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr("main.py", code)
     created = clients["lambda"].create_function(
         FunctionName=name,
         Runtime="python3.13",
         Role=role["Role"]["Arn"],
         Handler="main.handler",
-        Code={"ZipFile": archive.getvalue()},
+        Code={"ZipFile": zipped({"main.py": code})},
         Timeout=5,
+        **configuration,
     )
-    return created["FunctionArn"]
+    if alias is None:
+        return created["FunctionArn"]
+    version = clients["lambda"].publish_version(FunctionName=name)["Version"]
+    return clients["lambda"].create_alias(FunctionName=name, Name=alias, FunctionVersion=version)["AliasArn"]
 
 
 def put_lambda_proxy(
@@ -169,9 +186,11 @@ def wire(
     return api_id, ids
 
 
-def allow(clients: dict[str, Any], api_id: str, function: str = "echo") -> None:
+def allow(clients: dict[str, Any], api_id: str, function: str = "echo", qualifier: str | None = "test") -> None:
+    """What `up` grants: this API, any stage and method, may invoke the alias (None: the unqualified function)."""
     clients["lambda"].add_permission(
         FunctionName=function,
+        **({"Qualifier": qualifier} if qualifier else {}),
         StatementId="apigateway",
         Action="lambda:InvokeFunction",
         Principal="apigateway.amazonaws.com",
@@ -236,23 +255,48 @@ def test_a_method_is_the_exact_verb_or_any(account: dict[str, Any], dataplane: D
 def test_without_permission_the_api_answers_internal_server_error(
     account: dict[str, Any], dataplane: DataPlane
 ) -> None:
-    """The guide's 'not functional yet' step: deployed, but the function's policy does not let the API in."""
-    api_id, _ = wire(account, make_function(account))
+    """The guide's 'not functional yet' step: deployed, but the alias's policy does not let the API in."""
+    alias_arn = make_function(account)
+    api_id, _ = wire(account, alias_arn)
     account["apigateway"].create_deployment(restApiId=api_id, stageName="test")
     refused = refusal(dataplane, get(api_id))
     assert (refused.status, refused.body) == (500, b'{"message": "Internal server error"}')
     assert "Invalid permissions on Lambda function" in refused.reason
 
-    other_api, _ = wire(account, "arn:aws:lambda:us-east-1:123456789012:function:echo")
+    other_api, _ = wire(account, alias_arn)
     allow(account, other_api)  # a permission for another API does not count
     assert refusal(dataplane, get(api_id)).status == 500
-    allow_statement = {"FunctionName": "echo", "StatementId": "mine", "Action": "lambda:InvokeFunction"}
     account["lambda"].add_permission(
-        **allow_statement,
+        FunctionName="echo",
+        Qualifier="test",
+        StatementId="mine",
+        Action="lambda:InvokeFunction",
         Principal="apigateway.amazonaws.com",
         SourceArn=f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*/*",
     )
     assert dataplane.resolve(get(api_id)).function.function_name == "echo"
+
+
+def test_a_grant_counts_only_for_the_arn_it_is_on(account: dict[str, Any], dataplane: DataPlane) -> None:
+    """Lambda keeps a policy per alias besides the function's own: the alias's lets the API invoke the alias,
+    the function's lets it invoke the function unqualified, and neither stands in for the other."""
+    alias_arn = make_function(account)
+    calls_alias, _ = wire(account, alias_arn)
+    calls_function, _ = wire(account, alias_arn.removesuffix(":test"))
+    for api_id in (calls_alias, calls_function):
+        account["apigateway"].create_deployment(restApiId=api_id, stageName="test")
+
+    allow(account, calls_alias, qualifier=None)  # on the function: not in the alias's policy
+    refused = refusal(dataplane, get(calls_alias))
+    assert refused.status == 500 and f"{alias_arn} has no resource policy" in refused.reason
+    allow(account, calls_alias, qualifier="test")
+    assert dataplane.resolve(get(calls_alias)).target.invoked_arn == alias_arn
+
+    allow(account, calls_function, qualifier="test")  # on the alias: not in the function's policy
+    refused = refusal(dataplane, get(calls_function))
+    assert refused.status == 500 and f"{calls_function}/*/*" not in refused.reason
+    allow(account, calls_function, qualifier=None)
+    assert dataplane.resolve(get(calls_function)).target.version == "$LATEST"
 
 
 def test_an_integration_that_is_not_a_lambda_proxy_is_an_internal_server_error(
@@ -286,7 +330,7 @@ def test_a_stage_serves_what_was_deployed_until_the_next_deployment(
     assert dataplane.resolve(get(api_id, "/a/b")).parameters == {"proxy": "a/b"}
 
 
-def test_the_request_runs_the_code_the_function_holds(account: dict[str, Any], dataplane: DataPlane) -> None:
+def test_the_request_runs_the_code_the_alias_points_at(account: dict[str, Any], dataplane: DataPlane) -> None:
     api_id, _ = wire(account, make_function(account), paths=("/", "/{proxy+}"))
     allow(account, api_id)
     account["apigateway"].create_deployment(restApiId=api_id, stageName="test")
@@ -296,6 +340,7 @@ def test_the_request_runs_the_code_the_function_holds(account: dict[str, Any], d
     assert status == 200, body
     assert ("Content-Type", "application/json") in headers
     assert any(name == "x-amzn-RequestId" for name, _ in headers)
+    assert not any(name.lower() == "x-amz-executed-version" for name, _ in headers)  # API Gateway does not say
     assert json.loads(body) == {
         "resource": "/{proxy+}",
         "path": "/some/deep/path",
@@ -308,12 +353,85 @@ def test_the_request_runs_the_code_the_function_holds(account: dict[str, Any], d
     }
     assert json.loads(dataplane.answer(get(api_id))[2])["resource"] == "/"
 
-    # New code: a new worker runs it; a function that raises is API Gateway's 502.
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr("main.py", "def handler(event, context):\n    raise RuntimeError('boom')\n")
-    account["lambda"].update_function_code(FunctionName="echo", ZipFile=archive.getvalue())
+    # New code in $LATEST is not served; published and behind the alias, it is: a function that raises is a 502.
+    functions = account["lambda"]
+    functions.update_function_code(FunctionName="echo", ZipFile=zipped({"main.py": RAISES}))
+    assert dataplane.answer(get(api_id))[0] == 200
+    version = functions.publish_version(FunctionName="echo")["Version"]
+    functions.update_alias(FunctionName="echo", Name="test", FunctionVersion=version)
     assert dataplane.answer(get(api_id))[0::2] == (502, b'{"message": "Internal server error"}')
+
+
+RAISES = "def handler(event, context):\n    raise RuntimeError('boom')\n"
+RELEASE = (
+    "import json, os\n"
+    "def handler(event, context):\n"
+    "    seen = {'page': PAGE, 'memory': context.memory_limit_in_mb, 'version': context.function_version,\n"
+    "            'invoked': context.invoked_function_arn, 'greeting': os.environ.get('GREETING'),\n"
+    "            'mode': os.environ.get('MODE')}\n"
+    "    return {'statusCode': 200, 'body': json.dumps(seen)}\n"
+)
+
+
+def test_each_version_runs_its_own_code_and_configuration(account: dict[str, Any], dataplane: DataPlane) -> None:
+    """The rename: version 1 is main.py, 128 MB, GREETING; version 2 is app.py, 256 MB, MODE. Whichever the
+    alias points at runs as it was published, whatever $LATEST holds since."""
+    functions = account["lambda"]
+    alias_arn = make_function(
+        account, "PAGE = 'one'\n" + RELEASE, MemorySize=128, Environment={"Variables": {"GREETING": "hello"}}
+    )
+    functions.update_function_code(FunctionName="echo", ZipFile=zipped({"app.py": "PAGE = 'two'\n" + RELEASE}))
+    functions.update_function_configuration(
+        FunctionName="echo", Handler="app.handler", MemorySize=256, Environment={"Variables": {"MODE": "new"}}
+    )
+    assert functions.publish_version(FunctionName="echo")["Version"] == "2"
+    functions.update_function_code(FunctionName="echo", ZipFile=zipped({"app.py": RAISES}))  # $LATEST moves on
+    api_id, _ = wire(account, alias_arn)
+    allow(account, api_id)
+    account["apigateway"].create_deployment(restApiId=api_id, stageName="test")
+
+    def served() -> dict[str, Any]:
+        status, _, body = dataplane.answer(get(api_id))
+        assert status == 200, body
+        return json.loads(body)
+
+    one = {"page": "one", "memory": 128, "version": "1", "invoked": alias_arn, "greeting": "hello", "mode": None}
+    two = {"page": "two", "memory": 256, "version": "2", "invoked": alias_arn, "greeting": None, "mode": "new"}
+    assert served() == one
+    functions.update_alias(FunctionName="echo", Name="test", FunctionVersion="2")
+    assert served() == two
+    functions.update_alias(FunctionName="echo", Name="test", FunctionVersion="1")  # a rollback
+    assert served() == one
+
+
+def test_an_alias_routes_its_canary_share_by_the_draw() -> None:
+    """AdditionalVersionWeights is the extra version's share: a draw under it runs that version."""
+    alias = SimpleNamespace(function_version="1", routing_config={"AdditionalVersionWeights": {"2": 0.3}})
+    assert routed_version(alias, lambda: 0.0) == "2"
+    assert routed_version(alias, lambda: 0.2999) == "2"
+    assert routed_version(alias, lambda: 0.3) == "1"
+    assert routed_version(alias, lambda: 0.9999) == "1"
+    assert routed_version(SimpleNamespace(function_version="4", routing_config=None), lambda: 0.0) == "4"
+    empty = SimpleNamespace(function_version="4", routing_config={"AdditionalVersionWeights": {}})
+    assert routed_version(empty, lambda: 0.0) == "4"
+
+
+def test_version_numbers_are_never_reused(account: dict[str, Any]) -> None:
+    """moto would publish "2" again after version 2 is deleted; Lambda goes on from the highest ever published."""
+    functions = account["lambda"]
+    make_function(account, alias=None)
+    assert functions.publish_version(FunctionName="echo")["Version"] == "1"
+    functions.update_function_configuration(FunctionName="echo", MemorySize=256)
+    assert functions.publish_version(FunctionName="echo")["Version"] == "2"
+    assert functions.publish_version(FunctionName="echo")["Version"] == "2"  # nothing changed: the same version
+    functions.delete_function(FunctionName="echo", Qualifier="2")
+    assert functions.publish_version(FunctionName="echo")["Version"] == "3"  # $LATEST differs from 1: a new one
+    functions.delete_function(FunctionName="echo", Qualifier="1")
+    functions.delete_function(FunctionName="echo", Qualifier="3")
+    functions.update_function_configuration(FunctionName="echo", MemorySize=512)
+    assert functions.publish_version(FunctionName="echo")["Version"] == "4"
+    listed = functions.list_versions_by_function(FunctionName="echo")["Versions"]
+    assert [(item["Version"], item["MemorySize"]) for item in listed] == [("$LATEST", 512), ("4", 512)]
 
 
 def test_a_body_over_api_gateways_limit_is_413_request_too_long(dataplane: DataPlane) -> None:

@@ -5,29 +5,34 @@ backends, the way API Gateway resolves it against the deployed configuration (ne
 
     stage -> its deployment -> resource (exact path first, then `{param}`, then `{proxy+}`)
           -> method (the exact verb, else ANY) -> integration (AWS_PROXY, POST, a Lambda invocation URI)
-          -> function (its resource policy must let this API invoke it) -> the code the function holds
+          -> the function, version or alias it names (the resource policy of exactly that ARN must let
+             this API invoke it) -> the version that runs: an alias's, or the one its routing weights pick
+          -> that version's own code and configuration
 
 What is not wired gets API Gateway's answers (deployer/gateway/answers.py): 403 `Missing Authentication
 Token` for no such API, stage, resource or method; 500 `Internal server error` for an integration that
 cannot be invoked or a function whose policy does not allow this API (the reason goes to the emulator's
 log, as it would to CloudWatch); 502 when the function fails or answers something API Gateway cannot map.
 
-moto's Deployment objects do not record the API they deployed, so `install_snapshots` wraps moto's
-CreateDeployment to keep a copy of the wiring (resources, methods, integrations) with each
+moto's Deployment objects do not record the API they deployed, so patches.install_snapshots wraps
+moto's CreateDeployment to keep a copy of the wiring (resources, methods, integrations) with each
 deployment: like API Gateway, a stage keeps serving what was deployed until the next deployment.
 
 The function runs through `deployer serve`'s workers (FunctionRunner): the deployed zip is unpacked
-once per CodeSha256 into a cache folder, and one warm runner is kept per function, code and
-configuration; a runner whose function changed or disappeared is closed.
+once per CodeSha256 into a cache folder, and one warm runner is kept per version ($LATEST, 1, 2 ...),
+code and configuration; a runner whose version changed or disappeared is closed. Lambda Invoke
+(invoke.py) runs functions through the same runners.
 """
 
 from __future__ import annotations
 
 import io
+import random
 import re
 import shutil
 import tempfile
 import threading
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +60,7 @@ from deployer.gateway.integration import (
     execute_api_arn,
 )
 from deployer.gateway.proxy import build_event
-from deployer.serve.runner import FunctionRunner
+from deployer.serve.runner import FunctionRunner, Outcome
 from deployer.serve.sandbox import interpreter_note
 
 Console = Callable[[str], None]
@@ -144,27 +149,6 @@ def snapshot(api: Any) -> tuple[ResourceSpec, ...]:
     return tuple(resources)
 
 
-_installed = False
-
-
-def install_snapshots() -> None:
-    """Make every CreateDeployment keep a copy of the wiring it deploys (moto's Deployment does not)."""
-    global _installed
-    if _installed:
-        return
-    from moto.apigateway.models import RestAPI
-
-    original = RestAPI.create_deployment
-
-    def create_deployment(self: Any, *arguments: Any, **keywords: Any) -> Any:
-        deployment = original(self, *arguments, **keywords)
-        setattr(deployment, SNAPSHOT_ATTRIBUTE, snapshot(self))
-        return deployment
-
-    RestAPI.create_deployment = create_deployment  # type: ignore[method-assign]
-    _installed = True
-
-
 # Finding things in moto's backends.
 
 
@@ -186,13 +170,21 @@ def find_rest_api(api_id: str) -> tuple[str, str, Any] | None:
     return None
 
 
-def find_function(account: str, region: str, name: str, qualifier: str | None) -> Any | None:
+def _lambda_backend(account: str, region: str) -> Any | None:
     from moto.awslambda.models import lambda_backends
 
     if account not in dict.keys(lambda_backends) or region not in dict.keys(lambda_backends[account]):
         return None
+    return lambda_backends[account][region]
+
+
+def find_function(account: str, region: str, name: str, qualifier: str | None) -> Any | None:
+    """moto's function object for $LATEST, a version, or the version an alias points at (its primary one)."""
+    backend = _lambda_backend(account, region)
+    if backend is None:
+        return None
     try:
-        return lambda_backends[account][region].get_function(name, qualifier)
+        return backend.get_function(name, qualifier)
     except Exception:  # moto's UnknownFunctionException and friends: there is no such function
         return None
 
@@ -202,6 +194,51 @@ def function_exists(arn: str) -> bool:
     if found is None:
         return False
     return find_function(found["account"], found["region"], found["name"], found["qualifier"]) is not None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one invocation of a function ARN runs, and whose resource policy decides who may invoke it."""
+
+    function: Any  # moto's LambdaFunction: $LATEST or a published version, each with its own code and configuration
+    version: str  # "$LATEST" or the number of the version that runs (Invoke's X-Amz-Executed-Version)
+    invoked_arn: str  # as the caller named it: unqualified, or qualified by a version or an alias
+    policy_arn: str  # the ARN whose policy applies: the invoked one, the unqualified one for $LATEST
+
+
+def routed_version(alias: Any, draw: Callable[[], float] | None = None) -> str:
+    """The version one invocation of the alias runs: each additional version gets its weight's share of
+    the invocations (RoutingConfig.AdditionalVersionWeights), the alias's own version the rest."""
+    weights = (alias.routing_config or {}).get("AdditionalVersionWeights") or {}
+    chance = (draw or random.random)()  # looked up per call: a test may seed or replace it
+    for version, weight in weights.items():
+        if chance < float(weight):
+            return str(version)
+        chance -= float(weight)
+    return str(alias.function_version)
+
+
+def resolve_target(account: str, region: str, name: str, qualifier: str | None) -> Target | None:
+    """What invoking `name` with `qualifier` (None, $LATEST, a version number or an alias) runs; None when the
+    function, the version or the alias does not exist. An alias picks its version anew for each call."""
+    latest = find_function(account, region, name, None)
+    backend = _lambda_backend(account, region)
+    if latest is None or backend is None:
+        return None
+    unqualified = latest.function_arn
+    version = qualifier or "$LATEST"
+    if version != "$LATEST" and not version.isdigit():
+        try:
+            alias = backend.get_alias(version, name)
+        except Exception:  # moto's UnknownAliasException: no such alias
+            return None
+        version = routed_version(alias)
+    function = find_function(account, region, name, version)
+    if function is None:
+        return None
+    invoked = f"{unqualified}:{qualifier}" if qualifier else unqualified
+    policy_arn = unqualified if qualifier in (None, "$LATEST") else invoked
+    return Target(function, str(function.version), invoked, policy_arn)
 
 
 # Matching a request like API Gateway.
@@ -304,8 +341,20 @@ def _conditions_hold(statement: Mapping[str, Any], context: Mapping[str, str]) -
     return True, ""
 
 
-def policy_allows(statements: Sequence[Mapping[str, Any]], source_arn: str, account: str) -> tuple[bool, str]:
-    """Whether the policy lets API Gateway invoke the function for a request from `source_arn`, and why not."""
+def policy_allows(
+    statements: Sequence[Mapping[str, Any]], source_arn: str, account: str, resource: str | None = None
+) -> tuple[bool, str]:
+    """Whether the policy lets API Gateway invoke the function for a request from `source_arn`, and why not.
+
+    With `resource` (the invoked ARN; unqualified for $LATEST), only that ARN's statements count: Lambda keeps
+    one policy per alias or version besides the function's own, where moto keeps every statement in one
+    list, each naming its Resource. A grant on the function does not let anyone invoke its alias."""
+    if resource is not None:
+        statements = [
+            statement
+            for statement in statements
+            if any(arn_like(str(item), resource) for item in _as_list(statement.get("Resource")))
+        ]
     context = {"aws:sourcearn": source_arn, "aws:sourceaccount": account}
     allowed, reasons = False, []
     for statement in statements:
@@ -321,7 +370,7 @@ def policy_allows(statements: Sequence[Mapping[str, Any]], source_arn: str, acco
     if allowed:
         return True, ""
     if not statements:
-        return False, "the function has no resource policy"
+        return False, f"{resource or 'the function'} has no resource policy"
     return False, "; ".join(reasons) or f"no statement lets {APIGATEWAY_PRINCIPAL} invoke it"
 
 
@@ -339,7 +388,11 @@ class Invocation:
     resource: ResourceSpec
     parameters: dict[str, str]
     stage_variables: dict[str, str]
-    function: Any
+    target: Target
+
+    @property
+    def function(self) -> Any:
+        return self.target.function
 
 
 @dataclass
@@ -350,18 +403,31 @@ class _Warm:
 
 @dataclass
 class Functions:
-    """Warm runners for the emulated functions, and their unpacked code (one folder per CodeSha256)."""
+    """Warm runners for the emulated functions' versions, and their unpacked code (one folder per CodeSha256)."""
 
     cache: Path
     console: Console
     _runners: dict[str, _Warm] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def run(self, function: Any, event: Any, invoked_arn: str | None = None, request_id: str | None = None) -> Outcome:
+        """One invocation of this version ($LATEST or a published one) with its own code and configuration.
+
+        Finding (or starting) the runner is part of the invocation: a runtime this machine lacks, a zip that
+        does not unpack or a function without code fails it, as a bad deployment would."""
+        request_id = request_id or str(uuid.uuid4())
+        try:
+            runner = self.runner(function)
+        except FunctionError as error:
+            return Outcome(request_id, error=error)
+        return runner.run(event, invoked_arn, request_id)
+
     def runner(self, function: Any) -> FunctionRunner:
         code_sha = hex_sha256(function.code_sha_256 or "")
         if not code_sha or not function.code_bytes:
-            raise server_error(
-                f"function {function.function_name} holds no code (package type {function.package_type})"
+            raise FunctionError(
+                "Runtime.InvalidCode",
+                f"function {function.function_name} holds no code (package type {function.package_type})",
             )
         environment = {str(key): str(value) for key, value in (function.environment_vars or {}).items()}
         key = (
@@ -372,7 +438,7 @@ class Functions:
             int(function.memory_size),
             tuple(sorted(environment.items())),
         )
-        arn = function.function_arn
+        arn = function.function_arn  # qualified for a published version: each version its own runner
         with self._lock:
             warm = self._runners.get(arn)
             if warm is not None and warm.key == key:
@@ -394,6 +460,8 @@ class Functions:
                     region=function.region,
                     account_id=function.account_id,
                     console=self.console,
+                    version=str(function.version),
+                    capture_output=True,  # Lambda Invoke's LogType Tail returns what one invocation printed
                 )
                 note = interpreter_note(runner.runtime)
             except DeployerError as error:  # a runtime this machine cannot run
@@ -401,7 +469,7 @@ class Functions:
             if note:
                 self.console(f"{function.function_name}: {note}")
             for gone in [other for other in self._runners if not function_exists(other)]:
-                self.console(f"{gone}: the function is gone; stopping its worker")
+                self.console(f"{gone}: the function or version is gone; stopping its worker")
                 self._runners.pop(gone).runner.close()
             self._runners[arn] = _Warm(key, runner)
             return runner
@@ -485,7 +553,7 @@ class DataPlane:
             )
         if method.api_key_required:
             raise Refusal(FORBIDDEN, "the method requires an API key")
-        function = self._function(account, region, request, resource, method, dict(stage.variables or {}))
+        target = self._target(account, region, request, resource, method, dict(stage.variables or {}))
         return Invocation(
             account=account,
             region=region,
@@ -494,10 +562,10 @@ class DataPlane:
             resource=resource,
             parameters=parameters,
             stage_variables=dict(stage.variables or {}),
-            function=function,
+            target=target,
         )
 
-    def _function(
+    def _target(
         self,
         account: str,
         region: str,
@@ -505,7 +573,7 @@ class DataPlane:
         resource: ResourceSpec,
         method: MethodSpec,
         stage_variables: Mapping[str, str],
-    ) -> Any:
+    ) -> Target:
         where = f"{method.http_method} {resource.path}"
         integration = method.integration
         if integration is None:
@@ -519,17 +587,17 @@ class DataPlane:
             raise server_error(f"{where}: integration URI {uri!r} does not name a Lambda function")
         if (integration.http_method or "").upper() != "POST":
             raise server_error(f"{where}: Lambda is invoked with POST, the integration uses {integration.http_method}")
-        function = find_function(
+        found = resolve_target(
             function_arn.group("account"),
             function_arn.group("region"),
             function_arn.group("name"),
             function_arn.group("qualifier"),
         )
-        if function is None:
+        if found is None:
             raise server_error(f"Execution failed: function {target.group('function')} does not exist")  # type: ignore[union-attr]
         if integration.credentials:
             self.console(f"note: {where} invokes with role {integration.credentials}; its IAM policy is not checked")
-            return function
+            return found
         source_arn = execute_api_arn(
             function_arn.group("partition"),
             region,
@@ -537,13 +605,13 @@ class DataPlane:
             request.api_id,
             f"{request.stage}/{request.method.upper()}/{request.path.lstrip('/')}",
         )
-        allowed, reason = policy_allows(function.policy.statements, source_arn, account)
+        allowed, reason = policy_allows(found.function.policy.statements, source_arn, account, found.policy_arn)
         if not allowed:
             raise server_error(
                 "Execution failed due to configuration error: Invalid permissions on Lambda function "
-                f"{function.function_name} for {source_arn}: {reason}"
+                f"{found.function.function_name} for {source_arn}: {reason}"
             )
-        return function
+        return found
 
     def answer(self, request: Request) -> Response:
         """The HTTP answer to one data-plane request; never raises for what a client sends."""
@@ -573,21 +641,20 @@ class DataPlane:
         event["pathParameters"] = invocation.parameters or None
         event["stageVariables"] = invocation.stage_variables or None
         event["requestContext"]["resourceId"] = invocation.resource.id
-        function = invocation.function
+        target = invocation.target
+        if target.invoked_arn != target.function.function_arn:  # an alias: which version its routing picked
+            self.console(f"{request.method} {request.path}: {target.invoked_arn} runs version {target.version}")
 
         def invoke(event: dict[str, Any]) -> Any:
-            # Finding (or starting) the runner is part of the invocation: a runtime this machine
-            # lacks or a zip that does not unpack fails the function (502), as a bad deployment would.
-            return self.functions.runner(function).invoke(event)
+            outcome = self.functions.run(target.function, event, target.invoked_arn)
+            if outcome.error is not None:
+                raise outcome.error
+            return outcome.result
 
         def report(reason: str, details: Sequence[str]) -> None:
-            self.console("\n    ".join([f"{function.function_name}: {reason}", *details]))
+            self.console("\n    ".join([f"{target.invoked_arn} (version {target.version}): {reason}", *details]))
 
-        try:
-            return answer_from_function(invoke, event, report)
-        except Refusal as refusal:  # the function holds no code
-            self.console(f"{request.method} {request.path}: {refusal.reason}")
-            return refusal.response()
+        return answer_from_function(invoke, event, report)
 
     def close(self) -> None:
         self.functions.close()

@@ -9,6 +9,7 @@ signed by boto3) to moto's `DomainDispatcherApplication`, unchanged:
 - `POST /_deployer/shutdown` (with the header `X-Deployer-Shutdown: yes`, which a web page cannot
   send without a CORS preflight): stop serving, close the function workers, delete the unpacked code.
 
+moto's own differences from AWS that a deployment can see are mended at start (patches.py).
 SIGTERM and SIGINT stop it the same way. Run it with `python -m deployer.local --port N`; `deployer
 local start` does that, detached (control.py).
 """
@@ -164,7 +165,7 @@ def run(host: str, port: int) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug import serving
 
-    from deployer.local.dataplane import install_snapshots
+    from deployer.local.patches import install_local_cloud
 
     class RequestHandler(MotoRequestHandler):
         """moto's handler; the access log keeps AWS API calls only (data-plane requests log their own line)."""
@@ -174,7 +175,7 @@ def run(host: str, port: int) -> int:
                 super().log_request(code, size)
 
     serving._log_add_style = False  # a log file, not a terminal: no colours
-    install_snapshots()
+    install_local_cloud()
     dataplane = DataPlane(code_cache(port), console)
     emulator = Emulator(DomainDispatcherApplication(create_backend_app), dataplane, port)
     try:

@@ -1,0 +1,156 @@
+"""Where moto differs from AWS in ways a deployment can see, mended here, in one place.
+
+Each `install_*` patches moto's classes once per process (calling it again does nothing):
+
+- install_snapshots: moto's Deployment does not record the wiring it deployed; API Gateway serves
+  what was deployed until the next deployment, so each CreateDeployment keeps a copy (dataplane.py reads it).
+- install_lambda_fixes: moto numbers a new version `len(versions) + 1`, so after DeleteFunction(Qualifier=1)
+  the next PublishVersion answers "2" again, a number already taken; Lambda never reuses one. It also
+  decides "nothing changed, no new version" from a flag that deleting versions leaves stale, and lets a
+  version share mutable configuration with $LATEST. The emulator and the in-process test account both
+  install it.
+- install_qualified_policies: moto keeps one resource policy per function and ignores the Qualifier of
+  GetPolicy and RemovePermission; Lambda keeps one per qualifier (alias or version) besides the function's
+  own. moto does record each statement's Resource (the alias ARN for AddPermission with a Qualifier), so
+  GetPolicy and RemovePermission are made to see only the statements of the ARN they name. The local cloud
+  installs it; the in-process test account does not (its tests read moto's single policy).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from deployer.local.dataplane import SNAPSHOT_ATTRIBUTE, snapshot
+
+PUBLISHED = "deployer_highest_version"  # kept in moto's per-function record: the highest number ever published
+
+_installed: set[str] = set()
+
+
+def _once(name: str) -> bool:
+    """True the first time `name` is asked for in this process."""
+    if name in _installed:
+        return False
+    _installed.add(name)
+    return True
+
+
+def install_local_cloud() -> None:
+    """Everything the emulator process needs, before it serves its first request."""
+    install_snapshots()
+    install_lambda_fixes()
+    install_qualified_policies()
+
+
+def install_snapshots() -> None:
+    """Make every CreateDeployment keep a copy of the wiring it deploys (moto's Deployment does not)."""
+    if not _once("snapshots"):
+        return
+    from moto.apigateway.models import RestAPI
+
+    original = RestAPI.create_deployment
+
+    def create_deployment(self: Any, *arguments: Any, **keywords: Any) -> Any:
+        deployment = original(self, *arguments, **keywords)
+        setattr(deployment, SNAPSHOT_ATTRIBUTE, snapshot(self))
+        return deployment
+
+    RestAPI.create_deployment = create_deployment  # type: ignore[method-assign]
+
+
+def release_of(function: Any) -> tuple[Any, ...]:
+    """What a published version snapshots of $LATEST: its code and the configuration that runs it."""
+    return (
+        function.code_sha_256,
+        function.handler,
+        function.run_time,
+        function.memory_size,
+        function.timeout,
+        function.role,
+        json.dumps(function.environment_vars or {}, sort_keys=True),
+        tuple(function.architectures),
+        json.dumps(function.layers, sort_keys=True, default=str),
+    )
+
+
+def install_lambda_fixes() -> None:
+    """PublishVersion as Lambda numbers and snapshots versions."""
+    if not _once("lambda"):
+        return
+    from moto.awslambda.models import LambdaStorage
+
+    def publish_version(self: Any, name_or_arn: str, description: str = "") -> Any:
+        """A new version numbered one past the highest ever published (deleted ones included), unless the
+        newest version already is $LATEST's code and configuration: then that one, as Lambda answers."""
+        latest = self.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
+        record = self._functions.get(latest.function_name)
+        if record is None or not record["latest"]:
+            return None
+        versions = record["versions"]
+        if versions and release_of(versions[-1]) == release_of(latest):
+            return versions[-1]
+        latest.code_or_config_updated = False
+        number = max([record.get(PUBLISHED, 0), *(int(item.version) for item in versions)]) + 1
+        record[PUBLISHED] = number
+        version = copy.copy(latest)
+        # copy.copy shares the dicts moto later changes in place on $LATEST (UpdateFunctionCode writes code["S3Key"]).
+        version.code = dict(latest.code)
+        version.environment_vars = dict(latest.environment_vars or {})
+        version.set_version(number)
+        if description:
+            version.description = description
+        versions.append(version)
+        self._arns[version.function_arn] = version
+        return version
+
+    LambdaStorage.publish_version = publish_version  # type: ignore[method-assign]
+
+
+def policy_resource(storage: Any, name_or_arn: str, qualifier: str | None) -> tuple[Any, str]:
+    """The function (moto's $LATEST object, which holds the one policy) and the ARN whose policy is meant:
+    `...:function:NAME:QUALIFIER`, or the unqualified ARN for no qualifier or $LATEST."""
+    if name_or_arn.startswith("arn:"):
+        _, name, named = storage.split_function_arn(name_or_arn)
+    else:
+        name, _, named = name_or_arn.partition(":")
+    qualifier = named or qualifier
+    storage.get_function_by_name_with_qualifier(name, qualifier)  # ResourceNotFound: no such version or alias
+    latest = storage.get_function_by_name_forbid_qualifier(name)
+    unqualified = latest.function_arn
+    return latest, unqualified if qualifier in (None, "$LATEST") else f"{unqualified}:{qualifier}"
+
+
+def install_qualified_policies() -> None:
+    """GetPolicy and RemovePermission see the policy of the qualifier they name, as Lambda keeps them."""
+    if not _once("policies"):
+        return
+    from moto.awslambda.exceptions import GenericResourcNotFound, UnknownPolicyException
+    from moto.awslambda.models import LambdaBackend
+    from moto.awslambda.responses import LambdaResponse
+
+    def get_policy(self: Any, function_name: str, qualifier: str | None = None) -> str:
+        latest, resource = policy_resource(self._lambdas, function_name, qualifier)
+        statements = [item for item in latest.policy.statements if item.get("Resource") == resource]
+        if not statements:
+            raise GenericResourcNotFound()
+        policy = {"Version": "2012-10-17", "Id": "default", "Statement": statements}
+        return json.dumps({"Policy": json.dumps(policy), "RevisionId": latest.policy.revision})
+
+    def remove_permission(self: Any) -> Any:
+        from urllib.parse import unquote
+
+        function_name = unquote(self.path.split("/")[-3])
+        sid = unquote(self.path.split("/")[-1].split("?")[0])
+        qualifier = self.querystring.get("Qualifier", [None])[0]
+        latest, resource = policy_resource(self.backend._lambdas, function_name, qualifier)
+        statements = latest.policy.statements
+        found = next((item for item in statements if item.get("Sid") == sid and item.get("Resource") == resource), None)
+        if found is None:
+            raise UnknownPolicyException()
+        statements.remove(found)
+        return 204, {"status": 204}, "{}"
+
+    LambdaBackend.get_policy = get_policy  # type: ignore[method-assign]
+    LambdaResponse.remove_permission = remove_permission  # type: ignore[method-assign]
