@@ -1,25 +1,24 @@
-"""Lambda Invoke for in-process moto: the function version's own zip really runs, in `deployer serve`'s workers.
+"""Lambda Invoke for in-process moto: the local cloud's own Invoke (deployer/local/invoke.py) answers it.
 
 moto runs functions only in Docker, which this machine lacks; without this, `up`'s check before traffic
-could not run against `mock_aws`. A `before-send.lambda.Invoke` handler answers the request itself, in
-Lambda's own shape (200, the payload, `X-Amz-Function-Error` when the function failed), from the
-version or alias the request names; every other call still goes to moto.
+could not run against `mock_aws`. A `before-send` handler hands each Invoke request to the same code the
+local cloud's emulator answers it with (the version or alias it names really runs, in the data plane's
+warm workers) and returns that answer to botocore; every other call still goes to moto.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
-from deployer.gateway import FunctionError
-from deployer.local.dataplane import Functions, find_function
+from deployer.local.dataplane import Functions
+from deployer.local.invoke import FUNCTION_REFERENCE, INVOKE_PATH, answer_invoke
 from tests.faults import NOWHERE
 
 
@@ -28,10 +27,6 @@ class RawBody(io.BytesIO):
 
     def stream(self, **_: Any) -> Iterator[bytes]:
         yield self.getvalue()
-
-
-ACCOUNT = "123456789012"  # moto's default account
-INVOKE_PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 
 
 class LambdaInvoke:
@@ -43,29 +38,27 @@ class LambdaInvoke:
 
     def handle(self, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
         url = urlsplit(request.url)
-        found = INVOKE_PATH.search(url.path)
+        found = INVOKE_PATH.match(url.path)
         if event_name != "before-send.lambda.Invoke" or found is None or request.url == NOWHERE:
             return None  # not an Invoke, or a fault answered it already
-        query = dict(part.split("=", 1) for part in url.query.split("&") if "=" in part)
-        qualifier = unquote(query["Qualifier"]) if "Qualifier" in query else None
-        name = unquote(found["name"]).split(":")[-1] if ":" in unquote(found["name"]) else unquote(found["name"])
-        event = json.loads(request.body or b"null")
-        self.invocations.append((qualifier, event))
-        target = request.url
-        request.url = NOWHERE  # moto, which would try Docker, never sees it
-        region = url.hostname.split(".")[1] if url.hostname and url.hostname.startswith("lambda.") else "us-east-1"
-        function = find_function(ACCOUNT, region, name, qualifier)
-        headers = {"Content-Type": "application/json", "x-amzn-RequestId": "invoke-emulated"}
-        if function is None:
-            body = json.dumps({"Type": "User", "Message": f"Function not found: {name}:{qualifier}"}).encode()
-            headers["x-amzn-ErrorType"] = "ResourceNotFoundException"
-            return AWSResponse(target, 404, headers, RawBody(body))  # type: ignore[arg-type]
+        body = request.body or b""
+        body = body.encode() if isinstance(body, str) else bytes(body)
+        headers = {
+            name.lower(): (value.decode() if isinstance(value, bytes) else value)
+            for name, value in request.headers.items()
+        }
+        headers.setdefault("host", url.hostname or "")
+        reference = FUNCTION_REFERENCE.match(unquote(found["function"]))
+        qualifier = parse_qs(url.query).get("Qualifier", [None])[0] or (reference["qualifier"] if reference else None)
         try:
-            body = json.dumps(self.functions.runner(function).invoke(event)).encode()
-        except FunctionError as error:
-            headers["X-Amz-Function-Error"] = "Unhandled"
-            body = json.dumps(error.payload()).encode()
-        return AWSResponse(target, 200, headers, RawBody(body))  # type: ignore[arg-type]
+            self.invocations.append((qualifier, json.loads(body or b"null")))
+        except ValueError:
+            self.invocations.append((qualifier, body))
+        answer = answer_invoke(self.functions, url.path, url.query, headers, body, console=lambda line: None)
+        assert answer is not None, "INVOKE_PATH matched"
+        status, answer_headers, payload = answer
+        target, request.url = request.url, NOWHERE  # moto, which would try Docker, never sees it
+        return AWSResponse(target, status, dict(answer_headers), RawBody(payload))  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.functions.close()

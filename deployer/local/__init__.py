@@ -1,8 +1,10 @@
 """The local cloud: an embedded AWS emulator (moto, in-process) whose URLs really serve the deployed API.
 
 `deployer local start|stop|status` runs one background process on 127.0.0.1 (control.py) holding
-moto's emulation of the account (emulator.py) and the data plane of every deployed REST API at
-`http://127.0.0.1:{port}/restapis/{api id}/{stage}/_user_request_/{path}` (dataplane.py).
+moto's emulation of the account (emulator.py, with moto's differences from AWS mended in patches.py),
+Lambda Invoke, which really runs the version asked for (invoke.py), and the data plane of every
+deployed REST API at `http://127.0.0.1:{port}/restapis/{api id}/{stage}/_user_request_/{path}`
+(dataplane.py), which follows the stage's alias to the version it runs.
 `--local` on up/rollback/down/status/plan points a command at it (target.py).
 
 This module is imported by the CLI at start-up for option parsing: it must stay light (no moto,

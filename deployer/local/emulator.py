@@ -1,10 +1,12 @@
 """The emulator process: moto's own server app, with a small middleware in front of it.
 
-The middleware answers three kinds of paths itself and hands everything else (every AWS API call,
+The middleware answers four kinds of paths itself and hands everything else (every other AWS API call,
 signed by boto3) to moto's `DomainDispatcherApplication`, unchanged:
 
 - `/restapis/{api id}/{stage}/_user_request_/{path}`: the data plane of a deployed REST API
   (dataplane.py), the URL scheme LocalStack uses for the same thing;
+- `POST /2015-03-31/functions/{function}/invocations`: Lambda Invoke (invoke.py), which moto could only
+  answer with Docker; it runs the version in the data plane's warm workers;
 - `GET /_deployer/health`: `{"service": "deployer-local", "pid": ..., "port": ..., ...}`;
 - `POST /_deployer/shutdown` (with the header `X-Deployer-Shutdown: yes`, which a web page cannot
   send without a CORS preflight): stop serving, close the function workers, delete the unpacked code.
@@ -36,6 +38,7 @@ from deployer.gateway.proxy import MAX_REQUEST_BODY, forwarded_headers
 from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port
 from deployer.local.control import require_emulator
 from deployer.local.dataplane import DATA_PLANE_PATH, DataPlane, Request
+from deployer.local.invoke import INVOKE_PATH, MAX_PAYLOAD, answer_invoke
 from deployer.serve.plumbing import carries_body
 from deployer.serve.plumbing import stamped_console as console  # the log file gets the time of day
 
@@ -69,13 +72,13 @@ def request_headers(environ: dict[str, Any], port: int) -> list[tuple[str, str]]
     return forwarded_headers(headers, environ.get("REMOTE_ADDR", HOST), port)
 
 
-def read_body(environ: dict[str, Any]) -> bytes | None:
-    """The request body; None when it is over API Gateway's 10 MB."""
+def read_body(environ: dict[str, Any], limit: int = MAX_REQUEST_BODY) -> bytes | None:
+    """The request body; None when it is over `limit` (API Gateway's 10 MB)."""
     from werkzeug.wsgi import get_input_stream
 
     stream = get_input_stream(environ, safe_fallback=True)  # no length, not chunked: no body
-    body = stream.read(MAX_REQUEST_BODY + 1)
-    return None if len(body) > MAX_REQUEST_BODY else body
+    body = stream.read(limit + 1)
+    return None if len(body) > limit else body
 
 
 def _status_line(status: int) -> str:
@@ -105,9 +108,12 @@ class Emulator:
             console("shutdown requested")
             self.request_shutdown()
             return self._json(start_response, 202, {"stopping": True, "pid": os.getpid()})
-        matched = DATA_PLANE_PATH.match(raw_path(environ))
+        path = raw_path(environ)
+        matched = DATA_PLANE_PATH.match(path)
         if matched is not None:
             return self._data_plane(environ, start_response, matched)
+        if environ.get("REQUEST_METHOD") == "POST" and INVOKE_PATH.match(path):
+            return self._invoke(environ, start_response, path)
         return self.moto_app(environ, start_response)
 
     def health(self) -> dict[str, Any]:
@@ -147,6 +153,20 @@ class Emulator:
             headers.append(("Content-Length", str(len(payload))))
         start_response(_status_line(status), headers)
         return [payload] if with_body and method != "HEAD" else []
+
+    def _invoke(self, environ: dict[str, Any], start_response: Callable[..., Any], path: str) -> list[bytes]:
+        """Lambda Invoke, in Lambda's own shape (botocore parses it as it parses AWS's answer)."""
+        headers = {name.lower(): value for name, value in request_headers(environ, self.port)}
+        body = read_body(environ, MAX_PAYLOAD)  # None: too large, which answer_invoke refuses
+        answer = answer_invoke(
+            self.dataplane.functions, path, environ.get("QUERY_STRING", ""), headers, body, self.dataplane.console
+        )
+        assert answer is not None, "INVOKE_PATH matched"
+        status, response_headers, payload = answer
+        if carries_body(status):
+            response_headers = [*response_headers, ("Content-Length", str(len(payload)))]
+        start_response(_status_line(status), response_headers)
+        return [payload] if carries_body(status) else []
 
     @staticmethod
     def _json(start_response: Callable[..., Any], status: int, data: dict[str, Any]) -> list[bytes]:
