@@ -1,5 +1,8 @@
 """`deployer local` and `--local`, as a user runs them: the guide's story in a browser, on a local cloud.
 
+Releases run there as on AWS: each is a published version behind the stage's alias, checked by Lambda
+Invoke before the alias moves, and the API calls the alias (its canary share included).
+
 Every test here talks to a real emulator process on a free port (never 4566, so a user's own local
 cloud is left alone), started once for the module and reset between tests. The module's finalizer
 stops it, and kills it if it does not stop.
@@ -7,8 +10,10 @@ stops it, and kills it if it does not stop.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
+import math
 import os
 import signal
 import socket
@@ -26,9 +31,11 @@ import pytest
 from deployer.errors import UsageError
 from deployer.local import code_cache, control, log_path, pid_path
 from deployer.process import alive
+from tests.account import APP, Account
 from tests.browser import chromium_page
 from tests.conftest import REGION, run_deployer
 from tests.test_local_dataplane import put_lambda_proxy
+from tests.test_local_invoke import ARN, call, make_greeter
 
 MISSING_TOKEN = b'{"message":"Missing Authentication Token"}'
 INTERNAL_ERROR = b'{"message": "Internal server error"}'
@@ -109,6 +116,8 @@ def test_the_guides_story_in_a_browser(project: Path, local_cloud: str, tmp_path
     url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
     api_id = boto3.client("apigateway", endpoint_url=local_cloud, region_name=REGION).get_rest_apis()["items"][0]["id"]
     assert url == f"{local_cloud}/restapis/{api_id}/test/_user_request_/"
+    account = Account(boto3.Session(region_name=REGION), endpoint_url=local_cloud)
+    account.assert_stack("v1.0.0/example.zip")  # the API calls the alias `test`, which the grant is on
     assert "Hello world!" in chromium_page(url, profile)
     status, body, _ = fetch(f"{url}some/deep/path?x=1")  # the {proxy+} resource
     assert (status, body) == (200, b"<p>Hello world!</p>")
@@ -117,9 +126,11 @@ def test_the_guides_story_in_a_browser(project: Path, local_cloud: str, tmp_path
     main.write_text(main.read_text().replace("Hello world!", "Bonjour au monde!"))
     assert deployer_ok(project, "up", "--version", "1.0.1", "--local").strip() == url
     assert "Bonjour au monde!" in chromium_page(url, profile)
+    account.assert_stack("v1.0.1/example.zip")
 
     assert deployer_ok(project, "rollback", "1.0.0", "--local").strip() == url
     assert "Hello world!" in chromium_page(url, profile)
+    assert account.assert_stack("v1.0.0/example.zip")["alias"]["FunctionVersion"] == "1"
 
     status_json = json.loads(deployer_ok(project, "status", "--local", "--json"))
     assert (status_json["version"], status_json["base_url"]) == ("1.0.0", url)
@@ -145,18 +156,37 @@ def test_up_local_needs_no_aws_credentials_at_all(
     assert fetch(url)[:2] == (200, b"<p>Hello world!</p>")
 
 
-def test_the_api_answers_500_until_the_function_lets_it_in(project: Path, local_cloud: str) -> None:
-    """The guide's 'not functional yet' step: without the Lambda permission, API Gateway says 500."""
+def test_the_api_answers_500_until_the_alias_lets_it_in(project: Path, local_cloud: str) -> None:
+    """The guide's 'not functional yet' step: without the alias's permission, API Gateway says 500. The grant is
+    in the alias's own policy, as Lambda keeps it: the function's policy and its RemovePermission do not see it."""
     url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
     functions = boto3.client("lambda", endpoint_url=local_cloud, region_name=REGION)
-    functions.remove_permission(FunctionName="ServerlessExample", StatementId="deployer-apigateway-invoke")
+    [grant] = json.loads(functions.get_policy(FunctionName=APP, Qualifier="test")["Policy"])["Statement"]
+    alias_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{APP}:test"
+    assert (grant["Sid"], grant["Resource"]) == ("deployer-apigateway-test", alias_arn)
+    with pytest.raises(functions.exceptions.ResourceNotFoundException):
+        functions.get_policy(FunctionName=APP)  # the function's own policy: empty
+    with pytest.raises(functions.exceptions.ResourceNotFoundException):
+        functions.remove_permission(FunctionName=APP, StatementId="deployer-apigateway-test")
+    assert fetch(url)[:2] == (200, b"<p>Hello world!</p>")
+
+    functions.remove_permission(FunctionName=APP, StatementId="deployer-apigateway-test", Qualifier="test")
     status, body, headers = fetch(url)
     assert (status, body) == (500, INTERNAL_ERROR)
     assert headers["x-amzn-ErrorType"] == "InternalServerErrorException"
     log = log_path(int(local_cloud.rsplit(":", 1)[1])).read_text()
     assert "Invalid permissions on Lambda function ServerlessExample" in log
 
-    deployer_ok(project, "up", "--version", "1.0.0", "--local")  # puts the permission back, nothing else
+    functions.add_permission(  # a grant on the function does not let the API invoke the alias
+        FunctionName=APP,
+        StatementId="deployer-apigateway-test",
+        Action="lambda:InvokeFunction",
+        Principal="apigateway.amazonaws.com",
+        SourceArn=f"arn:aws:execute-api:{REGION}:123456789012:{url.split('/')[4]}/*/*",
+    )
+    assert fetch(url)[:2] == (500, INTERNAL_ERROR)
+
+    deployer_ok(project, "up", "--version", "1.0.0", "--local")  # puts the alias's permission back, nothing else
     assert fetch(url)[:2] == (200, b"<p>Hello world!</p>")
 
 
@@ -222,6 +252,113 @@ def test_the_local_target_comes_from_the_flag_the_environment_or_deploy_toml(
     config.write_text(config.read_text().replace("local = true", 'local = "yes"'))
     bad = run_deployer(project, "status")
     assert bad.returncode == 2 and "[target] local must be true or false" in bad.stderr
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new))
+
+
+def test_a_rollback_brings_back_the_renamed_handler_its_memory_and_its_environment(
+    project: Path, local_cloud: str
+) -> None:
+    """2.0.0: main.py, 128 MB, GREETING. 2.1.0: app.py (handler app.handler), 256 MB, MODE. Rolling back to 2.0.0
+    serves 2.0.0's page, from a version that has 2.0.0's handler, memory and environment."""
+    config, source = project / "deploy.toml", project / "function"
+    edit(config, "timeout = 3", 'timeout = 3\nenvironment = { GREETING = "hello" }')
+    url = deployer_ok(project, "up", "--version", "2.0.0", "--local").strip()
+    (source / "app.py").write_text((source / "main.py").read_text().replace("Hello world!", "Hello from app.py"))
+    (source / "main.py").unlink()
+    edit(config, 'handler = "main.handler"', 'handler = "app.handler"')
+    edit(config, "memory = 128", "memory = 256")
+    edit(config, 'environment = { GREETING = "hello" }', 'environment = { MODE = "new" }')
+    deployer_ok(project, "up", "--version", "2.1.0", "--local")
+    assert fetch(url)[:2] == (200, b"<p>Hello from app.py</p>")
+
+    deployer_ok(project, "rollback", "2.0.0", "--local")
+    assert fetch(url)[:2] == (200, b"<p>Hello world!</p>")
+    functions = boto3.client("lambda", endpoint_url=local_cloud, region_name=REGION)
+    live = functions.get_function_configuration(
+        FunctionName=APP, Qualifier=functions.get_alias(FunctionName=APP, Name="test")["FunctionVersion"]
+    )
+    assert (live["Handler"], live["MemorySize"], live["Description"]) == ("main.handler", 128, "deployer release 2.0.0")
+    assert live["Environment"]["Variables"] == {"GREETING": "hello"}
+    latest = functions.get_function_configuration(FunctionName=APP)
+    assert (latest["Handler"], latest["MemorySize"]) == ("app.handler", 256)  # $LATEST is never served
+
+
+def test_a_release_that_raises_is_refused_and_never_served(project: Path, local_cloud: str) -> None:
+    url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    main = project / "function" / "main.py"
+    main.write_text("def handler(event, context):\n    raise LookupError('no greeting configured')\n")
+    refused = run_deployer(project, "up", "--version", "1.0.1", "--local")
+    assert refused.returncode == 1, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "LookupError: no greeting configured" in errors[0], refused.stderr
+    assert "Traceback" not in refused.stderr
+    for _ in range(5):
+        assert fetch(url)[:2] == (200, b"<p>Hello world!</p>")
+    functions = boto3.client("lambda", endpoint_url=local_cloud, region_name=REGION)
+    assert functions.get_alias(FunctionName=APP, Name="test")["FunctionVersion"] == "1"
+
+
+# A canary's share: n requests, each the new version with probability p (the alias's weight) independently, so
+# the count of new pages is Binomial(n, p). With n = 400 and p = 0.3 (mean 120, standard deviation 9.2), a
+# correct router lands outside [76, 167] with probability P(X <= 75) + P(X >= 168) = 2.03e-7 + 2.41e-7 = 4.4e-7,
+# under one in a million (computed exactly below); a router that ignored the weight (0 or 400 new pages), or
+# gave the canary the primary's share (mean 280), is outside by far more than 15 standard deviations.
+CANARY_REQUESTS, CANARY_WEIGHT, CANARY_BOUNDS = 400, 0.3, (76, 167)
+
+
+def binomial_outside(n: int, p: float, low: int, high: int) -> float:
+    """P(X < low) + P(X > high) for X ~ Binomial(n, p), summed exactly."""
+    return math.fsum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1) if not low <= k <= high)
+
+
+def test_a_canary_gets_its_share_of_the_requests_then_up_gives_it_all(project: Path, local_cloud: str) -> None:
+    assert binomial_outside(CANARY_REQUESTS, CANARY_WEIGHT, *CANARY_BOUNDS) < 1e-6
+    url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
+    deployer_ok(project, "up", "--local", "--version", "1.1.0", "--canary", "30")
+    pages = []
+    for _ in range(CANARY_REQUESTS):
+        status, body, _ = fetch(url)
+        assert status == 200, body
+        pages.append(body)
+    assert set(pages) == {b"<p>Hello world!</p>", b"<p>Bonjour au monde!</p>"}
+    new = pages.count(b"<p>Bonjour au monde!</p>")
+    low, high = CANARY_BOUNDS
+    assert low <= new <= high, f"{new} of {CANARY_REQUESTS} requests got the canary (weight {CANARY_WEIGHT})"
+
+    deployer_ok(project, "up", "--version", "1.1.0", "--local")  # no --canary: all of it
+    assert {fetch(url)[1] for _ in range(50)} == {b"<p>Bonjour au monde!</p>"}
+
+
+def test_lambda_invoke_on_the_local_cloud_answers_as_lambda_does(local_cloud: str) -> None:
+    """Through boto3, as `up`'s check calls it: the result, a function error, a missing alias, the log's tail."""
+    functions = make_greeter(Account(boto3.Session(region_name=REGION), endpoint_url=local_cloud))
+    answer, result = call(functions, {"n": 1}, Qualifier="live", LogType="Tail")
+    assert (answer["StatusCode"], answer["ExecutedVersion"], result["page"]) == (200, "1", "one")
+    assert result["invoked"] == f"{ARN}:live"
+    log = base64.b64decode(answer["LogResult"]).decode()
+    assert 'handling {"n": 1}' in log and "to stderr too" in log and " Version: 1" in log.splitlines()[0]
+
+    answer, error = call(functions, {"fail": True}, Qualifier="2")
+    assert (answer["StatusCode"], answer["FunctionError"], answer["ExecutedVersion"]) == (200, "Unhandled", "2")
+    assert (error["errorType"], error["errorMessage"]) == ("ValueError", "asked to fail")
+
+    with pytest.raises(functions.exceptions.ResourceNotFoundException) as raised:
+        call(functions, Qualifier="prod")
+    assert raised.value.response["Error"]["Message"] == f"Function not found: {ARN}:prod"
+    assert call(functions, InvocationType="DryRun")[0]["StatusCode"] == 204
+
+
+def test_the_local_cloud_never_reuses_a_version_number(local_cloud: str) -> None:
+    functions = make_greeter(Account(boto3.Session(region_name=REGION), endpoint_url=local_cloud))
+    functions.delete_function(FunctionName="greeter", Qualifier="2")
+    assert functions.publish_version(FunctionName="greeter")["Version"] == "3"  # moto alone says "2" again
+    assert call(functions, Qualifier="3")[1]["page"] == "latest"
 
 
 def test_local_stop_stops_it_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
