@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from deployer.local.dataplane import Functions, find_function
+from deployer.serve.runner import FunctionRunner
 from tests.account import Account
 from tests.test_local_dataplane import zipped
 
@@ -202,3 +204,24 @@ def test_a_runner_captures_what_each_invocation_prints_even_before_a_timeout(
         assert again.output.startswith(b"cold start of one")  # the timed-out worker was replaced
     finally:
         functions.close()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_a_node_functions_output_is_kept_per_invocation_too(tmp_path: Path) -> None:
+    (tmp_path / "index.js").write_text(
+        "console.log('init');\n"
+        "exports.handler = async (event) => {\n"
+        "  console.log('hello', event.n);\n"
+        "  console.error('oops');\n"
+        "  return event.n;\n"
+        "};\n"
+    )
+    runner = FunctionRunner(
+        tmp_path, "index.handler", "nodejs22.x", 3, 128, "fn", console=lambda _: None, version="7", capture_output=True
+    )
+    try:
+        first, second = runner.run({"n": 1}), runner.run({"n": 2})
+    finally:
+        runner.close()
+    assert (first.result, first.output) == (1, b"init\nhello 1\noops\n")
+    assert (second.result, second.output) == (2, b"hello 2\noops\n")
