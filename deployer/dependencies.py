@@ -5,6 +5,10 @@ source distributions that build a pure-Python wheel). Node: `<source>/package.js
 installed with npm in a scratch copy. The result lives in `<cache_root>/dependencies/<key>/`, where the key hashes
 the manifest files, the runtime, the architecture and FORMAT_VERSION; a hit runs neither pip nor npm. An entry is
 written by renaming a finished scratch folder into place, so an interrupted install never leaves half of one.
+
+When pip finds no distribution for a requirement, its log tells why, and each reason has its own message: the
+project is not on the index at all (a typo), the index could not be reached, or the project is there but has no
+wheel for Lambda (then a pure-Python source distribution is built, or the requirement is refused).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deployer.config import Config
-from deployer.errors import DeployerError
+from deployer.errors import DeployerError, UsageError
 
 # Bump when the layout of a cache entry changes, so old entries are not reused.
 FORMAT_VERSION = "1"
@@ -36,6 +40,26 @@ MAX_SOURCE_BUILDS = 20
 STALE_SCRATCH_SECONDS = 3600
 
 Log = Callable[[str], None]
+
+
+def folder_blocker(folder: Path) -> Path | None:
+    """The file (or dangling link) standing where `folder` or one of its parents must be a folder, if any."""
+    for path in (*reversed(folder.parents), folder):
+        if os.path.lexists(path) and not path.is_dir():
+            return path
+    return None
+
+
+def make_folder(folder: Path, purpose: str) -> None:
+    """mkdir -p, but a file standing in the way is named, with what to do, instead of failing on an OSError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = folder_blocker(folder) or folder
+        raise UsageError(
+            f"{blocker} is a file, but deployer keeps {purpose} in a folder there; "
+            "move or delete that file, then run again"
+        ) from None
 
 
 def bundle_dependencies(config: Config, cache_root: Path, log: Log = lambda _: None) -> Path | None:
@@ -52,7 +76,7 @@ def bundle_dependencies(config: Config, cache_root: Path, log: Log = lambda _: N
     if folder.is_dir():
         log(f"dependencies: cached in {folder}")
         return folder
-    entries.mkdir(parents=True, exist_ok=True)
+    make_folder(entries, "its dependency cache")
     _remove_stale_scratch(entries)
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=entries))
     try:
@@ -153,6 +177,7 @@ def _install_python(config: Config, target: Path, scratch: Path, log: Log) -> No
         if requirement is None:
             raise DeployerError(f"pip could not install {requirements}: {_first_error(result.stderr, 'ERROR:')}")
         name = _project(requirement)
+        _check_found(pip_log, requirement, name)
         if name in built or _publishes_platform_wheels(pip_log, name):
             raise _no_wheel(requirement, config, "")
         log(f"dependencies: {requirement} has no wheel; building it from source to check it is pure Python")
@@ -191,6 +216,70 @@ def _project(requirement: str) -> str:
         requirement = requirement.split("-")[0]
     match = re.match(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", requirement)
     return re.sub(r"[-_.]+", "-", match.group(0) if match else requirement).lower()
+
+
+DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".egg")
+# pip's debug log (--log): each file it considered, each index page it could not read, each location it dropped.
+CONSIDERED = ("Found link", "Skipping link")
+URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
+FETCH_FAILED = re.compile(r"Could not fetch URL (\S+): (.*)")
+NOT_THERE = re.compile(r"Location '([^']+)' is ignored: it is neither a file nor a directory")
+NO_LOCATION = re.compile(r"0 location\(s\) to search for versions of (\S+):")
+
+
+def _log_lines(pip_log: Path) -> list[str]:
+    """pip's messages, without the timestamp that starts each line."""
+    text = pip_log.read_text(encoding="utf-8", errors="replace") if pip_log.is_file() else ""
+    return [line.split(" ", 1)[1].strip() if " " in line else line for line in text.splitlines()]
+
+
+def _last_part(url: str) -> str:
+    path = url.split("#", 1)[0].split("?", 1)[0].rstrip("),").rstrip("/")
+    return path.removesuffix("/index.html").rsplit("/", 1)[-1]
+
+
+def _file_project(url: str) -> str | None:
+    """The project a distribution file's URL is for; None for a URL that is not a distribution file."""
+    filename = _last_part(url)
+    if not filename.lower().endswith(DISTRIBUTION_SUFFIXES):
+        return None
+    # name-version…: the name ends at the first "-" followed by a digit (in a wheel's name there is no "-").
+    match = re.match(r"(.+?)-\d", filename)
+    return _project(match.group(1) if match else filename)
+
+
+def _check_found(pip_log: Path, requirement: str, name: str) -> None:
+    """When pip found no distribution of `name`, say whether the index has no such project at all, or could not
+    be reached: pip's log tells both apart from "no wheel for Lambda", and both end the build.
+
+    The project exists when pip saw any file of it (whatever its version or platform): then this returns and
+    the wheel checks go on. It does not exist when pip saw none AND the index said so (a 404, a local index
+    without its folder, no place to look at all). When one of its pages could not be read for another reason
+    (no network, a server error), the index could not be reached. With no evidence either way, this returns."""
+    lines = _log_lines(pip_log)
+    for line in lines:
+        if line.startswith(CONSIDERED) and any(_file_project(url) == name for url in URL.findall(line)):
+            return
+    failed = [match for line in lines if (match := FETCH_FAILED.match(line)) and _project(_last_part(match[1])) == name]
+    unreachable = [match for match in failed if not match[2].startswith("404 ")]
+    if unreachable:
+        url, reason = unreachable[0][1], unreachable[0][2].split(":", 1)[0].strip()
+        raise DeployerError(
+            f"pip could not reach the package index for {requirement!r} ({url}: {reason}); "
+            "check the network, or the index settings (pip.conf, PIP_INDEX_URL)"
+        )
+    not_there = [
+        line
+        for line in lines
+        if ((match := NOT_THERE.match(line)) and _project(_last_part(match[1])) == name)
+        or ((match := NO_LOCATION.match(line)) and _project(match[1]) == name)
+    ]
+    if failed or not_there:
+        spelled = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+        raise DeployerError(
+            f"{(spelled.group(0) if spelled else requirement)!r} does not exist on the package index; "
+            "check its name in requirements.txt"
+        )
 
 
 def _publishes_platform_wheels(pip_log: Path, name: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import pytest
 
 from deployer.config import Config
 from deployer.dependencies import bundle_dependencies
-from deployer.errors import DeployerError
+from deployer.errors import DeployerError, UsageError
 
 APPS = Path(__file__).parent / "apps"
 REAL_RUN = subprocess.run
@@ -247,6 +248,96 @@ def test_function_without_declared_dependencies_gives_none(
     monkeypatch.setattr(subprocess, "run", no_subprocess)
     assert bundle_dependencies(make_config(source, runtime=runtime), tmp_path / "cache") is None
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.fixture
+def pip_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """pip with none of this machine's settings (pip.conf, PIP_* variables); the test sets the index."""
+    for name in list(os.environ):
+        if name.startswith("PIP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    return monkeypatch
+
+
+def requirements_source(tmp_path: Path, text: str) -> Path:
+    source = tmp_path / "function"
+    source.mkdir()
+    (source / "requirements.txt").write_text(text)
+    return source
+
+
+def assert_nothing_cached(cache: Path) -> None:
+    assert not (cache / "dependencies").exists() or list((cache / "dependencies").iterdir()) == []
+
+
+def test_a_requirement_the_index_does_not_have_is_named_as_missing(tmp_path: Path, pip_settings) -> None:
+    index = tmp_path / "index"  # a package index in a folder: it holds no project at all
+    index.mkdir()
+    pip_settings.setenv("PIP_INDEX_URL", index.as_uri())
+    source = requirements_source(tmp_path, "No_Such.Project-zz[extra]==1.0\n")
+    spy = Spy()
+    pip_settings.setattr(subprocess, "run", spy)
+    expected = r"^'No_Such\.Project-zz' does not exist on the package index; check its name in requirements\.txt$"
+    with pytest.raises(DeployerError, match=expected):
+        bundle_dependencies(make_config(source), tmp_path / "cache")
+    assert not any(command[3] == "wheel" for command in spy.commands), "nothing to build from source"
+    assert_nothing_cached(tmp_path / "cache")
+
+
+def test_a_project_the_index_has_without_a_lambda_wheel_is_not_called_missing(tmp_path: Path, pip_settings) -> None:
+    index = tmp_path / "index"
+    (index / "tinypkg").mkdir(parents=True)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "tinypkg-1.0.tar.gz").write_bytes(b"not really a source distribution")
+    (index / "tinypkg" / "index.html").write_text('<a href="../../files/tinypkg-1.0.tar.gz">tinypkg-1.0.tar.gz</a>')
+    pip_settings.setenv("PIP_INDEX_URL", index.as_uri())
+    source = requirements_source(tmp_path, "tinypkg==1.0\n")
+    with pytest.raises(DeployerError, match=r"^no wheel of 'tinypkg==1\.0' for python3\.13 on manylinux x86_64"):
+        bundle_dependencies(make_config(source), tmp_path / "cache")
+    assert_nothing_cached(tmp_path / "cache")
+
+
+def test_an_index_that_cannot_be_reached_is_named_instead_of_the_requirement(tmp_path: Path, pip_settings) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pip_settings.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{port}/simple/")
+    pip_settings.setenv("PIP_RETRIES", "0")
+    pip_settings.setenv("PIP_TIMEOUT", "5")
+    source = requirements_source(tmp_path, "six==1.17.0\n")
+    expected = (
+        rf"^pip could not reach the package index for 'six==1\.17\.0' \(http://127\.0\.0\.1:{port}/simple/six/: "
+        r"connection error\); check the network, or the index settings \(pip\.conf, PIP_INDEX_URL\)$"
+    )
+    with pytest.raises(DeployerError, match=expected):
+        bundle_dependencies(make_config(source), tmp_path / "cache")
+    assert_nothing_cached(tmp_path / "cache")
+
+
+@pytest.mark.network
+def test_a_requirement_pypi_does_not_have_is_named_as_missing(tmp_path: Path) -> None:
+    source = requirements_source(tmp_path, "deployer-test-no-such-project-7f3a9c==1.0\n")
+    expected = r"^'deployer-test-no-such-project-7f3a9c' does not exist on the package index; check its name in"
+    with pytest.raises(DeployerError, match=expected) as raised:
+        bundle_dependencies(make_config(source), tmp_path / "cache")
+    assert "\n" not in str(raised.value)
+    assert_nothing_cached(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("blocker", [".deployer", ".deployer/cache"])
+def test_a_file_where_the_cache_folder_goes_is_a_one_line_usage_error(
+    blocker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = requirements_source(tmp_path, "six==1.17.0\n")
+    (tmp_path / blocker).parent.mkdir(exist_ok=True)
+    (tmp_path / blocker).write_text("not a folder")
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    expected = rf"^{tmp_path / blocker} is a file, but deployer keeps its dependency cache in a folder there; move or"
+    with pytest.raises(UsageError, match=expected) as raised:
+        bundle_dependencies(make_config(source), tmp_path / ".deployer" / "cache")
+    assert "\n" not in str(raised.value) and raised.value.exit_code == 2
+    assert (tmp_path / blocker).read_text() == "not a folder"
 
 
 # ---- node ------------------------------------------------------------------------------------------------------
