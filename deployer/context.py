@@ -103,12 +103,15 @@ def arn_account(*arns: str | None) -> str | None:
     return next((arn.split(":")[4] for arn in arns if arn and arn.count(":") >= 5 and arn.split(":")[4]), None)
 
 
-def check_ours(config: Config, resource: str, name: str, tags: dict[str, str] | None, recorded: bool) -> None:
-    """A resource found by name that the state does not record is ours only if it carries our tag:
-    never take over (and later delete) someone else's function or role that happens to share the name."""
-    if recorded or tags is None or config.owns(tags):
+def check_ours(config: Config, resource: str, name: str, tags: dict[str, str] | None) -> None:
+    """A resource found by name (or named by a state file) is ours only if it carries our tag: never take
+    over (and later delete) someone else's function, role or API that happens to share the name. (Tags that
+    cannot be read at all, for want of a permission, are no evidence either way.)"""
+    if tags is None or config.owns(tags):
         return
+    owner = tags.get("deployer:app")
+    whose = f"deployer made it for app {owner}" if owner else "deployer did not make it (no deployer:app tag)"
     raise DeployerError(
-        f"a {resource} named {name} already exists but deployer did not create it for {config.app_name} "
-        f"(no deployer:app tag): choose another [app] name, or tag it deployer:app={config.app_name} to adopt it"
+        f"a {resource} named {name} already exists but {whose}, not for {config.app_name}: choose another "
+        f"[app] name, or tag it deployer:app={config.app_name} to adopt it"
     )

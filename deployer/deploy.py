@@ -222,15 +222,11 @@ class Found:
 
 
 def find_deployed(target: Target) -> Found:
-    """The state's resources, plus what carries this app's tag: an API orphaned by a retried
-    CreateRestApi, or everything when the state file is lost."""
+    """What this stage's down removes: the APIs, function and role named after it that carry the app's tag
+    (an API a retried CreateRestApi orphaned too). Never what a state file names without that proof."""
     _check_region(target)
-    recorded = target.recorded
-    tagged = [api["id"] for api in rest_api.find_tagged(target) if api["id"] != recorded.rest_api_id]
-    api_ids = [recorded.rest_api_id, *tagged] if recorded.rest_api_id else tagged
-    function_name = recorded.function_name or function.find_ours(target)
-    role_name = recorded.role_name or role.find_ours(target)
-    return Found(api_ids, function_name, role_name)
+    api_ids = [api["id"] for api in rest_api.find_tagged(target)]
+    return Found(api_ids, function.find_ours(target), role.find_ours(target))
 
 
 def down(run: Run, found: Found, report: Report = lambda _: None) -> list[Outcome]:

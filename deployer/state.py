@@ -1,13 +1,15 @@
 """What is deployed, kept between runs: load, save (atomically) and lock, behind a small interface.
 
-The local store keeps `.deployer/<app>.json` beside deploy.toml. A remote store (S3, DynamoDB) can
-implement the same three methods later. Only IDs, names and versions are stored: never credentials,
-never environment values.
+The local store keeps one file per stage of the app in `.deployer/` beside deploy.toml. A state is
+checked when it is read: its shape (every field the type it must be) and whose it is (the app, stage
+and region it names): a state copied from another app is refused, never used. Only IDs, names and
+versions are stored: never credentials, never environment values.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -19,12 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from deployer.errors import DeployerError
+from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
     from deployer.config import Config
 
 HISTORY_LENGTH = 20
+MOVE_ASIDE = "move it aside and run again: deployer finds its resources by their names and tags"
 
 
 @dataclass
@@ -78,9 +81,41 @@ class State:
         return replace(self, history=list(self.history), releases=dict(self.releases))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> State:
-        known = {item.name for item in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
+    def from_dict(cls, data: Any, where: str = "the state") -> State:
+        """The state a decoded JSON document holds; StateInvalid naming the field that is not what it must be."""
+        if not isinstance(data, dict):
+            raise StateInvalid(f"{where} holds {type(data).__name__}, not a deployer state")
+        values = {}
+        for item in fields(cls):
+            if item.name not in data:
+                continue
+            value, kind = data[item.name], FIELD_TYPES.get(item.name, str)
+            if value is not None and not isinstance(value, kind):
+                raise StateInvalid(f"{where}: {item.name} is {type(value).__name__}, not {kind.__name__}")
+            values[item.name] = value
+        for name, record in (values.get("releases") or {}).items():
+            if not isinstance(record, dict) or not isinstance(record.get("environment", []), list):
+                raise StateInvalid(f"{where}: release {name} is not a release record")
+        if not all(isinstance(entry, dict) for entry in values.get("history") or []):
+            raise StateInvalid(f"{where}: history holds something other than entries")
+        return cls(**values)
+
+    def check_identity(self, app: str, where: str) -> None:
+        """A state names the app it describes: another app's is refused, so that its resources are never
+        changed or deleted in this app's name. (Its stage may differ: the default stage renamed.)"""
+        if self.app is not None and self.app != app:
+            raise UsageError(
+                f"{where} describes app {self.app}, not {app}: it belongs to another deployment; move it "
+                "aside (deployer finds this app's own resources by their tags)"
+            )
+
+
+class StateInvalid(UsageError):
+    """A state whose shape is not a deployer state: refused before anything is done with it."""
+
+
+# The fields that are not strings (None is always allowed: not known yet).
+FIELD_TYPES: dict[str, type] = {"history": list, "releases": dict, "canary": dict}
 
 
 class StateStore(Protocol):
@@ -91,29 +126,64 @@ class StateStore(Protocol):
     def lock(self, command: str) -> Any: ...  # a context manager held for the whole command
 
 
+def file_stem(name: str) -> str:
+    """A file name for `name` that no other name shares, even where the file system ignores case: names with
+    capitals get a digest of their exact spelling ("Demo" and "demo" keep two files)."""
+    if name == name.lower():
+        return name
+    return f"{name}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 class LocalStateStore:
     """`.deployer/<name>.json` and its lock `.deployer/<name>.lock` in the project folder."""
 
-    def __init__(self, folder: Path, name: str) -> None:
+    def __init__(self, folder: Path, name: str, app: str | None = None) -> None:
         self.folder = folder
         self.name = name
-        self.path = folder / f"{name}.json"
-        self.lock_path = folder / f"{name}.lock"
+        self.app = app
+        self.path = folder / f"{file_stem(name)}.json"
+        self.lock_path = folder / f"{file_stem(name)}.lock"
+        # Before names with capitals got their digest, the file was `<name>.json`: still read, once.
+        self.legacy_path = folder / f"{name}.json" if file_stem(name) != name else None
 
     def load(self) -> State:
+        state = self._read(self.path)
+        if state is None and self.legacy_path is not None:
+            state = self._read(self.legacy_path)
+            if state is not None and state.app != self.app and (state.app or "").lower() == (self.app or "").lower():
+                return State()  # a case-insensitive file system showed another app's file ("demo" for "Demo")
+        if state is not None and self.app is not None:
+            state.check_identity(self.app, f"state file {self.path}")
+        return state or State()
+
+    def _read(self, path: Path) -> State | None:
         try:
-            return State.from_dict(json.loads(self.path.read_text(encoding="utf-8")))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return State()
-        except (json.JSONDecodeError, TypeError) as error:
-            raise DeployerError(
-                f"state file {self.path} is unreadable ({error}); move it aside and run again: "
-                "deployer finds its resources by name and tags"
-            ) from None
+            return None
+        except NotADirectoryError:
+            raise self._folder_is_a_file() from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise StateInvalid(f"state file {path} cannot be read ({error}); {MOVE_ASIDE}") from None
+        try:
+            return State.from_dict(json.loads(text), where=f"state file {path}")
+        except json.JSONDecodeError as error:
+            raise StateInvalid(f"state file {path} is not JSON ({error}); {MOVE_ASIDE}") from None
+        except StateInvalid as error:
+            raise StateInvalid(f"{error}; {MOVE_ASIDE}") from None
+
+    def _folder_is_a_file(self) -> UsageError:
+        return UsageError(f"{self.folder} is a file, but deployer keeps its state in that folder: move the file aside")
+
+    def _make_folder(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise self._folder_is_a_file() from None
 
     def save(self, state: State) -> None:
         """Temp file, fsync, rename: a crash leaves the old file or the new one, never half of one."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".state-", suffix=".json")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
@@ -125,12 +195,24 @@ class LocalStateStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        self._forget_legacy()
+
+    def _forget_legacy(self) -> None:
+        """Once saved under the new name, the old file of this very app goes (another app's stays)."""
+        if self.legacy_path is None:
+            return
+        try:
+            legacy = self._read(self.legacy_path)
+        except UsageError:
+            return
+        if legacy is not None and legacy.app == self.app:
+            self.legacy_path.unlink(missing_ok=True)
 
     @contextmanager
     def lock(self, command: str) -> Iterator[None]:
         """Held for the whole command. The kernel drops it when its holder ends, however it ends
         (SIGKILL included), so a lock is never left stale on this host; the file only names the holder."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         descriptor = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
             try:
@@ -168,4 +250,4 @@ def store_for(config: Config, *, local: bool = False) -> LocalStateStore:
     """One state per stage of the app, named like the stage's function (the app's name on the default
     stage). A local-cloud deployment (`--local`) keeps its own, apart from the real one."""
     name = f"local-{config.function_name}" if local else config.function_name
-    return LocalStateStore(config.root / ".deployer", name)
+    return LocalStateStore(config.root / ".deployer", name, config.app_name)

@@ -5,12 +5,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import boto3
 
 APP = "ServerlessExample"
 BUCKET = "deployer-example-artifacts"
+
+
+def state_file(project: Path, suffix: str = "json") -> Path:
+    """The example app's default-stage state file (suffix "lock": its lock) in `project`."""
+    from deployer.state import file_stem
+
+    return project / ".deployer" / f"{file_stem(APP)}.{suffix}"
+
+
 BASIC_LOGGING = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 
 

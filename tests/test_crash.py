@@ -20,7 +20,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from tests.account import APP, BUCKET, Account
+from tests.account import APP, BUCKET, Account, state_file
 from tests.conftest import lock_is_free, run_deployer
 
 KILL_AFTER_CALL = Path(__file__).with_name("kill_after_call.py")
@@ -70,13 +70,13 @@ def assert_converged(project: Path, account: Account) -> None:
     )
     [rule] = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    state = json.loads((project / ".deployer" / f"{APP}.json").read_text())
+    state = json.loads((state_file(project)).read_text())
     assert (state["version"], state["key"]) == ("1.0.0", "v1.0.0/example.zip")
     assert (state["function_name"], state["function_arn"]) == (APP, stack["function"]["FunctionArn"])
     assert (state["role_name"], state["role_arn"]) == (stack["role"]["RoleName"], stack["role"]["Arn"])
     assert state["rest_api_id"] == stack["api"]["id"]
     assert state["base_url"] == f"https://{stack['api']['id']}.execute-api.us-east-1.amazonaws.com/test"
-    assert lock_is_free(project / ".deployer" / f"{APP}.lock")
+    assert lock_is_free(state_file(project, "lock"))
 
 
 def test_a_deploy_killed_after_any_call_converges_on_the_next_up(project: Path, moto_server: Account) -> None:
@@ -93,7 +93,7 @@ def test_a_deploy_killed_after_any_call_converges_on_the_next_up(project: Path, 
         killed = run_until_call(project, call, "up", "--version", "1.0.0")
         _, errors = killed.communicate(timeout=120)
         assert killed.returncode == -signal.SIGKILL, f"after call {call}: {errors}"
-        lock = project / ".deployer" / f"{APP}.lock"
+        lock = state_file(project, "lock")
         assert json.loads(lock.read_text())["pid"] == killed.pid  # it held the lock when it died...
         assert lock_is_free(lock)  # ...and the kernel released it with the process
 

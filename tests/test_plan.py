@@ -8,12 +8,8 @@ from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.plan import Change, Plan
 from deployer.resources import function
-from tests.account import APP, Account
+from tests.account import Account, state_file
 from tests.conftest import run_deployer
-
-
-def state_file(project: Path) -> Path:
-    return project / ".deployer" / f"{APP}.json"
 
 
 def actions(changes: list[Change] | Plan) -> list[tuple[str, str, str]]:

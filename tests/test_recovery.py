@@ -24,7 +24,7 @@ from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.context import Run
 from deployer.errors import DeployerError
-from tests.account import APP, Account
+from tests.account import APP, Account, state_file
 from tests.conftest import lock_is_free, run_deployer
 from tests.test_crash import run_until_call
 
@@ -49,10 +49,6 @@ def resources_of(run: Run) -> dict[str, object]:
 
 def edit(path: Path, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new))
-
-
-def state_file(project: Path) -> Path:
-    return project / ".deployer" / f"{APP}.json"
 
 
 # Lost and stale state ---------------------------------------------------------------------------------------
@@ -124,13 +120,13 @@ def test_down_without_a_state_file_leaves_look_alikes_without_the_apps_tags_alon
 
     # Nor does up take them over: it refuses before changing anything.
     run = make_run("1.0.0")
-    with pytest.raises(DeployerError, match=rf"a role named {ROLE} already exists but deployer did not create it"):
+    with pytest.raises(DeployerError, match=rf"a role named {ROLE} already exists but deployer did not make it"):
         deploy.up(run)
     # Only the artifact was published (step 1); nothing of theirs was touched.
     assert set(writes(run)) <= {"PutObject", "CreateBucket", "PutPublicAccessBlock", "PutBucketEncryption"}
     aws_account.client("iam").tag_role(RoleName=ROLE, Tags=[{"Key": "deployer:app", "Value": APP}])  # adopt it
     run = make_run("1.0.0")
-    with pytest.raises(DeployerError, match=rf"a function named {APP} already exists but deployer did not create it"):
+    with pytest.raises(DeployerError, match=rf"a function named {APP} already exists but deployer did not make it"):
         deploy.up(run)
 
 
@@ -181,7 +177,7 @@ def test_a_second_up_while_another_runs_fails_at_once_naming_the_holder(project:
         while not stopped(holder.pid):
             assert holder.poll() is None and time.monotonic() < deadline, "the first run never reached its 3rd call"
             time.sleep(0.05)
-        lock = project / ".deployer" / f"{APP}.lock"
+        lock = state_file(project, "lock")
         held = lock.read_text()
         saved = state_file(project).read_bytes()
 
@@ -227,7 +223,7 @@ def test_a_lock_left_by_a_killed_run_does_not_block_the_next(make_run, aws_accou
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        lock = project / ".deployer" / f"{APP}.lock"
+        lock = state_file(project, "lock")
         assert not lock_is_free(lock) and json.loads(lock.read_text())["pid"] == holder.pid
         with pytest.raises(DeployerError, match=f"pid {holder.pid}"), make_run().store.lock("up"):  # held: refused
             pytest.fail("the lock was taken twice")
@@ -246,14 +242,14 @@ def test_a_lock_left_by_a_killed_run_does_not_block_the_next(make_run, aws_accou
 def test_a_lock_held_is_respected_and_names_its_holder(make_run, project: Path) -> None:
     holder = make_run("1.0.0")
     with holder.store.lock("up --version 0.9.0"):
-        saved = (project / ".deployer" / f"{APP}.lock").read_text()
+        saved = (state_file(project, "lock")).read_text()
         second = make_run("1.0.0").store
         with (
             pytest.raises(DeployerError, match=rf"pid {os.getpid()} on {socket.gethostname()}, since 20"),
             second.lock("up"),
         ):
             pytest.fail("the lock was taken twice")
-        assert (project / ".deployer" / f"{APP}.lock").read_text() == saved  # the refused run changed nothing
+        assert (state_file(project, "lock")).read_text() == saved  # the refused run changed nothing
 
 
 def test_tags_left_out_of_get_function_are_read_with_list_tags(make_run, aws_account: Account, project: Path):

@@ -235,7 +235,7 @@ class Function:
         current = found["Configuration"]
         arn = current["FunctionArn"]
         tags = function_tags(target, found)
-        check_ours(config, self.resource, name, tags, recorded=target.recorded.function_name == name)
+        check_ours(config, self.resource, name, tags)
         versions = list_versions(target.aws, name)
         alias = read_or_none(lambda: target.aws.lambda_.get_alias(FunctionName=name, Name=config.alias))
         role = earlier.of("role")

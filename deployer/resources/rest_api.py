@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from deployer.aws import delete_if_present, read_or_none
-from deployer.context import Run, Target, arn_partition
+from deployer.context import Run, Target, arn_partition, check_ours
 from deployer.errors import DeployerError
 from deployer.gateway.integration import lambda_integration_uri
 from deployer.plan import Change, Diff, Plan
@@ -96,9 +96,18 @@ class RestApi:
     def plan(self, target: Target, earlier: Plan) -> Change:
         name = target.config.function_name
         recorded = target.recorded.rest_api_id
-        resources = _read_resources(target, recorded) if recorded else None
-        if recorded and resources is not None:
-            return self._found(recorded, resources)
+        api = read_or_none(lambda: target.aws.apigateway.get_rest_api(restApiId=recorded)) if recorded else None
+        if api is not None:
+            # The state names it: still, it is ours only if it says so (a state file can be copied or edited).
+            check_ours(target.config, self.resource, f"{api.get('name')} ({recorded})", api.get("tags") or {})
+            if api.get("name") != name:
+                raise DeployerError(
+                    f"the state names REST API {recorded}, which is {api.get('name')}, not {name}: move the state "
+                    "file aside (deployer finds this app's API by its name and tags)"
+                )
+            resources = _read_resources(target, recorded)
+            if resources is not None:
+                return self._found(recorded, resources)
         found = find_tagged(target)
         if len(found) > 1:
             ids = ", ".join(api["id"] for api in found)

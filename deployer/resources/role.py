@@ -82,7 +82,7 @@ class Role:
         if role is None:
             return Change(self.resource, name, "create")
         tags = _tags(role)
-        check_ours(config, self.resource, name, tags, recorded=target.recorded.role_name == name)
+        check_ours(config, self.resource, name, tags)
         diffs = []
         if _trusted_services(role["AssumeRolePolicyDocument"]) != _trusted_services(TRUST_POLICY):
             diffs.append(Diff(Field.TRUST_POLICY, "changed", "lambda.amazonaws.com only"))
