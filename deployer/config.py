@@ -115,6 +115,15 @@ def _globs(value: list[Any]) -> str | None:
     return None
 
 
+def _media_types(value: list[Any]) -> str | None:
+    # API Gateway's own rule: type/subtype, either part may be *, at most 25 (a quota it enforces).
+    if len(value) > 25 or not all(
+        isinstance(item, str) and re.fullmatch(r"[\w.+*-]+/[\w.+*-]+", item) for item in value
+    ):
+        return 'must be a list of at most 25 media types such as ["*/*"] or ["image/png", "application/pdf"]'
+    return None
+
+
 def _environment(value: dict[str, Any]) -> str | None:
     for key, item in value.items():
         if key in RESERVED_VARIABLES:
@@ -140,7 +149,8 @@ SCHEMA: dict[str, Schema] = {
     },
     "artifact": {
         "bucket": (str, REQUIRED, _bucket),
-        "name": (str, "function.zip", _pattern(r"[A-Za-z0-9._-]{1,100}\.zip", "must be a file name ending in .zip")),
+        # None: "<app>.zip", so that apps sharing a bucket never share a key unless told to.
+        "name": (str, None, _pattern(r"[A-Za-z0-9._-]{1,100}\.zip", "must be a file name ending in .zip")),
     },
     "function": {
         "source": (str, "function", None),
@@ -156,6 +166,8 @@ SCHEMA: dict[str, Schema] = {
     },
     "api": {
         "stage": (str, "test", _stage_name),
+        # The media types API Gateway passes as binary (base64 both ways with the function): all, by default.
+        "binary_media_types": (list, ["*/*"], _media_types),
     },
     "releases": {
         # Published Lambda versions kept per stage (code storage per region is limited); aliased ones always stay.
@@ -193,6 +205,7 @@ class Config:
     local: bool = False  # [target] local: the embedded emulator instead of an AWS account
     keep_releases: int = 10
     check_path: str = "/"
+    binary_media_types: tuple[str, ...] = ("*/*",)  # [api] binary_media_types
 
     @property
     def root(self) -> Path:
@@ -324,7 +337,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         app_name=app["name"],
         region=app["region"],
         bucket=artifact["bucket"],
-        artifact_name=artifact["name"],
+        artifact_name=artifact["name"] or f"{app['name']}.zip",
         source=(path.parent / function["source"]).resolve(),
         handler=function["handler"],
         runtime=function["runtime"],
@@ -339,6 +352,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         local=target["local"],
         keep_releases=releases["keep"],
         check_path=check["path"],
+        binary_media_types=tuple(api["binary_media_types"]),
     )
     size = sum(len(name.encode()) + len(value.encode()) for name, value in environment.items())
     if size > ENVIRONMENT_LIMIT:

@@ -21,9 +21,11 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from typer.testing import CliRunner
 
 from deployer.aws import Aws
 from deployer.build import build
+from deployer.cli import app
 from deployer.config import load_config
 from deployer.context import Artifact, Connection, Run
 from deployer.local.patches import install_lambda_fixes
@@ -126,6 +128,26 @@ def make_run(project: Path, aws_account: Account):
         return Connection(config, aws, store).run(store.load(), version, artifact=artifact, **options)
 
     return make
+
+
+@pytest.fixture
+def cli(project: Path, aws_account: Account):
+    """Run the CLI in-process (fast) against the in-process emulated account."""
+    runner = CliRunner()
+
+    def invoke(*arguments: str, expect: int, config: Path | None = None) -> str:
+        result = runner.invoke(app, [*arguments, "--config", str(config or project / "deploy.toml")])
+        assert result.exit_code == expect, (result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        if expect == 2:  # refused before anything started: the error is all there is
+            assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        elif expect == 1:  # failed on the way: progress so far, then one error line
+            assert [line for line in lines if line.startswith("error: ")] == lines[-1:], result.stderr
+        return result.stderr
+
+    return invoke
 
 
 def _free_port() -> int:

@@ -1,8 +1,10 @@
 """The code artifact: `s3://{bucket}/v{version}/{name}`, immutable once published.
 
-The sha256 of the zip and of its content are stored with the object (metadata `sha256`,
-`content-sha256`), so a second `up` of the same version compares without downloading; different
-content under a published version is refused. The content digest ignores compression, so the same
+The key is `v{version}/<app>.zip` unless `[artifact] name` names the zip. The app that uploaded it, the
+sha256 of the zip and of its content are stored with the object (metadata `app`, `sha256`,
+`content-sha256`): another app's object under the same key is never used nor replaced, and a second
+`up` of the same version compares without downloading; different content under a published version is
+refused. The content digest ignores compression, so the same
 source built where zlib compresses differently is still the same version.
 The bucket is created on the first upload that finds it missing: private and encrypted.
 """
@@ -88,10 +90,23 @@ def sha256_of(head_response: dict[str, Any]) -> str | None:
     return head_response.get("Metadata", {}).get("sha256")
 
 
+def check_owner(target: Target, head_response: dict[str, Any], key: str) -> None:
+    """An object another app uploaded is not ours to deploy nor to replace, --force or not (an object from
+    before deployer recorded its app has no owner on record: it is taken as ours)."""
+    owner = head_response.get("Metadata", {}).get("app")
+    if owner is not None and owner != target.config.app_name:
+        raise DeployerError(
+            f"s3://{target.config.bucket}/{key} belongs to app {owner}, not {target.config.app_name}: give "
+            "[artifact] name a name of your own, or leave it out (the default is <app>.zip)"
+        )
+
+
 def published_artifact(target: Target) -> ContextArtifact:
     """The artifact already in S3 for the target's version, as it was uploaded: what promote ships.
     A version never uploaded is refused, naming the ones that were."""
     found = head(target, target.artifact_key)
+    if found is not None:
+        check_owner(target, found, target.artifact_key)
     published = sha256_of(found) if found else None
     if found is None or published is None:
         versions = published_versions(target)
@@ -115,6 +130,7 @@ class Artifact:
         found = head(target, target.artifact_key)
         if found is None:
             return Change(self.resource, name, "create", observed=Observed(ours.sha256))
+        check_owner(target, found, target.artifact_key)
         published = sha256_of(found)
         published_content = found.get("Metadata", {}).get("content-sha256")
         if published == ours.sha256 or (published_content and published_content == ours.content_sha256):
@@ -142,21 +158,22 @@ class Artifact:
             self._upload(run)
 
     def _upload(self, run: Run) -> None:
-        from deployer.build import artifact_path
+        from deployer.build import artifact_path, read_verified
 
         artifact, config = run.target.artifact, run.config
         assert artifact is not None
         checksum = base64.b64encode(bytes.fromhex(artifact.sha256)).decode()
+        # The bytes planned, read once and checked: a zip changed in dist/ since the plan is refused.
+        body = read_verified(artifact_path(config), artifact.sha256)
         try:
-            with artifact_path(config).open("rb") as body:
-                run.aws.s3.put_object(
-                    Bucket=config.bucket,
-                    Key=run.target.artifact_key,
-                    Body=body,
-                    ContentType="application/zip",
-                    ChecksumSHA256=checksum,  # S3 refuses the upload if the bytes arrive damaged
-                    Metadata={"sha256": artifact.sha256, "content-sha256": artifact.content_sha256},
-                )
+            run.aws.s3.put_object(
+                Bucket=config.bucket,
+                Key=run.target.artifact_key,
+                Body=body,
+                ContentType="application/zip",
+                ChecksumSHA256=checksum,  # S3 refuses the upload if the bytes arrive damaged
+                Metadata={"app": config.app_name, "sha256": artifact.sha256, "content-sha256": artifact.content_sha256},
+            )
         except ClientError as error:
             if error_code(error) in FORBIDDEN:
                 raise _forbidden(run.target) from None

@@ -1,0 +1,282 @@
+"""Never harm what is not ours: another app's state, artifact or resources are refused, never used or deleted;
+a state of the wrong shape is one line before any change. Each case was a defect found by trying the tool as a
+hostile or unlucky user would."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import boto3
+import botocore.httpsession
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
+
+from deployer import aws as aws_module
+from deployer.aws import Aws
+from deployer.cli import _aws_error_message
+from deployer.config import load_config
+from deployer.state import store_for
+from tests.account import APP, BUCKET, Account, state_file
+from tests.conftest import lock_is_free
+from tests.faults import RawBody
+
+OTHER = "Other"
+
+
+@pytest.fixture
+def other_project(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second app, Other, in its own folder, sharing the bucket (and the account) with the example app."""
+    folder = tmp_path_factory.mktemp("other")
+    shutil.copytree(project / "function", folder / "function")
+    text = (project / "deploy.toml").read_text().replace(f'name = "{APP}"', f'name = "{OTHER}"')
+    (folder / "deploy.toml").write_text(text.replace('name = "example.zip"\n', ""))
+    return folder
+
+
+def victims_stack(account: Account) -> dict[str, object]:
+    """What the example app (the victim) has in the account: its function, role and API, by name."""
+    return {
+        "functions": sorted(item["FunctionName"] for item in account.functions()),
+        "roles": sorted(item["RoleName"] for item in account.roles()),
+        "apis": sorted((item["name"], item["id"]) for item in account.rest_apis()),
+    }
+
+
+def test_another_apps_state_file_is_refused_and_its_resources_are_left_alone(
+    cli, project: Path, other_project: Path, aws_account: Account
+) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    before = victims_stack(aws_account)
+    stolen = store_for(load_config(other_project / "deploy.toml")).path
+    stolen.parent.mkdir()
+    shutil.copy(state_file(project), stolen)
+
+    for command in (("down", "--yes"), ("up", "--version", "1.0.0"), ("rollback", "1.0.0"), ("status",)):
+        message = cli(*command, expect=2, config=other_project / "deploy.toml")
+        assert f"describes app {APP}, not {OTHER}" in message, command
+    assert victims_stack(aws_account) == before
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_a_state_edited_to_claim_another_apps_api_changes_nothing_of_it(
+    cli, project: Path, other_project: Path, aws_account: Account
+) -> None:
+    """The attacker also rewrites the app's name in the copy: the tags of what it names still say whose it is."""
+    cli("up", "--version", "1.0.0", expect=0)
+    before = victims_stack(aws_account)
+    forged = json.loads(state_file(project).read_text()) | {"app": OTHER}
+    stolen = store_for(load_config(other_project / "deploy.toml")).path
+    stolen.parent.mkdir()
+    stolen.write_text(json.dumps(forged))
+
+    message = cli("up", "--version", "1.0.0", expect=1, config=other_project / "deploy.toml")
+    assert f"deployer made it for app {APP}, not for {OTHER}" in message
+    assert victims_stack(aws_account) == before  # refused by the plan, before any write
+    assert aws_account.client("s3").list_objects_v2(Bucket=BUCKET)["KeyCount"] == 1  # nothing of Other's uploaded
+
+    cli("down", "--yes", expect=0, config=other_project / "deploy.toml")  # Other has nothing: nothing goes
+    assert victims_stack(aws_account) == before
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_apps_whose_names_differ_only_in_case_never_share_a_state_file(tmp_path: Path) -> None:
+    paths = set()
+    for name in ("Demo", "demo", "DEMO"):
+        (tmp_path / "deploy.toml").write_text(f'[app]\nname = "{name}"\n[artifact]\nbucket = "demo-artifacts"\n')
+        path = store_for(load_config(tmp_path / "deploy.toml")).path
+        paths.add(str(path).lower())  # as a case-insensitive file system would see them
+    assert len(paths) == 3
+
+
+def test_a_state_file_from_before_the_case_rule_is_read_and_moved(cli, project: Path, aws_account: Account) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    legacy = project / ".deployer" / f"{APP}.json"
+    state_file(project).rename(legacy)
+    cli("up", "--version", "1.0.0", expect=0)
+    assert not legacy.exists() and json.loads(state_file(project).read_text())["app"] == APP
+    assert len(aws_account.rest_apis()) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[]", "holds list, not a deployer state"),
+        ("null", "holds NoneType, not a deployer state"),
+        ('{"rest_api_id": 7}', "rest_api_id is int, not str"),
+        ('{"releases": []}', "releases is list, not dict"),
+        ('{"releases": {"1.0.0": "x"}}', "release 1.0.0 is not a release record"),
+        ('{"history": [1]}', "history holds something other than entries"),
+        ('{"app": "Serverl', "is not JSON"),
+    ],
+)
+def test_a_state_file_of_the_wrong_shape_is_one_line_before_any_change(
+    cli, project: Path, aws_account: Account, content: str, message: str
+) -> None:
+    state_file(project).parent.mkdir()
+    state_file(project).write_text(content)
+    for command in (("up", "--version", "1.0.0"), ("down", "--yes"), ("status",), ("plan", "--version", "1.0.0")):
+        error = cli(*command, expect=2)
+        assert message in error and "move it aside" in error, command
+    assert aws_account.is_empty()
+    assert state_file(project).read_text() == content
+
+
+def test_a_file_where_the_state_folder_goes_is_one_line(cli, project: Path, aws_account: Account) -> None:
+    (project / ".deployer").write_text("not a folder")
+    assert "is a file, but deployer keeps its state in that folder" in cli("up", "--version", "1.0.0", expect=2)
+    assert aws_account.is_empty()
+
+
+# Apps sharing a bucket.
+
+
+def test_apps_sharing_a_bucket_get_keys_of_their_own_by_default(
+    cli, project: Path, other_project: Path, aws_account: Account
+) -> None:
+    for folder in (project, other_project):  # the example app's deploy.toml names its zip; Other's does not
+        text = (folder / "deploy.toml").read_text()
+        (folder / "deploy.toml").write_text(text.replace('name = "example.zip"\n', ""))
+        cli("up", "--version", "1.0.0", expect=0, config=folder / "deploy.toml")
+    s3 = aws_account.client("s3")
+    keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert keys == [f"v1.0.0/{OTHER}.zip", f"v1.0.0/{APP}.zip"]
+    for app in (APP, OTHER):
+        assert s3.head_object(Bucket=BUCKET, Key=f"v1.0.0/{app}.zip")["Metadata"]["app"] == app
+        aws_account.assert_stack(f"v1.0.0/{app}.zip", name=app)
+
+
+def test_another_apps_artifact_is_never_replaced_nor_deployed_even_with_force(
+    cli, project: Path, other_project: Path, aws_account: Account
+) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    text = (other_project / "deploy.toml").read_text()
+    (other_project / "deploy.toml").write_text(text.replace("[artifact]\n", '[artifact]\nname = "example.zip"\n'))
+    main = other_project / "function" / "main.py"
+    main.write_text(main.read_text().replace("Hello world!", "Not the victim's page"))
+    victims = aws_account.object_sha256("v1.0.0/example.zip")
+
+    for extra in ((), ("--force",)):
+        message = cli("up", "--version", "1.0.0", *extra, expect=1, config=other_project / "deploy.toml")
+        assert f"s3://{BUCKET}/v1.0.0/example.zip belongs to app {APP}, not {OTHER}" in message
+    message = cli("promote", "1.0.0", "--stage", "prod", expect=1, config=other_project / "deploy.toml")
+    assert f"belongs to app {APP}" in message
+    assert aws_account.object_sha256("v1.0.0/example.zip") == victims
+    assert [item["FunctionName"] for item in aws_account.functions()] == [APP]
+
+
+# Endpoints that hang, refuse or answer HTML; addresses that are not addresses.
+
+
+class SilentEndpoint:
+    """A loopback port that accepts connections and never answers, counting the connections."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.server.accept()[0])
+
+    def close(self) -> None:
+        for connection in self.accepted:
+            connection.close()
+        self.server.close()
+
+
+@pytest.fixture
+def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real timeouts are seconds long; the rule (how many tries, then one line) is the same at 0.3 s."""
+    monkeypatch.setattr("deployer.aws.CONNECT_TIMEOUT", 0.3)
+    monkeypatch.setattr("deployer.aws.READ_TIMEOUT", 0.3)
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, context: 0)
+
+
+def test_an_endpoint_that_never_answers_is_tried_three_times_then_one_line(
+    cli, project: Path, short_timeouts: None
+) -> None:
+    silent = SilentEndpoint()
+    try:
+        message = cli("up", "--version", "1.0.0", "--endpoint-url", silent.url, expect=1)
+    finally:
+        silent.close()
+    assert f"no answer from {silent.url} in time, after 3 tries" in message
+    assert len(silent.accepted) == 3  # not botocore's ten: a silent endpoint does not get better
+    assert lock_is_free(state_file(project, "lock"))
+
+
+def test_a_refused_connection_is_tried_three_times_then_one_line(
+    cli, project: Path, short_timeouts, monkeypatch
+) -> None:
+    attempts: list[str] = []
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    real_send = botocore.httpsession.URLLib3Session.send
+
+    def counted_send(self: botocore.httpsession.URLLib3Session, request: object) -> object:
+        attempts.append(request.url)  # type: ignore[attr-defined]
+        return real_send(self, request)
+
+    monkeypatch.setattr(botocore.httpsession.URLLib3Session, "send", counted_send)
+    message = cli("up", "--version", "1.0.0", "--endpoint-url", url, expect=1)
+    assert "cannot reach AWS" in message and "--endpoint-url" in message
+    assert len(attempts) == 3
+
+
+def test_invoke_waits_for_the_functions_own_timeout() -> None:
+    aws = Aws("us-east-1")
+    assert aws.lambda_.meta.config.read_timeout == aws_module.READ_TIMEOUT
+    assert aws.invoker(900).meta.config.read_timeout == 910  # the check before traffic waits for the whole run
+    assert aws.invoker(900).meta.config.connect_timeout == aws_module.CONNECT_TIMEOUT
+
+
+@pytest.mark.parametrize("url", ["localhost:4566", "htp://127.0.0.1:4566", "http://", "http://127.0.0.1:70000", "x"])
+def test_a_malformed_endpoint_url_is_one_line_before_any_call(cli, project: Path, url: str, monkeypatch) -> None:
+    assert "is not an http:// or https:// URL with a host" in cli(
+        "up", "--version", "1.0.0", "--endpoint-url", url, expect=2
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    assert "fix --endpoint-url or AWS_ENDPOINT_URL" in cli("plan", "--version", "1.0.0", expect=2)
+    assert not (project / "dist").exists()
+
+
+def test_a_region_that_is_not_one_is_one_line(cli, project: Path, monkeypatch, aws_account: Account) -> None:
+    edit = project / "deploy.toml"
+    edit.write_text(edit.read_text().replace('region = "us-east-1"\n', ""))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "moon-base")
+    assert "'moon-base' is not an AWS region such as us-east-1" in cli("up", "--version", "1.0.0", expect=2)
+    assert aws_account.is_empty()
+
+
+def test_an_error_page_instead_of_an_answer_is_one_line_without_html() -> None:
+    """A proxy in the way answers with its own HTML page: the user gets its words, on one line, no markup."""
+    page = b"<html>\n<head><title>403 Forbidden</title></head>\n<body>\n<h1>Blocked by policy</h1>\n</body>\n</html>\n"
+    session = boto3.Session(region_name="us-east-1")
+    for event in ("before-send.lambda.GetFunction", "before-send.iam.GetRole"):
+        session.events.register_first(
+            event, lambda request, **_: AWSResponse(request.url, 403, {"Content-Type": "text/html"}, RawBody(page))
+        )
+    aws = Aws("us-east-1", session=session)
+    with pytest.raises(ClientError) as caught:
+        aws.lambda_.get_function(FunctionName="anything")  # a REST-JSON service gives the page as its message
+    message, code = _aws_error_message(caught.value) or ("", 0)
+    assert code == 1 and "\n" not in message and "<" not in message
+    assert "AWS refused GetFunction: 403: 403 Forbidden Blocked by policy" in message
+    with pytest.raises(ClientError) as caught:
+        aws.iam.get_role(RoleName="anything")  # a query service parses nothing out of it
+    message, code = _aws_error_message(caught.value) or ("", 0)
+    assert message.startswith("AWS refused GetRole: HTTP 403: an answer that is not AWS's") and "{" not in message
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_serve_on_a_port_that_does_not_exist_is_one_line(cli, port: str) -> None:
+    assert f"--port {port} is not a port number" in cli("serve", "--port", port, expect=2)
