@@ -5,17 +5,24 @@ are retried by botocore's "standard" mode with exponential backoff and jitter. T
 mode gives up after 5 attempts, too few for API Gateway's one CreateDeployment per 5 s, so we ask for
 more. The errors botocore never retries (IAM propagation, function updates in progress, API Gateway
 concurrent modification) are handled where they happen, with deployer.retry.
+
+An endpoint that does not answer must not hang a run (holding its lock): connections time out after
+CONNECT_TIMEOUT, answers after READ_TIMEOUT (Invoke waits for the function's own timeout), and a connection
+that fails is tried CONNECTION_ATTEMPTS times only, not the ten a throttled call gets: a dead or silent
+endpoint costs at most about two minutes, a refused connection a few seconds.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from deployer.errors import UsageError
 from deployer.retry import error_code
@@ -23,6 +30,10 @@ from deployer.retry import error_code
 T = TypeVar("T")
 
 RETRY_POLICY = {"mode": "standard", "max_attempts": 10}
+CONNECT_TIMEOUT = 5  # seconds to open a connection
+READ_TIMEOUT = 30  # seconds to wait for an answer (AWS's control planes answer in well under that)
+CONNECTION_ATTEMPTS = 3  # tries of a call whose connection fails or times out
+REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
 READ_PREFIXES = ("Get", "List", "Head", "Describe")
 CHANGES_NOTHING = frozenset({"Invoke"})  # the check before traffic calls the function: no change to the account
 
@@ -64,11 +75,23 @@ class Aws:
         resolved = region or self.session.region_name
         if not resolved:
             raise UsageError("no AWS region: set [app] region in deploy.toml, or AWS_REGION")
+        if not REGION_PATTERN.fullmatch(resolved):
+            raise UsageError(
+                f"{resolved!r} is not an AWS region such as us-east-1: fix [app] region in deploy.toml, "
+                "AWS_REGION or AWS_DEFAULT_REGION"
+            )
         self.region: str = resolved
-        self.endpoint_url = endpoint_url or None
+        if os.environ.get("AWS_ENDPOINT_URL"):  # botocore reads it itself: check it the same way
+            check_endpoint_url(os.environ["AWS_ENDPOINT_URL"])
+        self.endpoint_url = check_endpoint_url(endpoint_url) if endpoint_url else None
         self.calls: list[str] = []  # operation names, in order; read by `--json` output and the tests
         self._clients: dict[str, Any] = {}
-        self._config = BotoConfig(retries=RETRY_POLICY, user_agent_extra="deployer")
+        self._config = BotoConfig(
+            retries=RETRY_POLICY,
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            user_agent_extra="deployer",
+        )
 
     @property
     def is_emulator(self) -> bool:
@@ -84,17 +107,25 @@ class Aws:
                 "or run `aws configure`"
             )
 
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
+    def client(self, service: str, read_timeout: int | None = None) -> Any:
+        """The service's client; one that waits longer for its answers (Invoke waits for the function) apart."""
+        key = f"{service}:{read_timeout}" if read_timeout else service
+        if key not in self._clients:
+            config = self._config.merge(BotoConfig(read_timeout=read_timeout)) if read_timeout else self._config
             client = self.session.client(
-                service, region_name=self.region, endpoint_url=self.endpoint_url, config=self._config
+                service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
             )
             client.meta.events.register("before-call", self._count)
-            self._clients[service] = client
-        return self._clients[service]
+            client.meta.events.register_first("needs-retry", _give_up_on_a_dead_connection)
+            self._clients[key] = client
+        return self._clients[key]
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)
+
+    def invoker(self, function_timeout: int) -> Any:
+        """A Lambda client for Invoke: it waits for the function's whole run, and a little more."""
+        return self.client("lambda", read_timeout=max(READ_TIMEOUT, function_timeout + 10))
 
     @property
     def s3(self) -> Any:
@@ -111,3 +142,25 @@ class Aws:
     @property
     def apigateway(self) -> Any:
         return self.client("apigateway")
+
+
+def check_endpoint_url(url: str) -> str:
+    """An endpoint override is an http(s) URL with a host (and a port that exists): else one line, no call."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"endpoint URL {url!r} is not an http:// or https:// URL with a host, such as http://127.0.0.1:4566: "
+            "fix --endpoint-url or AWS_ENDPOINT_URL"
+        )
+    return url
+
+
+def _give_up_on_a_dead_connection(attempts: int, caught_exception: Exception | None = None, **_: Any) -> None:
+    """Botocore retries a failed connection as often as a throttled call; a dead endpoint does not get better
+    with ten tries of half a minute each. Raising here ends the retries with the connection's own error."""
+    if isinstance(caught_exception, (ConnectionError, HTTPClientError)) and attempts >= CONNECTION_ATTEMPTS:
+        raise caught_exception

@@ -60,7 +60,7 @@ class Check:
             account_id=arn_account(run.state.function_arn) or "",
             api_id=run.state.rest_api_id or "",
         )
-        answer = run.aws.lambda_.invoke(
+        answer = run.aws.invoker(target.config.timeout).invoke(
             FunctionName=target.config.function_name, Qualifier=number, Payload=json.dumps(event).encode()
         )
         payload = answer["Payload"].read()

@@ -69,6 +69,8 @@ def _aws_error_message(error: Exception) -> tuple[str, int] | None:
     """One line for the botocore errors a user meets, or None for anything else."""
     from botocore import exceptions
 
+    from deployer import aws
+
     if isinstance(error, exceptions.ProfileNotFound):
         return f"{error}: fix AWS_PROFILE (or --profile in ~/.aws/config), or unset it", 2
     if isinstance(error, exceptions.NoCredentialsError):
@@ -78,10 +80,13 @@ def _aws_error_message(error: Exception) -> tuple[str, int] | None:
             2,
         )
     if isinstance(error, exceptions.ClientError):
-        details = error.response.get("Error", {})
+        details = error.response.get("Error") or {}
         operation = getattr(error, "operation_name", "a call")
+        # A proxy or firewall in the way answers with its own page: its words, never its HTML or many lines.
+        code = details.get("Code") or f"HTTP {error.response.get('ResponseMetadata', {}).get('HTTPStatusCode')}"
+        message = output.one_line(str(details.get("Message") or "")) or "an answer that is not AWS's (a proxy?)"
         hint = ""
-        if details.get("Code") in (
+        if code in (
             "AccessDenied",
             "AccessDeniedException",
             "UnrecognizedClientException",
@@ -89,7 +94,14 @@ def _aws_error_message(error: Exception) -> tuple[str, int] | None:
             "ExpiredToken",
         ):
             hint = "; check that your credentials are valid and allowed to do this"
-        return f"AWS refused {operation}: {details.get('Code')}: {details.get('Message')}{hint}", 1
+        return f"AWS refused {operation}: {code}: {message}{hint}", 1
+    if isinstance(error, (exceptions.ConnectTimeoutError, exceptions.ReadTimeoutError)):
+        return (
+            f"no answer from {_site(getattr(error, 'kwargs', {}).get('endpoint_url', 'AWS'))} in time, after "
+            f"{aws.CONNECTION_ATTEMPTS} tries; nothing more was changed: check the network, the region and "
+            "--endpoint-url, then run the same command again",
+            1,
+        )
     if isinstance(error, exceptions.EndpointConnectionError):
         return f"cannot reach AWS: {error}; check the network, the region and --endpoint-url", 1
     if isinstance(error, exceptions.WaiterError):
@@ -101,6 +113,14 @@ def _aws_error_message(error: Exception) -> tuple[str, int] | None:
     if isinstance(error, exceptions.BotoCoreError):
         return f"AWS call failed: {error}", 1
     return None
+
+
+def _site(url: str) -> str:
+    """scheme://host[:port] of a request URL: where, without the request's own path."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
 
 
 @contextmanager
@@ -234,9 +254,12 @@ def build(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False) -
 
     with reported_errors():
         config = load_config(config_path)
-        artifact = build_zip(config, force=True, log=output.info)
+        artifact = build_zip(config, force=True, log=output.plain)
         if json_output:
-            output.result_json({"path": str(artifact.path), "size": artifact.size, "sha256": artifact.sha256})
+            left_out = [{"path": item.path, "reason": item.reason} for item in artifact.left_out]
+            output.result_json(
+                {"path": str(artifact.path), "size": artifact.size, "sha256": artifact.sha256, "left_out": left_out}
+            )
             return
         output.info(f"built {artifact.path.name}: {artifact.size:,} bytes")
         output.result(f"{artifact.path}  {artifact.size} bytes  sha256:{artifact.sha256}")
@@ -266,13 +289,15 @@ def up(
 ) -> None:
     """Build if needed, upload, publish the release, check it, move the stage to it; print the URL."""
     from deployer.build import build as build_zip
+    from deployer.build import build_lock
 
     with reported_errors():
         config = _checked_config(version, config_path, stage, needs_source=True)
         connection = _connect(config, endpoint_url, local)
         command = f"up --version {version}" + (f" --stage {config.stage}" if stage else "")
-        with _locked(connection, command) as state:
-            artifact = _artifact(build_zip(config, log=output.info))
+        # The build lock too, from the build to the upload: another build cannot swap dist/'s zip in between.
+        with _locked(connection, command) as state, build_lock(config, command=command, log=output.plain):
+            artifact = _artifact(build_zip(config, log=output.plain))
             share = canary / 100 if canary is not None else None
             run = connection.run(state, version, artifact=artifact, force=force, canary=share, check=not no_check)
             _deploy(connection, run, "up", json_output)
@@ -345,7 +370,7 @@ def plan(
     with reported_errors():
         config = _checked_config(version, config_path, stage, needs_source=True)
         connection = _connect(config, endpoint_url, local)
-        artifact = _artifact(build_zip(config))
+        artifact = _artifact(build_zip(config, log=output.plain))
         changes = deploy.plan(connection.target(connection.store.load(), version, artifact=artifact))
         pending = changes.pending
         if json_output:
@@ -472,9 +497,11 @@ def serve(
     from deployer.serve import serve as serve_locally
 
     with reported_errors():
+        if not 0 <= port <= 65535:  # 0: any free port
+            raise UsageError(f"--port {port} is not a port number; use 1-65535, e.g. 3000")
         config = load_config(config_path)
         # Serve what would be deployed: the source plus its bundled dependencies, nothing of the tool's own.
-        bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.info)
+        bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.plain)
         code_dirs = [] if bundled is None else [bundled if config.is_python else bundled / "node_modules"]
         serve_locally(config, host=host, port=port, code_dirs=code_dirs)
 

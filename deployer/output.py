@@ -6,6 +6,7 @@ Rich is imported on first use, not at start-up: `deployer --help` must not pay f
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from functools import cache
@@ -70,8 +71,25 @@ def info(message: str) -> None:
     console().print(message)
 
 
+def plain(message: str) -> None:
+    """A progress line holding names deployer did not write (file paths): printed as is, never as markup."""
+    console().print(escape(message), soft_wrap=True)
+
+
+HTML = re.compile(r"<!doctype|<html|<body|<head|</[a-z][a-z0-9]*>", re.I)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Text from elsewhere (an error page a proxy sent instead of AWS's answer) as one short line: tags gone,
+    white space collapsed, cut at `limit` characters. (Only HTML loses its tags: `<app>.zip` is a word.)"""
+    if HTML.search(text):
+        text = re.sub(r"<(script|style)\b.*?</\1>|<[^>]*>", " ", text, flags=re.I | re.S)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def error(message: str) -> None:
-    console().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    console().print(f"[bold red]error:[/] {escape(one_line(message, limit=2000))}", soft_wrap=True)
 
 
 def result(text: str) -> None:
