@@ -38,11 +38,11 @@ def event_for(
     return build_event(method, path, query, HEADERS if headers is None else headers, body, "test", **options)
 
 
-def test_proxy_path_gives_the_proxy_resource_and_decoded_path_parameter() -> None:
+def test_proxy_path_gives_the_proxy_resource_and_path_parameter_as_sent() -> None:
     event = event_for("/a/b%20c/")
     assert event["resource"] == "/{proxy+}"
     assert event["path"] == "/a/b%20c/"  # as sent, like API Gateway
-    assert event["pathParameters"] == {"proxy": "a/b c/"}
+    assert event["pathParameters"] == {"proxy": "a/b%20c"}  # not decoded, no trailing slash, like API Gateway
     assert event["requestContext"]["resourcePath"] == "/{proxy+}"
     assert event["requestContext"]["path"] == "/test/a/b%20c/"
 
@@ -68,10 +68,11 @@ def test_query_string_single_value_form_keeps_the_last_value() -> None:
     assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"], "y": ["a b+c"], "empty": [""]}
 
 
-def test_empty_query_string_body_and_headers_are_null() -> None:
+def test_empty_query_string_and_body_are_null_and_headers_have_api_gateways_own() -> None:
     event = event_for("/", headers=[])
-    for key in ("queryStringParameters", "multiValueQueryStringParameters", "headers", "multiValueHeaders", "body"):
+    for key in ("queryStringParameters", "multiValueQueryStringParameters", "body"):
         assert event[key] is None, key
+    assert list(event["headers"]) == ["X-Amzn-Trace-Id"]
     assert event["stageVariables"] is None
     assert event["isBase64Encoded"] is False
 
@@ -111,12 +112,12 @@ def test_request_id_is_fresh_for_each_request() -> None:
         ("", b"no content type", False),
         ("application/octet-stream", b"plain ascii but binary type", True),
         ("image/png", bytes(range(256)), True),
-        ("text/plain", b"\xff\xfe not utf-8", True),
     ],
 )
 def test_binary_bodies_are_base64_and_text_bodies_are_not(content_type: str, body: bytes, encoded: bool) -> None:
     headers = [("Content-Type", content_type)] if content_type else []
-    event = event_for("/upload", headers=headers, body=body, method="POST")
+    binary = ("application/octet-stream", "image/*")
+    event = event_for("/upload", headers=headers, body=body, method="POST", binary_media_types=binary)
     assert event["isBase64Encoded"] is encoded
     assert (base64.b64decode(event["body"]) if encoded else event["body"].encode()) == body
 
@@ -145,7 +146,7 @@ def test_response_defaults_to_json_content_type_and_empty_body() -> None:
     assert to_http_response({"statusCode": 204}) == (204, [("Content-Type", "application/json")], b"")
 
 
-def test_response_body_is_base64_decoded_when_flagged() -> None:
+def test_response_body_is_base64_decoded_when_flagged_and_binary() -> None:
     payload = bytes(range(256))
     result = {"statusCode": 200, "body": base64.b64encode(payload).decode(), "isBase64Encoded": True}
     assert to_http_response(result)[2] == payload
@@ -162,8 +163,7 @@ def test_response_framing_headers_from_the_function_are_dropped() -> None:
         (None, "returned null"),
         ([200, "ok"], "returned list"),
         ("ok", "returned str"),
-        ({"body": "x"}, "statusCode is missing"),
-        ({"statusCode": "200", "body": "x"}, "statusCode must be an integer"),
+        ({"statusCode": "two hundred", "body": "x"}, "statusCode must be an integer"),
         ({"statusCode": True}, "statusCode must be an integer"),
         ({"statusCode": 1000}, "not an HTTP status"),
         ({"statusCode": 200, "body": {"a": 1}}, "body must be a string"),
@@ -234,7 +234,7 @@ def test_the_functions_answer_goes_out_with_the_request_id() -> None:
     event = event_for(request_id="req-1")
     status, headers, body = answer_from_function(lambda _: {"statusCode": 201, "body": "made"}, event, report)
     assert (status, body) == (201, b"made")
-    assert headers == [("Content-Type", "application/json"), ("x-amzn-RequestId", "req-1")]
+    assert headers[:2] == [("Content-Type", "application/json"), ("x-amzn-RequestId", "req-1")]
     assert report.lines == []
 
 
@@ -246,7 +246,7 @@ def test_a_failed_function_is_502_and_its_stack_trace_is_reported_line_by_line()
     status, headers, body = answer_from_function(failing, event_for(request_id="req-2"), report)
     assert (status, headers, body) == (
         BAD_GATEWAY.status,
-        [*BAD_GATEWAY.response()[1], ("x-amzn-RequestId", "req-2")],
+        [*BAD_GATEWAY.response()[1], ("x-amzn-RequestId", "req-2"), headers[-1]],
         BAD_GATEWAY.body,
     )
     assert report.lines == [
@@ -256,6 +256,8 @@ def test_a_failed_function_is_502_and_its_stack_trace_is_reported_line_by_line()
 
 def test_a_malformed_answer_is_502_with_the_reason_reported() -> None:
     report = Reports()
-    status, _, body = answer_from_function(lambda _: {"body": "no status"}, event_for(), report)
+    status, _, body = answer_from_function(lambda _: {"statusCode": 200, "body": {}}, event_for(), report)
     assert (status, body) == (502, b'{"message": "Internal server error"}')
-    assert report.lines == [("malformed Lambda proxy response: statusCode is missing", [])]
+    assert report.lines == [
+        ("malformed Lambda proxy response: body must be a string (serialise objects to JSON first), not dict", [])
+    ]

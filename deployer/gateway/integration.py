@@ -5,19 +5,24 @@ The names are those a deployment writes and an emulation reads back: the integra
 service principal a function's resource policy must let in, and the execute-api ARN a request is
 made as (the policy's `AWS:SourceArn`). `answer_from_function` is the integration's end of a
 request: the function's answer, or 502 when the function failed or answered something API Gateway
-cannot map, the reason going to the console as it would to CloudWatch.
+cannot map, or 504 when it is still running after the integration's timeout (29 s), the reason going to
+the console as it would to CloudWatch.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from deployer.gateway.answers import BAD_GATEWAY, Response
-from deployer.gateway.proxy import MalformedResponseError, to_http_response
+from deployer.gateway.answers import BAD_GATEWAY, ENDPOINT_TIMED_OUT, Response
+from deployer.gateway.proxy import DEFAULT_BINARY_MEDIA_TYPES, MalformedResponseError, first_header, to_http_response
 
 APIGATEWAY_PRINCIPAL = "apigateway.amazonaws.com"
+# Seconds API Gateway waits for a Lambda integration (REST API's default and maximum) before it answers 504.
+# Read at each request, so a test can lower it (monkeypatch this module's attribute) instead of waiting.
+INTEGRATION_TIMEOUT = 29.0
 INVOKE_ACTION = "lambda:InvokeFunction"
 
 INTEGRATION_URI = re.compile(
@@ -57,16 +62,55 @@ class FunctionError(Exception):
         return {"errorType": self.error_type, "errorMessage": self.message, "stackTrace": self.stack_trace}
 
 
-def answer_from_function(invoke: Callable[[dict[str, Any]], Any], event: dict[str, Any], report: Report) -> Response:
+class IntegrationTimeout(Exception):
+    """The function was still running when the integration's timeout ran out."""
+
+
+def call_within(invoke: Callable[[dict[str, Any]], Any], event: dict[str, Any], seconds: float) -> Any:
+    """`invoke(event)`, or IntegrationTimeout after `seconds`: the function goes on running (as Lambda's does,
+    whatever API Gateway answered), in a thread of its own that nobody waits for."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["result"] = invoke(event)
+        except BaseException as error:  # handed to the caller, whatever it is
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="integration", daemon=True).start()
+    if not done.wait(seconds):
+        raise IntegrationTimeout
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def answer_from_function(
+    invoke: Callable[[dict[str, Any]], Any],
+    event: dict[str, Any],
+    report: Report,
+    binary_media_types: Iterable[str] = DEFAULT_BINARY_MEDIA_TYPES,
+    timeout: float | None = None,
+) -> Response:
     """What API Gateway answers for `event` once `invoke` has run the function with it.
 
-    The function's proxy response as HTTP; 502 `Internal server error` when `invoke` raises
-    FunctionError or the response is malformed, with the reason given to `report`. Every answer
-    carries the request's id (x-amzn-RequestId), as from API Gateway.
+    The function's proxy response as HTTP (binary or not by the API's `binary_media_types` and the request's
+    Accept header); 502 `Internal server error` when `invoke` raises FunctionError or the response is
+    malformed; 504 `Endpoint request timed out` when it runs past `timeout` (INTEGRATION_TIMEOUT). The reason
+    goes to `report`. Every answer carries the request's ids (x-amzn-RequestId, x-amz-apigw-id), as from
+    API Gateway.
     """
-    request_id = event["requestContext"]["requestId"]
+    context = event["requestContext"]
+    seconds = INTEGRATION_TIMEOUT if timeout is None else timeout
     try:
-        status, headers, payload = to_http_response(invoke(event))
+        result = call_within(invoke, event, seconds)
+        status, headers, payload = to_http_response(result, binary_media_types, first_header(event, "Accept"))
+    except IntegrationTimeout:
+        report(f"the function was still running after API Gateway's integration timeout ({seconds:g} s)", [])
+        status, headers, payload = ENDPOINT_TIMED_OUT.response()
     except FunctionError as error:
         # A stack entry may hold several lines (Python's do): the report gets one line each.
         lines = [line for entry in error.stack_trace for line in str(entry).rstrip("\n").split("\n")]
@@ -75,4 +119,5 @@ def answer_from_function(invoke: Callable[[dict[str, Any]], Any], event: dict[st
     except MalformedResponseError as error:
         report(f"malformed Lambda proxy response: {error}", [])
         status, headers, payload = BAD_GATEWAY.response()
-    return status, [*headers, ("x-amzn-RequestId", request_id)], payload
+    ids = [("x-amzn-RequestId", context["requestId"]), ("x-amz-apigw-id", context["extendedRequestId"])]
+    return status, [*headers, *ids], payload

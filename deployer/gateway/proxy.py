@@ -4,21 +4,37 @@ Pure functions, no I/O: `forwarded_headers` adds what API Gateway's front door a
 `build_event` turns the request into the event a Lambda function receives behind an `ANY` method on
 `/` and `/{proxy+}`; `to_http_response` turns the function's answer back into a status, headers and
 body, or raises MalformedResponseError where API Gateway answers 502 (answers.BAD_GATEWAY).
+
+Binary payloads follow the API's `binaryMediaTypes` (deploy.toml's `[api] binary_media_types`, `*/*` by
+default), as API Gateway's documentation for Lambda proxy integrations reads:
+
+- a request body goes to the function base64-encoded (`isBase64Encoded: true`) exactly when the request's
+  Content-Type matches one of them (so with `*/*`, every body), else as text;
+- a response with `isBase64Encoded: true` is decoded to bytes only when the first media type of the
+  request's Accept header, or the response's Content-Type, matches one of them; otherwise the base64 text
+  itself goes to the client, as API Gateway sends it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 LOCAL_ACCOUNT_ID = "123456789012"
 LOCAL_API_ID = "local00000"
+LOCAL_DEPLOYMENT_ID = "local0"
+# deploy.toml's default `[api] binary_media_types`, which `up` gives the API: every payload is binary.
+DEFAULT_BINARY_MEDIA_TYPES: tuple[str, ...] = ("*/*",)
+# What API Gateway takes a request without a Content-Type to carry, when it matches binaryMediaTypes.
+DEFAULT_CONTENT_TYPE = "application/json"
+TRACE_HEADER = "X-Amzn-Trace-Id"
 ROOT_RESOURCE = "/"
 PROXY_RESOURCE = "/{proxy+}"
 
@@ -30,16 +46,6 @@ RESPONSE_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body",
 # Framing is the server's job: a function's own values for these would corrupt the response.
 HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
-TEXT_MEDIA_TYPES = frozenset(
-    {
-        "application/json",
-        "application/xml",
-        "application/javascript",
-        "application/x-www-form-urlencoded",
-        "application/graphql",
-        "application/x-ndjson",
-    }
-)
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 GREEDY_PARAMETER = re.compile(r"\{([A-Za-z0-9_]+)\+\}$")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -59,38 +65,60 @@ def _fold(pairs: Iterable[tuple[str, str]], ignore_case: bool) -> tuple[dict[str
     return {name: values[-1] for name, values in multi.items()}, multi
 
 
-def is_text(content_type: str) -> bool:
-    """Whether a body of this media type travels as text; anything else is base64 (binary)."""
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return (
-        not media_type
-        or media_type.startswith("text/")
-        or media_type in TEXT_MEDIA_TYPES
-        or media_type.endswith(("+json", "+xml"))
-    )
+def media_type(value: str | None) -> str:
+    """The first media type of a Content-Type or Accept value, lower case, without parameters."""
+    return (value or "").split(",", 1)[0].split(";", 1)[0].strip().lower()
 
 
-def encode_body(body: bytes, content_type: str) -> tuple[str | None, bool]:
-    """The event's `body` and `isBase64Encoded`: null when empty, base64 for binary or undecodable bytes."""
+def is_binary(value: str | None, binary_media_types: Iterable[str]) -> bool:
+    """Whether a Content-Type or Accept value (its first media type) matches one of the API's binary media
+    types; `*` stands for any type or any subtype (`*/*`, `image/*`)."""
+    kind, _, subtype = media_type(value).partition("/")
+    if not kind:
+        return False
+    for pattern in binary_media_types:
+        wanted_kind, _, wanted_subtype = pattern.strip().lower().partition("/")
+        if wanted_kind in ("*", kind) and wanted_subtype in ("*", subtype):
+            return True
+    return False
+
+
+def encode_body(body: bytes, content_type: str | None, binary_media_types: Iterable[str]) -> tuple[str | None, bool]:
+    """The event's `body` and `isBase64Encoded`: null when empty, base64 when the Content-Type is binary.
+
+    A text body that is not UTF-8 is passed as text all the same (its bad bytes replaced), as API
+    Gateway does: only binaryMediaTypes decides, never the bytes."""
     if not body:
         return None, False
-    if is_text(content_type):
-        try:
-            return body.decode("utf-8"), False
-        except UnicodeDecodeError:
-            pass
-    return base64.b64encode(body).decode("ascii"), True
+    if is_binary(content_type or DEFAULT_CONTENT_TYPE, binary_media_types):
+        return base64.b64encode(body).decode("ascii"), True
+    return body.decode("utf-8", "replace"), False
 
 
 def path_parameters(resource: str, path: str) -> dict[str, str] | None:
-    """`{"proxy": "a/b"}` for `/{proxy+}` (decoded, as API Gateway passes it); null for a plain resource."""
+    """`{"proxy": "a/b"}` for `/{proxy+}`; null for a plain resource.
+
+    As API Gateway passes it: percent-encoding kept (`%2B` stays `%2B`, as in `path`), and without the
+    trailing slash (`/a/b/` gives `a/b`), while `path` keeps it."""
     greedy = GREEDY_PARAMETER.search(resource)
     if greedy is None:
         return None
     prefix = resource[: greedy.start()]
-    if not path.startswith(prefix) or len(path) == len(prefix):
+    value = path[len(prefix) :].rstrip("/")
+    if not path.startswith(prefix) or not value:
         raise ValueError(f"path {path!r} does not match resource {resource!r}")
-    return {greedy.group(1): unquote(path[len(prefix) :])}
+    return {greedy.group(1): value}
+
+
+def trace_id(epoch_ms: int) -> str:
+    """An X-Ray trace id, as API Gateway gives each request: `Root=1-<time, 8 hex>-<24 hex>`."""
+    return f"Root=1-{epoch_ms // 1000:08x}-{os.urandom(12).hex()}"
+
+
+def extended_request_id() -> str:
+    """API Gateway's own id for a request (requestContext.extendedRequestId, the x-amz-apigw-id header):
+    16 base64 characters, unlike the request's UUID."""
+    return base64.b64encode(os.urandom(11)).decode("ascii")
 
 
 def forwarded_headers(headers: Iterable[tuple[str, str]], client: str, port: int) -> list[tuple[str, str]]:
@@ -137,19 +165,23 @@ def build_event(
     protocol: str = "HTTP/1.1",
     account_id: str = LOCAL_ACCOUNT_ID,
     api_id: str = LOCAL_API_ID,
+    deployment_id: str = LOCAL_DEPLOYMENT_ID,
+    binary_media_types: Iterable[str] = DEFAULT_BINARY_MEDIA_TYPES,
 ) -> dict[str, Any]:
     """The REST proxy event for one request.
 
     `path` is the request path as sent (percent-encoding kept, as API Gateway does), without the query
-    string; `headers` are (name, value) pairs in arrival order, repeats allowed. `resource_path` defaults
-    to `/` for the root and `/{proxy+}` for everything else.
+    string; `headers` are (name, value) pairs in arrival order, spelled as the client spelled them, repeats
+    allowed. `resource_path` defaults to `/` for the root and `/{proxy+}` for everything else.
     """
     resource = resource_path or (ROOT_RESOURCE if path == "/" else PROXY_RESOURCE)
+    epoch_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    if not any(name.lower() == TRACE_HEADER.lower() for name, _ in headers):
+        headers = [*headers, (TRACE_HEADER, trace_id(epoch_ms))]
     single_headers, multi_headers = _fold(headers, ignore_case=True)
     single_query, multi_query = _fold(parse_qsl(query_string, keep_blank_values=True), ignore_case=False)
     lowered = {name.lower(): value for name, value in single_headers.items()}
-    text, is_base64 = encode_body(body, lowered.get("content-type", ""))
-    epoch_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    text, is_base64 = encode_body(body, lowered.get("content-type"), binary_media_types)
     request_id = request_id or str(uuid.uuid4())
     domain_name = lowered.get("host") or "localhost"
     return {
@@ -165,6 +197,7 @@ def build_event(
         "requestContext": {
             "accountId": account_id,
             "apiId": api_id,
+            "deploymentId": deployment_id,
             "resourceId": "local0",
             "resourcePath": resource,
             "stage": stage,
@@ -172,7 +205,7 @@ def build_event(
             "path": f"/{stage}{path}",
             "protocol": protocol,
             "requestId": request_id,
-            "extendedRequestId": request_id,
+            "extendedRequestId": extended_request_id(),
             "requestTime": _request_time(epoch_ms),
             "requestTimeEpoch": epoch_ms,
             "domainName": domain_name,
@@ -195,6 +228,14 @@ def build_event(
         "body": text,
         "isBase64Encoded": is_base64,
     }
+
+
+def first_header(event: Mapping[str, Any], name: str) -> str | None:
+    """The first value the client sent for header `name` (any case), from an event's multiValueHeaders."""
+    for key, values in (event.get("multiValueHeaders") or {}).items():
+        if key.lower() == name.lower() and values:
+            return str(values[0])
+    return None
 
 
 def _kind(value: Any) -> str:
@@ -240,7 +281,22 @@ def _multi_value_headers(value: Any) -> list[tuple[str, str]]:
     return pairs
 
 
-def _body(result: Mapping[str, Any]) -> bytes:
+def _status(result: Mapping[str, Any]) -> int:
+    """API Gateway's reading of statusCode: none is 200, and a string of digits is that number."""
+    status = result.get("statusCode")
+    if status is None:
+        return 200
+    if isinstance(status, str) and status.strip().isdigit():
+        status = int(status)
+    if not isinstance(status, int) or isinstance(status, bool):
+        raise MalformedResponseError(f"statusCode must be an integer, not {status!r}")
+    if not 100 <= status <= 599:
+        raise MalformedResponseError(f"statusCode {status} is not an HTTP status (100-599)")
+    return status
+
+
+def _body(result: Mapping[str, Any], decode: bool) -> bytes:
+    """The body's bytes; base64 ones decoded when `decode` (the answer is binary), else sent as the text."""
     body = result.get("body")
     encoded = result.get("isBase64Encoded", False)
     if encoded is not None and not isinstance(encoded, bool):
@@ -249,7 +305,7 @@ def _body(result: Mapping[str, Any]) -> bytes:
         return b""
     if not isinstance(body, str):
         raise MalformedResponseError(f"body must be a string (serialise objects to JSON first), not {_kind(body)}")
-    if not encoded:
+    if not (encoded and decode):
         return body.encode("utf-8", "replace")
     try:
         return base64.b64decode("".join(body.split()), validate=True)  # line breaks are tolerated
@@ -257,11 +313,15 @@ def _body(result: Mapping[str, Any]) -> bytes:
         raise MalformedResponseError(f"isBase64Encoded is true but body is not valid base64: {error}") from None
 
 
-def to_http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+def to_http_response(
+    result: Any, binary_media_types: Iterable[str] = DEFAULT_BINARY_MEDIA_TYPES, accept: str | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
     """Status, headers (in order; repeats are separate headers) and body bytes of a proxy response.
 
     `headers` and `multiValueHeaders` are merged; for a name in both (any case), the multi-value
-    form wins. Without a Content-Type the answer is `application/json`, as from API Gateway.
+    form wins. Without a Content-Type the answer is `application/json`, as from API Gateway. `accept` is the
+    request's first Accept header: with the response's Content-Type, it decides whether a base64 body is
+    decoded (see the module's docstring). As lenient as API Gateway: `{}` is 200 with an empty body.
     """
     if not isinstance(result, Mapping):
         raise MalformedResponseError(f"the function returned {_kind(result)}, not an object with a statusCode")
@@ -270,18 +330,13 @@ def to_http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         raise MalformedResponseError(
             f"unexpected key {unknown[0]!r}; a proxy response has only {', '.join(sorted(RESPONSE_KEYS))}"
         )
-    if "statusCode" not in result:
-        raise MalformedResponseError("statusCode is missing")
-    status = result["statusCode"]
-    if not isinstance(status, int) or isinstance(status, bool):
-        raise MalformedResponseError(f"statusCode must be an integer, not {status!r}")
-    if not 100 <= status <= 599:
-        raise MalformedResponseError(f"statusCode {status} is not an HTTP status (100-599)")
-    body = _body(result)
+    status = _status(result)
     multi = _multi_value_headers(result.get("multiValueHeaders"))
     overridden = {name.lower() for name, _ in multi}
     merged = [(name, value) for name, value in _headers(result.get("headers")) if name.lower() not in overridden]
     merged = [(name, value) for name, value in merged + multi if name.lower() not in HOP_BY_HOP]
     if not any(name.lower() == "content-type" for name, _ in merged):
         merged.append(("Content-Type", "application/json"))
-    return status, merged, body
+    content_type = next(value for name, value in merged if name.lower() == "content-type")
+    binary = is_binary(accept, binary_media_types) or is_binary(content_type, binary_media_types)
+    return status, merged, _body(result, binary)
