@@ -15,8 +15,10 @@ cannot be invoked or a function whose policy does not allow this API (the reason
 log, as it would to CloudWatch); 502 when the function fails or answers something API Gateway cannot map.
 
 moto's Deployment objects do not record the API they deployed, so patches.install_snapshots wraps
-moto's CreateDeployment to keep a copy of the wiring (resources, methods, integrations) with each
-deployment: like API Gateway, a stage keeps serving what was deployed until the next deployment.
+moto's CreateDeployment to keep a copy of the wiring (resources, methods, integrations) and of the API's
+binaryMediaTypes with each deployment: like API Gateway, a stage keeps serving what was deployed until
+the next deployment. The event and the answer are API Gateway's own (deployer/gateway/): the binary rule,
+the 29 s integration timeout, the request's ids and headers as the client spelled them.
 
 The function runs through `deployer serve`'s workers (FunctionRunner): the deployed zip is unpacked
 once per CodeSha256 into a cache folder, and one warm runner is kept per version ($LATEST, 1, 2 ...),
@@ -38,7 +40,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from deployer.digest import hex_sha256
 from deployer.errors import DeployerError
@@ -61,7 +62,6 @@ from deployer.gateway.integration import (
 )
 from deployer.gateway.proxy import build_event
 from deployer.serve.runner import FunctionRunner, Outcome
-from deployer.serve.sandbox import interpreter_note
 
 Console = Callable[[str], None]
 
@@ -120,6 +120,16 @@ class ResourceSpec:
 
 
 SNAPSHOT_ATTRIBUTE = "deployer_snapshot"
+BINARY_ATTRIBUTE = "deployer_binary_media_types"  # the API's binaryMediaTypes when it was deployed
+# The request's headers as received (name spelling, order, repeats), put in the WSGI environ by
+# patches.install_http_fixes: WSGI's HTTP_* keys lose all three.
+RAW_HEADERS_KEY = "deployer.raw_headers"
+
+
+def client_headers(environ: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+    """The request's headers as the client sent them, when the server recorded them (else None)."""
+    headers = environ.get(RAW_HEADERS_KEY)
+    return None if headers is None else [(str(name), str(value)) for name, value in headers]
 
 
 def snapshot(api: Any) -> tuple[ResourceSpec, ...]:
@@ -250,7 +260,8 @@ def _segments(path: str) -> list[str]:
 
 
 def _match(pattern: list[str], wanted: list[str]) -> tuple[tuple[int, ...], dict[str, str]] | None:
-    """Per segment 2 (literal), 1 (`{param}`) or 0 (greedy `{name+}`, last only), and the parameters."""
+    """Per segment 2 (literal), 1 (`{param}`) or 0 (greedy `{name+}`, last only), and the parameters (as sent:
+    API Gateway does not decode them; a trailing slash is not part of them)."""
     score: list[int] = []
     parameters: dict[str, str] = {}
     for index, part in enumerate(pattern):
@@ -258,13 +269,13 @@ def _match(pattern: list[str], wanted: list[str]) -> tuple[tuple[int, ...], dict
         if greedy:
             if index != len(pattern) - 1 or len(wanted) <= index:
                 return None
-            parameters[greedy.group(1)] = unquote("/".join(wanted[index:]))
+            parameters[greedy.group(1)] = "/".join(wanted[index:])  # percent-encoding kept, as API Gateway does
             return (*score, 0), parameters
         if index >= len(wanted):
             return None
         single = PARAMETER_SEGMENT.fullmatch(part)
         if single:
-            parameters[single.group(1)] = unquote(wanted[index])
+            parameters[single.group(1)] = wanted[index]
             score.append(1)
         elif part == wanted[index]:
             score.append(2)
@@ -389,6 +400,8 @@ class Invocation:
     parameters: dict[str, str]
     stage_variables: dict[str, str]
     target: Target
+    deployment_id: str = ""
+    binary_media_types: tuple[str, ...] = ()
 
     @property
     def function(self) -> Any:
@@ -463,7 +476,7 @@ class Functions:
                     version=str(function.version),
                     capture_output=True,  # Lambda Invoke's LogType Tail returns what one invocation printed
                 )
-                note = interpreter_note(runner.runtime)
+                note = runner.note
             except DeployerError as error:  # a runtime this machine cannot run
                 raise FunctionError("Runtime.Unavailable", str(error)) from None
             if note:
@@ -554,6 +567,9 @@ class DataPlane:
         if method.api_key_required:
             raise Refusal(FORBIDDEN, "the method requires an API key")
         target = self._target(account, region, request, resource, method, dict(stage.variables or {}))
+        binary = getattr(deployment, BINARY_ATTRIBUTE, None)
+        if binary is None:  # deployed before the snapshots were installed
+            binary = tuple(getattr(api, "binaryMediaTypes", None) or ())
         return Invocation(
             account=account,
             region=region,
@@ -563,6 +579,8 @@ class DataPlane:
             parameters=parameters,
             stage_variables=dict(stage.variables or {}),
             target=target,
+            deployment_id=str(stage.deployment_id),
+            binary_media_types=tuple(binary),
         )
 
     def _target(
@@ -633,6 +651,8 @@ class DataPlane:
                 protocol=request.protocol,
                 account_id=invocation.account,
                 api_id=invocation.api_id,
+                deployment_id=invocation.deployment_id,
+                binary_media_types=invocation.binary_media_types,
             )
         except ValueError as error:  # a path spelled so that it matches a resource only once normalised
             refusal = missing_token(str(error))
@@ -654,7 +674,7 @@ class DataPlane:
         def report(reason: str, details: Sequence[str]) -> None:
             self.console("\n    ".join([f"{target.invoked_arn} (version {target.version}): {reason}", *details]))
 
-        return answer_from_function(invoke, event, report)
+        return answer_from_function(invoke, event, report, invocation.binary_media_types)
 
     def close(self) -> None:
         self.functions.close()

@@ -3,7 +3,15 @@
 Each `install_*` patches moto's classes once per process (calling it again does nothing):
 
 - install_snapshots: moto's Deployment does not record the wiring it deployed; API Gateway serves
-  what was deployed until the next deployment, so each CreateDeployment keeps a copy (dataplane.py reads it).
+  what was deployed until the next deployment, so each CreateDeployment keeps a copy (dataplane.py reads it),
+  binaryMediaTypes included.
+- install_binary_media_types: moto's CreateRestApi drops `binaryMediaTypes`, and its UpdateRestApi reads the
+  type of `add`/`remove` from the operation's value, where API Gateway names it in the path
+  (`/binaryMediaTypes/image~1png`, `/` escaped as `~1`): both made to work as API Gateway's do.
+- install_http_fixes: werkzeug's server (moto's) hands the WSGI app headers upper-cased with repeats joined
+  by commas, and writes a response's headers and body separately with Nagle's algorithm on; API Gateway
+  passes the client's spelling and each repeat, so the headers as received go in the environ too
+  (dataplane.RAW_HEADERS_KEY), and TCP_NODELAY is set.
 - install_lambda_fixes: moto numbers a new version `len(versions) + 1`, so after DeleteFunction(Qualifier=1)
   the next PublishVersion answers "2" again, a number already taken; Lambda never reuses one. It also
   decides "nothing changed, no new version" from a flag that deleting versions leaves stale, and lets a
@@ -22,7 +30,7 @@ import copy
 import json
 from typing import Any
 
-from deployer.local.dataplane import SNAPSHOT_ATTRIBUTE, snapshot
+from deployer.local.dataplane import BINARY_ATTRIBUTE, RAW_HEADERS_KEY, SNAPSHOT_ATTRIBUTE, snapshot
 
 PUBLISHED = "deployer_highest_version"  # kept in moto's per-function record: the highest number ever published
 
@@ -40,6 +48,8 @@ def _once(name: str) -> bool:
 def install_local_cloud() -> None:
     """Everything the emulator process needs, before it serves its first request."""
     install_snapshots()
+    install_binary_media_types()
+    install_http_fixes()
     install_lambda_fixes()
     install_qualified_policies()
 
@@ -55,9 +65,81 @@ def install_snapshots() -> None:
     def create_deployment(self: Any, *arguments: Any, **keywords: Any) -> Any:
         deployment = original(self, *arguments, **keywords)
         setattr(deployment, SNAPSHOT_ATTRIBUTE, snapshot(self))
+        setattr(deployment, BINARY_ATTRIBUTE, tuple(self.binaryMediaTypes or ()))
         return deployment
 
     RestAPI.create_deployment = create_deployment  # type: ignore[method-assign]
+
+
+BINARY_MEDIA_TYPES_PATH = "/binaryMediaTypes"
+
+
+def unescape_pointer(segment: str) -> str:
+    """A JSON Pointer segment as API Gateway's patch paths spell it: `~1` is `/`, `~0` is `~`."""
+    return segment.replace("~1", "/").replace("~0", "~")
+
+
+def patch_binary_media_types(types: list[str], operation: dict[str, Any]) -> None:
+    """Apply one patch operation on /binaryMediaTypes to `types` in place, as API Gateway does: the type is
+    in the path (`add /binaryMediaTypes/image~1png`); `replace` swaps the named type for the value."""
+    named = unescape_pointer(operation["path"][len(BINARY_MEDIA_TYPES_PATH) :].lstrip("/"))
+    if operation["op"] == "add" and named and named not in types:
+        types.append(named)
+    elif operation["op"] == "remove" and named in types:
+        types.remove(named)
+    elif operation["op"] == "replace" and named in types:
+        types[types.index(named)] = operation.get("value") or named
+
+
+def install_binary_media_types() -> None:
+    """CreateRestApi keeps `binaryMediaTypes`; UpdateRestApi adds, removes and replaces them by path."""
+    if not _once("binary"):
+        return
+    from moto.apigateway.models import RestAPI
+    from moto.apigateway.responses import APIGatewayResponse
+
+    create = APIGatewayResponse.create_rest_api
+    apply = RestAPI.apply_patch_operations
+
+    def create_rest_api(self: Any) -> Any:
+        status, headers, body = create(self)
+        types = self._get_param("binaryMediaTypes")
+        if types and int(status) < 300:
+            api = self.backend.get_rest_api(json.loads(body)["id"])
+            api.binaryMediaTypes = [str(item) for item in types]
+            body = json.dumps(api.to_dict())
+        return status, headers, body
+
+    def apply_patch_operations(self: Any, patch_operations: list[dict[str, Any]]) -> None:
+        others = []
+        for operation in patch_operations:
+            if str(operation.get("path", "")).startswith(BINARY_MEDIA_TYPES_PATH + "/"):
+                patch_binary_media_types(self.binaryMediaTypes, operation)
+            else:
+                others.append(operation)
+        apply(self, others)
+
+    APIGatewayResponse.create_rest_api = create_rest_api  # type: ignore[method-assign]
+    RestAPI.apply_patch_operations = apply_patch_operations  # type: ignore[method-assign]
+
+
+def install_http_fixes() -> None:
+    """werkzeug's server (the emulator's) passes the headers as received, and answers without Nagle's delay."""
+    if not _once("http"):
+        return
+    from werkzeug.serving import WSGIRequestHandler
+
+    make_environ = WSGIRequestHandler.make_environ
+
+    def make_environ_with_raw_headers(self: Any) -> Any:
+        environ = make_environ(self)
+        environ[RAW_HEADERS_KEY] = list(self.headers.items())  # spelling, order and repeats as sent
+        return environ
+
+    WSGIRequestHandler.make_environ = make_environ_with_raw_headers  # type: ignore[method-assign]
+    # The headers and the body leave in separate writes: without TCP_NODELAY, the body would wait for the
+    # client's delayed ACK (some 40 ms) on any connection that is reused.
+    WSGIRequestHandler.disable_nagle_algorithm = True
 
 
 def release_of(function: Any) -> tuple[Any, ...]:
