@@ -38,7 +38,7 @@ from typing import Any
 
 from deployer.gateway.integration import FunctionError
 from deployer.gateway.proxy import LOCAL_ACCOUNT_ID
-from deployer.serve.sandbox import lambda_environment, worker_command
+from deployer.serve.sandbox import check_runtime, lambda_environment, worker_command
 
 INIT_TIMEOUT = 10.0  # seconds: Lambda's limit for the init phase (importing the handler's module)
 # Not watched: caches. Watched by their own mtime only (an install adds or removes entries): dependency trees.
@@ -254,6 +254,8 @@ class FunctionRunner:
         self.account_id = account_id
         self.version = version
         self.command = worker_command(runtime)
+        # Refuses (DeployerError) compiled code the local interpreter cannot load; else a warning or None.
+        self.note = check_runtime(runtime, [self.source, *self.code_dirs])
         self._console = console or _print_to_stderr
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
