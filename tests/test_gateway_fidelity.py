@@ -398,6 +398,41 @@ def test_serve_answers_many_requests_over_one_kept_alive_connection(serve_emulat
     assert len(set(accepted)) == 1  # 21 requests, one TCP connection
 
 
+def test_the_local_clouds_server_keeps_a_connection_alive_and_skips_an_unread_body() -> None:
+    """werkzeug (the emulator's server) closed every connection; patched, one connection serves them all, even
+    when the app leaves a request's body unread (the next request must still start where it should)."""
+    from werkzeug.serving import make_server as make_wsgi_server
+
+    install_http_fixes()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = environ["wsgi.input"].read() if environ["PATH_INFO"] == "/read" else b"left unread"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["REQUEST_METHOD"].encode() + b" " + body]
+
+    server = make_wsgi_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.connect()
+        assert connection.sock is not None
+        local = connection.sock.getsockname()
+        for index in range(10):
+            path = "/read" if index % 2 else "/skip"
+            connection.request("POST", path, body=b"x" * 5000)
+            expected = b"POST " + (b"x" * 5000 if index % 2 else b"left unread")
+            assert connection.getresponse().read() == expected
+        connection.request("HEAD", "/skip")
+        head = connection.getresponse()
+        assert (head.status, head.read()) == (200, b"")
+        assert connection.sock is not None and connection.sock.getsockname() == local  # 11 requests, 1 connection
+    finally:
+        connection.close()
+        server.shutdown()
+        thread.join(timeout=10)
+
+
 # --- 8. the runtime's own language version --------------------------------------------------------------------
 
 

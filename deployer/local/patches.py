@@ -9,9 +9,10 @@ Each `install_*` patches moto's classes once per process (calling it again does 
   type of `add`/`remove` from the operation's value, where API Gateway names it in the path
   (`/binaryMediaTypes/image~1png`, `/` escaped as `~1`): both made to work as API Gateway's do.
 - install_http_fixes: werkzeug's server (moto's) hands the WSGI app headers upper-cased with repeats joined
-  by commas, and writes a response's headers and body separately with Nagle's algorithm on; API Gateway
-  passes the client's spelling and each repeat, so the headers as received go in the environ too
-  (dataplane.RAW_HEADERS_KEY), and TCP_NODELAY is set.
+  by commas, and closes every connection (`Connection: close`); API Gateway passes the client's spelling
+  and each repeat, and keeps connections alive. So the headers as received go in the environ too
+  (dataplane.RAW_HEADERS_KEY), and a request whose body is framed by its Content-Length is answered in
+  one write (TCP_NODELAY) on a connection that stays open.
 - install_lambda_fixes: moto numbers a new version `len(versions) + 1`, so after DeleteFunction(Qualifier=1)
   the next PublishVersion answers "2" again, a number already taken; Lambda never reuses one. It also
   decides "nothing changed, no new version" from a flag that deleting versions leaves stale, and lets a
@@ -123,22 +124,81 @@ def install_binary_media_types() -> None:
     RestAPI.apply_patch_operations = apply_patch_operations  # type: ignore[method-assign]
 
 
+def _keeps_alive(handler: Any) -> bool:
+    """Whether the connection can stay open after this request: HTTP/1.1, the client did not ask to close,
+    and the body's end is known from its Content-Length (not chunked, no `Expect: 100-continue` dance)."""
+    headers = handler.headers
+    return (
+        handler.request_version == "HTTP/1.1"
+        and not handler.close_connection
+        and "chunked" not in str(headers.get("Transfer-Encoding", "")).lower()
+        and not headers.get("Expect")
+    )
+
+
 def install_http_fixes() -> None:
-    """werkzeug's server (the emulator's) passes the headers as received, and answers without Nagle's delay."""
+    """werkzeug's server (the emulator's) passes the headers as received and keeps connections alive."""
     if not _once("http"):
         return
     from werkzeug.serving import WSGIRequestHandler
+    from werkzeug.wsgi import LimitedStream
 
     make_environ = WSGIRequestHandler.make_environ
+    closing_run_wsgi = WSGIRequestHandler.run_wsgi
 
     def make_environ_with_raw_headers(self: Any) -> Any:
         environ = make_environ(self)
         environ[RAW_HEADERS_KEY] = list(self.headers.items())  # spelling, order and repeats as sent
         return environ
 
+    def run_wsgi(self: Any) -> None:
+        """The app's answer, buffered and sent in one write; the request's unread body is read first, so that
+        the next request on the connection starts where it should. (werkzeug's own run_wsgi says
+        `Connection: close`, then discards whatever the client sends next.)"""
+        if not _keeps_alive(self):
+            return closing_run_wsgi(self)  # type: ignore[no-any-return]
+        environ = self.environ = self.make_environ()
+        body = LimitedStream(environ["wsgi.input"], int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = body
+        started: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started[:] = [status, headers]
+            return chunks.append
+
+        try:
+            result = self.server.app(environ, start_response)
+            try:
+                chunks.extend(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+            body.exhaust()
+            status, headers = started
+        except Exception as error:  # what werkzeug answers too, but the connection cannot be trusted after it
+            self.log_error("Error on request: %r", error)
+            self.close_connection = True
+            status, headers, chunks = "500 Internal Server Error", [("Content-Type", "text/plain")], [b"error"]
+        code, _, reason = status.partition(" ")
+        payload = b"".join(chunks)
+        self.send_response(int(code), reason)
+        named = set()
+        for name, value in headers:
+            if name.lower() not in ("connection", "keep-alive", "transfer-encoding"):
+                self.send_header(name, value)
+                named.add(name.lower())
+        if "content-length" not in named and int(code) >= 200 and int(code) not in (204, 304):
+            self.send_header("Content-Length", str(len(payload)))
+        self._headers_buffer.append(b"\r\n")
+        if environ["REQUEST_METHOD"] != "HEAD":
+            self._headers_buffer.append(payload)
+        self.flush_headers()  # status line, headers and body in one write
+
     WSGIRequestHandler.make_environ = make_environ_with_raw_headers  # type: ignore[method-assign]
-    # The headers and the body leave in separate writes: without TCP_NODELAY, the body would wait for the
-    # client's delayed ACK (some 40 ms) on any connection that is reused.
+    WSGIRequestHandler.run_wsgi = run_wsgi  # type: ignore[method-assign]
+    # When werkzeug's run_wsgi still answers (a chunked request), headers and body leave in separate writes:
+    # with TCP_NODELAY the body never waits for the client's delayed ACK.
     WSGIRequestHandler.disable_nagle_algorithm = True
 
 
