@@ -14,6 +14,9 @@ import http.client
 import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +43,7 @@ from deployer.local.patches import (
 from deployer.serve import make_server
 from deployer.serve.sandbox import check_runtime, find_interpreter
 from tests.test_local_dataplane import REGION, allow, make_function, put_lambda_proxy
-from tests.test_serve import Reply, call, running
+from tests.test_serve import APPS, Reply, call, running
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "gateway"
 STAGE = "fidelity"
@@ -485,3 +488,45 @@ def test_a_node_addon_for_another_major_is_refused(tmp_path: Path, fresh_interpr
     (addon / "fast.node").write_bytes(b"\x7fELF")
     with pytest.raises(DeployerError, match=r"fast\.node is compiled code .*install Node\.js 99$"):
         check_runtime("nodejs99.x", [tmp_path])
+
+
+# --- a real framework app -------------------------------------------------------------------------------------
+
+
+@pytest.mark.network  # installs Flask and apig-wsgi from PyPI into the function's bundle
+def test_a_flask_app_behind_apig_wsgi_is_served_as_aws_would(tmp_path: Path) -> None:
+    """Flask through apig-wsgi under `deployer serve` with deploy.toml's default binary_media_types (*/*): an
+    image and an uploaded body round-trip as bytes, two cookies stay two, header names are as sent."""
+    shutil.copytree(APPS / "flask_apig", tmp_path, dirs_exist_ok=True)
+    (tmp_path / "deploy.toml").write_text(
+        '[app]\nname = "FlaskFidelity"\nregion = "us-east-1"\n[artifact]\nbucket = "flask-fidelity-artifacts"\n'
+        '[function]\nsource = "function"\nhandler = "main.handler"\nruntime = "python3.13"\ntimeout = 10\n'
+    )
+    deployer = Path(sys.executable).parent / "deployer"
+    process = subprocess.Popen(
+        [str(deployer), "serve", "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
+        assert found, process.stderr.read() if process.stderr else ""
+        port = int(found.group(1))
+        page = call(port, "/", headers=[("Accept", "text/html")])
+        assert (page.status, page.body) == (200, b"<h1>Hello from Flask</h1>")
+        pixel = call(port, "/pixel.png", headers=[("Accept", "image/png")])
+        assert pixel.header("Content-Type") == ["image/png"] and pixel.body.startswith(b"\x89PNG\r\n\x1a\n")
+        upload = call(port, "/upload", "POST", bytes(range(256)), [("Content-Type", "application/octet-stream")])
+        assert json.loads(upload.body) == {"size": 256, "first": "00010203"}
+        browser = [("Cookie", "session=abc; theme=dark"), ("x-CUSTOM", "Kept")]
+        whoami = json.loads(call(port, "/whoami", headers=browser).body)
+        assert whoami == {"cookies": {"session": "abc", "theme": "dark"}, "custom": "Kept", "path": "/whoami"}
+        # Two Cookie headers reach the event as two values, as on AWS; apig-wsgi joins them with a comma, so
+        # Flask reads one cookie: what the deployed app would do with such a client, seen locally.
+        twice = [("Cookie", "session=abc"), ("Cookie", "theme=dark")]
+        assert json.loads(call(port, "/whoami", headers=twice).body)["cookies"] == {"session": "abc,theme=dark"}
+        assert len(call(port, "/cookies").header("Set-Cookie")) == 2
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+        process.kill()
