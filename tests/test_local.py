@@ -25,11 +25,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import boto3
 import pytest
 
 from deployer.errors import UsageError
 from deployer.local import code_cache, control, log_path, pid_path
+from deployer.local.target import local_credentials, session
 from deployer.process import alive
 from tests.account import APP, Account
 from tests.browser import chromium_page
@@ -72,6 +72,18 @@ def stop_for_sure(port: int) -> None:
         log_path(port).unlink(missing_ok=True)
 
 
+def signed_request(port: int, method: str, path: str, body: bytes = b"") -> urllib.request.Request:
+    """A request to the local cloud signed with its credentials, as it wants every call it hands to moto."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    credentials = local_credentials(port)
+    request = AWSRequest(method=method, url=f"http://127.0.0.1:{port}{path}", data=body)
+    SigV4Auth(Credentials(credentials.access_key_id, credentials.secret_access_key), "moto", REGION).add_auth(request)
+    return urllib.request.Request(request.url, data=body, method=method, headers=dict(request.headers.items()))
+
+
 @pytest.fixture(scope="module")
 def local_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """One emulator for the module, started with `deployer local start --port`; always stopped at the end."""
@@ -88,8 +100,7 @@ def local_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 @pytest.fixture
 def local_cloud(local_port: int, monkeypatch: pytest.MonkeyPatch) -> str:
     """A clean emulated account, and DEPLOYER_LOCAL_PORT pointing every command at it."""
-    request = urllib.request.Request(f"http://127.0.0.1:{local_port}/moto-api/reset", method="POST")
-    _direct.open(request, timeout=10).close()
+    _direct.open(signed_request(local_port, "POST", "/moto-api/reset"), timeout=10).close()
     monkeypatch.setenv("DEPLOYER_LOCAL_PORT", str(local_port))
     monkeypatch.delenv("DEPLOYER_LOCAL", raising=False)
     return f"http://127.0.0.1:{local_port}"
@@ -114,9 +125,9 @@ def test_the_guides_story_in_a_browser(project: Path, local_cloud: str, tmp_path
     """up 1.0.0 shows Hello world!; up 1.0.1 Bonjour au monde!; rollback 1.0.0 Hello world! again; down: 403."""
     profile = tmp_path / "chromium-profile"
     url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
-    api_id = boto3.client("apigateway", endpoint_url=local_cloud, region_name=REGION).get_rest_apis()["items"][0]["id"]
+    api_id = session(REGION).client("apigateway", endpoint_url=local_cloud).get_rest_apis()["items"][0]["id"]
     assert url == f"{local_cloud}/restapis/{api_id}/test/_user_request_/"
-    account = Account(boto3.Session(region_name=REGION), endpoint_url=local_cloud)
+    account = Account(session(REGION), endpoint_url=local_cloud)
     account.assert_stack("v1.0.0/example.zip")  # the API calls the alias `test`, which the grant is on
     assert "Hello world!" in chromium_page(url, profile)
     status, body, _ = fetch(f"{url}some/deep/path?x=1")  # the {proxy+} resource
@@ -160,7 +171,7 @@ def test_the_api_answers_500_until_the_alias_lets_it_in(project: Path, local_clo
     """The guide's 'not functional yet' step: without the alias's permission, API Gateway says 500. The grant is
     in the alias's own policy, as Lambda keeps it: the function's policy and its RemovePermission do not see it."""
     url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
-    functions = boto3.client("lambda", endpoint_url=local_cloud, region_name=REGION)
+    functions = session(REGION).client("lambda", endpoint_url=local_cloud)
     [grant] = json.loads(functions.get_policy(FunctionName=APP, Qualifier="test")["Policy"])["Statement"]
     alias_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{APP}:test"
     assert (grant["Sid"], grant["Resource"]) == ("deployer-apigateway-test", alias_arn)
@@ -192,9 +203,9 @@ def test_the_api_answers_500_until_the_alias_lets_it_in(project: Path, local_clo
 
 def test_what_is_not_wired_is_a_missing_authentication_token(project: Path, local_cloud: str) -> None:
     url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
-    session = boto3.Session(region_name=REGION)
-    gateway = session.client("apigateway", endpoint_url=local_cloud)
-    function_arn = session.client("lambda", endpoint_url=local_cloud).get_function(FunctionName="ServerlessExample")
+    local = session(REGION)
+    gateway = local.client("apigateway", endpoint_url=local_cloud)
+    function_arn = local.client("lambda", endpoint_url=local_cloud).get_function(FunctionName="ServerlessExample")
     function_arn = function_arn["Configuration"]["FunctionArn"]
 
     # An API made by hand with only `/`: its sub-paths have no resource.
@@ -204,7 +215,7 @@ def test_what_is_not_wired_is_a_missing_authentication_token(project: Path, loca
     gateway.create_deployment(restApiId=api_id, stageName="test")
     hand_made = f"{local_cloud}/restapis/{api_id}/test/_user_request_/"
     assert fetch(hand_made)[:2] == (500, INTERNAL_ERROR)  # deployed, but the function does not let it in yet
-    session.client("lambda", endpoint_url=local_cloud).add_permission(
+    local.client("lambda", endpoint_url=local_cloud).add_permission(
         FunctionName="ServerlessExample",
         StatementId="root-only",
         Action="lambda:InvokeFunction",
@@ -278,7 +289,7 @@ def test_a_rollback_brings_back_the_renamed_handler_its_memory_and_its_environme
 
     deployer_ok(project, "rollback", "2.0.0", "--local")
     assert fetch(url)[:2] == (200, b"<p>Hello world!</p>")
-    functions = boto3.client("lambda", endpoint_url=local_cloud, region_name=REGION)
+    functions = session(REGION).client("lambda", endpoint_url=local_cloud)
     live = functions.get_function_configuration(
         FunctionName=APP, Qualifier=functions.get_alias(FunctionName=APP, Name="test")["FunctionVersion"]
     )
@@ -299,7 +310,7 @@ def test_a_release_that_raises_is_refused_and_never_served(project: Path, local_
     assert "Traceback" not in refused.stderr
     for _ in range(5):
         assert fetch(url)[:2] == (200, b"<p>Hello world!</p>")
-    functions = boto3.client("lambda", endpoint_url=local_cloud, region_name=REGION)
+    functions = session(REGION).client("lambda", endpoint_url=local_cloud)
     assert functions.get_alias(FunctionName=APP, Name="test")["FunctionVersion"] == "1"
 
 
@@ -337,7 +348,7 @@ def test_a_canary_gets_its_share_of_the_requests_then_up_gives_it_all(project: P
 
 def test_lambda_invoke_on_the_local_cloud_answers_as_lambda_does(local_cloud: str) -> None:
     """Through boto3, as `up`'s check calls it: the result, a function error, a missing alias, the log's tail."""
-    functions = make_greeter(Account(boto3.Session(region_name=REGION), endpoint_url=local_cloud))
+    functions = make_greeter(Account(session(REGION), endpoint_url=local_cloud))
     answer, result = call(functions, {"n": 1}, Qualifier="live", LogType="Tail")
     assert (answer["StatusCode"], answer["ExecutedVersion"], result["page"]) == (200, "1", "one")
     assert result["invoked"] == f"{ARN}:live"
@@ -355,7 +366,7 @@ def test_lambda_invoke_on_the_local_cloud_answers_as_lambda_does(local_cloud: st
 
 
 def test_the_local_cloud_never_reuses_a_version_number(local_cloud: str) -> None:
-    functions = make_greeter(Account(boto3.Session(region_name=REGION), endpoint_url=local_cloud))
+    functions = make_greeter(Account(session(REGION), endpoint_url=local_cloud))
     functions.delete_function(FunctionName="greeter", Qualifier="2")
     assert functions.publish_version(FunctionName="greeter")["Version"] == "3"  # moto alone says "2" again
     assert call(functions, Qualifier="3")[1]["page"] == "latest"

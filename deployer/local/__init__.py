@@ -4,7 +4,8 @@
 moto's emulation of the account (emulator.py, with moto's differences from AWS mended in patches.py),
 Lambda Invoke, which really runs the version asked for (invoke.py), and the data plane of every
 deployed REST API at `http://127.0.0.1:{port}/restapis/{api id}/{stage}/_user_request_/{path}`
-(dataplane.py), which follows the stage's alias to the version it runs.
+(dataplane.py), which follows the stage's alias to the version it runs. It answers its own user only:
+requests signed with the credentials it writes at start, for 127.0.0.1 or localhost (auth.py).
 `--local` on up/rollback/down/status/plan points a command at it (target.py).
 
 This module is imported by the CLI at start-up for option parsing: it must stay light (no moto,
@@ -14,10 +15,11 @@ no boto3).
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
-from deployer.errors import UsageError
+from deployer.errors import DeployerError, UsageError
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4566  # LocalStack's port: tools that know it find the same endpoint here
@@ -65,10 +67,24 @@ def endpoint(port: int) -> str:
 
 
 def runtime_folder() -> Path:
-    """Where the emulators of this user keep their log, pid file and unpacked code: the system temp dir."""
+    """Where the emulators of this user keep their log, pid file, credentials and unpacked code: the system temp dir.
+
+    The temp dir is shared: a folder of that name made by another user (who could then swap its files) or
+    a symlink is refused, and ours is made 0700 if it was not.
+    """
     uid = os.getuid() if hasattr(os, "getuid") else "user"
     folder = Path(tempfile.gettempdir()) / f"deployer-local-{uid}"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    refusal = f"{folder} is not a folder of yours; remove it: the local cloud keeps its credentials there"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:  # a file, or a dangling symlink
+        raise DeployerError(refusal) from None
+    if hasattr(os, "getuid"):
+        found = folder.lstat()
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+            raise DeployerError(refusal)
+        if stat.S_IMODE(found.st_mode) != 0o700:
+            folder.chmod(0o700)
     return folder
 
 
@@ -82,3 +98,8 @@ def pid_path(port: int) -> Path:
 
 def code_cache(port: int) -> Path:
     return runtime_folder() / f"code-{port}"
+
+
+def credentials_path(port: int) -> Path:
+    """The local cloud's key pair (auth.py): readable by its user only."""
+    return runtime_folder() / f"{port}.credentials"

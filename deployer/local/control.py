@@ -2,9 +2,10 @@
 
 `start` spawns `python -m deployer.local --port N` in a session of its own (it outlives the command
 and ignores the terminal's Ctrl-C), logging to `{temp dir}/deployer-local-{uid}/{port}.log`, and waits
-until `/_deployer/health` answers. `stop` asks `/_deployer/shutdown`, waits for the process to exit
-and for the port to be free, and falls back to SIGTERM, then SIGKILL. Standard library only: no
-moto, no boto3 in the calling process. moto is an optional extra (`deployer[local]`): `start` checks
+until `/_deployer/health` answers. `stop` asks `/_deployer/shutdown` (with a token only the holder of
+the emulator's credentials file can make, auth.py), waits for the process to exit and for the port to
+be free, and falls back to SIGTERM, then SIGKILL. Standard library only: no moto, no boto3 in the
+calling process. moto is an optional extra (`deployer[local]`): `start` checks
 that it is installed before spawning anything, so every `--local` command says what to install.
 """
 
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from deployer.errors import DeployerError, UsageError
-from deployer.local import HOST, SERVICE, endpoint, log_path, pid_path
+from deployer.local import HOST, SERVICE, credentials_path, endpoint, log_path, pid_path
+from deployer.local.auth import read_credentials, shutdown_token
 from deployer.process import alive
 
 INSTALL_LOCAL = "pip install 'deployer[local]'"
@@ -74,9 +76,10 @@ class PortTaken(DeployerError):
     """Something that is not our emulator answers (or listens) on the port."""
 
 
-def _request(port: int, path: str, method: str = "GET", timeout: float = 2.0) -> dict[str, Any] | None:
-    headers = {"X-Deployer-Shutdown": "yes"} if method == "POST" else {}
-    request = urllib.request.Request(f"{endpoint(port)}{path}", method=method, headers=headers, data=None)
+def _request(
+    port: int, path: str, method: str = "GET", timeout: float = 2.0, headers: dict[str, str] | None = None
+) -> dict[str, Any] | None:
+    request = urllib.request.Request(f"{endpoint(port)}{path}", method=method, headers=headers or {}, data=None)
     try:
         with _opener.open(request, timeout=timeout) as answer:
             data = json.loads(answer.read() or b"null")
@@ -241,11 +244,19 @@ def stop(port: int, log: Log = lambda _: None) -> Emulator | None:
         if not _terminate(pid):
             raise DeployerError(f"could not stop the local cloud (pid {pid}); kill it with: kill -9 {pid}")
         pid_path(port).unlink(missing_ok=True)
+        credentials_path(port).unlink(missing_ok=True)
         return Emulator(pid=pid, port=port, started_at=None, moto=None)
-    _request(port, "/_deployer/shutdown", method="POST", timeout=5.0)
-    if _wait_gone(found.pid, port, STOP_TIMEOUT):
-        return found
-    log(f"the local cloud (pid {found.pid}) is still running after {STOP_TIMEOUT:.0f} s; sending SIGTERM")
+    credentials = read_credentials(port)
+    if credentials is not None and credentials.pid == found.pid:
+        headers = {"X-Deployer-Shutdown": shutdown_token(credentials)}
+        _request(port, "/_deployer/shutdown", method="POST", timeout=5.0, headers=headers)
+        if _wait_gone(found.pid, port, STOP_TIMEOUT):
+            return found
+        log(f"the local cloud (pid {found.pid}) is still running after {STOP_TIMEOUT:.0f} s; sending SIGTERM")
+    elif _is_emulator(found.pid):  # an older emulator, which wrote none: it stops on SIGTERM just as well
+        log(f"the local cloud (pid {found.pid}) left no credentials file; sending SIGTERM")
+    else:
+        raise DeployerError(f"the local cloud on port {port} (pid {found.pid}) is not yours: it wrote no credentials")
     if not _terminate(found.pid) and _is_emulator(found.pid):
         raise DeployerError(f"could not stop the local cloud (pid {found.pid}); kill it with: kill -9 {found.pid}")
     _wait_gone(found.pid, port, 5.0)

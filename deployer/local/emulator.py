@@ -1,15 +1,17 @@
 """The emulator process: moto's own server app, with a small middleware in front of it.
 
-The middleware answers four kinds of paths itself and hands everything else (every other AWS API call,
-signed by boto3) to moto's `DomainDispatcherApplication`, unchanged:
+The middleware answers its user only (auth.py): a request whose Host header is not 127.0.0.1 or localhost
+(DNS rebinding) is refused whatever its path, and every AWS API call must be signed with the credentials
+written at start. It answers four kinds of paths itself and hands every other AWS API call, its signature
+checked, to moto's `DomainDispatcherApplication`, unchanged:
 
 - `/restapis/{api id}/{stage}/_user_request_/{path}`: the data plane of a deployed REST API
-  (dataplane.py), the URL scheme LocalStack uses for the same thing;
+  (dataplane.py), the URL scheme LocalStack uses for the same thing; open to all, as on AWS;
 - `POST /2015-03-31/functions/{function}/invocations`: Lambda Invoke (invoke.py), which moto could only
-  answer with Docker; it runs the version in the data plane's warm workers;
-- `GET /_deployer/health`: `{"service": "deployer-local", "pid": ..., "port": ..., ...}`;
-- `POST /_deployer/shutdown` (with the header `X-Deployer-Shutdown: yes`, which a web page cannot
-  send without a CORS preflight): stop serving, close the function workers, delete the unpacked code.
+  answer with Docker; it runs the version in the data plane's warm workers; signed, as every API call;
+- `GET /_deployer/health`: `{"service": "deployer-local", "pid": ..., "port": ..., ...}`; open;
+- `POST /_deployer/shutdown` (with the header `X-Deployer-Shutdown: {auth.shutdown_token}`, which only
+  the credentials' holder can make): stop serving, close the function workers, delete the unpacked code.
 
 moto's own differences from AWS that a deployment can see are mended at start (patches.py).
 SIGTERM and SIGINT stop it the same way. Run it with `python -m deployer.local --port N`; `deployer
@@ -19,6 +21,8 @@ local start` does that, detached (control.py).
 from __future__ import annotations
 
 import argparse
+import hmac
+import io
 import json
 import os
 import shutil
@@ -36,6 +40,18 @@ from deployer.errors import UsageError
 from deployer.gateway.answers import REQUEST_TOO_LONG
 from deployer.gateway.proxy import MAX_REQUEST_BODY, forwarded_headers
 from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port
+from deployer.local.auth import (
+    Credentials,
+    Refusal,
+    check_signature,
+    is_local_host,
+    needs_body,
+    new_credentials,
+    refusal_answer,
+    remove_credentials,
+    shutdown_token,
+    write_credentials,
+)
 from deployer.local.control import require_emulator
 from deployer.local.dataplane import DATA_PLANE_PATH, DataPlane, Request
 from deployer.local.invoke import INVOKE_PATH, MAX_PAYLOAD, answer_invoke
@@ -45,6 +61,7 @@ from deployer.serve.plumbing import stamped_console as console  # the log file g
 HEALTH_PATH = "/_deployer/health"
 SHUTDOWN_PATH = "/_deployer/shutdown"
 SHUTDOWN_HEADER = "HTTP_X_DEPLOYER_SHUTDOWN"
+FOREIGN_HOST = b"Forbidden: the local cloud answers only requests for 127.0.0.1 or localhost.\n"
 
 
 def raw_path(environ: dict[str, Any]) -> str:
@@ -91,30 +108,75 @@ def _status_line(status: int) -> str:
 class Emulator:
     """The WSGI app: the data plane and the control endpoints here, every AWS API call to moto."""
 
-    def __init__(self, moto_app: Callable[..., Iterable[bytes]], dataplane: DataPlane, port: int) -> None:
+    def __init__(
+        self,
+        moto_app: Callable[..., Iterable[bytes]],
+        dataplane: DataPlane,
+        port: int,
+        credentials: Credentials | None = None,
+    ) -> None:
         self.moto_app = moto_app
         self.dataplane = dataplane
         self.port = port
+        self.credentials = credentials  # None: no API call is accepted at all
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.request_shutdown: Callable[[], None] = lambda: None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not is_local_host(environ.get("HTTP_HOST", ""), self.port):
+            console(f"refused a request for the host {environ.get('HTTP_HOST', '')[:100]!r}")
+            return self._answer(start_response, 403, [("Content-Type", "text/plain")], FOREIGN_HOST, environ)
         path = environ.get("PATH_INFO", "")
         if path == HEALTH_PATH:
             return self._json(start_response, 200, self.health())
         if path == SHUTDOWN_PATH:
-            if environ.get("REQUEST_METHOD") != "POST" or environ.get(SHUTDOWN_HEADER, "").lower() != "yes":
-                return self._json(start_response, 400, {"message": "POST with the header X-Deployer-Shutdown: yes"})
-            console("shutdown requested")
-            self.request_shutdown()
-            return self._json(start_response, 202, {"stopping": True, "pid": os.getpid()})
+            return self._shutdown(environ, start_response)
         path = raw_path(environ)
         matched = DATA_PLANE_PATH.match(path)
         if matched is not None:
             return self._data_plane(environ, start_response, matched)
+        refusal = self._authenticate(environ, path)
+        if refusal is not None:
+            console(f"refused {environ.get('REQUEST_METHOD')} {path[:200]}: {refusal.kind} {refusal.detail}".rstrip())
+            return self._answer(start_response, *refusal_answer(refusal, environ, path), environ)
         if environ.get("REQUEST_METHOD") == "POST" and INVOKE_PATH.match(path):
             return self._invoke(environ, start_response, path)
         return self.moto_app(environ, start_response)
+
+    def _authenticate(self, environ: dict[str, Any], path: str) -> Refusal | None:
+        """None when the request is signed with this local cloud's credentials.
+
+        The body is read here when the signature covers it, then put back whole for moto or Invoke.
+        """
+        if self.credentials is None:
+            return Refusal("unknown key")
+        body = None
+        if needs_body(environ):
+            from werkzeug.wsgi import get_input_stream
+
+            body = get_input_stream(environ, safe_fallback=True).read()
+        refusal = check_signature(environ, path, body, self.credentials, datetime.now(UTC))
+        if body is not None:  # after the check, which reads the headers as they were signed
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            # A chunked body is whole now: its length says where it ends.
+            environ.pop("wsgi.input_terminated", None)
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        return refusal
+
+    def _shutdown(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        token = environ.get(SHUTDOWN_HEADER, "")
+        expected = shutdown_token(self.credentials) if self.credentials is not None else None
+        if (
+            environ.get("REQUEST_METHOD") != "POST"
+            or expected is None
+            or not hmac.compare_digest(token.encode(), expected.encode())
+        ):
+            message = "POST with the header X-Deployer-Shutdown from the local cloud's credentials: deployer local stop"
+            return self._json(start_response, 403, {"message": message})
+        console("shutdown requested")
+        self.request_shutdown()
+        return self._json(start_response, 202, {"stopping": True, "pid": os.getpid()})
 
     def health(self) -> dict[str, Any]:
         from moto import __version__ as moto_version
@@ -169,6 +231,17 @@ class Emulator:
         return [payload] if carries_body(status) else []
 
     @staticmethod
+    def _answer(
+        start_response: Callable[..., Any],
+        status: int,
+        headers: list[tuple[str, str]],
+        payload: bytes,
+        environ: dict[str, Any],
+    ) -> list[bytes]:
+        start_response(_status_line(status), [*headers, ("Content-Length", str(len(payload)))])
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]
+
+    @staticmethod
     def _json(start_response: Callable[..., Any], status: int, data: dict[str, Any]) -> list[bytes]:
         payload = json.dumps(data, sort_keys=True).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
@@ -197,13 +270,15 @@ def run(host: str, port: int) -> int:
     serving._log_add_style = False  # a log file, not a terminal: no colours
     install_local_cloud()
     dataplane = DataPlane(code_cache(port), console)
-    emulator = Emulator(DomainDispatcherApplication(create_backend_app), dataplane, port)
+    credentials = new_credentials()
+    emulator = Emulator(DomainDispatcherApplication(create_backend_app), dataplane, port, credentials)
     try:
         server = serving.make_server(host, port, emulator, threaded=True, request_handler=RequestHandler)
     except (OSError, SystemExit) as error:  # werkzeug exits (SystemExit 1) when the port is taken
         console(f"cannot listen on {host}:{port}: {error}; choose another port (--port, DEPLOYER_LOCAL_PORT)")
         return 1
     shutil.rmtree(code_cache(port), ignore_errors=True)  # the port is ours: what is there was left by a killed one
+    write_credentials(port, credentials)  # before the first request is served: `start` reads it once health answers
     stopping = threading.Event()
 
     def request_shutdown() -> None:
@@ -226,6 +301,7 @@ def run(host: str, port: int) -> int:
     finally:
         server.server_close()
         dataplane.close()
+        remove_credentials(port, credentials)
         try:
             if pid_file.read_text(encoding="utf-8").strip() == str(os.getpid()):
                 pid_file.unlink()

@@ -3,8 +3,9 @@
 What differs from a real deployment, and only this:
 - the endpoint is `http://127.0.0.1:{port}` (DEPLOYER_LOCAL_PORT, default 4566), and the emulator is
   started when it is not running;
-- requests are signed with fixed fake credentials on the boto3 Session: a new user has no AWS account,
-  and a `--local` command never reads your AWS profile (resolving one can call STS or SSO on real AWS);
+- requests are signed with the credentials the local cloud wrote at start, readable by its user only
+  (auth.py): it answers no one else. A new user has no AWS account, and a `--local` command never reads
+  your AWS profile (resolving one can call STS or SSO on real AWS);
 - the region is deploy.toml's `[app] region`, else us-east-1;
 - the state is `.deployer/local-{app}.json`, apart from a real deployment's `.deployer/{app}.json`;
 - the URL printed and stored is the local data plane's (Connection.local_endpoint).
@@ -18,23 +19,37 @@ from typing import Any
 
 from deployer.config import Config
 from deployer.context import Connection
-from deployer.local import HOST, endpoint, resolve_port
+from deployer.errors import DeployerError
+from deployer.local import HOST, credentials_path, endpoint, resolve_port
+from deployer.local.auth import Credentials, read_credentials
 from deployer.local.control import start
 from deployer.state import store_for
 
-FAKE_ACCESS_KEY = "deployerlocal"  # any value works: the emulator checks no signature
-FAKE_SECRET_KEY = "deployerlocal"
 DEFAULT_REGION = "us-east-1"
 
 
-def session(region: str) -> Any:
-    """A boto3 Session with fake static credentials, ignoring AWS_PROFILE and the credential chain."""
+def local_credentials(port: int, pid: int | None = None) -> Credentials:
+    """The credentials of the local cloud on `port` (and, given its pid, of that very process)."""
+    found = read_credentials(port)
+    if found is None or (pid is not None and found.pid != pid):
+        raise DeployerError(
+            f"the local cloud on port {port} wrote no credentials to {credentials_path(port)} "
+            "(an older or another one?); restart it: deployer local stop, then deployer local start"
+        )
+    return found
+
+
+def session(region: str, port: int | None = None, pid: int | None = None) -> Any:
+    """A boto3 Session with the local cloud's credentials (DEPLOYER_LOCAL_PORT's, else 4566's), nothing else.
+
+    The credential chain is never consulted: an AWS_PROFILE naming a missing, SSO or assume-role profile stays unused.
+    """
     import boto3
     import botocore.session
 
-    # `profile` read from nowhere: an AWS_PROFILE naming a missing, SSO or assume-role profile stays unused.
+    credentials = local_credentials(resolve_port() if port is None else port, pid)
     core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
-    core.set_credentials(FAKE_ACCESS_KEY, FAKE_SECRET_KEY)
+    core.set_credentials(credentials.access_key_id, credentials.secret_access_key)
     return boto3.Session(botocore_session=core, region_name=region)
 
 
@@ -56,5 +71,5 @@ def local_connection(config: Config, log: Callable[[str], None]) -> Connection:
         log(f"local cloud running on {emulator.url} (pid {emulator.pid}); `deployer local stop` stops it")
     _bypass_proxies()
     region = config.region or DEFAULT_REGION
-    aws = Aws(region, endpoint(port), session=session(region))
+    aws = Aws(region, endpoint(port), session=session(region, port, emulator.pid))
     return Connection(config, aws, store_for(config, local=True), local_endpoint=endpoint(port))
