@@ -445,7 +445,12 @@ def down(
                 return
             names = [f"rest api {api_id}" for api_id in found.rest_api_ids]
             names += [f"function {found.function_name}"] if found.function_name else []
-            names += [f"role {found.role_name}"] if found.role_name else []
+            if found.role:
+                shared = found.role.other_regions
+                names += [
+                    f"role {found.role.name}"
+                    + (f" (kept: still used in {', '.join(sorted(shared))})" if shared else "")
+                ]
             if not yes and not typer.confirm(f"Delete {', '.join(names)}?", err=True, default=False):
                 raise DeployerError("nothing deleted")
             deploy.down(run, found, report=_report)

@@ -214,11 +214,11 @@ class Found:
 
     rest_api_ids: list[str]
     function_name: str | None
-    role_name: str | None
+    role: role.Found | None
 
     @property
     def empty(self) -> bool:
-        return not (self.rest_api_ids or self.function_name or self.role_name)
+        return not (self.rest_api_ids or self.function_name or self.role)
 
 
 def find_deployed(target: Target) -> Found:
@@ -245,8 +245,15 @@ def down(run: Run, found: Found, report: Report = lambda _: None) -> list[Outcom
     if found.function_name:
         name = found.function_name
         remove("function", name, lambda: function.delete(run, name))
-    if found.role_name:
-        role_name = found.role_name
+    if found.role and found.role.other_regions:
+        started, shared = time.monotonic(), found.role
+        role.leave(run, shared)
+        note = f"still used in {', '.join(sorted(shared.other_regions))}"
+        outcome = Outcome(Change("role", shared.name, "keep", note=note), time.monotonic() - started)
+        report(outcome)
+        outcomes.append(outcome)
+    elif found.role:
+        role_name = found.role.name
         remove("role", role_name, lambda: role.delete(run, role_name))
     version = run.state.version
     run.state.forget_resources()

@@ -37,6 +37,7 @@ PAST_TENSE = {
     "unchanged": ("unchanged", "dim"),
     "delete": ("deleted", "red"),
     "absent": ("already gone", "dim"),
+    "keep": ("kept", "dim"),
     "check": ("passed", "green"),
     "skip": ("skipped", "dim"),
 }

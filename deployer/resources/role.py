@@ -1,4 +1,9 @@
-"""The IAM execution role: trusts only lambda.amazonaws.com, holds at most the basic logging policy."""
+"""The IAM execution role: trusts only lambda.amazonaws.com, holds at most the basic logging policy.
+
+IAM is global, the rest of a deployment is regional: the same app deployed in two regions shares its role.
+The role's `deployer:regions` tag lists the regions using it; `down` in one region takes that region off
+the list and deletes the role only when no other region is left on it. Inline policies are never ours: `up`
+removes any it finds (least privilege converges, `logs = false` means no policy at all)."""
 
 from __future__ import annotations
 
@@ -25,6 +30,11 @@ class Field(StrEnum):
     TRUST_POLICY = "trust policy"
     POLICIES = "policies"
     TAGS = "tags"
+    REGIONS = "regions"  # the regions whose deployments use the role
+    INLINE_POLICIES = "inline policies"  # deployer sets none: any found was added by hand
+
+
+REGIONS_TAG = "deployer:regions"
 
 
 @dataclass(frozen=True)
@@ -66,11 +76,37 @@ def _tags(role: dict[str, Any]) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in role.get("Tags", [])}
 
 
-def find_ours(target: Target) -> str | None:
-    """The app's role when it exists and carries the app's tag (for `down` without a state file)."""
+def regions(tags: dict[str, str]) -> frozenset[str]:
+    return frozenset(tags.get(REGIONS_TAG, "").split())
+
+
+def _regions_tag(names: frozenset[str]) -> dict[str, str]:
+    return {"Key": REGIONS_TAG, "Value": " ".join(sorted(names))}
+
+
+def _inline(iam: Any, name: str) -> list[str]:
+    return [
+        policy
+        for page in iam.get_paginator("list_role_policies").paginate(RoleName=name)
+        for policy in page["PolicyNames"]
+    ]
+
+
+@dataclass(frozen=True)
+class Found:
+    """The app's role, and the other regions whose deployments still use it."""
+
+    name: str
+    other_regions: frozenset[str]
+
+
+def find_ours(target: Target) -> Found | None:
+    """The app's role when it exists and carries the app's tag (for `down`)."""
     name = target.config.role_name
     found = _read(target, name)
-    return name if found is not None and target.config.owns(_tags(found)) else None
+    if found is None or not target.config.owns(_tags(found)):
+        return None
+    return Found(name, regions(_tags(found)) - {target.region})
 
 
 class Role:
@@ -90,8 +126,14 @@ class Role:
         desired = _desired_policies(config.logs, arn_partition(role["Arn"]))
         if attached != desired:
             diffs.append(Diff(Field.POLICIES, sorted(attached), sorted(desired)))
+        inline = _inline(target.aws.iam, name)
+        if inline:
+            diffs.append(Diff(Field.INLINE_POLICIES, inline, []))
         if any(tags.get(key) != value for key, value in config.tags.items()):
             diffs.append(Diff(Field.TAGS, tags, config.tags))
+        used_in = regions(tags)
+        if target.region not in used_in:
+            diffs.append(Diff(Field.REGIONS, sorted(used_in), sorted(used_in | {target.region})))
         return Change(
             self.resource,
             name,
@@ -110,7 +152,7 @@ class Role:
                 RoleName=name,
                 AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
                 Description=f"Execution role of the Lambda function {config.app_name} (deployer)",
-                Tags=tags,
+                Tags=[*tags, _regions_tag(frozenset({run.target.region}))],
             )["Role"]
             run.state.role_name, run.state.role_arn = name, role["Arn"]
             run.save()
@@ -118,11 +160,22 @@ class Role:
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(TRUST_POLICY))
         if change.touches([Field.TAGS]):
             iam.tag_role(RoleName=name, Tags=tags)
+        if change.touches([Field.REGIONS]):
+            wanted = next(diff.new for diff in change.diffs if diff.field == Field.REGIONS)
+            iam.tag_role(RoleName=name, Tags=[_regions_tag(frozenset(wanted))])
+        if change.touches([Field.INLINE_POLICIES]):
+            for policy in _inline(iam, name):  # read again: what is there now goes, not what the plan saw
+                iam.delete_role_policy(RoleName=name, PolicyName=policy)
         desired = _desired_policies(config.logs, arn_partition(run.state.role_arn))
         for policy in sorted(desired - attached):
             iam.attach_role_policy(RoleName=name, PolicyArn=policy)
         for policy in sorted(attached - desired):
             iam.detach_role_policy(RoleName=name, PolicyArn=policy)
+
+
+def leave(run: Run, found: Found) -> None:
+    """This region no longer uses the role: take it off the role's list, and leave the role to the others."""
+    run.aws.iam.tag_role(RoleName=found.name, Tags=[_regions_tag(found.other_regions)])
 
 
 def delete(run: Run, name: str) -> bool:
@@ -143,4 +196,4 @@ def delete(run: Run, name: str) -> bool:
                     iam.delete_role_policy(RoleName=name, PolicyName=policy)
             iam.delete_role(RoleName=name)
 
-    return delete_if_present(detach_and_delete)
+    return delete_if_present(detach_and_delete, still_there=lambda: iam.get_role(RoleName=name))
