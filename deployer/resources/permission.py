@@ -3,11 +3,15 @@
 The statement is on the alias (AddPermission with Qualifier), scoped by `AWS:SourceArn` to the API's
 execute-api ARN. A stack from before aliases granted the unqualified function instead; converting it
 removes that grant once the API calls the alias (remove_unqualified).
+
+Any other statement on the alias's or the function's policy is not ours (a public invoke added by hand,
+say): `plan` shows it as drift and `up` removes it, so that only this API can invoke the function.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -30,6 +34,18 @@ def statement_id(alias: str) -> str:
 class Field(StrEnum):
     SOURCE_ARN = "source arn"
     PRINCIPAL = "principal"
+    OTHER_STATEMENTS = "statements not ours"  # on the alias or the function: removed
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """A statement deployer did not add, and where it is (the alias, or None: the function itself)."""
+
+    qualifier: str | None
+    sid: str
+
+    def __str__(self) -> str:
+        return f"{self.sid} on {self.qualifier or 'the function'}"
 
 
 def source_arn(region: str, function_arn: str, api_id: str | None) -> str:
@@ -38,12 +54,24 @@ def source_arn(region: str, function_arn: str, api_id: str | None) -> str:
     return execute_api_arn(partition, region, account or "", api_id or "", "*/*")
 
 
-def _statement(aws: Any, function_name: str, alias: str | None, sid: str) -> dict[str, Any] | None:
-    """The statement `sid` of the alias's (or the function's) policy, or None (no policy: ResourceNotFound)."""
+def _statements(aws: Any, function_name: str, alias: str | None) -> list[dict[str, Any]]:
+    """The statements of the alias's (or the function's) policy; none when there is no policy."""
     qualifier = {"Qualifier": alias} if alias else {}
     found = read_or_none(lambda: aws.lambda_.get_policy(FunctionName=function_name, **qualifier))
-    policy = json.loads(found["Policy"]) if found else {}
-    return next((item for item in policy.get("Statement", []) if item.get("Sid") == sid), None)
+    statements = json.loads(found["Policy"]).get("Statement", []) if found else []
+    return [statements] if isinstance(statements, dict) else statements
+
+
+def _qualifier_of(resource: Any) -> str | None:
+    """The qualifier a statement's Resource names (None: the function itself). Lambda's GetPolicy answers one
+    qualifier's statements; some emulators answer all of them, whatever the qualifier asked."""
+    parts = resource.split(":") if isinstance(resource, str) else []
+    return parts[7] if len(parts) > 7 else None
+
+
+def _statement(aws: Any, function_name: str, alias: str | None, sid: str) -> dict[str, Any] | None:
+    """The statement `sid` of the alias's (or the function's) policy, or None."""
+    return next((item for item in _statements(aws, function_name, alias) if item.get("Sid") == sid), None)
 
 
 def _differences(statement: dict[str, Any], wanted_arn: str) -> tuple[Diff, ...]:
@@ -64,24 +92,55 @@ class Permission:
     def plan(self, target: Target, earlier: Plan) -> Change:
         config = target.config
         sid = statement_id(config.alias)
-        alias = earlier.of("alias")
+        alias, function = earlier.of("alias"), earlier.of("function")
         if alias is None or alias.action == "create":  # a new alias has no policy yet: no need to ask
-            return Change(self.resource, sid, "create")
-        statement = _statement(target.aws, config.function_name, config.alias, sid)
+            foreign = () if function is None or function.action == "create" else self._foreign(target, None, ())
+            diffs = (Diff(Field.OTHER_STATEMENTS, [str(item) for item in foreign], []),) if foreign else ()
+            return Change(self.resource, sid, "create", diffs, observed=foreign)
+        on_alias = _statements(target.aws, config.function_name, config.alias)
+        statement = next((item for item in on_alias if item.get("Sid") == sid), None)
+        foreign = self._foreign(target, config.alias, on_alias) + self._foreign(target, None, ())
+        others = (Diff(Field.OTHER_STATEMENTS, [str(item) for item in foreign], []),) if foreign else ()
         if statement is None:
-            return Change(self.resource, sid, "create")
+            return Change(self.resource, sid, "create", others, observed=foreign)
         api = earlier.of("rest api")
         wanted = source_arn(
             target.region, planned_arn(target, earlier), api.learned.get("rest_api_id") if api else None
         )
-        diffs = _differences(statement, wanted)
+        diffs = _differences(statement, wanted) + others
         learned = {"permission_statement_id": sid}  # like the other IDs: a lost state file names it again
-        return Change(self.resource, sid, "update" if diffs else "unchanged", diffs, learned=learned)
+        return Change(self.resource, sid, "update" if diffs else "unchanged", diffs, observed=foreign, learned=learned)
+
+    @staticmethod
+    def _foreign(target: Target, alias: str | None, statements: list[dict[str, Any]]) -> tuple[Foreign, ...]:
+        """Statements deployer did not add: on the alias (already read) or on the function (read here)."""
+        if alias is None:
+            statements = _statements(target.aws, target.config.function_name, None)
+        ours = {statement_id(target.config.alias)} if alias else {UNQUALIFIED_STATEMENT_ID}  # conversion's
+        return tuple(
+            Foreign(alias, item.get("Sid", ""))
+            for item in statements
+            if item.get("Sid") not in ours and _qualifier_of(item.get("Resource")) == alias
+        )
 
     def apply(self, run: Run, change: Change) -> None:
         functions, config = run.aws.lambda_, run.config
         sid = statement_id(config.alias)
         assert run.state.function_arn, "the function step runs first"
+        for foreign in change.observed or ():
+            retrying(
+                lambda foreign=foreign: delete_if_present(  # type: ignore[misc]
+                    lambda: functions.remove_permission(
+                        FunctionName=config.function_name,
+                        StatementId=foreign.sid,
+                        **({"Qualifier": foreign.qualifier} if foreign.qualifier else {}),
+                    )
+                ),
+                when=function_busy,
+                before_retry=lambda: wait_until_ready(run),
+            )
+        if change.action == "update" and not change.touches([Field.SOURCE_ARN, Field.PRINCIPAL]):
+            return  # only statements not ours were wrong: ours stays as it is
         wanted = source_arn(run.target.region, run.state.function_arn, run.state.rest_api_id)
         if change.action == "update":
             retrying(
@@ -110,8 +169,9 @@ class Permission:
             if error_code(error) != "ResourceConflictException" or "already exists" not in str(error):
                 raise
             statement = _statement(run.aws, config.function_name, config.alias, sid)
-            if statement is not None and _differences(statement, wanted):
-                self.apply(run, Change(self.resource, sid, "update"))
+            differences = _differences(statement, wanted) if statement is not None else ()
+            if differences:
+                self.apply(run, Change(self.resource, sid, "update", differences))
         run.state.permission_statement_id = sid
         run.save()
 
