@@ -62,9 +62,18 @@ def read_or_none(call: Callable[[], T]) -> T | None:
         raise
 
 
-def delete_if_present(call: Callable[[], Any]) -> bool:
-    """Make the delete call; False when the thing was already gone (gone is gone: that is done too)."""
-    return read_or_none(lambda: call() or True) is not None
+def delete_if_present(call: Callable[[], Any], still_there: Callable[[], Any] | None = None) -> bool:
+    """Make the delete call; False when the thing was already gone (gone is gone: that is done too).
+
+    A delete that keeps failing with a server error (an emulator answers 500 for what an interrupted run
+    already deleted) is checked with `still_there`, a read: when the thing is gone, that is done too."""
+    try:
+        return read_or_none(lambda: call() or True) is not None
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if status < 500 or still_there is None or read_or_none(still_there) is not None:
+            raise
+        return False
 
 
 class Aws:

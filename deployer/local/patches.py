@@ -53,6 +53,29 @@ def install_local_cloud() -> None:
     install_http_fixes()
     install_lambda_fixes()
     install_qualified_policies()
+    install_rest_api_tags()
+
+
+def install_rest_api_tags() -> None:
+    """TagResource on a REST API's ARN (`arn:aws:apigateway:REGION::/restapis/ID`) tags the API, as API Gateway
+    does; moto tags stages only (and fails on an API's ARN)."""
+    if not _once("api tags"):
+        return
+    from urllib.parse import unquote
+
+    from moto.apigateway.responses import APIGatewayResponse
+
+    tag_stage = APIGatewayResponse.tag_resource
+
+    def tag_resource(self: Any) -> Any:
+        parts = unquote(self.path.split("/tags/")[1]).split("::")[-1].strip("/").split("/")
+        if len(parts) != 2 or parts[0] != "restapis":
+            return tag_stage(self)
+        api = self.backend.get_rest_api(parts[1])
+        api.tags = {**(api.tags or {}), **(self._get_param("tags") or {})}
+        return json.dumps({})
+
+    APIGatewayResponse.tag_resource = tag_resource  # type: ignore[method-assign]
 
 
 def install_snapshots() -> None:

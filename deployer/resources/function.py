@@ -336,4 +336,7 @@ def update_code(run: Run, key: str) -> dict[str, Any]:
 
 def delete(run: Run, name: str) -> bool:
     """Its versions, aliases and resource policies go with it. False when there was no such function."""
-    return delete_if_present(lambda: run.aws.lambda_.delete_function(FunctionName=name))
+    return delete_if_present(
+        lambda: run.aws.lambda_.delete_function(FunctionName=name),
+        still_there=lambda: run.aws.lambda_.get_function(FunctionName=name),
+    )

@@ -3,6 +3,8 @@
 All of the API's resources, methods and integrations are read in one GetResources call with
 `embed=methods`; the steps after RestApi plan from that answer (the RestApi change's `observed`).
 Any change here makes the stage step publish a new deployment (stage.wiring_changed).
+The API's binary media types (`[api] binary_media_types`, default `*/*`) are set at creation and kept
+in line with deploy.toml: without them API Gateway hands base64 text to browsers for images.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ METHOD = "ANY"
 
 
 class Field(StrEnum):
+    BINARY_MEDIA_TYPES = "binary media types"
+    TAGS = "tags"
     AUTHORIZATION = "authorization"
     TYPE = "type"
     HTTP_METHOD = "httpMethod"
@@ -47,6 +51,16 @@ def gateway_call(operation: Any, **arguments: Any) -> Any:
 def integration_uri(region: str, function_arn: str, alias: str) -> str:
     """What an AWS_PROXY integration calls: Lambda's Invoke of the stage's alias (never $LATEST)."""
     return lambda_integration_uri(arn_partition(function_arn), region, alias_arn(function_arn, alias))
+
+
+def _escaped(media_type: str) -> str:
+    """A media type as a JSON-pointer segment of a patch path: `image/png` is `image~1png`."""
+    return media_type.replace("~", "~0").replace("/", "~1")
+
+
+def _decoded(types: list[str]) -> list[str]:
+    """API Gateway answers binaryMediaTypes as given; some emulators answer them escaped (`image~1png`)."""
+    return [item.replace("~1", "/").replace("~0", "~") for item in types]
 
 
 def serves_latest(resources: tuple[dict[str, Any], ...]) -> bool:
@@ -107,7 +121,7 @@ class RestApi:
                 )
             resources = _read_resources(target, recorded)
             if resources is not None:
-                return self._found(recorded, resources)
+                return self._found(target, api, resources)
         found = find_tagged(target)
         if len(found) > 1:
             ids = ", ".join(api["id"] for api in found)
@@ -116,10 +130,18 @@ class RestApi:
                 "delete the extra ones (aws apigateway delete-rest-api --rest-api-id ID) and run again"
             )
         if found:
-            return self._found(found[0]["id"], _read_resources(target, found[0]["id"]) or ())
+            return self._found(target, found[0], _read_resources(target, found[0]["id"]) or ())
         return Change(self.resource, name, "create")
 
-    def _found(self, api_id: str, resources: tuple[dict[str, Any], ...]) -> Change:
+    def _found(self, target: Target, api: dict[str, Any], resources: tuple[dict[str, Any], ...]) -> Change:
+        api_id = api["id"]
+        config, diffs = target.config, []
+        current = sorted(_decoded(api.get("binaryMediaTypes") or []))
+        if current != sorted(config.binary_media_types):
+            diffs.append(Diff(Field.BINARY_MEDIA_TYPES, current, sorted(config.binary_media_types)))
+        tags = api.get("tags") or {}
+        if any(tags.get(key) != value for key, value in config.tags.items()):  # a renamed default stage
+            diffs.append(Diff(Field.TAGS, tags, config.tags))
         observed = Observed(api_id, resources)
         root, proxy = observed.resource(ROOT), observed.resource(PROXY)
         learned = {
@@ -127,15 +149,32 @@ class RestApi:
             "root_resource_id": root["id"] if root else None,
             "proxy_resource_id": proxy["id"] if proxy else None,
         }
-        return Change(self.resource, api_id, "unchanged", observed=observed, learned=learned)
+        action = "update" if diffs else "unchanged"
+        return Change(self.resource, api_id, action, tuple(diffs), observed=observed, learned=learned)
 
     def apply(self, run: Run, change: Change) -> None:
-        gateway = run.aws.apigateway
+        gateway, config = run.aws.apigateway, run.config
+        if change.action == "update":
+            api_id = change.learned["rest_api_id"]
+            if change.touches([Field.BINARY_MEDIA_TYPES]):
+                diff = next(diff for diff in change.diffs if diff.field == Field.BINARY_MEDIA_TYPES)
+                operations = [{"op": "add", "path": f"/binaryMediaTypes/{_escaped(item)}"} for item in diff.new]
+                operations += [
+                    {"op": "remove", "path": f"/binaryMediaTypes/{_escaped(item)}"}
+                    for item in diff.old
+                    if item not in diff.new
+                ]
+                gateway_call(gateway.update_rest_api, restApiId=api_id, patchOperations=operations)
+            if change.touches([Field.TAGS]):
+                arn = f"arn:{arn_partition(run.state.role_arn)}:apigateway:{run.target.region}::/restapis/{api_id}"
+                gateway_call(gateway.tag_resource, resourceArn=arn, tags=config.tags)
+            return
         api = gateway_call(
             gateway.create_rest_api,
-            name=run.config.function_name,
+            name=config.function_name,
             description="Deployed by deployer",
-            tags=run.config.tags,
+            binaryMediaTypes=list(config.binary_media_types),
+            tags=config.tags,
         )
         root_id = api.get("rootResourceId")
         if not root_id:  # older API Gateway answers leave it out
@@ -236,4 +275,7 @@ class Integration:
 def delete(run: Run, api_id: str) -> bool:
     """Stages, deployments, resources, methods and integrations go with the API."""
     # API Gateway allows one DeleteRestApi per 30 s per account; botocore's standard retries back off.
-    return delete_if_present(lambda: gateway_call(run.aws.apigateway.delete_rest_api, restApiId=api_id))
+    return delete_if_present(
+        lambda: gateway_call(run.aws.apigateway.delete_rest_api, restApiId=api_id),
+        still_there=lambda: run.aws.apigateway.get_rest_api(restApiId=api_id),
+    )

@@ -4,6 +4,9 @@ A new deployment on the existing stage switches it atomically; the stage is neve
 would be downtime). Each deployment's description carries a fingerprint of the wiring it was made
 for, so a run that finds the stage serving other wiring (or a crash between wiring and deploying)
 publishes again, and a run that changed nothing publishes nothing.
+
+Each stage has its own API, so any other stage found on this one is what a renamed `[api] stage` left
+behind: it is deleted once the new stage is published, with the alias it called (and that alias's grant).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 import json
 from enum import StrEnum
 
-from deployer.aws import read_or_none
+from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
 from deployer.plan import Change, Diff, Plan
 from deployer.resources.function import planned_arn
@@ -24,6 +27,7 @@ WIRING = frozenset({"rest api", "resource", "method", "integration"})  # the ste
 
 class Field(StrEnum):
     WIRING = "wiring"
+    OLD_STAGES = "old stages"  # a renamed stage's old name: deleted, with its alias
 
 
 def wiring_changed(earlier: Plan) -> bool:
@@ -31,9 +35,11 @@ def wiring_changed(earlier: Plan) -> bool:
     return any(change.changes_something for change in earlier if change.resource in WIRING)
 
 
-def fingerprint(region: str, function_arn: str, alias: str) -> str:
+def fingerprint(region: str, function_arn: str, alias: str, binary_media_types: tuple[str, ...]) -> str:
+    """What a deployment publishes: the integrations, and the binary media types (a deployment snapshots them)."""
     uri = integration_uri(region, function_arn, alias)
-    wiring = {path: {METHOD: ["NONE", "AWS_PROXY", "POST", uri]} for path in (ROOT, PROXY)}
+    wiring: dict[str, object] = {path: {METHOD: ["NONE", "AWS_PROXY", "POST", uri]} for path in (ROOT, PROXY)}
+    wiring["binaryMediaTypes"] = sorted(binary_media_types)
     return hashlib.sha256(json.dumps(wiring, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -52,31 +58,49 @@ class Stage:
         api_id = api.learned.get("rest_api_id") if api else None
         if api_id is None:
             return Change(self.resource, name, "create")
-        if wiring_changed(earlier):
-            return Change(self.resource, name, "update")
         gateway = target.aws.apigateway
-        stage = read_or_none(lambda: gateway.get_stage(restApiId=api_id, stageName=name))
+        stages = (read_or_none(lambda: gateway.get_stages(restApiId=api_id)) or {}).get("item", [])
+        old = sorted(item["stageName"] for item in stages if item["stageName"] != name)
+        cleanup = (Diff(Field.OLD_STAGES, old, []),) if old else ()
+        if wiring_changed(earlier):
+            return Change(
+                self.resource, name, "update", (Diff(Field.WIRING, "the API's", "a new deployment"), *cleanup)
+            )
+        stage = next((item for item in stages if item["stageName"] == name), None)
         deployment = stage and read_or_none(
             lambda: gateway.get_deployment(restApiId=api_id, deploymentId=stage["deploymentId"])
         )
         if not stage or not deployment:
-            return Change(self.resource, name, "create")
+            return Change(self.resource, name, "create", cleanup)
         learned = {"deployment_id": stage["deploymentId"], "base_url": base_url(target, api_id)}
         published = deployment.get("description", "").removeprefix(FINGERPRINT_PREFIX)
-        wanted = fingerprint(target.region, planned_arn(target, earlier), target.config.alias)
-        if published != wanted:
-            return Change(self.resource, name, "update", (Diff(Field.WIRING, published, wanted),), learned=learned)
-        return Change(self.resource, name, "unchanged", learned=learned)
+        config = target.config
+        wanted = fingerprint(target.region, planned_arn(target, earlier), config.alias, config.binary_media_types)
+        diffs = (Diff(Field.WIRING, published, wanted),) if published != wanted else ()
+        return Change(self.resource, name, "update" if diffs or old else "unchanged", diffs + cleanup, learned=learned)
 
     def apply(self, run: Run, change: Change) -> None:
         assert run.state.rest_api_id and run.state.function_arn, "the API and the function come first"
-        # One CreateDeployment per 5 s per account: botocore's standard retries absorb the 429s.
-        deployment = gateway_call(
-            run.aws.apigateway.create_deployment,
-            restApiId=run.state.rest_api_id,
-            stageName=run.config.stage,
-            description=FINGERPRINT_PREFIX + fingerprint(run.target.region, run.state.function_arn, run.config.alias),
-        )
-        run.state.deployment_id = deployment["id"]
-        run.state.base_url = base_url(run.target, run.state.rest_api_id)
-        run.save()
+        config, gateway = run.config, run.aws.apigateway
+        if change.action == "create" or not change.diffs or change.touches([Field.WIRING]):
+            # One CreateDeployment per 5 s per account: botocore's standard retries absorb the 429s.
+            wiring = fingerprint(run.target.region, run.state.function_arn, config.alias, config.binary_media_types)
+            deployment = gateway_call(
+                gateway.create_deployment,
+                restApiId=run.state.rest_api_id,
+                stageName=config.stage,
+                description=FINGERPRINT_PREFIX + wiring,
+            )
+            run.state.deployment_id = deployment["id"]
+            run.state.base_url = base_url(run.target, run.state.rest_api_id)
+            run.save()
+        for diff in change.diffs:
+            if diff.field != Field.OLD_STAGES:
+                continue
+            for old in diff.old:  # the new stage is live: the old name goes, and the alias it called
+                delete_if_present(
+                    lambda old=old: gateway_call(gateway.delete_stage, restApiId=run.state.rest_api_id, stageName=old)
+                )  # type: ignore[misc]
+                delete_if_present(
+                    lambda old=old: run.aws.lambda_.delete_alias(FunctionName=config.function_name, Name=old)
+                )  # type: ignore[misc]
