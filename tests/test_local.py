@@ -11,6 +11,7 @@ stops it, and kills it if it does not stop.
 from __future__ import annotations
 
 import base64
+import http.client
 import importlib.util
 import json
 import math
@@ -24,6 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -437,3 +439,25 @@ def test_without_moto_start_names_the_extra_before_spawning_anything(
     with pytest.raises(UsageError) as raised:
         control.start(free_port())
     assert named in str(raised.value) and str(raised.value).endswith(": pip install 'deployer[local]'")
+
+
+def test_the_deployed_api_sees_header_names_and_repeated_headers_as_the_client_sent_them(
+    project: Path, local_cloud: str
+) -> None:
+    """Over real HTTP, not only in the data plane: the emulator hands the recorded headers on."""
+    main = project / "function" / "main.py"
+    main.write_text(
+        "import json\n\n"
+        "def handler(event, context):\n"
+        "    return {'statusCode': 200, 'body': json.dumps([event['headers'], event['multiValueHeaders']])}\n"
+    )
+    url = urlsplit(deployer_ok(project, "up", "--version", "1.0.0", "--local").strip())
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    connection.putrequest("GET", f"{url.path}headers")
+    for name, value in (("x-MiXeD-Case", "kept"), ("Cookie", "a=1"), ("Cookie", "b=2")):
+        connection.putheader(name, value)
+    connection.endheaders()
+    headers, multi = json.loads(connection.getresponse().read())
+    connection.close()
+    assert headers["x-MiXeD-Case"] == "kept" and "X-Mixed-Case" not in headers
+    assert multi["Cookie"] == ["a=1", "b=2"] and headers["Cookie"] == "b=2"  # the last in headers, as AWS

@@ -53,7 +53,7 @@ from deployer.local.auth import (
     write_credentials,
 )
 from deployer.local.control import require_emulator
-from deployer.local.dataplane import DATA_PLANE_PATH, DataPlane, Request
+from deployer.local.dataplane import DATA_PLANE_PATH, DataPlane, Request, client_headers
 from deployer.local.invoke import INVOKE_PATH, MAX_PAYLOAD, answer_invoke
 from deployer.serve.plumbing import carries_body
 from deployer.serve.plumbing import stamped_console as console  # the log file gets the time of day
@@ -76,7 +76,13 @@ def raw_path(environ: dict[str, Any]) -> str:
 
 
 def request_headers(environ: dict[str, Any], port: int) -> list[tuple[str, str]]:
-    """The request's headers, plus what API Gateway adds: the client's address, the port and the scheme."""
+    """The request's headers, plus what API Gateway adds: the client's address, the port and the scheme.
+
+    As the client sent them (names in its case, repeated headers apart) when the server recorded them;
+    else rebuilt from the WSGI environment, which has lost both."""
+    recorded = client_headers(environ)
+    if recorded is not None:
+        return forwarded_headers(recorded, environ.get("REMOTE_ADDR", HOST), port)
     headers: list[tuple[str, str]] = []
     for key, value in environ.items():
         if key.startswith("HTTP_"):
