@@ -28,7 +28,12 @@ from deployer.build import build
 from deployer.cli import app
 from deployer.config import load_config
 from deployer.context import Artifact, Connection, Run
-from deployer.local.patches import install_lambda_fixes
+from deployer.local.patches import (
+    install_binary_media_types,
+    install_lambda_fixes,
+    install_qualified_policies,
+    install_rest_api_tags,
+)
 from deployer.state import store_for
 from tests.account import Account
 from tests.lambda_invoke import LambdaInvoke
@@ -82,11 +87,27 @@ def only_the_managed_policy_we_use() -> Iterator[None]:
         yield
 
 
+def install_moto_fixes() -> None:
+    """Where moto differs from AWS in what deployer reads back, mend it as the local cloud does: version numbers,
+    a policy per qualifier, an API's binary media types and tags (deployer.local.patches)."""
+    install_lambda_fixes()
+    install_qualified_policies()
+    install_binary_media_types()
+    install_rest_api_tags()
+
+
+# moto_server with the same fixes: a separate process, started through this module's install_moto_fixes.
+MOTO_SERVER = (
+    "import sys; from tests.conftest import install_moto_fixes; install_moto_fixes(); "
+    "from moto.server import main; main(sys.argv[1:])"
+)
+
+
 @pytest.fixture
 def aws_account(lambda_invoke: LambdaInvoke) -> Iterator[Account]:
     """An in-process emulated account, with AWS's managed policies (the basic logging one is attached), whose
     Lambda Invoke really runs the function."""
-    install_lambda_fixes()
+    install_moto_fixes()
     with mock_aws(config={"iam": {"load_aws_managed_policies": True}}):
         yield Account(boto3.Session(region_name=REGION))
 
@@ -162,7 +183,8 @@ def moto_server_url() -> Iterator[str]:
     port = _free_port()
     environment = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-c", MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -59,15 +59,20 @@ def test_fresh_up_into_an_existing_bucket_takes_20_requests(make_run, aws_accoun
     assert [qualifier for qualifier, _ in lambda_invoke.invocations] == ["1"]
 
 
-def test_up_with_nothing_changed_makes_no_write_and_eleven_reads(make_run, aws_account: Account, lambda_invoke) -> None:
+def test_an_unchanged_up_makes_no_write_and_thirteen_reads(make_run, aws_account: Account, lambda_invoke) -> None:
     up(make_run, "1.0.0")
     run, actions = up(make_run, "1.0.0")
-    assert set(actions.values()) == {"unchanged"}
+    assert set(actions.values()) == {"unchanged"}, actions
     assert writes(run) == []
     assert run.aws.calls == [
-        "HeadObject", "GetRole", "ListAttachedRolePolicies", "GetFunction", "ListVersionsByFunction", "GetAlias",
+        "HeadObject", "GetRole", "ListAttachedRolePolicies",
+        "ListRolePolicies",  # inline policies are never ours: up removes any
+        "GetFunction", "ListVersionsByFunction", "GetAlias",
         "GetRestApi",  # the API the state names: ours only if its name and tags say so
-        "GetResources", "GetPolicy", "GetStage", "GetDeployment",
+        "GetResources",
+        "GetPolicy", "GetPolicy",  # the alias's and the function's: a statement not ours is drift
+        "GetStages",  # ours, and any a renamed [api] stage left behind
+        "GetDeployment",
     ]  # fmt: skip
     assert len(lambda_invoke.invocations) == 1  # the first up's check only: what serves was checked then
     aws_account.assert_stack("v1.0.0/example.zip")

@@ -16,10 +16,11 @@ import botocore.httpsession
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
+from typer.testing import CliRunner
 
 from deployer import aws as aws_module
 from deployer.aws import Aws
-from deployer.cli import _aws_error_message
+from deployer.cli import _aws_error_message, app
 from deployer.config import load_config
 from deployer.state import store_for
 from tests.account import APP, BUCKET, Account, state_file
@@ -27,6 +28,7 @@ from tests.conftest import lock_is_free
 from tests.faults import RawBody
 
 OTHER = "Other"
+ROLE = f"{APP}-lambda-exec"
 
 
 @pytest.fixture
@@ -146,9 +148,9 @@ def test_apps_sharing_a_bucket_get_keys_of_their_own_by_default(
     s3 = aws_account.client("s3")
     keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
     assert keys == [f"v1.0.0/{OTHER}.zip", f"v1.0.0/{APP}.zip"]
-    for app in (APP, OTHER):
-        assert s3.head_object(Bucket=BUCKET, Key=f"v1.0.0/{app}.zip")["Metadata"]["app"] == app
-        aws_account.assert_stack(f"v1.0.0/{app}.zip", name=app)
+    for name in (APP, OTHER):
+        assert s3.head_object(Bucket=BUCKET, Key=f"v1.0.0/{name}.zip")["Metadata"]["app"] == name
+        aws_account.assert_stack(f"v1.0.0/{name}.zip", name=name)
 
 
 def test_another_apps_artifact_is_never_replaced_nor_deployed_even_with_force(
@@ -280,3 +282,145 @@ def test_an_error_page_instead_of_an_answer_is_one_line_without_html() -> None:
 @pytest.mark.parametrize("port", ["70000", "-1"])
 def test_serve_on_a_port_that_does_not_exist_is_one_line(cli, port: str) -> None:
     assert f"--port {port} is not a port number" in cli("serve", "--port", port, expect=2)
+
+
+# What deployer made converges to least privilege; what it shares across regions stays with the others.
+
+
+def test_an_inline_policy_on_the_role_is_drift_and_up_removes_it(cli, project: Path, aws_account: Account) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    iam = aws_account.client("iam")
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_role_policy(RoleName=ROLE, PolicyName="admin", PolicyDocument=json.dumps(everything))
+
+    assert "inline policies ['admin'] → []" in cli("plan", "--version", "1.0.0", expect=3)
+    cli("up", "--version", "1.0.0", expect=0)
+    assert iam.list_role_policies(RoleName=ROLE)["PolicyNames"] == []
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_a_public_invoke_statement_is_drift_and_up_removes_it(cli, project: Path, aws_account: Account) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    functions = aws_account.client("lambda")
+    functions.add_permission(FunctionName=APP, StatementId="public", Action="lambda:InvokeFunction", Principal="*")
+    everyone = {"FunctionName": APP, "Action": "lambda:InvokeFunction", "Principal": "*"}
+    functions.add_permission(**everyone, StatementId="public-alias", Qualifier="test")
+
+    planned = cli("plan", "--version", "1.0.0", expect=3)
+    assert "statements not ours ['public-alias on test', 'public on the function'] → []" in planned
+    cli("up", "--version", "1.0.0", expect=0)
+    with pytest.raises(ClientError, match="ResourceNotFound"):
+        functions.get_policy(FunctionName=APP)  # nothing may invoke the function itself any more
+    [statement] = json.loads(functions.get_policy(FunctionName=APP, Qualifier="test")["Policy"])["Statement"]
+    assert statement["Sid"] == "deployer-apigateway-test"
+    cli("plan", "--version", "1.0.0", expect=0)
+
+
+def test_one_regions_down_never_removes_the_role_another_region_uses(
+    cli, project: Path, aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    config = project / "deploy.toml"
+    config.write_text(config.read_text().replace('region = "us-east-1"\n', ""))
+    state_file(project).unlink()  # a lost state, then the same app in another region
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    cli("up", "--version", "1.0.0", expect=0)
+    iam = aws_account.client("iam")
+    assert {"Key": "deployer:regions", "Value": "eu-west-1 us-east-1"} in iam.get_role(RoleName=ROLE)["Role"]["Tags"]
+
+    assert "still used in us-east-1" in cli("down", "--yes", expect=0)
+    assert [role["RoleName"] for role in aws_account.roles()] == [ROLE]
+    assert {"Key": "deployer:regions", "Value": "us-east-1"} in iam.get_role(RoleName=ROLE)["Role"]["Tags"]
+    assert [item["FunctionName"] for item in aws_account.functions()] == [APP]  # us-east-1's
+    aws_account.assert_stack("v1.0.0/example.zip")  # us-east-1 still serves, with its role
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    state_file(project).unlink()
+    cli("down", "--yes", expect=0)
+    assert aws_account.is_empty()  # the last region gone: the role goes too
+
+
+def test_a_delete_answered_with_a_server_error_is_confirmed_by_a_read(
+    make_run, aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupted down already deleted the API; the emulator answers 500 for it ever after."""
+    from deployer import deploy
+    from tests.faults import fail, no_botocore_sleep
+
+    no_botocore_sleep(monkeypatch)
+    run = make_run("1.0.0")
+    deploy.up(run)
+    api_id = run.state.rest_api_id
+    session = boto3.Session()
+    deleted = fail(session, "apigateway", "DeleteRestApi", "InternalFailure", "Internal server error", 500, times=99)
+    run = make_run(session=session)
+    found = deploy.find_deployed(run.target)
+    aws_account.client("apigateway").delete_rest_api(restApiId=api_id)  # by the down that was interrupted
+    outcomes = deploy.down(run, found)
+    assert [(item.change.resource, item.change.action) for item in outcomes] == [
+        ("rest api", "absent"), ("function", "delete"), ("role", "delete"),
+    ]  # fmt: skip
+    assert deleted.injected >= 1 and "GetRestApi" in run.aws.calls
+    assert aws_account.is_empty()
+
+
+def test_an_untagged_look_alike_function_is_refused_before_any_write(cli, project: Path, aws_account: Account) -> None:
+    aws_account.client("iam").create_role(RoleName="someone", AssumeRolePolicyDocument=json.dumps({}))
+    role_arn = aws_account.client("iam").get_role(RoleName="someone")["Role"]["Arn"]
+    aws_account.client("lambda").create_function(
+        FunctionName=APP,
+        Runtime="python3.13",
+        Role=role_arn,
+        Handler="main.handler",
+        Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
+    )
+    message = cli("up", "--version", "1.0.0", expect=1)
+    assert f"a function named {APP} already exists but deployer did not make it" in message
+    assert [role["RoleName"] for role in aws_account.roles()] == ["someone"]  # no role made
+    with pytest.raises(ClientError):
+        aws_account.client("s3").head_bucket(Bucket=BUCKET)  # no bucket, no upload
+
+
+def test_renaming_the_default_stage_retires_the_old_one(cli, project: Path, aws_account: Account) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    config = project / "deploy.toml"
+    config.write_text(config.read_text().replace('stage = "test"', 'stage = "live"'))
+    cli("up", "--version", "1.0.0", expect=0)
+
+    aws_account.assert_stack("v1.0.0/example.zip", stage="live")  # the only stage; its alias, its grant
+    aliases = aws_account.client("lambda").list_aliases(FunctionName=APP)["Aliases"]
+    assert [alias["Name"] for alias in aliases] == ["live"]
+    [api] = aws_account.rest_apis()
+    assert api["tags"]["deployer:stage"] == "live"
+    function_arn = aws_account.functions()[0]["FunctionArn"]
+    assert aws_account.client("lambda").list_tags(Resource=function_arn)["Tags"]["deployer:stage"] == "live"
+    role_tags = aws_account.client("iam").get_role(RoleName=ROLE)["Role"]["Tags"]
+    assert {"Key": "deployer:stage", "Value": "live"} in role_tags
+    cli("plan", "--version", "1.0.0", expect=0)
+
+
+def test_the_api_passes_binary_media_types_as_deploy_toml_says(cli, project: Path, aws_account: Account) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    [api] = aws_account.rest_apis()
+    assert api["binaryMediaTypes"] == ["*/*"]
+    config = project / "deploy.toml"
+    config.write_text(config.read_text() + 'binary_media_types = ["image/png", "application/pdf"]\n')
+    assert "binary media types ['*/*'] → ['application/pdf', 'image/png']" in cli(
+        "plan", "--version", "1.0.0", expect=3
+    )
+    cli("up", "--version", "1.0.0", expect=0)
+    [api] = aws_account.rest_apis()
+    assert sorted(api["binaryMediaTypes"]) == ["application/pdf", "image/png"]
+    deployments = aws_account.client("apigateway").get_deployments(restApiId=api["id"])["items"]
+    assert len(deployments) == 2  # a deployment snapshots the binary media types: a new one publishes them
+    cli("plan", "--version", "1.0.0", expect=0)
+
+
+def test_build_json_names_what_it_left_out_and_why(project: Path) -> None:
+    (project / "function" / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n")
+    (project / "function" / ".npmrc").write_text("//registry.npmjs.org/:_authToken=tok3n-value\n")
+    result = CliRunner().invoke(app, ["build", "--json", "--config", str(project / "deploy.toml")])
+    assert result.exit_code == 0, result.stderr
+    left_out = {item["path"]: item["reason"] for item in json.loads(result.stdout)["left_out"]}
+    assert {"id_rsa", ".npmrc"} <= set(left_out) and all(left_out.values())
+    assert "tok3n-value" not in result.stdout + result.stderr

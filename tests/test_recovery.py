@@ -90,7 +90,7 @@ def test_down_without_a_state_file_finds_the_tagged_resources_and_removes_them(
 
     run = make_run()
     found = deploy.find_deployed(run.target)
-    assert (found.rest_api_ids, found.function_name, found.role_name) == ([api_id], APP, ROLE)
+    assert (found.rest_api_ids, found.function_name, found.role and found.role.name) == ([api_id], APP, ROLE)
     deploy.down(run, found)
     assert aws_account.is_empty()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
 from deployer import deploy
@@ -57,8 +59,10 @@ def test_a_policy_attached_by_hand_is_detached(make_run, aws_account: Account) -
 
 def test_the_permission_lets_only_this_api_invoke(make_run, aws_account: Account) -> None:
     up(make_run)
-    policy = json.loads(aws_account.client("lambda").get_policy(FunctionName=APP)["Policy"])
+    policy = json.loads(aws_account.client("lambda").get_policy(FunctionName=APP, Qualifier="test")["Policy"])
     [statement] = policy["Statement"]
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):  # nothing else may invoke the function
+        aws_account.client("lambda").get_policy(FunctionName=APP)
     api_id = aws_account.rest_apis()[0]["id"]
     assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
     assert statement["Action"] == "lambda:InvokeFunction"
