@@ -184,7 +184,7 @@ def _connect(config: Config, endpoint_url: str | None, local: bool | None = None
 
     aws = Aws(config.region, endpoint_url)
     aws.check_credentials()
-    return Connection(config, aws, store_for(config))
+    return Connection(config, aws, store_for(config, aws))
 
 
 def _artifact(built: BuiltArtifact) -> Artifact:
@@ -458,16 +458,56 @@ def down(
 
 
 @app.command()
-def status(
-    config_path: ConfigPath = DEFAULT_CONFIG, stage: Stage = None, json_output: Json = False, local: Local = None
+def unlock(
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
+    endpoint_url: EndpointUrl = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    local: Local = None,
 ) -> None:
-    """What is deployed on a stage, from its state (no AWS calls)."""
-    from deployer.state import store_for
+    """Remove the shared state's lock left by a run that is gone (killed): only that very lock."""
+    with reported_errors():
+        config = load_config(config_path, stage)
+        if not yes and not _can_ask():
+            raise UsageError(
+                "unlock removes another run's lock: pass --yes to confirm when there is no terminal to ask"
+            )
+        store = _connect(config, endpoint_url, local).store
+
+        def confirm(holder: str) -> bool:
+            return yes or typer.confirm(f"Remove the lock held by {holder}? Only if that run is gone.", err=True)
+
+        removed = store.unlock(confirm)
+        if removed is None:
+            output.info(f"nothing to unlock: no deployer holds the lock of {config.app_name} on stage {config.stage}")
+        else:
+            output.info(f"removed the lock held by {removed}")
+
+
+@app.command()
+def status(
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
+    json_output: Json = False,
+    local: Local = None,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """What is deployed on a stage, from its state: the shared one (one S3 read), or the local file."""
+    from deployer.state import State, store_for
 
     with reported_errors():
         config = load_config(config_path, stage)
         is_local = _is_local(local, config)
-        state = store_for(config, local=is_local).load()
+        if config.state_backend == "local":
+            state = store_for(config, local=is_local).load()
+        elif is_local:
+            from deployer.local import control, resolve_port
+
+            # The local cloud is not started for a status: not running, it holds nothing.
+            running = control.status(resolve_port()) is not None
+            state = _connect(config, None, True).store.load() if running else State()
+        else:
+            state = _connect(config, endpoint_url, False).store.load()
         data = _status_fields(state, config)
         if is_local:
             from deployer.local import control, resolve_port

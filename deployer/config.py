@@ -177,6 +177,12 @@ SCHEMA: dict[str, Schema] = {
         # `up` invokes each new release with a GET of this path before any traffic moves to it.
         "path": (str, "/", _pattern(r"/[^\s?#]*", "must be a path starting with '/', e.g. /health")),
     },
+    "state": {
+        # "s3": shared by everyone who deploys the app (CI, teammates); "local": a file in .deployer/, one user.
+        "backend": (str, "s3", lambda value: None if value in ("s3", "local") else 'must be "s3" or "local"'),
+        "bucket": (str, None, _bucket),  # None: the artifact bucket
+        "prefix": (str, "deployer-state/", _pattern(r"([A-Za-z0-9._-]+/)*", "must be folder names each ending in /")),
+    },
     "target": {
         # true: deploy to the embedded local cloud (`deployer local`), as `--local` or DEPLOYER_LOCAL=1 do.
         "local": (bool, False, None),
@@ -203,6 +209,9 @@ class Config:
     stage: str = "test"  # the stage this configuration is for: [stages.<stage>] merged over [function]
     default_stage: str = "test"  # [api] stage: its function, role and API keep the app's own name
     local: bool = False  # [target] local: the embedded emulator instead of an AWS account
+    state_backend: str = "s3"  # [state] backend
+    state_bucket: str | None = None  # [state] bucket; None: the artifact bucket
+    state_prefix: str = "deployer-state/"  # [state] prefix: the state is <prefix><app>/<stage>/state.json
     keep_releases: int = 10
     check_path: str = "/"
     binary_media_types: tuple[str, ...] = ("*/*",)  # [api] binary_media_types
@@ -322,6 +331,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
     function = _read_section(data, "function", where)
     api = _read_section(data, "api", where)
     target = _read_section(data, "target", where)
+    state = _read_section(data, "state", where)
     releases = _read_section(data, "releases", where)
     check = _read_section(data, "check", where)
     chosen = stage or api["stage"]
@@ -351,6 +361,9 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         default_stage=api["stage"],
         local=target["local"],
         keep_releases=releases["keep"],
+        state_backend=state["backend"],
+        state_bucket=state["bucket"],
+        state_prefix=state["prefix"],
         check_path=check["path"],
         binary_media_types=tuple(api["binary_media_types"]),
     )

@@ -86,7 +86,8 @@ def execute(run: Run, planned: Plan, report: Report = lambda _: None, action: st
         outcome = Outcome(shown or change, time.monotonic() - started)
         report(outcome)
         outcomes.append(outcome)
-    run.state.record(action, run.target.version if not run.target.keep_live else run.state.version)
+    if planned.pending:  # an up that changed nothing is no event: the shared state is not even written
+        run.state.record(action, run.target.version if not run.target.keep_live else run.state.version)
     run.save()
     return outcomes
 

@@ -1,6 +1,10 @@
 """What is deployed, kept between runs: load, save (atomically) and lock, behind a small interface.
 
-The local store keeps one file per stage of the app in `.deployer/` beside deploy.toml. A state is
+By default the state is shared, in S3 (S3StateStore): one object per stage of the app, written only
+if it is still the version this run read (If-Match on its ETag), and a lock object created only if
+there is none (If-None-Match), naming its holder, so that CI and teammates deploy the same app safely.
+`[state] backend = "local"` keeps one file per stage in `.deployer/` beside deploy.toml instead,
+with a kernel lock (LocalStateStore), for a single user. A state is
 checked when it is read: its shape (every field the type it must be) and whose it is (the app, stage
 and region it names): a state copied from another app is refused, never used. Only IDs, names and
 versions are stored: never credentials, never environment values.
@@ -8,13 +12,15 @@ versions are stored: never credentials, never environment values.
 
 from __future__ import annotations
 
+import contextvars
 import fcntl
+import getpass
 import hashlib
 import json
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -24,9 +30,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
+    from deployer.aws import Aws
     from deployer.config import Config
 
 HISTORY_LENGTH = 20
+# The command holding the lock, for the history's entries (set by each store's lock()).
+_running_command: contextvars.ContextVar[str | None] = contextvars.ContextVar("command", default=None)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return str(os.getuid())
+
+
 MOVE_ASIDE = "move it aside and run again: deployer finds its resources by their names and tags"
 
 
@@ -59,9 +77,15 @@ class State:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self, action: str, version: str | None) -> None:
-        """Append to the short history of what was deployed when (newest last)."""
-        moment = datetime.now(UTC).isoformat(timespec="seconds")
-        self.history = [*self.history, {"action": action, "version": version, "at": moment}][-HISTORY_LENGTH:]
+        """Append to the short history of what was deployed when, by whom and how (newest last)."""
+        entry = {
+            "action": action,
+            "version": version,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "by": f"{_user()}@{socket.gethostname()}",
+            "command": _running_command.get(),
+        }
+        self.history = [*self.history, entry][-HISTORY_LENGTH:]
 
     def forget_resources(self) -> None:
         """After `down`: nothing is deployed any more, the history stays."""
@@ -124,6 +148,8 @@ class StateStore(Protocol):
     def save(self, state: State) -> None: ...
 
     def lock(self, command: str) -> Any: ...  # a context manager held for the whole command
+
+    def unlock(self, confirm: Callable[[str], bool]) -> str | None: ...  # the holder removed, or None
 
 
 def file_stem(name: str) -> str:
@@ -227,9 +253,11 @@ class LocalStateStore:
             }
             os.ftruncate(descriptor, 0)
             os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+            token = _running_command.set(command)
             try:
                 yield
             finally:
+                _running_command.reset(token)
                 os.ftruncate(descriptor, 0)  # nobody holds it any more
         finally:
             os.close(descriptor)  # releases the lock
@@ -245,9 +273,22 @@ class LocalStateStore:
             "wait for it to finish, or stop that process: its lock goes with it"
         )
 
+    def unlock(self, confirm: Callable[[str], bool]) -> str | None:
+        """Nothing to remove: the kernel lock goes with its holder, however it ends."""
+        return None
 
-def store_for(config: Config, *, local: bool = False) -> LocalStateStore:
+
+def store_for(config: Config, aws: Aws | None = None, *, local: bool = False) -> StateStore:
     """One state per stage of the app, named like the stage's function (the app's name on the default
-    stage). A local-cloud deployment (`--local`) keeps its own, apart from the real one."""
+    stage): in S3 (the artifact bucket, or [state] bucket) unless [state] backend is "local". A
+    local-cloud deployment (`--local`) keeps its own, apart from the real one (in the local cloud's S3)."""
     name = f"local-{config.function_name}" if local else config.function_name
-    return LocalStateStore(config.root / ".deployer", name, config.app_name)
+    files = LocalStateStore(config.root / ".deployer", name, config.app_name)
+    if config.state_backend == "local":
+        return files
+    if aws is None:
+        raise ValueError("the shared state needs the AWS connection")
+    from deployer.remote_state import S3StateStore
+
+    key_prefix = f"{config.state_prefix}{config.app_name}/{config.stage}/"
+    return S3StateStore(aws, config.state_bucket or config.bucket, key_prefix, config.app_name, legacy=files)

@@ -72,4 +72,4 @@ def local_connection(config: Config, log: Callable[[str], None]) -> Connection:
     _bypass_proxies()
     region = config.region or DEFAULT_REGION
     aws = Aws(region, endpoint(port), session=session(region, port, emulator.pid))
-    return Connection(config, aws, store_for(config, local=True), local_endpoint=endpoint(port))
+    return Connection(config, aws, store_for(config, aws, local=True), local_endpoint=endpoint(port))

@@ -182,22 +182,31 @@ class Artifact:
 
 def create_bucket(run: Run) -> None:
     """A private, encrypted bucket in the app's region; safe to run again on a bucket it created."""
-    s3, bucket, region = run.aws.s3, run.config.bucket, run.target.region
-    options: dict[str, Any] = {}
-    if region != "us-east-1":  # us-east-1 refuses an explicit location constraint
-        options["CreateBucketConfiguration"] = {"LocationConstraint": region}
     # Noted before the bucket exists, cleared once it is private and encrypted: a run killed in between
     # leaves the note, and the next run finishes the settings (a bucket found later is never ours to change).
-    run.state.unfinished_bucket = bucket
+    run.state.unfinished_bucket = run.config.bucket
     run.save()
+    make_private_bucket(run.aws, run.config.bucket, created_before=True)
+    run.state.unfinished_bucket = None
+    run.save()
+
+
+def make_private_bucket(aws: Any, bucket: str, created_before: bool = False) -> None:
+    """Create the bucket in the client's region, block public access and encrypt by default. A bucket that
+    already exists is left as it is, unless `created_before` says an earlier run of ours made it."""
+    options: dict[str, Any] = {}
+    if aws.region != "us-east-1":  # us-east-1 refuses an explicit location constraint
+        options["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
     try:
-        s3.create_bucket(Bucket=bucket, **options)
+        aws.s3.create_bucket(Bucket=bucket, **options)
     except ClientError as error:
         if error_code(error) == "BucketAlreadyExists":
             raise _not_yours(bucket) from None
         if error_code(error) != "BucketAlreadyOwnedByYou":
             raise
-    s3.put_public_access_block(
+        if not created_before:
+            return
+    aws.s3.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={
             "BlockPublicAcls": True,
@@ -206,11 +215,9 @@ def create_bucket(run: Run) -> None:
             "RestrictPublicBuckets": True,
         },
     )
-    s3.put_bucket_encryption(
+    aws.s3.put_bucket_encryption(
         Bucket=bucket,
         ServerSideEncryptionConfiguration={
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
         },
     )
-    run.state.unfinished_bucket = None
-    run.save()

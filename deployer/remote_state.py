@@ -1,0 +1,237 @@
+"""The shared state: `s3://<bucket>/<prefix><app>/<stage>/state.json` and its lock, `lock.json` beside it.
+
+Terraform's S3 backend is the model, with conditional writes instead of a lock table:
+
+- the state is written only if it is still the version this run read (If-Match on its ETag; If-None-Match
+  when there was none): a write based on a stale read is refused and reported, never silently overwrites;
+- the lock is an object created only if there is none (If-None-Match: *), holding who holds it; a second
+  run, from any machine, is refused at once naming the holder; the lock is released at the end, on errors
+  and on Ctrl-C, and removed only if it is still the one taken (If-Match);
+- a run killed with SIGKILL leaves its lock: the next run names it and the way out, `deployer unlock`,
+  which removes that very lock (If-Match on the ETag it showed), never one taken since.
+
+Objects are written with SSE-S3 encryption, in the bucket deployer makes private. An existing
+`.deployer/<name>.json` (the local store) is read when the bucket holds no state yet, and moved into S3 by the
+first write, under the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from deployer.aws import Aws
+from deployer.errors import DeployerError, UsageError
+from deployer.retry import error_code
+from deployer.state import MOVE_ASIDE, LocalStateStore, State, StateInvalid, _running_command, _user
+
+CHANGED = {"PreconditionFailed", "412", "ConditionalRequestConflict"}  # someone else wrote it first
+FORBIDDEN = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
+NO_BUCKET = {"NoSuchBucket"}
+NO_KEY = {"NoSuchKey", "404", "NotFound"}
+
+
+class S3StateStore:
+    def __init__(self, aws: Aws, bucket: str, prefix: str, app: str, legacy: LocalStateStore | None = None) -> None:
+        self.aws = aws
+        self.bucket = bucket
+        self.name = f"{prefix}state.json"
+        self.lock_key = f"{prefix}lock.json"
+        self.app = app
+        self.legacy = legacy
+        self.where = f"s3://{bucket}/{self.name}"
+        self._etag: str | None = None  # the version read last (None: there was none)
+        self._body: bytes | None = None  # what it held, to skip writing the very same bytes
+        self._moving_legacy = False
+        self._unfinished_bucket = legacy.folder / f"unfinished-bucket-{bucket}" if legacy is not None else None
+
+    # ---- the state ----------------------------------------------------------------------------------------
+
+    def load(self) -> State:
+        """The shared state (one GET), or the local file not yet moved into S3, or an empty state."""
+        try:
+            answer = self.aws.s3.get_object(Bucket=self.bucket, Key=self.name)
+        except ClientError as error:
+            if error_code(error) in FORBIDDEN:
+                raise self._forbidden("s3:GetObject") from None
+            if error_code(error) not in NO_KEY | NO_BUCKET:
+                raise
+            self._etag, self._body = None, None
+            legacy = self.legacy.load() if self.legacy is not None and self.legacy.path.exists() else None
+            self._moving_legacy = legacy is not None
+            return legacy or State()
+        body = answer["Body"].read()
+        self._etag, self._body, self._moving_legacy = answer["ETag"], body, False
+        try:
+            state = State.from_dict(json.loads(body), where=f"the state {self.where}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise StateInvalid(f"the state {self.where} is not JSON ({error}); {MOVE_ASIDE}") from None
+        except StateInvalid as error:
+            raise StateInvalid(f"{error}; {MOVE_ASIDE}") from None
+        state.check_identity(self.app, f"the state {self.where}")
+        return state
+
+    def save(self, state: State) -> None:
+        """Write it if it is still the version read (else refuse: another run wrote it since)."""
+        body = (json.dumps(asdict(state), indent=2, sort_keys=True) + "\n").encode()
+        if body == self._body:
+            return  # nothing new: no write at all
+        condition = {"IfMatch": self._etag} if self._etag else {"IfNoneMatch": "*"}
+        try:
+            answer = self.aws.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.name,
+                Body=body,
+                ContentType="application/json",
+                ServerSideEncryption="AES256",
+                **condition,
+            )
+        except ClientError as error:
+            if error_code(error) in CHANGED:
+                raise DeployerError(
+                    f"the state {self.where} changed since this run read it (another run wrote it): nothing was "
+                    "overwritten; run the command again to start from what is there now"
+                ) from None
+            if error_code(error) in FORBIDDEN:
+                raise self._forbidden("s3:PutObject") from None
+            raise
+        self._etag, self._body = answer["ETag"], body
+        if self._moving_legacy and self.legacy is not None:
+            self.legacy.path.rename(self.legacy.path.with_suffix(".json.moved-to-s3"))
+            self._moving_legacy = False
+
+    def _forbidden(self, permission: str) -> DeployerError:
+        return DeployerError(
+            f"you may not use the shared state s3://{self.bucket}/{self.name.rsplit('/', 1)[0]}/: your credentials "
+            f"need {permission} (and s3:GetObject, s3:PutObject, s3:DeleteObject) on that prefix, or set "
+            '[state] backend = "local" to keep the state on this machine'
+        )
+
+    # ---- the lock ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Held for the whole command; released at the end, on errors and on Ctrl-C."""
+        holder = {
+            "user": _user(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "command": command,
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            "id": uuid.uuid4().hex,
+        }
+        etag = self._take(holder)
+        token = _running_command.set(command)
+        try:
+            yield
+        finally:
+            _running_command.reset(token)
+            self._release(etag)
+
+    def _take(self, holder: dict[str, Any]) -> str:
+        body = json.dumps(holder).encode()
+        if self._unfinished_bucket is not None and self._unfinished_bucket.exists():
+            self._make_bucket()  # a run died after creating the bucket, before making it private and encrypted
+        for _ in range(2):  # a second time only after creating a bucket that was missing
+            try:
+                answer = self.aws.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=self.lock_key,
+                    Body=body,
+                    ContentType="application/json",
+                    ServerSideEncryption="AES256",
+                    IfNoneMatch="*",
+                )
+                return str(answer["ETag"])
+            except ClientError as error:
+                if error_code(error) in CHANGED:
+                    raise DeployerError(self._held_message()) from None
+                if error_code(error) in FORBIDDEN:
+                    raise self._forbidden("s3:PutObject") from None
+                if error_code(error) not in NO_BUCKET:
+                    raise
+                self._make_bucket()  # the first deploy of the app: the bucket comes first
+        raise DeployerError(f"bucket {self.bucket} is still missing after creating it; run the command again")
+
+    def _make_bucket(self) -> None:
+        """Create the bucket private and encrypted. A note on this machine, from before the bucket exists until it
+        is private and encrypted, lets the next run finish the settings if this one dies in between (the state
+        cannot hold that note: it lives in the bucket)."""
+        from deployer.resources.artifact import make_private_bucket
+
+        marker = self._unfinished_bucket
+        if marker is not None:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        make_private_bucket(self.aws, self.bucket, created_before=marker is not None and marker.exists())
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+    def _release(self, etag: str) -> None:
+        try:
+            self.aws.s3.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=etag)
+        except ClientError as error:
+            if error_code(error) not in CHANGED | NO_KEY:  # removed by `unlock`, or replaced since: not ours now
+                raise
+
+    def _holder(self) -> tuple[dict[str, Any], str] | None:
+        """The lock's holder and the lock's ETag, or None when nobody holds it."""
+        try:
+            answer = self.aws.s3.get_object(Bucket=self.bucket, Key=self.lock_key)
+        except ClientError as error:
+            if error_code(error) in NO_KEY | NO_BUCKET:
+                return None
+            raise
+        body = answer["Body"].read()
+        try:
+            holder = json.loads(body)
+            if not isinstance(holder, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError):
+            raise UsageError(
+                f"s3://{self.bucket}/{self.lock_key} is not a deployer lock (not a JSON object); if no deployer runs "
+                "on this stage, `deployer unlock` removes it"
+            ) from None
+        return holder, answer["ETag"]
+
+    def _describe(self, holder: dict[str, Any]) -> str:
+        return (
+            f"`{holder.get('command', '?')}` (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, user "
+            f"{holder.get('user', '?')}, since {holder.get('since', '?')})"
+        )
+
+    def _held_message(self) -> str:
+        found = self._holder()
+        holder = found[0] if found else {}
+        return (
+            f"another deployer is working on {self.name.rsplit('/', 1)[0]}: {self._describe(holder)}; wait for it "
+            "to finish; if that run is gone (killed), `deployer unlock` removes its lock"
+        )
+
+    def unlock(self, confirm: Callable[[str], bool]) -> str | None:
+        """Remove the lock as it is now, if `confirm(description)` agrees: only that very lock (If-Match)."""
+        found = self._holder()
+        if found is None:
+            return None
+        holder, etag = found
+        description = self._describe(holder)
+        if not confirm(description):
+            raise DeployerError("nothing removed")
+        try:
+            self.aws.s3.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=etag)
+        except ClientError as error:
+            if error_code(error) in CHANGED:
+                raise DeployerError(
+                    "the lock changed since it was read (a new run holds it now): nothing removed"
+                ) from None
+            raise
+        return description
