@@ -42,6 +42,15 @@ main()
 """
 
 
+# moto_server with deployer's fixes where moto differs from AWS in what deployer reads back (an API's binary
+# media types and tags, a policy per qualifier, version numbers), as the tests' and the local cloud's.
+MOTO_SERVER = (
+    "import sys; from deployer.local import patches; patches.install_lambda_fixes(); "
+    "patches.install_qualified_policies(); patches.install_binary_media_types(); patches.install_rest_api_tags(); "
+    "from moto.server import main; main(sys.argv[1:])"
+)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -51,7 +60,7 @@ def free_port() -> int:
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-c", MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
         env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -6,6 +6,7 @@ client talks to moto.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -139,11 +140,16 @@ def make_run(project: Path, aws_account: Account):
         session: boto3.Session | None = None,
         config_path: Path | None = None,
         stage: str | None = None,
+        shared_state: bool = False,
         **options: Any,
     ) -> Run:
         config = load_config(config_path or project / "deploy.toml", stage)
-        store = store_for(config)
         aws = Aws(config.region, session=session or boto3.Session())
+        # Resource tests keep the state in .deployer/ (their pinned calls are the resources'); the shared state's
+        # own calls are pinned by tests/test_shared_state.py, and the CLI tests run with it.
+        store = (
+            store_for(config, aws) if shared_state else store_for(dataclasses.replace(config, state_backend="local"))
+        )
         built = build(config) if version and config.source.is_dir() else None
         artifact = Artifact(built.sha256, built.content_sha256) if built else None
         return Connection(config, aws, store).run(store.load(), version, artifact=artifact, **options)

@@ -1,10 +1,10 @@
 """A deploy killed (SIGKILL) between any two AWS calls, then run again, converges.
 
 The killed run goes as far as its Nth call: the call is made, its answer never used, nothing after it
-saved, its lock left behind. The next plain `deployer up` must clear the dead run's lock, find what
-the killed run made (by the state file, else by name and tags), finish the job, and leave exactly one
-role, function and API, wired right, a private and encrypted bucket, and a readable state file that
-names them all.
+saved, its lock left behind in S3. The next `deployer up` is refused naming the dead run and `deployer
+unlock`; after the unlock, `up` must find what the killed run made (by the shared state, else by name
+and tags), finish the job, and leave exactly one role, function and API, wired right, a private and
+encrypted bucket, and a readable shared state that names them all, its lock released.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from tests.account import APP, BUCKET, Account, state_file
-from tests.conftest import lock_is_free, run_deployer
+from deployer.aws import read_or_none
+from tests.account import APP, BUCKET, Account
+from tests.conftest import run_deployer
 
 KILL_AFTER_CALL = Path(__file__).with_name("kill_after_call.py")
+STATE_KEY, LOCK_KEY = f"deployer-state/{APP}/test/state.json", f"deployer-state/{APP}/test/lock.json"
 
 
 def run_until_call(project: Path, call: int, *arguments: str, signal_name: str = "KILL") -> subprocess.Popen[str]:
@@ -70,13 +72,13 @@ def assert_converged(project: Path, account: Account) -> None:
     )
     [rule] = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    state = json.loads((state_file(project)).read_text())
+    state = json.loads(s3.get_object(Bucket=BUCKET, Key=STATE_KEY)["Body"].read())  # the shared state
     assert (state["version"], state["key"]) == ("1.0.0", "v1.0.0/example.zip")
     assert (state["function_name"], state["function_arn"]) == (APP, stack["function"]["FunctionArn"])
     assert (state["role_name"], state["role_arn"]) == (stack["role"]["RoleName"], stack["role"]["Arn"])
     assert state["rest_api_id"] == stack["api"]["id"]
     assert state["base_url"] == f"https://{stack['api']['id']}.execute-api.us-east-1.amazonaws.com/test"
-    assert lock_is_free(state_file(project, "lock"))
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=LOCK_KEY)  # released
 
 
 def test_a_deploy_killed_after_any_call_converges_on_the_next_up(project: Path, moto_server: Account) -> None:
@@ -84,7 +86,7 @@ def test_a_deploy_killed_after_any_call_converges_on_the_next_up(project: Path, 
     _, errors = counting.communicate(timeout=120)
     assert counting.returncode == 0, errors
     calls = int(errors.rsplit("aws calls: ", 1)[1])
-    assert calls >= 20  # a fresh deploy: bucket, object, role, function, API wiring, stage, permission
+    assert calls >= 30  # a fresh deploy: the lock, bucket, object, role, function, API wiring, stage, permission, state
 
     started = time.monotonic()
     for call in range(1, calls + 1):
@@ -93,9 +95,13 @@ def test_a_deploy_killed_after_any_call_converges_on_the_next_up(project: Path, 
         killed = run_until_call(project, call, "up", "--version", "1.0.0")
         _, errors = killed.communicate(timeout=120)
         assert killed.returncode == -signal.SIGKILL, f"after call {call}: {errors}"
-        lock = state_file(project, "lock")
-        assert json.loads(lock.read_text())["pid"] == killed.pid  # it held the lock when it died...
-        assert lock_is_free(lock)  # ...and the kernel released it with the process
+        lock = read_or_none(lambda: moto_server.client("s3").get_object(Bucket=BUCKET, Key=LOCK_KEY))
+        if lock is not None:  # it held the lock when it died: the next run is refused until `unlock`
+            assert json.loads(lock["Body"].read())["pid"] == killed.pid
+            refused = run_deployer(project, "up", "--version", "1.0.0")
+            assert refused.returncode == 1 and "`deployer unlock` removes its lock" in refused.stderr
+            unlocked = run_deployer(project, "unlock", "--yes")
+            assert unlocked.returncode == 0, unlocked.stderr
 
         again = run_deployer(project, "up", "--version", "1.0.0")
         assert again.returncode == 0, f"killed after call {call}, the next up failed: {again.stderr}"

@@ -123,7 +123,7 @@ def fetch(url: str) -> tuple[int, bytes, dict[str, str]]:
         return error.code, error.read(), dict(error.headers)
 
 
-def test_the_guides_story_in_a_browser(project: Path, local_cloud: str, tmp_path: Path) -> None:
+def test_the_guides_story_in_a_browser(project: Path, local_cloud: str, tmp_path: Path, moto_server: Account) -> None:
     """up 1.0.0 shows Hello world!; up 1.0.1 Bonjour au monde!; rollback 1.0.0 Hello world! again; down: 403."""
     profile = tmp_path / "chromium-profile"
     url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
@@ -148,7 +148,8 @@ def test_the_guides_story_in_a_browser(project: Path, local_cloud: str, tmp_path
     status_json = json.loads(deployer_ok(project, "status", "--local", "--json"))
     assert (status_json["version"], status_json["base_url"]) == ("1.0.0", url)
     assert status_json["local"]["running"] is True
-    assert json.loads(deployer_ok(project, "status", "--json"))["base_url"] is None  # a real deployment's state
+    # A real deployment's state is apart (here an emulated account stands for AWS: AWS_ENDPOINT_URL).
+    assert json.loads(deployer_ok(project, "status", "--json"))["base_url"] is None
 
     deployer_ok(project, "down", "--yes", "--local")
     status, body, headers = fetch(url)
@@ -243,8 +244,9 @@ def test_what_is_not_wired_is_a_missing_authentication_token(project: Path, loca
 
 
 def test_the_local_target_comes_from_the_flag_the_environment_or_deploy_toml(
-    project: Path, local_cloud: str, monkeypatch: pytest.MonkeyPatch
+    project: Path, local_cloud: str, monkeypatch: pytest.MonkeyPatch, moto_server: Account
 ) -> None:
+    """(moto_server stands for AWS where a command is not local: AWS_ENDPOINT_URL points at it.)"""
     url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
     monkeypatch.setenv("DEPLOYER_LOCAL", "1")
     assert json.loads(deployer_ok(project, "status", "--json"))["base_url"] == url

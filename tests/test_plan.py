@@ -8,7 +8,7 @@ from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.plan import Change, Plan
 from deployer.resources import function
-from tests.account import Account, state_file
+from tests.account import BUCKET, Account, state_file
 from tests.conftest import run_deployer
 
 
@@ -41,15 +41,29 @@ def test_planning_writes_no_state_on_a_fresh_a_deployed_or_a_forgotten_account(
     assert [call for call in run.aws.calls if is_mutating(call)] == []
 
 
-def test_the_plan_command_leaves_the_state_file_as_it_was(project: Path, moto_server: Account) -> None:
+def test_the_plan_command_leaves_the_state_as_it_was(project: Path, moto_server: Account) -> None:
+    """The shared state in S3 (plan takes no lock, writes nothing), and the local file of [state] backend local."""
+    s3 = moto_server.client("s3")
+
+    def shared_state() -> bytes | None:
+        found = s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) if s3.list_buckets()["Buckets"] else []
+        return b"".join(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read() for item in found)
+
     assert run_deployer(project, "plan", "--version", "1.0.0").returncode == 3
-    assert not state_file(project).exists()
+    assert shared_state() is not None and not s3.list_buckets()["Buckets"]  # not even the bucket
     assert run_deployer(project, "up", "--version", "1.0.0").returncode == 0
-    saved = state_file(project).read_bytes()
+    saved = shared_state()
     main = project / "function" / "main.py"
     main.write_text(main.read_text().replace("Hello world!", "Bonjour au monde!"))
     result = run_deployer(project, "plan", "--version", "1.0.1")
     assert result.returncode == 3, result.stderr
+    assert shared_state() == saved
+
+    config = project / "deploy.toml"
+    config.write_text(config.read_text() + '\n[state]\nbackend = "local"\n')
+    assert run_deployer(project, "up", "--version", "1.0.1").returncode == 0
+    saved = state_file(project).read_bytes()
+    assert run_deployer(project, "plan", "--version", "1.0.2").returncode == 3
     assert state_file(project).read_bytes() == saved
 
 

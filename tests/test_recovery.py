@@ -164,7 +164,14 @@ def stopped(pid: int) -> bool:
         return stat.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
+def use_a_local_state(project: Path) -> None:
+    """[state] backend = "local": the kernel lock of one machine (tests/test_shared_state.py has the shared one)."""
+    config = project / "deploy.toml"
+    config.write_text(config.read_text() + '\n[state]\nbackend = "local"\n')
+
+
 def test_a_second_up_while_another_runs_fails_at_once_naming_the_holder(project: Path, moto_server: Account) -> None:
+    use_a_local_state(project)
     first = run_deployer(project, "up", "--version", "1.0.0")
     assert first.returncode == 0, first.stderr
     main = project / "function" / "main.py"
@@ -218,6 +225,7 @@ with store_for(load_config(Path(sys.argv[1]))).lock("up --version 0.9.0"):
 
 def test_a_lock_left_by_a_killed_run_does_not_block_the_next(make_run, aws_account: Account, project: Path) -> None:
     """A run really holding the lock, then SIGKILLed: it had no chance to release it, yet the next run goes on."""
+    use_a_local_state(project)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_THE_LOCK, str(project / "deploy.toml")], stdout=subprocess.PIPE, text=True
     )

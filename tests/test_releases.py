@@ -345,6 +345,7 @@ def test_a_run_killed_between_publish_and_alias_move_converges_without_publishin
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert moto_server.alias(APP, "test")["FunctionVersion"] == "1"  # published, not yet live
 
+    assert run_deployer(project, "unlock", "--yes").returncode == 0  # the killed run's lock
     again = run_deployer(project, "up", "--version", "1.0.1")
     assert again.returncode == 0, again.stderr
     moto_server.assert_stack("v1.0.1/example.zip")

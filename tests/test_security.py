@@ -98,6 +98,8 @@ def test_secrets_and_credentials_are_never_printed_nor_stored(project: Path, aws
     assert result.exit_code == 3
     assert "environment API_KEY → API_KEY (values changed)" in result.stderr  # shown by name only
     outputs += [result.stdout, result.stderr]
-    stored = [path.read_text() for path in (project / ".deployer").glob("*.json")]
+    s3 = aws_account.client("s3")  # the shared state, and everything else in the bucket
+    objects = s3.list_objects_v2(Bucket=BUCKET, Prefix="deployer-state/")["Contents"]
+    stored = [s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read().decode() for item in objects]
     assert stored and all(SECRET not in text for text in outputs + stored)
     assert aws_account.functions()[0]["Environment"]["Variables"] == {"API_KEY": SECRET}
