@@ -172,8 +172,15 @@ def _checked_config(version: str, config_path: Path, stage: str | None, *, needs
     return config
 
 
+def _say_wait(what: str, seconds: float) -> None:
+    output.info(f"  [dim]waiting for {output.escape(what)} ({seconds:.0f}s so far)[/]")
+
+
 def _connect(config: Config, endpoint_url: str | None, local: bool | None = None) -> Connection:
     """The account (or the local cloud, started if needed) and the state store a command works with."""
+    from deployer import retry
+
+    retry.on_wait = _say_wait  # a long wait says what it waits for
     if _is_local(local, config, endpoint_url):
         from deployer.local.target import local_connection
 

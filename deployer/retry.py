@@ -4,6 +4,10 @@ Real AWS answers some calls "not yet" (docs/ARCHITECTURE.md, "What real AWS does
 Lambda cannot assume for a few seconds, a function update still in progress, API Gateway's
 concurrent modification. botocore treats them as final; we wait and try again, for minutes rather
 than seconds, then give up with the last error.
+
+The grain is a second after a short first wait: what is waited for (IAM propagation above all) becomes
+ready at a moment of its own, and a doubling backoff would overshoot it by seconds. A wait longer than
+SPEAK_AFTER seconds is said (on_wait): what it waits for and for how long, never a silent pause.
 """
 
 from __future__ import annotations
@@ -19,6 +23,15 @@ T = TypeVar("T")
 # Tests replace these to run without waiting.
 sleep: Callable[[float], None] = time.sleep
 clock: Callable[[], float] = time.monotonic
+SPEAK_AFTER = 2.0  # seconds of waiting before it is said
+
+
+def _silent(what: str, seconds: float) -> None:
+    return None
+
+
+# What the CLI says of a long wait: (what is waited for, seconds waited so far). Silent by default (library use).
+on_wait: Callable[[str, float], None] = _silent
 
 
 def error_code(error: ClientError) -> str:
@@ -53,18 +66,25 @@ def retrying(
     when: Callable[[ClientError], bool],
     before_retry: Callable[[], None] = lambda: None,
     limit_seconds: float = 300,
-    first_delay: float = 1.0,
-    max_delay: float = 15.0,
+    first_delay: float = 0.5,
+    max_delay: float = 1.0,
+    waiting_for: str = "AWS",
 ) -> T:
-    """Run call(); while it fails with an error `when` accepts and time remains, back off and retry."""
-    deadline = clock() + limit_seconds
+    """Run call(); while it fails with an error `when` accepts and time remains, wait and retry."""
+    started = clock()
+    deadline = started + limit_seconds
     delay = first_delay
+    spoken = 0.0
     while True:
         try:
             return call()
         except ClientError as error:
             if not when(error) or clock() + delay > deadline:
                 raise
+        waited = clock() - started + delay
+        if waited >= SPEAK_AFTER and (spoken == 0 or waited - spoken >= 5):  # then every 5 s at most
+            on_wait(waiting_for, waited)
+            spoken = waited
         sleep(delay)
         before_retry()
         delay = min(delay * 2, max_delay)

@@ -87,7 +87,7 @@ def statements(account: Account) -> list[dict[str, Any]]:
 # IAM propagation -----------------------------------------------------------------------------------------
 
 
-def test_create_function_is_retried_with_growing_delays_while_the_new_role_cannot_be_assumed(
+def test_create_function_is_retried_at_a_seconds_grain_while_the_new_role_cannot_be_assumed(
     make_run, aws_account: Account, no_waiting: list[float], sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = boto3.Session()
@@ -102,9 +102,25 @@ def test_create_function_is_retried_with_growing_delays_while_the_new_role_canno
     run = up(make_run, "1.0.0", session)
     assert fault.injected == 4
     assert run.aws.calls.count("CreateFunction") == 4  # three refusals, then the function
-    assert no_waiting == [1.0, 2.0, 4.0]  # exponential backoff
+    assert no_waiting == [0.5, 1.0, 1.0]  # a short first wait, then a second's grain
     assert sleeps.retries == []  # all of it was the deployer's retry, not botocore's
     aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_a_long_wait_says_what_it_waits_for_and_for_how_long(
+    make_run, aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]  # a clock that moves only when the deployer sleeps
+    monkeypatch.setattr("deployer.retry.clock", lambda: now[0])
+    monkeypatch.setattr("deployer.retry.sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    said: list[tuple[str, float]] = []
+    monkeypatch.setattr("deployer.retry.on_wait", lambda what, seconds: said.append((what, seconds)))
+    session = boto3.Session()
+    fail(session, "lambda", "CreateFunction", "InvalidParameterValueException", ROLE_NOT_ASSUMABLE, times=9)
+    up(make_run, "1.0.0", session)
+    waiting = "IAM to let Lambda assume the new role"
+    assert said == [(waiting, 2.5), (waiting, 7.5)]  # silent for the first 2 s, then every 5 s
+    assert now[0] == 8.5  # 9 refusals, 0.5 s then a second each: ready within a second of it being so
 
 
 def test_a_role_change_is_retried_until_lambda_can_assume_the_role(
@@ -129,7 +145,7 @@ def test_a_role_change_is_retried_until_lambda_can_assume_the_role(
         *["UpdateFunctionConfiguration"] * 3,
         "UpdateAlias",
     ]
-    assert no_waiting == [1.0, 2.0]
+    assert no_waiting == [0.5, 1.0]
     stack = aws_account.assert_stack("v1.0.0/example.zip")
     assert stack["function"]["Role"] == stack["role"]["Arn"] == stack["live"]["Role"]
 
@@ -163,7 +179,7 @@ def test_an_update_in_progress_is_waited_for_then_the_code_update_is_retried(
         "GetFunction",
         "UpdateFunctionCode",
     ]
-    assert no_waiting == [1.0]
+    assert no_waiting == [0.5]
     aws_account.assert_stack("v1.0.1/example.zip")
 
 
@@ -202,7 +218,7 @@ def test_a_new_function_still_pending_is_waited_for_before_it_is_published(
     assert segment(run.aws.calls, "CreateFunction", 5) == [
         "CreateFunction", "GetFunction", "GetFunction", "GetFunction", "PublishVersion",
     ]  # fmt: skip
-    assert sleeps.waiter == [2, 2]  # function_active_v2, at the deployer's 2 s delay
+    assert sleeps.waiter == [1, 1]  # function_active_v2, at the deployer's 1 s grain
     aws_account.assert_stack("v1.0.0/example.zip")
 
 
@@ -227,7 +243,7 @@ def test_a_code_update_in_progress_is_waited_for_before_the_configuration_change
     assert segment(run.aws.calls, "UpdateFunctionCode", 6) == [
         "UpdateFunctionCode", "GetFunction", "GetFunction", "GetFunction", "UpdateFunctionConfiguration", "GetFunction",
     ]  # fmt: skip
-    assert sleeps.waiter == [2, 2]
+    assert sleeps.waiter == [1, 1]
     aws_account.assert_stack("v1.0.1/example.zip")
     assert aws_account.functions()[0]["MemorySize"] == 256
 
@@ -242,7 +258,7 @@ def test_a_function_found_mid_update_is_waited_for_before_it_is_changed(
     run = up(make_run, "1.0.1", session)
     assert run.aws.calls.count("GetFunction") == 3  # the plan's read, then the waiter's two polls
     assert segment(run.aws.calls, "PutObject", 4) == ["PutObject", "GetFunction", "GetFunction", "UpdateFunctionCode"]
-    assert sleeps.waiter == [2]
+    assert sleeps.waiter == [1]
     aws_account.assert_stack("v1.0.1/example.zip")
 
 
@@ -266,7 +282,7 @@ def test_api_gateway_concurrent_modification_is_retried_on_integrations_and_depl
     assert (integration.injected, deployment.injected) == (3, 2)
     assert run.aws.calls.count("PutIntegration") == 2 + 2
     assert run.aws.calls.count("CreateDeployment") == 1 + 2
-    assert no_waiting == [1.0, 2.0, 1.0, 2.0]
+    assert no_waiting == [0.5, 1.0, 0.5, 1.0]
     assert sleeps.retries == []
     aws_account.assert_stack("v1.0.0/example.zip")
 

@@ -21,7 +21,7 @@ from deployer.digest import hex_sha256
 from deployer.plan import Change, Diff, Plan
 from deployer.retry import error_code, function_busy, retrying, role_not_assumable
 
-WAIT = {"Delay": 2, "MaxAttempts": 150}  # up to 5 minutes, like Terraform
+WAIT = {"Delay": 1, "MaxAttempts": 300}  # a second's grain, up to 5 minutes like Terraform
 RELEASE_LABEL = "deployer release "
 
 
@@ -297,6 +297,7 @@ class Function:
                 **_desired_configuration(config, run.state.role_arn),
             ),
             when=role_not_assumable,
+            waiting_for="IAM to let Lambda assume the new role",
         )
         run.state.function_name, run.state.function_arn = config.function_name, response["FunctionArn"]
         run.save()
@@ -314,6 +315,7 @@ class Function:
                 ),
                 when=lambda error: role_not_assumable(error) or function_busy(error),
                 before_retry=lambda: wait_until_ready(run),
+                waiting_for="the function to settle (or IAM to let Lambda assume its role)",
             )
             wait_until_settled(run, response)
         if change.touches([Field.TAGS]):
@@ -329,6 +331,7 @@ def update_code(run: Run, key: str) -> dict[str, Any]:
         ),
         when=function_busy,
         before_retry=lambda: wait_until_ready(run),
+        waiting_for="the function's last update to finish",
     )
     wait_until_settled(run, response)
     return response

@@ -45,7 +45,12 @@ class Observed:
 
 def gateway_call(operation: Any, **arguments: Any) -> Any:
     """API Gateway writes answer ConflictException while another change settles: try again."""
-    return retrying(lambda: operation(**arguments), when=concurrent_modification, limit_seconds=120)
+    return retrying(
+        lambda: operation(**arguments),
+        when=concurrent_modification,
+        limit_seconds=120,
+        waiting_for="API Gateway to finish another change to the API",
+    )
 
 
 def integration_uri(region: str, function_arn: str, alias: str) -> str:
