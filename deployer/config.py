@@ -166,6 +166,12 @@ SCHEMA: dict[str, Schema] = {
     },
     "api": {
         "stage": (str, "test", _stage_name),
+        # EDGE (the guide's, through CloudFront) or REGIONAL; changed in place, the URL keeps its shape.
+        "endpoint": (
+            str,
+            "EDGE",
+            lambda value: None if value in ("EDGE", "REGIONAL") else 'must be "EDGE" or "REGIONAL"',
+        ),
         # The media types API Gateway passes as binary (base64 both ways with the function): all, by default.
         "binary_media_types": (list, ["*/*"], _media_types),
     },
@@ -215,6 +221,7 @@ class Config:
     keep_releases: int = 10
     check_path: str = "/"
     binary_media_types: tuple[str, ...] = ("*/*",)  # [api] binary_media_types
+    endpoint: str = "EDGE"  # [api] endpoint
 
     @property
     def root(self) -> Path:
@@ -366,6 +373,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         state_prefix=state["prefix"],
         check_path=check["path"],
         binary_media_types=tuple(api["binary_media_types"]),
+        endpoint=api["endpoint"],
     )
     size = sum(len(name.encode()) + len(value.encode()) for name, value in environment.items())
     if size > ENVIRONMENT_LIMIT:

@@ -437,3 +437,23 @@ def test_build_json_names_what_it_left_out_and_why(project: Path) -> None:
     left_out = {item["path"]: item["reason"] for item in json.loads(result.stdout)["left_out"]}
     assert {"id_rsa", ".npmrc"} <= set(left_out) and all(left_out.values())
     assert "tok3n-value" not in result.stdout + result.stderr
+
+
+def test_the_endpoint_type_changes_in_place_and_the_url_keeps_its_shape(
+    cli, project: Path, aws_account: Account
+) -> None:
+    url = json.loads(
+        CliRunner().invoke(app, ["up", "--version", "1.0.0", "--json", "--config", str(project / "deploy.toml")]).stdout
+    )["base_url"]
+    [api] = aws_account.rest_apis()
+    assert api["endpointConfiguration"]["types"] == ["EDGE"]  # the guide's
+    config = project / "deploy.toml"
+    config.write_text(config.read_text().replace('stage = "test"', 'stage = "test"\nendpoint = "REGIONAL"'))
+    assert "endpoint EDGE → REGIONAL" in cli("plan", "--version", "1.0.0", expect=3)
+    cli("up", "--version", "1.0.0", expect=0)
+    [after] = aws_account.rest_apis()
+    assert (after["id"], after["endpointConfiguration"]["types"]) == (api["id"], ["REGIONAL"])
+    assert url == f"https://{api['id']}.execute-api.us-east-1.amazonaws.com/test"
+    status = json.loads(CliRunner().invoke(app, ["status", "--json", "--config", str(config)]).stdout)
+    assert status["base_url"] == url
+    cli("plan", "--version", "1.0.0", expect=0)

@@ -26,6 +26,7 @@ METHOD = "ANY"
 
 
 class Field(StrEnum):
+    ENDPOINT = "endpoint"
     BINARY_MEDIA_TYPES = "binary media types"
     TAGS = "tags"
     AUTHORIZATION = "authorization"
@@ -141,6 +142,9 @@ class RestApi:
     def _found(self, target: Target, api: dict[str, Any], resources: tuple[dict[str, Any], ...]) -> Change:
         api_id = api["id"]
         config, diffs = target.config, []
+        endpoint = (api.get("endpointConfiguration") or {}).get("types") or ["EDGE"]
+        if endpoint[0] != config.endpoint:
+            diffs.append(Diff(Field.ENDPOINT, endpoint[0], config.endpoint))
         current = sorted(_decoded(api.get("binaryMediaTypes") or []))
         if current != sorted(config.binary_media_types):
             diffs.append(Diff(Field.BINARY_MEDIA_TYPES, current, sorted(config.binary_media_types)))
@@ -161,6 +165,10 @@ class RestApi:
         gateway, config = run.aws.apigateway, run.config
         if change.action == "update":
             api_id = change.learned["rest_api_id"]
+            if change.touches([Field.ENDPOINT]):  # in place: the API, its ID and its URL stay
+                old = next(diff.old for diff in change.diffs if diff.field == Field.ENDPOINT)
+                operation = {"op": "replace", "path": f"/endpointConfiguration/types/{old}", "value": config.endpoint}
+                gateway_call(gateway.update_rest_api, restApiId=api_id, patchOperations=[operation])
             if change.touches([Field.BINARY_MEDIA_TYPES]):
                 diff = next(diff for diff in change.diffs if diff.field == Field.BINARY_MEDIA_TYPES)
                 operations = [{"op": "add", "path": f"/binaryMediaTypes/{_escaped(item)}"} for item in diff.new]
@@ -178,6 +186,7 @@ class RestApi:
             gateway.create_rest_api,
             name=config.function_name,
             description="Deployed by deployer",
+            endpointConfiguration={"types": [config.endpoint]},
             binaryMediaTypes=list(config.binary_media_types),
             tags=config.tags,
         )
