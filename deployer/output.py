@@ -72,6 +72,37 @@ def info(message: str) -> None:
     console().print(message)
 
 
+class UploadBar:
+    """A large upload's progress bar (bytes, rate, time left) on stderr, on a terminal only: never on stdout,
+    never in a pipe or a CI log."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __call__(self, sent: int, total: int) -> None:
+        if not console().is_terminal:
+            return
+        if self._progress is None:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            columns = (TextColumn("  uploading"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+            self._progress = Progress(*columns, TimeRemainingColumn(), console=console(), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("upload", total=total)
+        self._progress.update(self._task, completed=sent)
+        if sent >= total:
+            self._progress.stop()
+            self._progress = None
+
+
 def plain(message: str) -> None:
     """A progress line holding names deployer did not write (file paths): printed as is, never as markup."""
     console().print(escape(message), soft_wrap=True)

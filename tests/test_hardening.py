@@ -457,3 +457,23 @@ def test_the_endpoint_type_changes_in_place_and_the_url_keeps_its_shape(
     status = json.loads(CliRunner().invoke(app, ["status", "--json", "--config", str(config)]).stdout)
     assert status["base_url"] == url
     cli("plan", "--version", "1.0.0", expect=0)
+
+
+def test_a_large_artifact_goes_up_in_parts_with_its_progress_and_its_records(
+    make_run, aws_account: Account, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deployer import deploy
+    from deployer.build import artifact_path
+    from deployer.resources import artifact
+
+    monkeypatch.setattr(artifact, "MULTIPART_THRESHOLD", 1)  # every zip is "large" here
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(artifact, "on_upload_progress", lambda sent, total: seen.append((sent, total)))
+    run = make_run("1.0.0")
+    deploy.up(run)
+    size = artifact_path(run.config).stat().st_size
+    assert seen and seen[-1] == (size, size)
+    assert "CreateMultipartUpload" in run.aws.calls and "PutObject" not in run.aws.calls
+    head = aws_account.client("s3").head_object(Bucket=BUCKET, Key="v1.0.0/example.zip")
+    assert head["Metadata"]["app"] == APP and head["ContentLength"] == size
+    aws_account.assert_stack("v1.0.0/example.zip")  # the function runs the bytes uploaded

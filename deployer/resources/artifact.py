@@ -12,6 +12,8 @@ The bucket is created on the first upload that finds it missing: private and enc
 from __future__ import annotations
 
 import base64
+import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -26,6 +28,15 @@ from deployer.plan import Change, Diff, Plan
 from deployer.retry import error_code
 
 FORBIDDEN = {"403", "AccessDenied", "Forbidden", "AllAccessDisabled"}
+MULTIPART_THRESHOLD = 16 * 1024 * 1024  # from this size on, S3's managed transfer: in parts, concurrent
+
+
+def _silent(sent: int, total: int) -> None:
+    return None
+
+
+# What the CLI shows of a large upload: (bytes sent so far, total). Silent by default (library use).
+on_upload_progress: Callable[[int, int], None] = _silent
 
 
 class Field(StrEnum):
@@ -162,22 +173,48 @@ class Artifact:
 
         artifact, config = run.target.artifact, run.config
         assert artifact is not None
-        checksum = base64.b64encode(bytes.fromhex(artifact.sha256)).decode()
         # The bytes planned, read once and checked: a zip changed in dist/ since the plan is refused.
         body = read_verified(artifact_path(config), artifact.sha256)
+        metadata = {"app": config.app_name, "sha256": artifact.sha256, "content-sha256": artifact.content_sha256}
         try:
+            if len(body) >= MULTIPART_THRESHOLD:
+                _managed_upload(run, body, metadata)
+                return
             run.aws.s3.put_object(
                 Bucket=config.bucket,
                 Key=run.target.artifact_key,
                 Body=body,
                 ContentType="application/zip",
-                ChecksumSHA256=checksum,  # S3 refuses the upload if the bytes arrive damaged
-                Metadata={"app": config.app_name, "sha256": artifact.sha256, "content-sha256": artifact.content_sha256},
+                # S3 refuses the upload if the bytes arrive damaged
+                ChecksumSHA256=base64.b64encode(bytes.fromhex(artifact.sha256)).decode(),
+                Metadata=metadata,
             )
         except ClientError as error:
             if error_code(error) in FORBIDDEN:
                 raise _forbidden(run.target) from None
             raise
+
+
+def _managed_upload(run: Run, body: bytes, metadata: dict[str, str]) -> None:
+    """A large artifact goes through S3's managed transfer: in parts, several at once, each part's SHA-256
+    checked by S3, its progress reported to on_upload_progress (bytes sent, total)."""
+    from boto3.s3.transfer import TransferConfig
+
+    sent = 0
+
+    def progress(chunk: int) -> None:
+        nonlocal sent
+        sent += chunk
+        on_upload_progress(sent, len(body))
+
+    run.aws.s3.upload_fileobj(
+        io.BytesIO(body),
+        run.config.bucket,
+        run.target.artifact_key,
+        ExtraArgs={"ContentType": "application/zip", "ChecksumAlgorithm": "SHA256", "Metadata": metadata},
+        Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=4),
+        Callback=progress,
+    )
 
 
 def create_bucket(run: Run) -> None:
