@@ -34,6 +34,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,6 +62,7 @@ from deployer.gateway.integration import (
     execute_api_arn,
 )
 from deployer.gateway.proxy import build_event
+from deployer.serve.lambda_log import invocation_log, stream_name
 from deployer.serve.runner import FunctionRunner, Outcome
 
 Console = Callable[[str], None]
@@ -412,11 +414,36 @@ class Invocation:
 class _Warm:
     key: tuple[Any, ...]
     runner: FunctionRunner
+    log_stream: str  # the worker is an execution environment: its invocations share one log stream
+
+
+# CloudWatch Logs writes come from request threads; moto's log streams are not thread-safe.
+_logs_lock = threading.Lock()
+
+
+def write_log(function: Any, stream: str, events: Sequence[tuple[int, str]]) -> None:
+    """Put an invocation's log events into moto's CloudWatch Logs, as Lambda does: group `/aws/lambda/<name>` in the
+    function's account and region, and the stream, created when missing (a reset of the emulator drops them)."""
+    from moto.logs.models import LogStream, logs_backends
+
+    backend = logs_backends[function.account_id][function.region]
+    group_name = f"/aws/lambda/{function.function_name}"
+    with _logs_lock:
+        group = backend.groups.get(group_name)
+        if group is None:
+            group = backend.create_log_group(group_name, {})
+        if stream not in group.streams:
+            # A new dict rather than an insertion: a FilterLogEvents iterating the streams meanwhile is undisturbed.
+            group.streams = {**group.streams, stream: LogStream(group, stream)}
+        backend.put_log_events(group_name, stream, [{"timestamp": when, "message": text} for when, text in events])
 
 
 @dataclass
 class Functions:
-    """Warm runners for the emulated functions' versions, and their unpacked code (one folder per CodeSha256)."""
+    """Warm runners for the emulated functions' versions, and their unpacked code (one folder per CodeSha256).
+
+    Each invocation's log (START, what the function printed, the error, END, REPORT) goes to CloudWatch Logs as
+    Lambda writes it, so `deployer logs` reads the local cloud as it reads AWS."""
 
     cache: Path
     console: Console
@@ -424,18 +451,30 @@ class Functions:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, function: Any, event: Any, invoked_arn: str | None = None, request_id: str | None = None) -> Outcome:
-        """One invocation of this version ($LATEST or a published one) with its own code and configuration.
+        """One invocation of this version ($LATEST or a published one) with its own code and configuration; its
+        outcome carries its log.
 
         Finding (or starting) the runner is part of the invocation: a runtime this machine lacks, a zip that
         does not unpack or a function without code fails it, as a bad deployment would."""
         request_id = request_id or str(uuid.uuid4())
+        version = str(function.version)
         try:
-            runner = self.runner(function)
+            warm = self._warm(function)
         except FunctionError as error:
-            return Outcome(request_id, error=error)
-        return runner.run(event, invoked_arn, request_id)
+            outcome, stream = Outcome(request_id, error=error, started=time.time()), stream_name(version)
+        else:
+            outcome, stream = warm.runner.run(event, invoked_arn, request_id), warm.log_stream
+        outcome.log = invocation_log(outcome, version, int(function.memory_size))
+        try:
+            write_log(function, stream, outcome.log)
+        except Exception as error:  # the log is a record of the invocation, never a reason for it to fail
+            self.console(f"{function.function_name}: could not write its log: {type(error).__name__}: {error}")
+        return outcome
 
     def runner(self, function: Any) -> FunctionRunner:
+        return self._warm(function).runner
+
+    def _warm(self, function: Any) -> _Warm:
         code_sha = hex_sha256(function.code_sha_256 or "")
         if not code_sha or not function.code_bytes:
             raise FunctionError(
@@ -455,7 +494,7 @@ class Functions:
         with self._lock:
             warm = self._runners.get(arn)
             if warm is not None and warm.key == key:
-                return warm.runner
+                return warm
             if warm is not None:
                 self.console(f"{function.function_name}: code or configuration changed; starting a new worker")
                 warm.runner.close()
@@ -484,8 +523,9 @@ class Functions:
             for gone in [other for other in self._runners if not function_exists(other)]:
                 self.console(f"{gone}: the function or version is gone; stopping its worker")
                 self._runners.pop(gone).runner.close()
-            self._runners[arn] = _Warm(key, runner)
-            return runner
+            warm = _Warm(key, runner, stream_name(str(function.version)))
+            self._runners[arn] = warm
+            return warm
 
     def _unpack(self, code_sha: str, code: bytes) -> Path:
         target = self.cache / code_sha

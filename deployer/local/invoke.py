@@ -13,7 +13,7 @@ release before traffic. The emulator answers `POST /2015-03-31/functions/{functi
   "stackTrace"}`;
 - `X-Amz-Log-Type: Tail`: `X-Amz-Log-Result`, base64 of the last 4 KB of the invocation's log: START,
   what the function printed (stdout and stderr, read from its worker's own pipe), the error if any, END
-  and REPORT;
+  and REPORT; the same log goes to CloudWatch Logs (`/aws/lambda/<name>`), as for a data-plane request;
 - `X-Amz-Invocation-Type: DryRun` 204; `Event` 202 at once, the function run in the background;
 - no such function, version or alias: 404 ResourceNotFoundException `Function not found: arn:...`.
 """
@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -184,28 +182,8 @@ def _invoke(functions: Functions, request: InvokeRequest, request_id: str, conso
 
 
 def _run(functions: Functions, target: Target, event: Any, request_id: str, console: Console) -> tuple[Outcome, bytes]:
-    """Run the version once; its outcome and its log."""
-    started = time.monotonic()
+    """Run the version once; its outcome and its log (which Functions.run wrote to CloudWatch Logs too)."""
     outcome = functions.run(target.function, event, target.invoked_arn, request_id)
-    return outcome, _log(target, outcome, console, time.monotonic() - started)
-
-
-def _log(target: Target, outcome: Outcome, console: Console, seconds: float) -> bytes:
-    """The invocation's log, as Lambda writes it to CloudWatch (and returns its tail); one line to the console."""
-    request_id = outcome.request_id
-    lines = [f"START RequestId: {request_id} Version: {target.version}\n".encode()]
-    lines.append(outcome.output if not outcome.output or outcome.output.endswith(b"\n") else outcome.output + b"\n")
-    if outcome.error is not None:
-        error = outcome.error
-        trace = "".join(str(entry) for entry in error.stack_trace)
-        trace = f"Traceback (most recent call last):\n{trace}" if trace else ""
-        lines.append(f"[ERROR] {error.error_type}: {error.message}\n{trace}".rstrip("\n").encode() + b"\n")
-    milliseconds = seconds * 1000
-    lines.append(f"END RequestId: {request_id}\n".encode())
-    lines.append(
-        f"REPORT RequestId: {request_id}\tDuration: {milliseconds:.2f} ms\tBilled Duration: "
-        f"{max(1, math.ceil(milliseconds))} ms\tMemory Size: {target.function.memory_size} MB\t\n".encode()
-    )
     failed = f": {outcome.error.error_type}" if outcome.error is not None else ""
     console(f"Invoke {target.invoked_arn}: version {target.version} ran{failed}")
-    return b"".join(lines)
+    return outcome, "".join(message for _, message in outcome.log).encode()

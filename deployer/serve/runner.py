@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import select
 import signal
@@ -32,7 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ class Outcome:
     result: Any = None
     error: FunctionError | None = None
     output: bytes = b""  # stdout and stderr during the invocation (and the init phase, if it started cold)
+    started: float = 0.0  # epoch seconds when it began
+    seconds: float = 0.0  # how long it ran
+    max_memory_mb: int = 0  # the worker's peak resident memory, as Lambda's REPORT line gives it
+    log: list[tuple[int, str]] = field(default_factory=list)  # (epoch ms, message): written by the local cloud
 
 
 def _print_to_stderr(line: str) -> None:
@@ -287,11 +292,30 @@ class FunctionRunner:
         request_id = request_id or str(uuid.uuid4())
         with self._lock:
             self._take_output()  # printed between invocations (a thread of the function's): not this one's
+            started, clock = time.time(), time.monotonic()
+            outcome = Outcome(request_id, started=started)
             try:
-                result = self._invoke(event, request_id, invoked_arn or self.function_arn)
+                outcome.result = self._invoke(event, request_id, invoked_arn or self.function_arn)
             except FunctionError as error:
-                return Outcome(request_id, error=error, output=self._take_output())
-            return Outcome(request_id, result=result, output=self._take_output())
+                outcome.error = error
+            outcome.seconds = time.monotonic() - clock
+            outcome.max_memory_mb = self._max_memory_mb()
+            outcome.output = self._take_output()
+            return outcome
+
+    def _max_memory_mb(self) -> int:
+        """The worker's peak resident memory in MB (Linux's VmHWM); 0 when there is no worker to ask."""
+        worker = self._worker
+        if worker is None:
+            return 0
+        try:
+            status = Path(f"/proc/{worker.process.pid}/status").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return 0
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return math.ceil(int(line.split()[1]) / 1024)
+        return 0
 
     def _take_output(self) -> bytes:
         """What the worker printed since the last call, given to the console too; b"" when not capturing."""

@@ -4,7 +4,7 @@ Each request becomes a REST proxy event (deployer/gateway/proxy.py), runs throug
 worker (runner.py), and its answer becomes the HTTP response (deployer/gateway/integration.py).
 Anything wrong with the function gives API Gateway's `502 {"message": "Internal server error"}` and
 the reason on stderr; the server keeps serving. One line per request goes to stderr: method, path,
-status, milliseconds.
+status, milliseconds; before it, Lambda's START, END and REPORT lines around what the function printed.
 
 A kept-alive connection answers as fast as a fresh one: the status line, headers and body leave in one
 write, with Nagle's algorithm off. (In separate writes, the body waited for the client's delayed ACK of
@@ -24,12 +24,14 @@ from collections.abc import Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from deployer.config import Config
 from deployer.errors import DeployerError, UsageError
 from deployer.gateway.answers import BAD_REQUEST, REQUEST_TOO_LONG, Response
 from deployer.gateway.integration import answer_from_function
 from deployer.gateway.proxy import DEFAULT_BINARY_MEDIA_TYPES, MAX_REQUEST_BODY, build_event, forwarded_headers
+from deployer.serve.lambda_log import end_line, report_line, start_line
 from deployer.serve.plumbing import carries_body, console
 from deployer.serve.runner import FunctionRunner
 
@@ -128,7 +130,19 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             deployment_id=self.server.deployment_id,
             binary_media_types=self.server.binary_media_types,
         )
-        return answer_from_function(self.server.runner.invoke, event, self._report, self.server.binary_media_types)
+        return answer_from_function(self._invoke, event, self._report, self.server.binary_media_types)
+
+    def _invoke(self, event: dict[str, Any]) -> Any:
+        """One invocation, between the START and the END and REPORT lines Lambda writes to its log."""
+        runner = self.server.runner
+        request_id = str(uuid.uuid4())
+        console(start_line(request_id, runner.version).rstrip("\n"))
+        outcome = runner.run(event, request_id=request_id)
+        console(end_line(request_id).rstrip("\n"))
+        console(report_line(request_id, outcome.seconds, runner.memory, outcome.max_memory_mb).rstrip("\n"))
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.result
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
