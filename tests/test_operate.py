@@ -334,3 +334,24 @@ def test_follow_prints_what_arrives_and_ends_quietly_on_ctrl_c(project: Path, lo
         process.kill()
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr and "interrupted" not in stderr
+
+
+# serve: the same START / END / REPORT lines on its console
+
+
+def test_serve_prints_lambdas_start_end_and_report_lines(app_project: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from deployer.config import load_config
+    from deployer.serve import make_server
+
+    server = make_server(load_config(app_project / "deploy.toml"), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert fetch(f"{server.url}served")[:2] == (200, b"<p>Hello from /served</p>")
+    finally:
+        server.shutdown()
+        server.server_close()
+    console = capfd.readouterr().err
+    lines = rf"^START RequestId: ({UUID}) Version: \$LATEST\nserving /served\nEND RequestId: \1\n"
+    start = re.search(lines, console, re.M)
+    assert start, console
+    assert re.search(rf"^REPORT RequestId: {start[1]}\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\t", console, re.M)
