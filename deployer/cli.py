@@ -616,3 +616,6 @@ def local_status(port: LocalPort = None, json_output: Json = False) -> None:
 
 def main() -> None:
     app()
+
+
+from deployer import cli_operate  # noqa: E402, F401 -- registers invoke and logs

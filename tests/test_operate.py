@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-import deployer.cli_operate  # noqa: F401 -- registers invoke and logs
 from deployer import operate
 from deployer.cli import app
 from deployer.errors import UsageError
