@@ -34,7 +34,7 @@ CONNECT_TIMEOUT = 5  # seconds to open a connection
 READ_TIMEOUT = 30  # seconds to wait for an answer (AWS's control planes answer in well under that)
 CONNECTION_ATTEMPTS = 3  # tries of a call whose connection fails or times out
 REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
-READ_PREFIXES = ("Get", "List", "Head", "Describe")
+READ_PREFIXES = ("Get", "List", "Head", "Describe", "Filter")  # FilterLogEvents: `deployer logs`
 CHANGES_NOTHING = frozenset({"Invoke"})  # the check before traffic calls the function: no change to the account
 
 
