@@ -302,10 +302,10 @@ def up(
         config = _checked_config(version, config_path, stage, needs_source=True)
         connection = _connect(config, endpoint_url, local)
         command = f"up --version {version}" + (f" --stage {config.stage}" if stage else "")
-        # The build lock too, from the build to the upload: another build cannot swap dist/'s zip in between.
         from deployer.resources import artifact as artifact_step
 
         artifact_step.on_upload_progress = output.UploadBar()  # a bar for a large zip, on a terminal
+        # The build lock too, from the build to the upload: another build cannot swap dist/'s zip in between.
         with _locked(connection, command) as state, build_lock(config, command=command, log=output.plain):
             artifact = _artifact(build_zip(config, log=output.plain))
             share = canary / 100 if canary is not None else None

@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 from deployer.aws import Aws
 from deployer.errors import DeployerError, UsageError
 from deployer.retry import error_code
-from deployer.state import MOVE_ASIDE, LocalStateStore, State, StateInvalid, _running_command, _user
+from deployer.state import MOVE_ASIDE, LocalStateStore, State, StateInvalid, current_user, running_command
 
 CHANGED = {"PreconditionFailed", "412", "ConditionalRequestConflict"}  # someone else wrote it first
 FORBIDDEN = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
@@ -122,7 +122,7 @@ class S3StateStore:
     def lock(self, command: str) -> Iterator[None]:
         """Held for the whole command; released at the end, on errors and on Ctrl-C."""
         holder = {
-            "user": _user(),
+            "user": current_user(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "command": command,
@@ -130,11 +130,11 @@ class S3StateStore:
             "id": uuid.uuid4().hex,
         }
         etag = self._take(holder)
-        token = _running_command.set(command)
+        token = running_command.set(command)
         try:
             yield
         finally:
-            _running_command.reset(token)
+            running_command.reset(token)
             self._release(etag)
 
     def _take(self, holder: dict[str, Any]) -> str:

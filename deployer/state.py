@@ -4,10 +4,11 @@ By default the state is shared, in S3 (S3StateStore): one object per stage of th
 if it is still the version this run read (If-Match on its ETag), and a lock object created only if
 there is none (If-None-Match), naming its holder, so that CI and teammates deploy the same app safely.
 `[state] backend = "local"` keeps one file per stage in `.deployer/` beside deploy.toml instead,
-with a kernel lock (LocalStateStore), for a single user. A state is
-checked when it is read: its shape (every field the type it must be) and whose it is (the app, stage
-and region it names): a state copied from another app is refused, never used. Only IDs, names and
-versions are stored: never credentials, never environment values.
+with a kernel lock (LocalStateStore), for a single user.
+
+A state is checked when it is read: its shape (every field the type it must be) and the app it names
+(a state copied from another app is refused, never used; deploy.py checks its region). Only IDs,
+names and versions are stored: never credentials, never environment values.
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ if TYPE_CHECKING:
 
 HISTORY_LENGTH = 20
 # The command holding the lock, for the history's entries (set by each store's lock()).
-_running_command: contextvars.ContextVar[str | None] = contextvars.ContextVar("command", default=None)
+running_command: contextvars.ContextVar[str | None] = contextvars.ContextVar("command", default=None)
 
 
-def _user() -> str:
+def current_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container)
@@ -82,8 +83,8 @@ class State:
             "action": action,
             "version": version,
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "by": f"{_user()}@{socket.gethostname()}",
-            "command": _running_command.get(),
+            "by": f"{current_user()}@{socket.gethostname()}",
+            "command": running_command.get(),
         }
         self.history = [*self.history, entry][-HISTORY_LENGTH:]
 
@@ -253,11 +254,11 @@ class LocalStateStore:
             }
             os.ftruncate(descriptor, 0)
             os.pwrite(descriptor, json.dumps(holder).encode(), 0)
-            token = _running_command.set(command)
+            token = running_command.set(command)
             try:
                 yield
             finally:
-                _running_command.reset(token)
+                running_command.reset(token)
                 os.ftruncate(descriptor, 0)  # nobody holds it any more
         finally:
             os.close(descriptor)  # releases the lock
