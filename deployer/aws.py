@@ -126,6 +126,7 @@ class Aws:
             )
             client.meta.events.register("before-call", self._count)
             client.meta.events.register_first("needs-retry", _give_up_on_a_dead_connection)
+            client.meta.events.register_first("needs-retry", _say_throttling)
             self._clients[key] = client
         return self._clients[key]
 
@@ -166,6 +167,29 @@ def check_endpoint_url(url: str) -> str:
             "fix --endpoint-url or AWS_ENDPOINT_URL"
         )
     return url
+
+
+THROTTLED = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "SlowDown", "RequestLimitExceeded"}
+)
+_throttled_since: dict[int, float] = {}  # a request botocore is retrying for throttling -> when it was first refused
+
+
+def _say_throttling(response: Any, attempts: int, operation: Any, request_dict: dict[str, Any], **_: Any) -> None:
+    """botocore backs off a throttled call by itself (API Gateway allows one CreateDeployment per 5 s, one
+    DeleteRestApi per 30 s per account): say so when that wait gets long, as deployer.retry says its own."""
+    from deployer import retry
+
+    key = id(request_dict)
+    code = (response[1].get("Error", {}).get("Code") if response else None) or ""
+    if code not in THROTTLED:
+        _throttled_since.pop(key, None)
+        return
+    started = _throttled_since.setdefault(key, retry.clock())
+    waited = retry.clock() - started
+    if waited >= retry.SPEAK_AFTER:
+        service = operation.service_model.service_id if operation is not None else "AWS"
+        retry.on_wait(f"{service} to accept more requests ({operation.name} is throttled)", waited)
 
 
 def _give_up_on_a_dead_connection(attempts: int, caught_exception: Exception | None = None, **_: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -533,3 +534,19 @@ def test_a_403_on_your_own_bucket_names_the_missing_permissions(
     error = capsys.readouterr().err
     assert f"you may not use s3://{BUCKET}/v*/example.zip" in error and "s3:ListBucket" in error
     assert "belongs to another AWS account" not in error
+
+
+def test_a_long_throttling_wait_says_what_it_waits_for(make_run, aws_account: Account, monkeypatch) -> None:
+    """botocore's own backoff (API Gateway allows one CreateDeployment per 5 s per account) is said too."""
+    now = [0.0]  # a clock that moves only when botocore sleeps between tries
+    monkeypatch.setattr("deployer.retry.clock", lambda: now[0])
+    monkeypatch.setattr("botocore.endpoint.time", SimpleNamespace(sleep=lambda seconds: now.__setitem__(0, now[0] + 3)))
+    said: list[tuple[str, float]] = []
+    monkeypatch.setattr("deployer.retry.on_wait", lambda what, seconds: said.append((what, seconds)))
+    session = boto3.Session()
+    throttled = throttle(session, "apigateway", "CreateDeployment", times=3)
+    up(make_run, "1.0.0", session)
+    assert throttled.injected == 3
+    waiting = "API Gateway to accept more requests (CreateDeployment is throttled)"
+    assert said == [(waiting, 3.0), (waiting, 6.0)]  # the first refusal starts the wait; then 3 s, 6 s
+    aws_account.assert_stack("v1.0.0/example.zip")
