@@ -82,11 +82,13 @@ def bundle_dependencies(config: Config, cache_root: Path, log: Log = lambda _: N
     try:
         output = scratch / "out"
         output.mkdir()
+        started = time.monotonic()
         if config.is_python:
             _install_python(config, output, scratch, log)
         else:
             _install_node(config, output, scratch, log)
         _strip_host_files(output)
+        log(f"dependencies: installed in {time.monotonic() - started:.1f}s, cached in {folder}")
         try:
             output.rename(folder)
         except OSError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -413,3 +414,14 @@ def test_npm_error_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(DeployerError, match=r"npm install failed for .*package\.json: .*is-number@99") as raised:
         bundle_dependencies(make_config(source, runtime="nodejs22.x"), tmp_path / "cache")
     assert "\n" not in str(raised.value)
+
+
+def test_an_install_says_how_long_it_took_and_where_it_is_cached(tmp_path: Path, monkeypatch) -> None:
+    source = tmp_path / "function"
+    source.mkdir()
+    (source / "requirements.txt").write_text("six==1.17.0\n")
+    monkeypatch.setattr("deployer.dependencies._install_python", lambda config, target, scratch, log: log("ran pip"))
+    messages: list[str] = []
+    folder = bundle_dependencies(make_config(source), tmp_path / "cache", messages.append)
+    assert messages[0] == "ran pip"
+    assert re.fullmatch(rf"dependencies: installed in \d+\.\ds, cached in {re.escape(str(folder))}", messages[1])
