@@ -87,14 +87,7 @@ class S3StateStore:
             return  # nothing new: no write at all
         condition = {"IfMatch": self._etag} if self._etag else {"IfNoneMatch": "*"}
         try:
-            answer = self.aws.s3.put_object(
-                Bucket=self.bucket,
-                Key=self.name,
-                Body=body,
-                ContentType="application/json",
-                ServerSideEncryption="AES256",
-                **condition,
-            )
+            answer = self._put(self.name, body, **condition)
         except ClientError as error:
             if error_code(error) in CHANGED:
                 raise DeployerError(
@@ -108,6 +101,17 @@ class S3StateStore:
         if self._moving_legacy and self.legacy is not None:
             self.legacy.path.rename(self.legacy.path.with_suffix(".json.moved-to-s3"))
             self._moving_legacy = False
+
+    def _put(self, key: str, body: bytes, **condition: str) -> dict[str, Any]:
+        """A JSON object, encrypted, written only if `condition` (If-Match / If-None-Match) holds."""
+        return self.aws.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/json",
+            ServerSideEncryption="AES256",
+            **condition,
+        )
 
     def _forbidden(self, permission: str) -> DeployerError:
         return DeployerError(
@@ -143,15 +147,7 @@ class S3StateStore:
             self._make_bucket()  # a run died after creating the bucket, before making it private and encrypted
         for _ in range(2):  # a second time only after creating a bucket that was missing
             try:
-                answer = self.aws.s3.put_object(
-                    Bucket=self.bucket,
-                    Key=self.lock_key,
-                    Body=body,
-                    ContentType="application/json",
-                    ServerSideEncryption="AES256",
-                    IfNoneMatch="*",
-                )
-                return str(answer["ETag"])
+                return str(self._put(self.lock_key, body, IfNoneMatch="*")["ETag"])
             except ClientError as error:
                 if error_code(error) in CHANGED:
                     raise DeployerError(self._held_message()) from None
@@ -172,7 +168,8 @@ class S3StateStore:
         if marker is not None:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
-        make_private_bucket(self.aws, self.bucket, created_before=marker is not None and marker.exists())
+        # Called only when S3 said the bucket is missing, or a note says an earlier run of ours made it: ours.
+        make_private_bucket(self.aws, self.bucket, created_before=True)
         if marker is not None:
             marker.unlink(missing_ok=True)
 
