@@ -57,6 +57,7 @@ Local = Annotated[
 LocalPort = Annotated[
     int | None, typer.Option("--port", "-p", help="The local cloud's port (default: DEPLOYER_LOCAL_PORT, else 4566).")
 ]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 DEFAULT_CONFIG = Path("deploy.toml")
 
 
@@ -203,6 +204,12 @@ def _artifact(built: BuiltArtifact) -> Artifact:
 def _can_ask() -> bool:
     """Whether a person can answer a question: standard input is a terminal."""
     return sys.stdin.isatty()
+
+
+def _require_an_answer(yes: bool, what: str) -> None:
+    """A command that asks first: without --yes, there must be someone to ask."""
+    if not yes and not _can_ask():
+        raise UsageError(f"{what}: pass --yes to confirm when there is no terminal to ask")
 
 
 @contextmanager
@@ -433,7 +440,7 @@ def down(
     config_path: ConfigPath = DEFAULT_CONFIG,
     stage: Stage = None,
     endpoint_url: EndpointUrl = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Yes = False,
     local: Local = None,
 ) -> None:
     """Delete everything deployed on this stage, newest first; other stages are left alone."""
@@ -442,8 +449,7 @@ def down(
     with reported_errors():
         started = time.monotonic()
         config = load_config(config_path, stage)
-        if not yes and not _can_ask():
-            raise UsageError("down deletes resources: pass --yes to confirm when there is no terminal to ask")
+        _require_an_answer(yes, "down deletes resources")
         connection = _connect(config, endpoint_url, local)
         with _locked(connection, "down" + (f" --stage {config.stage}" if stage else "")) as state:
             run = connection.run(state)
@@ -472,16 +478,13 @@ def unlock(
     config_path: ConfigPath = DEFAULT_CONFIG,
     stage: Stage = None,
     endpoint_url: EndpointUrl = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Yes = False,
     local: Local = None,
 ) -> None:
     """Remove the shared state's lock left by a run that is gone (killed): only that very lock."""
     with reported_errors():
         config = load_config(config_path, stage)
-        if not yes and not _can_ask():
-            raise UsageError(
-                "unlock removes another run's lock: pass --yes to confirm when there is no terminal to ask"
-            )
+        _require_an_answer(yes, "unlock removes another run's lock")
         store = _connect(config, endpoint_url, local).store
 
         def confirm(holder: str) -> bool:
