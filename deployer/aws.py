@@ -24,6 +24,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
+from deployer import retry
 from deployer.errors import UsageError
 from deployer.retry import error_code
 
@@ -178,8 +179,6 @@ _throttled_since: dict[int, float] = {}  # a request botocore is retrying for th
 def _say_throttling(response: Any, attempts: int, operation: Any, request_dict: dict[str, Any], **_: Any) -> None:
     """botocore backs off a throttled call by itself (API Gateway allows one CreateDeployment per 5 s, one
     DeleteRestApi per 30 s per account): say so when that wait gets long, as deployer.retry says its own."""
-    from deployer import retry
-
     key = id(request_dict)
     code = (response[1].get("Error", {}).get("Code") if response else None) or ""
     if code not in THROTTLED:
