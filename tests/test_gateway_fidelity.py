@@ -498,21 +498,7 @@ def test_a_node_addon_for_another_major_is_refused(tmp_path: Path, fresh_interpr
 def test_a_flask_app_behind_apig_wsgi_is_served_as_aws_would(tmp_path: Path) -> None:
     """Flask through apig-wsgi under `deployer serve` with deploy.toml's default binary_media_types (*/*): an
     image and an uploaded body round-trip as bytes, two cookies stay two, header names are as sent."""
-    shutil.copytree(APPS / "flask_apig", tmp_path, dirs_exist_ok=True)
-    (tmp_path / "deploy.toml").write_text(
-        '[app]\nname = "FlaskFidelity"\nregion = "us-east-1"\n[artifact]\nbucket = "flask-fidelity-artifacts"\n'
-        '[function]\nsource = "function"\nhandler = "main.handler"\nruntime = "python3.13"\ntimeout = 10\n'
-    )
-    deployer = Path(sys.executable).parent / "deployer"
-    process = subprocess.Popen(
-        [str(deployer), "serve", "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
-        assert found, process.stderr.read() if process.stderr else ""
-        port = int(found.group(1))
+    with serving_app(tmp_path, "flask_apig", "FlaskFidelity", "main.handler", "python3.13") as port:
         page = call(port, "/", headers=[("Accept", "text/html")])
         assert (page.status, page.body) == (200, b"<h1>Hello from Flask</h1>")
         pixel = call(port, "/pixel.png", headers=[("Accept", "image/png")])
@@ -527,10 +513,6 @@ def test_a_flask_app_behind_apig_wsgi_is_served_as_aws_would(tmp_path: Path) -> 
         twice = [("Cookie", "session=abc"), ("Cookie", "theme=dark")]
         assert json.loads(call(port, "/whoami", headers=twice).body)["cookies"] == {"session": "abc,theme=dark"}
         assert len(call(port, "/cookies").header("Set-Cookie")) == 2
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
-        process.kill()
 
 
 @contextmanager
