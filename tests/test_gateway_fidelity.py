@@ -49,7 +49,7 @@ from tests.test_serve import APPS, Reply, call, running
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "gateway"
 STAGE = "fidelity"
 # The function both emulations run: /reply answers what the request body says, /sleep/N sleeps, the rest
-# echoes the event.
+# echoes the event, /big/N answers N bytes.
 FUNCTION = """
 import base64, json, time
 
@@ -60,6 +60,8 @@ def handler(event, context):
         return json.loads(base64.b64decode(body) if event["isBase64Encoded"] else body)
     if route[0] == "sleep":
         time.sleep(float(route[1]))
+    if route[0] == "big":
+        return {"statusCode": 200, "body": "x" * int(route[1])}
     return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(event)}
 """
 SHAPES: dict[str, str] = {

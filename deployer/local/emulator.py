@@ -17,7 +17,7 @@ Nothing is read without a bound: a request is refused by its Content-Length befo
 API call after its signature's key and date are checked, then over MAX_API_BODY; the data plane over API
 Gateway's 10 MB; the control endpoints over MAX_CONTROL_BODY), a chunked body is read up to the same bound,
 and the connection of a refused request is closed rather than drained. A connection that sends nothing for
-CONNECTION_TIMEOUT seconds is closed.
+a minute is closed (patches.CONNECTION_TIMEOUT).
 
 moto's own differences from AWS that a deployment can see are mended at start (patches.py).
 SIGTERM and SIGINT stop it the same way. Run it with `python -m deployer.local --port N`; `deployer
@@ -74,8 +74,6 @@ FOREIGN_HOST = b"Forbidden: the local cloud answers only requests for 127.0.0.1 
 # a small artifact), and moto keeps everything in memory.
 MAX_API_BODY = 64 * 1024 * 1024
 MAX_CONTROL_BODY = 1024  # health and shutdown take no body
-# Seconds a connection may sit without sending what the server waits for before it is closed (one thread each).
-CONNECTION_TIMEOUT = 60.0
 
 
 class BodyTooLarge(Exception):
@@ -335,11 +333,7 @@ def run(host: str, port: int) -> int:
     from deployer.local.patches import install_local_cloud
 
     class RequestHandler(MotoRequestHandler):
-        """moto's handler; the access log keeps AWS API calls only (data-plane requests log their own line). A
-        connection silent for CONNECTION_TIMEOUT seconds is closed (StreamRequestHandler.setup sets the socket's
-        timeout), so half-open ones do not pile up, one thread each."""
-
-        timeout = CONNECTION_TIMEOUT
+        """moto's handler; the access log keeps AWS API calls only (data-plane requests log their own line)."""
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             if not self.path.startswith("/_deployer/") and not DATA_PLANE_PATH.match(self.path.split("?", 1)[0]):

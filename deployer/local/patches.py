@@ -165,9 +165,15 @@ def _keeps_alive(handler: Any) -> bool:
     )
 
 
+# Seconds a connection to the local cloud may sit without sending what the server waits for (a request line,
+# headers, a body) before it is closed: half-open connections, one thread each, no longer pile up.
+CONNECTION_TIMEOUT = 60.0
+
+
 def install_http_fixes() -> None:
     """werkzeug's server (the emulator's) passes the headers as received and keeps connections alive; it sends
-    no `Server` header of its own (API Gateway sends none) and one `100 Continue`, not two."""
+    no `Server` header of its own (API Gateway sends none) and one `100 Continue`, not two; a silent connection
+    is closed after CONNECTION_TIMEOUT (StreamRequestHandler.setup gives the socket that timeout)."""
     if not _once("http"):
         return
     from werkzeug.serving import WSGIRequestHandler
@@ -243,6 +249,7 @@ def install_http_fixes() -> None:
     WSGIRequestHandler.make_environ = make_environ_with_raw_headers  # type: ignore[method-assign]
     WSGIRequestHandler.send_header = send_header_but_ours  # type: ignore[method-assign]
     WSGIRequestHandler.handle_expect_100 = handle_expect_100  # type: ignore[method-assign]
+    WSGIRequestHandler.timeout = CONNECTION_TIMEOUT
     WSGIRequestHandler.run_wsgi = run_wsgi  # type: ignore[method-assign]
     # When werkzeug's run_wsgi still answers (a chunked request), headers and body leave in separate writes:
     # with TCP_NODELAY the body never waits for the client's delayed ACK.
