@@ -26,11 +26,10 @@ from typing import Any
 
 import pytest
 
-from deployer.gateway.proxy import LAMBDA_PAYLOAD_LIMIT, MAX_REQUEST_BODY, MAX_REQUEST_HEADERS
 from deployer.local import patches
 from deployer.local.auth import new_credentials
 from deployer.local.dataplane import DataPlane
-from deployer.local.emulator import MAX_API_BODY, Emulator
+from deployer.local.emulator import Emulator
 from deployer.serve import server as serve_server
 from tests.test_gateway_fidelity import (  # noqa: F401 (fixtures, used by name)
     Emulation,
@@ -40,6 +39,12 @@ from tests.test_gateway_fidelity import (  # noqa: F401 (fixtures, used by name)
     serve_emulation,
 )
 
+# AWS's numbers, not imported from the code under test: Lambda's payload limit ("must be smaller than 6291556
+# bytes"), API Gateway's 10 MB body and 10,240 bytes of request line and header values.
+LAMBDA_PAYLOAD_LIMIT = 6291556
+MAX_REQUEST_BODY = 10485760
+MAX_REQUEST_HEADERS = 10240
+MAX_API_BODY = 64 * 1024 * 1024  # the local cloud's bound on a signed API call's body (deployer sends <= 16 MB)
 PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mP8/wIAAgkBAyMAlYwAAAAASUVORK5CYII="
 REQUEST_TOO_LONG = b'{"message": "Request Too Long"}'
 
