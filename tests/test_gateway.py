@@ -133,12 +133,13 @@ def test_response_headers_merge_and_multi_value_wins() -> None:
     )
     assert status == 201
     assert body == b"made"
-    assert headers == [
-        ("X-Single", "s"),
-        ("Content-Type", "text/plain"),
+    assert headers == [  # both forms are sent, multi-value first (issue 22)
         ("Set-Cookie", "a=1"),
         ("Set-Cookie", "b=2"),
         ("X-Number", "7"),
+        ("X-Single", "s"),
+        ("set-cookie", "lost=1"),
+        ("Content-Type", "text/plain"),
     ]
 
 
@@ -152,9 +153,13 @@ def test_response_body_is_base64_decoded_when_flagged_and_binary() -> None:
     assert to_http_response(result)[2] == payload
 
 
-def test_response_framing_headers_from_the_function_are_dropped() -> None:
+def test_response_framing_headers_from_the_function_are_remapped() -> None:
     _, headers, _ = to_http_response({"statusCode": 200, "headers": {"Content-Length": "999", "Connection": "close"}})
-    assert headers == [("Content-Type", "application/json")]
+    assert headers == [
+        ("x-amzn-Remapped-Content-Length", "999"),
+        ("x-amzn-Remapped-Connection", "close"),
+        ("Content-Type", "application/json"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -190,7 +195,7 @@ def test_api_gateways_own_answers_are_spelled_as_it_spells_them() -> None:
     )
     assert INTERNAL_SERVER_ERROR.response()[::2] == (500, b'{"message": "Internal server error"}')
     assert MISSING_AUTHENTICATION_TOKEN.response()[::2] == (403, b'{"message":"Missing Authentication Token"}')
-    too_long = (413, [("Content-Type", "application/json")], b'{"message":"Request Too Long"}')
+    too_long = (413, [("Content-Type", "application/json")], b'{"message": "Request Too Long"}')
     assert REQUEST_TOO_LONG.response() == too_long
     assert ENDPOINT_TIMED_OUT.response()[::2] == (504, b'{"message": "Endpoint request timed out"}')
 
@@ -246,7 +251,7 @@ def test_a_failed_function_is_502_and_its_stack_trace_is_reported_line_by_line()
     status, headers, body = answer_from_function(failing, event_for(request_id="req-2"), report)
     assert (status, headers, body) == (
         BAD_GATEWAY.status,
-        [*BAD_GATEWAY.response()[1], ("x-amzn-RequestId", "req-2"), headers[-1]],
+        [*BAD_GATEWAY.response()[1], ("x-amzn-RequestId", "req-2"), headers[-2], headers[-1]],
         BAD_GATEWAY.body,
     )
     assert report.lines == [

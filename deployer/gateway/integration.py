@@ -11,13 +11,32 @@ the console as it would to CloudWatch.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from deployer.gateway.answers import BAD_GATEWAY, ENDPOINT_TIMED_OUT, Response
-from deployer.gateway.proxy import DEFAULT_BINARY_MEDIA_TYPES, MalformedResponseError, first_header, to_http_response
+from deployer.gateway.answers import (
+    BAD_GATEWAY,
+    ENDPOINT_TIMED_OUT,
+    INTERNAL_SERVER_ERROR,
+    REQUEST_TOO_LONG,
+    Response,
+)
+from deployer.gateway.proxy import (
+    DEFAULT_BINARY_MEDIA_TYPES,
+    LAMBDA_PAYLOAD_LIMIT,
+    TRACE_HEADER,
+    BinaryConversionError,
+    MalformedResponseError,
+    extended_request_id,
+    first_header,
+    to_http_response,
+    trace_id,
+)
 
 APIGATEWAY_PRINCIPAL = "apigateway.amazonaws.com"
 # Seconds API Gateway waits for a Lambda integration (REST API's default and maximum) before it answers 504.
@@ -88,6 +107,26 @@ def call_within(invoke: Callable[[dict[str, Any]], Any], event: dict[str, Any], 
     return outcome["result"]
 
 
+def payload_size(value: Any) -> int:
+    """The bytes of `value` as JSON, as Lambda counts an event or an answer against LAMBDA_PAYLOAD_LIMIT."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace"))
+
+
+def with_request_ids(response: Response, event: Mapping[str, Any] | None = None) -> Response:
+    """`response` with the headers every API Gateway answer carries: x-amzn-RequestId, x-amz-apigw-id and
+    X-Amzn-Trace-Id, the event's own when there is one (else fresh ones, for answers given before any event)."""
+    status, headers, payload = response
+    context = (event or {}).get("requestContext") or {}
+    trace = first_header(event, TRACE_HEADER) if event else None
+    ids = [
+        ("x-amzn-RequestId", str(context.get("requestId") or uuid.uuid4())),
+        ("x-amz-apigw-id", str(context.get("extendedRequestId") or extended_request_id())),
+        (TRACE_HEADER, trace or trace_id(int(time.time() * 1000))),
+    ]
+    present = {name.lower() for name, _ in headers}
+    return status, [*headers, *[(name, value) for name, value in ids if name.lower() not in present]], payload
+
+
 def answer_from_function(
     invoke: Callable[[dict[str, Any]], Any],
     event: dict[str, Any],
@@ -98,15 +137,25 @@ def answer_from_function(
     """What API Gateway answers for `event` once `invoke` has run the function with it.
 
     The function's proxy response as HTTP (binary or not by the API's `binary_media_types` and the request's
-    Accept header); 502 `Internal server error` when `invoke` raises FunctionError or the response is
-    malformed; 504 `Endpoint request timed out` when it runs past `timeout` (INTEGRATION_TIMEOUT). The reason
-    goes to `report`. Every answer carries the request's ids (x-amzn-RequestId, x-amz-apigw-id), as from
-    API Gateway.
+    Accept header); 413 `Request Too Long` when the event is over Lambda's 6 MB (the function never runs);
+    502 `Internal server error` when `invoke` raises FunctionError, the response is malformed or over 6 MB;
+    500 when a base64 body that must be decoded is not base64; 504 `Endpoint request timed out` when it runs
+    past `timeout` (INTEGRATION_TIMEOUT). The reason goes to `report`. Every answer carries the request's ids
+    (x-amzn-RequestId, x-amz-apigw-id, X-Amzn-Trace-Id), as from API Gateway.
     """
-    context = event["requestContext"]
     seconds = INTEGRATION_TIMEOUT if timeout is None else timeout
+    size = payload_size(event)
+    if size > LAMBDA_PAYLOAD_LIMIT:
+        report(f"the event is {size} bytes, over Lambda's payload limit ({LAMBDA_PAYLOAD_LIMIT} bytes)", [])
+        return with_request_ids(REQUEST_TOO_LONG.response(), event)
     try:
         result = call_within(invoke, event, seconds)
+        size = payload_size(result)
+        if size > LAMBDA_PAYLOAD_LIMIT:
+            raise MalformedResponseError(
+                f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+                f"({LAMBDA_PAYLOAD_LIMIT} bytes)"
+            )
         status, headers, payload = to_http_response(result, binary_media_types, first_header(event, "Accept"))
     except IntegrationTimeout:
         report(f"the function was still running after API Gateway's integration timeout ({seconds:g} s)", [])
@@ -116,8 +165,10 @@ def answer_from_function(
         lines = [line for entry in error.stack_trace for line in str(entry).rstrip("\n").split("\n")]
         report(f"the function failed: {error.error_type}: {error.message}", lines)
         status, headers, payload = BAD_GATEWAY.response()
+    except BinaryConversionError as error:
+        report(f"Execution failed due to configuration error: {error}", [])
+        status, headers, payload = INTERNAL_SERVER_ERROR.response()
     except MalformedResponseError as error:
         report(f"malformed Lambda proxy response: {error}", [])
         status, headers, payload = BAD_GATEWAY.response()
-    ids = [("x-amzn-RequestId", context["requestId"]), ("x-amz-apigw-id", context["extendedRequestId"])]
-    return status, [*headers, *ids], payload
+    return with_request_ids((status, headers, payload), event)

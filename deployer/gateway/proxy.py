@@ -6,13 +6,22 @@ Pure functions, no I/O: `forwarded_headers` adds what API Gateway's front door a
 body, or raises MalformedResponseError where API Gateway answers 502 (answers.BAD_GATEWAY).
 
 Binary payloads follow the API's `binaryMediaTypes` (deploy.toml's `[api] binary_media_types`, `*/*` by
-default), as API Gateway's documentation for Lambda proxy integrations reads:
+default), as API Gateway applies them (recorded against AWS in LocalStack's AWS-validated
+`test_aws_proxy_binary_response`, tests/aws/services/apigateway/test_apigateway_lambda.py):
 
 - a request body goes to the function base64-encoded (`isBase64Encoded: true`) exactly when the request's
   Content-Type matches one of them (so with `*/*`, every body), else as text;
-- a response with `isBase64Encoded: true` is decoded to bytes only when the first media type of the
-  request's Accept header, or the response's Content-Type, matches one of them; otherwise the base64 text
-  itself goes to the client, as API Gateway sends it.
+- a response with `isBase64Encoded: true` is decoded to bytes only when the *first* media type of the
+  request's Accept header matches one of them; the response's own Content-Type is never consulted. A type
+  matches itself, `type/*` any subtype of its type, `*/*` anything; a wildcard on the left (`*/test`) matches
+  nothing, and neither does a wildcard in Accept (`image/*` is not `image/png`). Otherwise the base64 text
+  itself goes to the client. A body that is not base64 when it must be decoded is a 500.
+
+Limits: the request body at most 10 MB (MAX_REQUEST_BODY), the request line and header values at most 10,240
+bytes (MAX_REQUEST_HEADERS), the event and the function's answer each at most Lambda's 6 MB
+(LAMBDA_PAYLOAD_LIMIT). Some request headers never reach the function (DROPPED_REQUEST_HEADERS) and some of
+the function's response headers come back renamed `x-amzn-Remapped-*` (REMAPPED_RESPONSE_HEADERS), as the
+API Gateway developer guide's table of HTTP headers for REST APIs lists them.
 """
 
 from __future__ import annotations
@@ -39,12 +48,39 @@ ROOT_RESOURCE = "/"
 PROXY_RESOURCE = "/{proxy+}"
 
 MAX_REQUEST_BODY = 10 * 1024 * 1024  # API Gateway's payload limit: a larger request is answered 413
+MAX_REQUEST_HEADERS = 10240  # API Gateway's quota on the request line and header values together, in bytes
+# Lambda's limit on a synchronous invocation's event and on its answer ("must be smaller than 6291556 bytes").
+LAMBDA_PAYLOAD_LIMIT = 6291556
 FORWARDED_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})  # lower case
 
 # A REST proxy response may hold these keys and no others ("cookies" is HTTP API only).
 RESPONSE_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
-# Framing is the server's job: a function's own values for these would corrupt the response.
-HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+# Request headers API Gateway does not pass to a Lambda proxy integration (lower case).
+DROPPED_REQUEST_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "content-md5",
+        "expect",
+        "max-forwards",
+        "proxy-authenticate",
+        "server",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "www-authenticate",
+    }
+)
+# A function's response headers API Gateway renames `x-amzn-Remapped-<name>` (its own go out under the name),
+# and those it drops; keep-alive is framing, the server's own business.
+REMAPPED_RESPONSE_HEADERS = {
+    name.lower(): name
+    for name in ("Authorization", "Connection", "Content-Length", "Date", "Max-Forwards", "Server", "WWW-Authenticate")
+}
+DROPPED_RESPONSE_HEADERS = frozenset(
+    {"expect", "host", "keep-alive", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"}
+)
 
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 GREEDY_PARAMETER = re.compile(r"\{([A-Za-z0-9_]+)\+\}$")
@@ -53,6 +89,31 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 class MalformedResponseError(ValueError):
     """The function answered something that is not a proxy response: API Gateway says 502."""
+
+
+class BinaryConversionError(MalformedResponseError):
+    """A body flagged base64 that is not, when API Gateway must decode it (the answer is binary): a 500, where
+    API Gateway answers it (other readers of a proxy response may take it as any malformed one)."""
+
+
+def request_headers_size(method: str, target: str, protocol: str, headers: Iterable[tuple[str, str]]) -> int:
+    """What counts toward MAX_REQUEST_HEADERS: the request line (`target` as API Gateway sees it, stage
+    included) and the header values, in bytes."""
+    request_line = f"{method} {target} {protocol}".encode("utf-8", "replace")
+    return len(request_line) + sum(len(value.encode("utf-8", "replace")) for _, value in headers)
+
+
+def event_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The request's headers as the function gets them: without those API Gateway drops, and `Authorization`
+    spelled so whatever the client's case (recorded: LocalStack's AWS-validated snapshot
+    test_lambda_aws_proxy_integration sends `authorization` and `aUThorization`, the event says `Authorization`)."""
+    kept = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in DROPPED_REQUEST_HEADERS:
+            continue
+        kept.append(("Authorization" if lowered == "authorization" else name, value))
+    return kept
 
 
 def _fold(pairs: Iterable[tuple[str, str]], ignore_case: bool) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -71,14 +132,18 @@ def media_type(value: str | None) -> str:
 
 
 def is_binary(value: str | None, binary_media_types: Iterable[str]) -> bool:
-    """Whether a Content-Type or Accept value (its first media type) matches one of the API's binary media
-    types; `*` stands for any type or any subtype (`*/*`, `image/*`)."""
-    kind, _, subtype = media_type(value).partition("/")
-    if not kind:
-        return False
+    """Whether a Content-Type or Accept value (its first media type only) matches one of the API's binary media
+    types, as API Gateway matches them: `*/*` matches anything (even no value), `type/*` any subtype of `type`,
+    anything else itself only. A wildcard on the left of a type (`*/test`) matches nothing, and a wildcard in
+    the value is taken literally (Accept `image/*` does not match `image/png`)."""
+    kind, slash, subtype = media_type(value).partition("/")
     for pattern in binary_media_types:
-        wanted_kind, _, wanted_subtype = pattern.strip().lower().partition("/")
-        if wanted_kind in ("*", kind) and wanted_subtype in ("*", subtype):
+        wanted_kind, _, wanted_subtype = pattern.split(";", 1)[0].strip().lower().partition("/")
+        if (wanted_kind, wanted_subtype) == ("*", "*"):
+            return True
+        if not slash or wanted_kind == "*" or wanted_kind != kind:
+            continue
+        if wanted_subtype in ("*", subtype):
             return True
     return False
 
@@ -172,8 +237,11 @@ def build_event(
 
     `path` is the request path as sent (percent-encoding kept, as API Gateway does), without the query
     string; `headers` are (name, value) pairs in arrival order, spelled as the client spelled them, repeats
-    allowed. `resource_path` defaults to `/` for the root and `/{proxy+}` for everything else.
+    allowed. `resource_path` defaults to `/` for the root and `/{proxy+}` for everything else. A path sent with
+    a leading `//` is `/...` in `path` and `pathParameters`, and kept as sent in `requestContext.path`.
     """
+    sent_path, path = path, "/" + path.lstrip("/")
+    headers = event_headers(headers)
     resource = resource_path or (ROOT_RESOURCE if path == "/" else PROXY_RESOURCE)
     epoch_ms = int(time.time() * 1000) if now_ms is None else now_ms
     if not any(name.lower() == TRACE_HEADER.lower() for name, _ in headers):
@@ -202,7 +270,7 @@ def build_event(
             "resourcePath": resource,
             "stage": stage,
             "httpMethod": method,
-            "path": f"/{stage}{path}",
+            "path": f"/{stage}{sent_path}",
             "protocol": protocol,
             "requestId": request_id,
             "extendedRequestId": extended_request_id(),
@@ -310,7 +378,7 @@ def _body(result: Mapping[str, Any], decode: bool) -> bytes:
     try:
         return base64.b64decode("".join(body.split()), validate=True)  # line breaks are tolerated
     except (binascii.Error, ValueError) as error:
-        raise MalformedResponseError(f"isBase64Encoded is true but body is not valid base64: {error}") from None
+        raise BinaryConversionError(f"isBase64Encoded is true but body is not valid base64: {error}") from None
 
 
 def to_http_response(
@@ -318,10 +386,13 @@ def to_http_response(
 ) -> tuple[int, list[tuple[str, str]], bytes]:
     """Status, headers (in order; repeats are separate headers) and body bytes of a proxy response.
 
-    `headers` and `multiValueHeaders` are merged; for a name in both (any case), the multi-value
-    form wins. Without a Content-Type the answer is `application/json`, as from API Gateway. `accept` is the
-    request's first Accept header: with the response's Content-Type, it decides whether a base64 body is
-    decoded (see the module's docstring). As lenient as API Gateway: `{}` is 200 with an empty body.
+    `headers` and `multiValueHeaders` are both sent: for a name in both (any case), the multi-value ones,
+    then the single value unless it is one of them (recorded: LocalStack's AWS-validated
+    test_apigateway_common snapshot, `value-multi, value-solo`). The function's own Content-Length, Date,
+    Server ... come back as `x-amzn-Remapped-*`; hop-by-hop ones are dropped. Without a Content-Type the answer
+    is `application/json`, as from API Gateway. `accept` is the request's first Accept header: it alone decides
+    whether a base64 body is decoded (see the module's docstring); BinaryConversionError when that body is not
+    base64. As lenient as API Gateway: `{}` is 200 with an empty body.
     """
     if not isinstance(result, Mapping):
         raise MalformedResponseError(f"the function returned {_kind(result)}, not an object with a statusCode")
@@ -332,11 +403,17 @@ def to_http_response(
         )
     status = _status(result)
     multi = _multi_value_headers(result.get("multiValueHeaders"))
-    overridden = {name.lower() for name, _ in multi}
-    merged = [(name, value) for name, value in _headers(result.get("headers")) if name.lower() not in overridden]
-    merged = [(name, value) for name, value in merged + multi if name.lower() not in HOP_BY_HOP]
-    if not any(name.lower() == "content-type" for name, _ in merged):
-        merged.append(("Content-Type", "application/json"))
-    content_type = next(value for name, value in merged if name.lower() == "content-type")
-    binary = is_binary(accept, binary_media_types) or is_binary(content_type, binary_media_types)
-    return status, merged, _body(result, binary)
+    sent = {(name.lower(), value) for name, value in multi}
+    merged = multi + [
+        (name, value) for name, value in _headers(result.get("headers")) if (name.lower(), value) not in sent
+    ]
+    answered = []
+    for name, value in merged:
+        lowered = name.lower()
+        if lowered in DROPPED_RESPONSE_HEADERS:
+            continue
+        remapped = REMAPPED_RESPONSE_HEADERS.get(lowered)
+        answered.append((f"x-amzn-Remapped-{remapped}" if remapped else name, value))
+    if not any(name.lower() == "content-type" for name, _ in answered):
+        answered.append(("Content-Type", "application/json"))
+    return status, answered, _body(result, is_binary(accept, binary_media_types))

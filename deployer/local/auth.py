@@ -140,18 +140,13 @@ class Refusal:
     detail: str = ""
 
 
-def check_signature(
-    environ: Mapping[str, Any], raw_path: str, body: bytes | None, credentials: Credentials, now: datetime
-) -> Refusal | None:
-    """None when the request is signed with `credentials` (SigV4, header form); else why not.
-
-    `body` is the whole request body, or None when the caller has not read it: then only a request whose
-    X-Amz-Content-SHA256 header stands for the body can be checked (see needs_body).
-    """
+def check_identity(environ: Mapping[str, Any], credentials: Credentials, now: datetime) -> Refusal | None:
+    """What check_signature checks before it needs the body: a SigV4 Authorization header naming this local
+    cloud's key, a fresh X-Amz-Date, a scope of that date. A request that fails here is refused unread."""
     fields = parse_authorization(environ.get("HTTP_AUTHORIZATION", ""))
     if fields is None:
         return Refusal("missing")
-    key_id, date, region, service, signed_headers, signature = fields
+    key_id, date, _, service, signed_headers, _ = fields
     if not hmac.compare_digest(key_id.encode(), credentials.access_key_id.encode()):
         return Refusal("unknown key", service)
     try:
@@ -162,6 +157,23 @@ def check_signature(
         return Refusal("expired", service, f"X-Amz-Date {stamp:%Y%m%dT%H%M%SZ} is over 15 minutes from now")
     if date != stamp.strftime("%Y%m%d") or not {"host", "x-amz-date"} <= set(signed_headers):
         return Refusal("bad signature", service, "the scope's date, or host and x-amz-date not signed")
+    return None
+
+
+def check_signature(
+    environ: Mapping[str, Any], raw_path: str, body: bytes | None, credentials: Credentials, now: datetime
+) -> Refusal | None:
+    """None when the request is signed with `credentials` (SigV4, header form); else why not.
+
+    `body` is the whole request body, or None when the caller has not read it: then only a request whose
+    X-Amz-Content-SHA256 header stands for the body can be checked (see needs_body).
+    """
+    refusal = check_identity(environ, credentials, now)
+    if refusal is not None:
+        return refusal
+    fields = parse_authorization(environ.get("HTTP_AUTHORIZATION", ""))
+    assert fields is not None  # check_identity parsed it
+    _, date, region, service, signed_headers, signature = fields
 
     claimed = environ.get("HTTP_X_AMZ_CONTENT_SHA256")
     if claimed is not None:

@@ -45,7 +45,9 @@ from typing import Any
 from deployer.digest import hex_sha256
 from deployer.errors import DeployerError
 from deployer.gateway.answers import (
+    CONTENT_LENGTH_EXCEEDED,
     FORBIDDEN,
+    HEADERS_TOO_LARGE,
     INTERNAL_SERVER_ERROR,
     MISSING_AUTHENTICATION_TOKEN,
     UNAUTHORIZED,
@@ -60,8 +62,9 @@ from deployer.gateway.integration import (
     FunctionError,
     answer_from_function,
     execute_api_arn,
+    with_request_ids,
 )
-from deployer.gateway.proxy import build_event
+from deployer.gateway.proxy import MAX_REQUEST_BODY, MAX_REQUEST_HEADERS, build_event, request_headers_size
 from deployer.serve.lambda_log import invocation_log, stream_name
 from deployer.serve.runner import FunctionRunner, Outcome
 
@@ -126,6 +129,9 @@ BINARY_ATTRIBUTE = "deployer_binary_media_types"  # the API's binaryMediaTypes w
 # The request's headers as received (name spelling, order, repeats), put in the WSGI environ by
 # patches.install_http_fixes: WSGI's HTTP_* keys lose all three.
 RAW_HEADERS_KEY = "deployer.raw_headers"
+# Set in the WSGI environ by the emulator when the connection must close after the answer, its body unread
+# (a body over its bound): patches.install_http_fixes then neither drains the body nor keeps the connection.
+CLOSE_CONNECTION_KEY = "deployer.close_connection"
 
 
 def client_headers(environ: Mapping[str, Any]) -> list[tuple[str, str]] | None:
@@ -673,11 +679,16 @@ class DataPlane:
 
     def answer(self, request: Request) -> Response:
         """The HTTP answer to one data-plane request; never raises for what a client sends."""
+        target = f"/{request.stage}{request.path}" + (f"?{request.query}" if request.query else "")
+        if request_headers_size(request.method, target, request.protocol, request.headers) > MAX_REQUEST_HEADERS:
+            return with_request_ids(HEADERS_TOO_LARGE.response())
+        if len(request.body) > MAX_REQUEST_BODY:
+            return with_request_ids(CONTENT_LENGTH_EXCEEDED.response())
         try:
             invocation = self.resolve(request)
         except Refusal as refusal:
             self.console(f"{request.method} {request.api_id}/{request.stage}{request.path}: {refusal.reason}")
-            return refusal.response()
+            return with_request_ids(refusal.response())
         try:
             event = build_event(
                 request.method,
@@ -697,7 +708,7 @@ class DataPlane:
         except ValueError as error:  # a path spelled so that it matches a resource only once normalised
             refusal = missing_token(str(error))
             self.console(f"{request.method} {request.api_id}/{request.stage}{request.path}: {refusal.reason}")
-            return refusal.response()
+            return with_request_ids(refusal.response())
         event["pathParameters"] = invocation.parameters or None
         event["stageVariables"] = invocation.stage_variables or None
         event["requestContext"]["resourceId"] = invocation.resource.id

@@ -13,6 +13,12 @@ checked, to moto's `DomainDispatcherApplication`, unchanged:
 - `POST /_deployer/shutdown` (with the header `X-Deployer-Shutdown: {auth.shutdown_token}`, which only
   the credentials' holder can make): stop serving, close the function workers, delete the unpacked code.
 
+Nothing is read without a bound: a request is refused by its Content-Length before its body is read (an AWS
+API call after its signature's key and date are checked, then over MAX_API_BODY; the data plane over API
+Gateway's 10 MB; the control endpoints over MAX_CONTROL_BODY), a chunked body is read up to the same bound,
+and the connection of a refused request is closed rather than drained. A connection that sends nothing for
+a minute is closed (patches.CONNECTION_TIMEOUT).
+
 moto's own differences from AWS that a deployment can see are mended at start (patches.py).
 SIGTERM and SIGINT stop it the same way. Run it with `python -m deployer.local --port N`; `deployer
 local start` does that, detached (control.py).
@@ -37,12 +43,14 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from deployer.errors import UsageError
-from deployer.gateway.answers import REQUEST_TOO_LONG
+from deployer.gateway.answers import CONTENT_LENGTH_EXCEEDED
+from deployer.gateway.integration import with_request_ids
 from deployer.gateway.proxy import MAX_REQUEST_BODY, forwarded_headers
 from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port
 from deployer.local.auth import (
     Credentials,
     Refusal,
+    check_identity,
     check_signature,
     is_local_host,
     needs_body,
@@ -53,7 +61,7 @@ from deployer.local.auth import (
     write_credentials,
 )
 from deployer.local.control import require_emulator
-from deployer.local.dataplane import DATA_PLANE_PATH, DataPlane, Request, client_headers
+from deployer.local.dataplane import CLOSE_CONNECTION_KEY, DATA_PLANE_PATH, DataPlane, Request, client_headers
 from deployer.local.invoke import INVOKE_PATH, MAX_PAYLOAD, answer_invoke
 from deployer.serve.plumbing import carries_body
 from deployer.serve.plumbing import stamped_console as console  # the log file gets the time of day
@@ -62,6 +70,39 @@ HEALTH_PATH = "/_deployer/health"
 SHUTDOWN_PATH = "/_deployer/shutdown"
 SHUTDOWN_HEADER = "HTTP_X_DEPLOYER_SHUTDOWN"
 FOREIGN_HOST = b"Forbidden: the local cloud answers only requests for 127.0.0.1 or localhost.\n"
+# The largest body of a signed AWS API call: deployer's own uploads are at most 16 MB a request (an S3 part or
+# a small artifact), and moto keeps everything in memory.
+MAX_API_BODY = 64 * 1024 * 1024
+MAX_CONTROL_BODY = 1024  # health and shutdown take no body
+
+
+class BodyTooLarge(Exception):
+    """The request's body is over the bound of its path: refused, and its connection closed, unread."""
+
+
+def declared_length(environ: dict[str, Any]) -> int:
+    """The request's Content-Length; 0 when there is none (or it is not a number: werkzeug reads no body then)."""
+    try:
+        return max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
+def check_length(environ: dict[str, Any], limit: int) -> None:
+    """BodyTooLarge when the Content-Length says more than `limit` (the body is left unread)."""
+    if declared_length(environ) > limit:
+        raise BodyTooLarge
+
+
+def read_bounded(environ: dict[str, Any], limit: int) -> bytes:
+    """The whole body (Content-Length or chunked), reading at most `limit` + 1 bytes; BodyTooLarge beyond."""
+    from werkzeug.wsgi import get_input_stream
+
+    check_length(environ, limit)
+    body = get_input_stream(environ, safe_fallback=True).read(limit + 1)  # no length, not chunked: no body
+    if len(body) > limit:
+        raise BodyTooLarge
+    return body
 
 
 def raw_path(environ: dict[str, Any]) -> str:
@@ -96,12 +137,13 @@ def request_headers(environ: dict[str, Any], port: int) -> list[tuple[str, str]]
 
 
 def read_body(environ: dict[str, Any], limit: int = MAX_REQUEST_BODY) -> bytes | None:
-    """The request body; None when it is over `limit` (API Gateway's 10 MB)."""
-    from werkzeug.wsgi import get_input_stream
-
-    stream = get_input_stream(environ, safe_fallback=True)  # no length, not chunked: no body
-    body = stream.read(limit + 1)
-    return None if len(body) > limit else body
+    """The request body; None when it is over `limit` (API Gateway's 10 MB), then left unread when its
+    Content-Length says so, and the connection marked to be closed."""
+    try:
+        return read_bounded(environ, limit)
+    except BodyTooLarge:
+        environ[CLOSE_CONNECTION_KEY] = True
+        return None
 
 
 def _status_line(status: int) -> str:
@@ -134,6 +176,8 @@ class Emulator:
             return self._answer(start_response, 403, [("Content-Type", "text/plain")], FOREIGN_HOST, environ)
         path = environ.get("PATH_INFO", "")
         if path == HEALTH_PATH:
+            if declared_length(environ) > MAX_CONTROL_BODY or environ.get("HTTP_TRANSFER_ENCODING"):
+                return self._too_large(environ, start_response, MAX_CONTROL_BODY)
             return self._json(start_response, 200, self.health())
         if path == SHUTDOWN_PATH:
             return self._shutdown(environ, start_response)
@@ -141,7 +185,11 @@ class Emulator:
         matched = DATA_PLANE_PATH.match(path)
         if matched is not None:
             return self._data_plane(environ, start_response, matched)
-        refusal = self._authenticate(environ, path)
+        try:
+            refusal = self._authenticate(environ, path)
+        except BodyTooLarge:
+            console(f"refused {environ.get('REQUEST_METHOD')} {path[:200]}: its body is over {MAX_API_BODY} bytes")
+            return self._too_large(environ, start_response, MAX_API_BODY)
         if refusal is not None:
             console(f"refused {environ.get('REQUEST_METHOD')} {path[:200]}: {refusal.kind} {refusal.detail}".rstrip())
             return self._answer(start_response, *refusal_answer(refusal, environ, path), environ)
@@ -152,16 +200,23 @@ class Emulator:
     def _authenticate(self, environ: dict[str, Any], path: str) -> Refusal | None:
         """None when the request is signed with this local cloud's credentials.
 
-        The body is read here when the signature covers it, then put back whole for moto or Invoke.
+        The key and date are checked first, on the headers alone: a request that is not this local cloud's user's
+        is refused unread. Then its size (BodyTooLarge over MAX_API_BODY). The body is read here when the
+        signature covers it or it is chunked (so that moto never reads an unbounded one), then put back whole for
+        moto or Invoke.
         """
         if self.credentials is None:
             return Refusal("unknown key")
+        now = datetime.now(UTC)
+        refusal = check_identity(environ, self.credentials, now)
+        if refusal is not None:
+            environ[CLOSE_CONNECTION_KEY] = True  # its body, if any, is not worth reading
+            return refusal
+        check_length(environ, MAX_API_BODY)
         body = None
-        if needs_body(environ):
-            from werkzeug.wsgi import get_input_stream
-
-            body = get_input_stream(environ, safe_fallback=True).read()
-        refusal = check_signature(environ, path, body, self.credentials, datetime.now(UTC))
+        if needs_body(environ) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body = read_bounded(environ, MAX_API_BODY)
+        refusal = check_signature(environ, path, body, self.credentials, now)
         if body is not None:  # after the check, which reads the headers as they were signed
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
@@ -178,8 +233,11 @@ class Emulator:
             or expected is None
             or not hmac.compare_digest(token.encode(), expected.encode())
         ):
+            environ[CLOSE_CONNECTION_KEY] = True
             message = "POST with the header X-Deployer-Shutdown from the local cloud's credentials: deployer local stop"
             return self._json(start_response, 403, {"message": message})
+        if declared_length(environ) > MAX_CONTROL_BODY or environ.get("HTTP_TRANSFER_ENCODING"):
+            return self._too_large(environ, start_response, MAX_CONTROL_BODY)
         console("shutdown requested")
         self.request_shutdown()
         return self._json(start_response, 202, {"stopping": True, "pid": os.getpid()})
@@ -200,7 +258,7 @@ class Emulator:
         method = environ.get("REQUEST_METHOD", "GET")
         body = read_body(environ)
         if body is None:
-            status, headers, payload = REQUEST_TOO_LONG.response()
+            status, headers, payload = with_request_ids(CONTENT_LENGTH_EXCEEDED.response())
         else:
             request = Request(
                 method=method,
@@ -235,6 +293,14 @@ class Emulator:
             response_headers = [*response_headers, ("Content-Length", str(len(payload)))]
         start_response(_status_line(status), response_headers)
         return [payload] if carries_body(status) else []
+
+    def _too_large(self, environ: dict[str, Any], start_response: Callable[..., Any], limit: int) -> list[bytes]:
+        """413, the body left unread and the connection closed (draining it would be reading it)."""
+        environ[CLOSE_CONNECTION_KEY] = True
+        payload = f"Request body over {limit} bytes: the local cloud does not read it.\n".encode()
+        return self._answer(
+            start_response, 413, [("Content-Type", "text/plain"), ("Connection", "close")], payload, environ
+        )
 
     @staticmethod
     def _answer(

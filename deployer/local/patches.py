@@ -31,7 +31,13 @@ import copy
 import json
 from typing import Any
 
-from deployer.local.dataplane import BINARY_ATTRIBUTE, RAW_HEADERS_KEY, SNAPSHOT_ATTRIBUTE, snapshot
+from deployer.local.dataplane import (
+    BINARY_ATTRIBUTE,
+    CLOSE_CONNECTION_KEY,
+    RAW_HEADERS_KEY,
+    SNAPSHOT_ATTRIBUTE,
+    snapshot,
+)
 
 PUBLISHED = "deployer_highest_version"  # kept in moto's per-function record: the highest number ever published
 
@@ -159,8 +165,15 @@ def _keeps_alive(handler: Any) -> bool:
     )
 
 
+# Seconds a connection to the local cloud may sit without sending what the server waits for (a request line,
+# headers, a body) before it is closed: half-open connections, one thread each, no longer pile up.
+CONNECTION_TIMEOUT = 60.0
+
+
 def install_http_fixes() -> None:
-    """werkzeug's server (the emulator's) passes the headers as received and keeps connections alive."""
+    """werkzeug's server (the emulator's) passes the headers as received and keeps connections alive; it sends
+    no `Server` header of its own (API Gateway sends none) and one `100 Continue`, not two; a silent connection
+    is closed after CONNECTION_TIMEOUT (StreamRequestHandler.setup gives the socket that timeout)."""
     if not _once("http"):
         return
     from werkzeug.serving import WSGIRequestHandler
@@ -168,6 +181,16 @@ def install_http_fixes() -> None:
 
     make_environ = WSGIRequestHandler.make_environ
     closing_run_wsgi = WSGIRequestHandler.run_wsgi
+    send_header = WSGIRequestHandler.send_header
+
+    def send_header_but_ours(self: Any, keyword: str, value: str) -> None:
+        if keyword.lower() == "server" and value == self.version_string():
+            return  # http.server's and werkzeug's own
+        send_header(self, keyword, value)
+
+    def handle_expect_100(self: Any) -> bool:
+        """Leave `100 Continue` to werkzeug's run_wsgi, which sends it too (http.server's made it two)."""
+        return True
 
     def make_environ_with_raw_headers(self: Any) -> Any:
         environ = make_environ(self)
@@ -197,7 +220,10 @@ def install_http_fixes() -> None:
             finally:
                 if hasattr(result, "close"):
                     result.close()
-            body.exhaust()
+            if environ.get(CLOSE_CONNECTION_KEY):  # refused unread: closing costs less than draining it
+                self.close_connection = True
+            else:
+                body.exhaust()
             status, headers = started
         except Exception as error:  # what werkzeug answers too, but the connection cannot be trusted after it
             self.log_error("Error on request: %r", error)
@@ -213,12 +239,17 @@ def install_http_fixes() -> None:
                 named.add(name.lower())
         if "content-length" not in named and int(code) >= 200 and int(code) not in (204, 304):
             self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self._headers_buffer.append(b"\r\n")
         if environ["REQUEST_METHOD"] != "HEAD":
             self._headers_buffer.append(payload)
         self.flush_headers()  # status line, headers and body in one write
 
     WSGIRequestHandler.make_environ = make_environ_with_raw_headers  # type: ignore[method-assign]
+    WSGIRequestHandler.send_header = send_header_but_ours  # type: ignore[method-assign]
+    WSGIRequestHandler.handle_expect_100 = handle_expect_100  # type: ignore[method-assign]
+    WSGIRequestHandler.timeout = CONNECTION_TIMEOUT
     WSGIRequestHandler.run_wsgi = run_wsgi  # type: ignore[method-assign]
     # When werkzeug's run_wsgi still answers (a chunked request), headers and body leave in separate writes:
     # with TCP_NODELAY the body never waits for the client's delayed ACK.

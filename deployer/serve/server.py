@@ -28,18 +28,30 @@ from typing import Any
 
 from deployer.config import Config
 from deployer.errors import DeployerError, UsageError
-from deployer.gateway.answers import BAD_REQUEST, REQUEST_TOO_LONG, Response
-from deployer.gateway.integration import answer_from_function
-from deployer.gateway.proxy import DEFAULT_BINARY_MEDIA_TYPES, MAX_REQUEST_BODY, build_event, forwarded_headers
+from deployer.gateway.answers import BAD_REQUEST, CONTENT_LENGTH_EXCEEDED, HEADERS_TOO_LARGE, Response
+from deployer.gateway.integration import answer_from_function, with_request_ids
+from deployer.gateway.proxy import (
+    DEFAULT_BINARY_MEDIA_TYPES,
+    MAX_REQUEST_BODY,
+    MAX_REQUEST_HEADERS,
+    build_event,
+    forwarded_headers,
+    request_headers_size,
+)
 from deployer.serve.lambda_log import end_line, report_line, start_line
 from deployer.serve.plumbing import carries_body, console
 from deployer.serve.runner import FunctionRunner
+
+# Seconds a connection may sit without sending what the server waits for (a request line, headers, a body) before
+# it is closed: a client that connects and says nothing holds a thread no longer.
+CONNECTION_TIMEOUT = 60.0
 
 
 class LocalApiServer(ThreadingHTTPServer):
     """The emulated API: one stage, `ANY /` and `ANY /{proxy+}`, all going to one function."""
 
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog (socketserver's default is 5: a burst of clients waited seconds)
 
     def __init__(
         self,
@@ -80,10 +92,17 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "deployer-serve"
     disable_nagle_algorithm = True  # TCP_NODELAY: an answer never waits for the client's delayed ACK
+    timeout = CONNECTION_TIMEOUT  # read timeout on the connection's socket (StreamRequestHandler.setup sets it)
     server: LocalApiServer
 
     def version_string(self) -> str:
         return self.server_version
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """The status line and Date, without http.server's `Server` header: API Gateway sends none of ours."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
 
     def proxy(self) -> None:
         started = time.monotonic()
@@ -108,16 +127,26 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
     def log_error(self, format: str, *args: object) -> None:
         console(f"error: {format % args}")
 
+    def _target(self) -> str:
+        """The request target as sent: http.server folds a leading `//` of `self.path` into `/`, API Gateway
+        does not (requestContext.path keeps it)."""
+        words = self.requestline.split()
+        return words[1] if len(words) >= 2 else self.path
+
     def _answer(self) -> Response:
-        path, _, query = self.path.partition("?")
+        path, _, query = self._target().partition("?")
         path = path.partition("#")[0]
         if not path.startswith("/"):
-            return BAD_REQUEST.response()
+            return with_request_ids(BAD_REQUEST.response())
+        target = f"/{self.server.stage}{path}" + (f"?{query}" if query else "")
+        if request_headers_size(self.command, target, self.request_version, self.headers.items()) > MAX_REQUEST_HEADERS:
+            self.close_connection = True
+            return with_request_ids(HEADERS_TOO_LARGE.response())
         try:
             body = self._read_body()
         except ValueError as error:
             self.close_connection = True
-            return (REQUEST_TOO_LONG if "too large" in str(error) else BAD_REQUEST).response()
+            return with_request_ids((CONTENT_LENGTH_EXCEEDED if "too large" in str(error) else BAD_REQUEST).response())
         event = build_event(
             self.command,
             path,
