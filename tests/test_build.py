@@ -290,6 +290,7 @@ def test_an_npmrc_reaches_npm_but_never_the_zip(project: Path, monkeypatch) -> N
     ("exclude", "message"),
     [
         (["!keep.py"], r"pattern '!keep\.py': negation is not supported: list only what to leave out"),
+        (["tests\\"], r"pattern 'tests\\\\' is not a gitignore pattern \(a lone \\ at its end\?\); fix it in"),
         (["*.py"], r"handler 'main\.handler' needs main\.py, which the build leaves out .*change \[function\] exclude"),
     ],
 )

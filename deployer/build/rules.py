@@ -120,7 +120,10 @@ def compile_exclude(patterns: tuple[str, ...] | list[str]) -> PathSpec | None:
         try:
             PathSpec.from_lines("gitignore", [pattern])
         except ValueError:  # pathspec's GitIgnorePatternError: a trailing "\\" escapes nothing
-            raise UsageError(f"[function] exclude: pattern {pattern!r} is not a gitignore pattern") from None
+            raise UsageError(
+                f"[function] exclude: pattern {pattern!r} is not a gitignore pattern (a lone \\ at its end?); "
+                "fix it in deploy.toml"
+            ) from None
     # git reads a leading "#" as a comment; in deploy.toml every pattern is meant, so it is a literal "#".
     return PathSpec.from_lines("gitignore", ["\\" + item if item.startswith("#") else item for item in patterns])
 
