@@ -3,8 +3,14 @@
 Throttling (API Gateway's TooManyRequestsException, IAM's Throttling, S3's SlowDown) and 5xx answers
 are retried by botocore's "standard" mode with exponential backoff and jitter. The default "legacy"
 mode gives up after 5 attempts, too few for API Gateway's one CreateDeployment per 5 s, so we ask for
-more. The errors botocore never retries (IAM propagation, function updates in progress, API Gateway
-concurrent modification) are handled where they happen, with deployer.retry.
+more, unless the user chose their own (AWS_RETRY_MODE / AWS_MAX_ATTEMPTS, or retry_mode / max_attempts in
+the profile): theirs win. API Gateway's concurrent modification (409 ConflictException) is classified
+here once, for every API Gateway call, and retried by botocore for up to two minutes. The other errors
+botocore never retries (IAM propagation, function updates in progress) are handled where they happen,
+with deployer.retry.
+
+AWS's error codes are named here, once (the sets and predicates below): the rest of deployer asks
+`is_not_found(error)`, `is_access_denied(error)`, ..., never compares a code's text.
 
 An endpoint that does not answer must not hang a run (holding its lock): connections time out after
 CONNECT_TIMEOUT, answers after READ_TIMEOUT (Invoke waits for the function's own timeout), and a connection
@@ -26,11 +32,12 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from deployer import retry
 from deployer.errors import UsageError
-from deployer.retry import error_code
 
 T = TypeVar("T")
 
-RETRY_POLICY = {"mode": "standard", "max_attempts": 10}
+RETRY_POLICY = {"mode": "standard", "max_attempts": 10}  # botocore's max_attempts counts retries: 11 tries
+CONCURRENT_MODIFICATION_LIMIT = 120.0  # seconds API Gateway gets to finish another change to the API
+CONCURRENT_MODIFICATION_DELAYS = (0.5, 1.0)  # the first wait, then a second's grain (as deployer.retry's)
 CONNECT_TIMEOUT = 5  # seconds to open a connection
 READ_TIMEOUT = 30  # seconds to wait for an answer (AWS's control planes answer in well under that)
 CONNECTION_ATTEMPTS = 3  # tries of a call whose connection fails or times out
@@ -39,18 +46,88 @@ READ_PREFIXES = ("Get", "List", "Head", "Describe", "Filter")  # FilterLogEvents
 CHANGES_NOTHING = frozenset({"Invoke"})  # the check before traffic calls the function: no change to the account
 
 
+# ---- AWS's error codes, named once ---------------------------------------------------------------------------
+
 # How each service says "there is no such thing": IAM, Lambda, API Gateway, S3 (a HEAD has no body: "404").
 NOT_FOUND_CODES = frozenset(
     {"NoSuchEntity", "ResourceNotFoundException", "NotFoundException", "NoSuchKey", "NoSuchBucket", "NotFound", "404"}
 )
+# "You may not": Lambda's and IAM's codes, S3's (a HEAD has no body: "403"; a disabled account or bucket).
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "403", "Forbidden", "AllAccessDisabled"})
+# Credentials AWS does not take: unknown, invalid or expired keys.
+CREDENTIALS_REFUSED_CODES = frozenset({"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken"})
+THROTTLED = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "SlowDown", "RequestLimitExceeded"}
+)
+# S3: a conditional write (If-Match / If-None-Match) lost to someone else's.
+S3_CONDITION_FAILED_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+S3_NO_SUCH_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})  # a HEAD's "404" too
+S3_NO_SUCH_BUCKET = "NoSuchBucket"
+S3_BUCKET_TAKEN = "BucketAlreadyExists"  # by another account
+S3_BUCKET_OURS_ALREADY = "BucketAlreadyOwnedByYou"
+IAM_DELETE_CONFLICT = "DeleteConflict"  # a role with policies still attached
+LAMBDA_CONFLICT = "ResourceConflictException"
+LAMBDA_PRECONDITION_FAILED = "PreconditionFailedException"  # PublishVersion's CodeSha256 no longer matches
+LAMBDA_INVALID_PARAMETER = "InvalidParameterValueException"
+API_GATEWAY_CONFLICT = "ConflictException"
 
 
-def is_mutating(operation: str) -> bool:
-    return not operation.startswith(READ_PREFIXES) and operation not in CHANGES_NOTHING
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def error_message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
 
 
 def is_not_found(error: ClientError) -> bool:
     return error_code(error) in NOT_FOUND_CODES
+
+
+def is_access_denied(error: ClientError) -> bool:
+    return error_code(error) in ACCESS_DENIED_CODES
+
+
+def is_s3_condition_failed(error: ClientError) -> bool:
+    """A conditional S3 write (If-Match / If-None-Match) refused: someone else wrote it first."""
+    return error_code(error) in S3_CONDITION_FAILED_CODES
+
+
+def is_no_such_bucket(error: ClientError) -> bool:
+    return error_code(error) == S3_NO_SUCH_BUCKET
+
+
+def is_no_such_key(error: ClientError) -> bool:
+    return error_code(error) in S3_NO_SUCH_KEY_CODES
+
+
+def role_not_assumable(error: ClientError) -> bool:
+    """IAM propagation: the role exists but Lambda cannot see it yet."""
+    return error_code(error) == LAMBDA_INVALID_PARAMETER and "cannot be assumed" in error_message(error)
+
+
+def function_busy(error: ClientError) -> bool:
+    """Lambda refuses changes while the function is Pending ("currently in the following state: Pending")
+    or an update is InProgress ("An update is in progress for resource: ...")."""
+    message = error_message(error)
+    return error_code(error) == LAMBDA_CONFLICT and (
+        "in progress" in message or "currently in the following state" in message
+    )
+
+
+def statement_exists(error: ClientError) -> bool:
+    """AddPermission for a statement id the function's policy already holds."""
+    return error_code(error) == LAMBDA_CONFLICT and "already exists" in str(error)
+
+
+def _concurrent_modification(details: dict[str, Any]) -> bool:
+    """API Gateway's "Unable to complete operation due to concurrent modification. Please try again later."
+    (`details`: the answer's parsed Error)."""
+    return details.get("Code") == API_GATEWAY_CONFLICT and "try again" in str(details.get("Message", "")).lower()
+
+
+def is_mutating(operation: str) -> bool:
+    return not operation.startswith(READ_PREFIXES) and operation not in CHANGES_NOTHING
 
 
 def read_or_none(call: Callable[[], T]) -> T | None:
@@ -97,7 +174,7 @@ class Aws:
         self.calls: list[str] = []  # operation names, in order; read by `--json` output and the tests
         self._clients: dict[str, Any] = {}
         self._config = BotoConfig(
-            retries=RETRY_POLICY,
+            retries=retry_policy(self.session),
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
             user_agent_extra="deployer",
@@ -128,6 +205,8 @@ class Aws:
             client.meta.events.register("before-call", self._count)
             client.meta.events.register_first("needs-retry", _give_up_on_a_dead_connection)
             client.meta.events.register_first("needs-retry", _say_throttling)
+            if service == "apigateway":
+                client.meta.events.register_first("needs-retry", _retry_concurrent_modification)
             self._clients[key] = client
         return self._clients[key]
 
@@ -155,6 +234,21 @@ class Aws:
         return self.client("apigateway")
 
 
+def retry_policy(session: Any) -> dict[str, Any]:
+    """RETRY_POLICY, less what the user set themselves: AWS_RETRY_MODE / AWS_MAX_ATTEMPTS, or retry_mode /
+    max_attempts in the profile. A client's own retry config overrides both in botocore, so what they set is
+    left out of ours for botocore to read."""
+    policy = dict(RETRY_POLICY)
+    core = getattr(session, "_session", session)  # boto3's Session wraps botocore's
+    if core.get_config_variable("max_attempts") is not None:  # no default: set only by the user
+        policy.pop("max_attempts", None)
+        policy.pop("total_max_attempts", None)
+    # retry_mode has a default ("standard" or "legacy", by botocore's version): look where a user sets it.
+    if os.environ.get("AWS_RETRY_MODE") or core.get_scoped_config().get("retry_mode"):
+        policy.pop("mode", None)
+    return policy
+
+
 def check_endpoint_url(url: str) -> str:
     """An endpoint override is an http(s) URL with a host (and a port that exists): else one line, no call."""
     try:
@@ -170,9 +264,6 @@ def check_endpoint_url(url: str) -> str:
     return url
 
 
-THROTTLED = frozenset(
-    {"Throttling", "ThrottlingException", "TooManyRequestsException", "SlowDown", "RequestLimitExceeded"}
-)
 _throttled_since: dict[int, float] = {}  # a request botocore is retrying for throttling -> when it was first refused
 
 
@@ -196,3 +287,27 @@ def _give_up_on_a_dead_connection(attempts: int, caught_exception: Exception | N
     with ten tries of half a minute each. Raising here ends the retries with the connection's own error."""
     if isinstance(caught_exception, (ConnectionError, HTTPClientError)) and attempts >= CONNECTION_ATTEMPTS:
         raise caught_exception
+
+
+def _retry_concurrent_modification(
+    response: Any, attempts: int, request_dict: dict[str, Any], **_: Any
+) -> float | None:
+    """API Gateway answers 409 ConflictException ("concurrent modification ... try again later") while another
+    change to the API settles; botocore takes it as final. Every API Gateway call is retried here: the delay
+    to wait before the next try, for up to CONCURRENT_MODIFICATION_LIMIT seconds from the first refusal, then
+    None (the refusal stands). botocore sleeps the delay and counts the try in RetryAttempts."""
+    if response is None or not _concurrent_modification(response[1].get("Error", {})):
+        return None
+    context = request_dict["context"]  # the same dict for every try of one call
+    now = retry.clock()
+    started = context.setdefault("deployer_conflict_since", now)
+    first, grain = CONCURRENT_MODIFICATION_DELAYS
+    delay = first if attempts == 1 else grain
+    if now + delay > started + CONCURRENT_MODIFICATION_LIMIT:
+        return None
+    waited = now - started + delay
+    said = context.get("deployer_conflict_said")
+    if waited >= retry.SPEAK_AFTER and (said is None or waited - said >= 5):  # then every 5 s at most
+        retry.on_wait("API Gateway to finish another change to the API", waited)
+        context["deployer_conflict_said"] = waited
+    return delay

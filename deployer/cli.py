@@ -87,13 +87,7 @@ def _aws_error_message(error: Exception) -> tuple[str, int] | None:
         code = details.get("Code") or f"HTTP {error.response.get('ResponseMetadata', {}).get('HTTPStatusCode')}"
         message = output.one_line(str(details.get("Message") or "")) or "an answer that is not AWS's (a proxy?)"
         hint = ""
-        if code in (
-            "AccessDenied",
-            "AccessDeniedException",
-            "UnrecognizedClientException",
-            "InvalidClientTokenId",
-            "ExpiredToken",
-        ):
+        if code in aws.ACCESS_DENIED_CODES | aws.CREDENTIALS_REFUSED_CODES:
             hint = "; check that your credentials are valid and allowed to do this"
         return f"AWS refused {operation}: {code}: {message}{hint}", 1
     if isinstance(error, (exceptions.ConnectTimeoutError, exceptions.ReadTimeoutError)):

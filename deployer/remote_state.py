@@ -29,15 +29,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.aws import Aws
+from deployer.aws import Aws, is_access_denied, is_no_such_bucket, is_no_such_key, is_s3_condition_failed
 from deployer.errors import DeployerError, UsageError
-from deployer.retry import error_code
 from deployer.state import MOVE_ASIDE, LocalStateStore, State, StateInvalid, current_user, running_command
-
-CHANGED = {"PreconditionFailed", "412", "ConditionalRequestConflict"}  # someone else wrote it first
-FORBIDDEN = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
-NO_BUCKET = {"NoSuchBucket"}
-NO_KEY = {"NoSuchKey", "404", "NotFound"}
 
 
 class S3StateStore:
@@ -61,9 +55,9 @@ class S3StateStore:
         try:
             answer = self.aws.s3.get_object(Bucket=self.bucket, Key=self.name)
         except ClientError as error:
-            if error_code(error) in FORBIDDEN:
+            if is_access_denied(error):
                 raise self._forbidden("s3:GetObject") from None
-            if error_code(error) not in NO_KEY | NO_BUCKET:
+            if not (is_no_such_key(error) or is_no_such_bucket(error)):
                 raise
             self._etag, self._body = None, None
             legacy = self.legacy.load() if self.legacy is not None and self.legacy.path.exists() else None
@@ -89,12 +83,12 @@ class S3StateStore:
         try:
             answer = self._put(self.name, body, **condition)
         except ClientError as error:
-            if error_code(error) in CHANGED:
+            if is_s3_condition_failed(error):
                 raise DeployerError(
                     f"the state {self.where} changed since this run read it (another run wrote it): nothing was "
                     "overwritten; run the command again to start from what is there now"
                 ) from None
-            if error_code(error) in FORBIDDEN:
+            if is_access_denied(error):
                 raise self._forbidden("s3:PutObject") from None
             raise
         self._etag, self._body = answer["ETag"], body
@@ -149,11 +143,11 @@ class S3StateStore:
             try:
                 return str(self._put(self.lock_key, body, IfNoneMatch="*")["ETag"])
             except ClientError as error:
-                if error_code(error) in CHANGED:
+                if is_s3_condition_failed(error):
                     raise DeployerError(self._held_message()) from None
-                if error_code(error) in FORBIDDEN:
+                if is_access_denied(error):
                     raise self._forbidden("s3:PutObject") from None
-                if error_code(error) not in NO_BUCKET:
+                if not is_no_such_bucket(error):
                     raise
                 self._make_bucket()  # the first deploy of the app: the bucket comes first
         raise DeployerError(f"bucket {self.bucket} is still missing after creating it; run the command again")
@@ -177,7 +171,9 @@ class S3StateStore:
         try:
             self.aws.s3.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=etag)
         except ClientError as error:
-            if error_code(error) not in CHANGED | NO_KEY:  # removed by `unlock`, or replaced since: not ours now
+            if not (
+                is_s3_condition_failed(error) or is_no_such_key(error)
+            ):  # removed by `unlock`, or replaced since: not ours now
                 raise
 
     def _holder(self) -> tuple[dict[str, Any], str] | None:
@@ -185,7 +181,7 @@ class S3StateStore:
         try:
             answer = self.aws.s3.get_object(Bucket=self.bucket, Key=self.lock_key)
         except ClientError as error:
-            if error_code(error) in NO_KEY | NO_BUCKET:
+            if is_no_such_key(error) or is_no_such_bucket(error):
                 return None
             raise
         body = answer["Body"].read()
@@ -226,7 +222,7 @@ class S3StateStore:
         try:
             self.aws.s3.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=etag)
         except ClientError as error:
-            if error_code(error) in CHANGED:
+            if is_s3_condition_failed(error):
                 raise DeployerError(
                     "the lock changed since it was read (a new run holds it now): nothing removed"
                 ) from None

@@ -1,9 +1,11 @@
 """Retry the AWS errors botocore does not: bounded by time, with exponential backoff.
 
 Real AWS answers some calls "not yet" (docs/ARCHITECTURE.md, "What real AWS does"): a new role
-Lambda cannot assume for a few seconds, a function update still in progress, API Gateway's
-concurrent modification. botocore treats them as final; we wait and try again, for minutes rather
-than seconds, then give up with the last error.
+Lambda cannot assume for a few seconds, a function update still in progress. botocore treats them as
+final; we wait and try again, for minutes rather than seconds, then give up with the last error. (Which
+answers they are is deployer.aws's: `role_not_assumable`, `function_busy`. API Gateway's concurrent
+modification is retried under botocore itself, by deployer.aws's needs-retry handler, with this
+module's clock and on_wait.)
 
 The grain is a second after a short first wait: what is waited for (IAM propagation above all) becomes
 ready at a moment of its own, and a doubling backoff would overshoot it by seconds. A wait longer than
@@ -32,32 +34,6 @@ def _silent(what: str, seconds: float) -> None:
 
 # What the CLI says of a long wait: (what is waited for, seconds waited so far). Silent by default (library use).
 on_wait: Callable[[str, float], None] = _silent
-
-
-def error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def error_message(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Message", ""))
-
-
-def role_not_assumable(error: ClientError) -> bool:
-    """IAM propagation: the role exists but Lambda cannot see it yet."""
-    return error_code(error) == "InvalidParameterValueException" and "cannot be assumed" in error_message(error)
-
-
-def function_busy(error: ClientError) -> bool:
-    """Lambda refuses changes while the function is Pending ("currently in the following state: Pending")
-    or an update is InProgress ("An update is in progress for resource: ...")."""
-    message = error_message(error)
-    return error_code(error) == "ResourceConflictException" and (
-        "in progress" in message or "currently in the following state" in message
-    )
-
-
-def concurrent_modification(error: ClientError) -> bool:
-    return error_code(error) == "ConflictException" and "try again" in error_message(error).lower()
 
 
 def retrying(

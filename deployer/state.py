@@ -14,7 +14,6 @@ names and versions are stored: never credentials, never environment values.
 from __future__ import annotations
 
 import contextvars
-import fcntl
 import getpass
 import hashlib
 import json
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from deployer import filelock
 from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
@@ -240,37 +240,16 @@ class LocalStateStore:
         """Held for the whole command. The kernel drops it when its holder ends, however it ends
         (SIGKILL included), so a lock is never left stale on this host; the file only names the holder."""
         self._make_folder()
-        descriptor = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DeployerError(self._held_message()) from None
-            holder = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "command": command,
-                "since": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+        with filelock.held(self.lock_path, command, refused=self._held):
             token = running_command.set(command)
             try:
                 yield
             finally:
                 running_command.reset(token)
-                os.ftruncate(descriptor, 0)  # nobody holds it any more
-        finally:
-            os.close(descriptor)  # releases the lock
 
-    def _held_message(self) -> str:
-        try:
-            holder = json.loads(self.lock_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            holder = {}
-        return (
-            f"another deployer is working on {self.name}: `{holder.get('command', '?')}` "
-            f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {holder.get('since', '?')}); "
+    def _held(self, holder: dict[str, Any]) -> DeployerError:
+        return DeployerError(
+            f"another deployer is working on {self.name}: {filelock.describe(holder)}; "
             "wait for it to finish, or stop that process: its lock goes with it"
         )
 

@@ -290,6 +290,7 @@ def test_an_npmrc_reaches_npm_but_never_the_zip(project: Path, monkeypatch) -> N
     ("exclude", "message"),
     [
         (["!keep.py"], r"pattern '!keep\.py': negation is not supported: list only what to leave out"),
+        (["tests\\"], r"pattern 'tests\\\\' is not a gitignore pattern \(a lone \\ at its end\?\); fix it in"),
         (["*.py"], r"handler 'main\.handler' needs main\.py, which the build leaves out .*change \[function\] exclude"),
     ],
 )
@@ -458,7 +459,7 @@ def hold_build_lock(project: Path) -> Iterator[Any]:
 def test_a_build_waits_for_another_holder_of_the_build_lock_then_names_it(
     project: Path, hold_build_lock, monkeypatch
 ) -> None:
-    monkeypatch.setattr("deployer.build.BUILD_LOCK_WAIT", 0.5)
+    monkeypatch.setattr("deployer.build.lock.BUILD_LOCK_WAIT", 0.5)
     holder = hold_build_lock(30)
     with pytest.raises(DeployerError, match=rf"`up --version 1\.0\.0` \(pid {holder.pid} on .*wait for it to finish"):
         build(load_config(project / "deploy.toml"), force=True)
@@ -476,7 +477,7 @@ def test_a_build_proceeds_once_the_holder_is_done(project: Path, hold_build_lock
 
 
 def test_up_can_hold_the_build_lock_around_build(project: Path, monkeypatch) -> None:
-    monkeypatch.setattr("deployer.build.BUILD_LOCK_WAIT", 0.5)
+    monkeypatch.setattr("deployer.build.lock.BUILD_LOCK_WAIT", 0.5)
     config = load_config(project / "deploy.toml")
     with build_lock(config, command="up --version 1.0.0"):
         artifact = build(config)

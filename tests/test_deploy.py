@@ -208,7 +208,7 @@ def test_the_same_source_compressed_differently_is_the_same_version(
 ) -> None:
     """Another machine's zlib may deflate differently: the content, not the zip's bytes, names a version."""
     first, _ = up(make_run, "1.0.0")
-    monkeypatch.setattr("deployer.build.COMPRESSION_LEVEL", 1)
+    monkeypatch.setattr("deployer.build.zipwriter.COMPRESSION_LEVEL", 1)
     rebuilt = build(first.config, force=True)
     published = first.target.artifact
     assert rebuilt.sha256 != published.sha256 and rebuilt.content_sha256 == published.content_sha256

@@ -24,7 +24,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from deployer import cli, deploy
-from deployer.aws import RETRY_POLICY
+from deployer.aws import RETRY_POLICY, Aws
 from deployer.context import Run
 from deployer.resources.permission import statement_id
 from tests.account import APP, BUCKET, Account
@@ -272,20 +272,48 @@ def test_api_gateway_concurrent_modification_is_retried_on_integrations_and_depl
     session = boto3.Session()
     integration = fail(session, "apigateway", "PutIntegration", "ConflictException", CONCURRENT_MODIFICATION, 409, 3)
     deployment = fail(session, "apigateway", "CreateDeployment", "ConflictException", CONCURRENT_MODIFICATION, 409, 2)
+    attempts = {
+        operation: retry_attempts(session, "apigateway", operation)
+        for operation in ("PutIntegration", "CreateDeployment")
+    }
 
-    with monkeypatch.context() as patch:
-        give_up_at_once(patch)
+    with monkeypatch.context() as patch:  # without the deployer's needs-retry handler, the first refusal is final
+        patch.setattr("deployer.aws.CONCURRENT_MODIFICATION_LIMIT", 0)
         with pytest.raises(ClientError, match="concurrent modification"):
             up(make_run, "1.0.0", session)
-    assert (integration.seen, deployment.seen) == (1, 0)
+    assert (integration.seen, deployment.seen, sleeps.retries) == (1, 0, [])  # botocore did not retry it either
 
     run = up(make_run, "1.0.0", session)
     assert (integration.injected, deployment.injected) == (3, 2)
-    assert run.aws.calls.count("PutIntegration") == 2 + 2
-    assert run.aws.calls.count("CreateDeployment") == 1 + 2
-    assert no_waiting == [0.5, 1.0, 0.5, 1.0]
-    assert sleeps.retries == []
+    # Retried by botocore under each call (the handler classifies the answer once, on the client): the deployer
+    # made each call once, and botocore counted the tries and slept the handler's delays.
+    assert run.aws.calls.count("PutIntegration") == 2
+    assert run.aws.calls.count("CreateDeployment") == 1
+    assert attempts == {"PutIntegration": [0, 2, 0], "CreateDeployment": [2]}
+    assert sleeps.retries == [0.5, 1.0, 0.5, 1.0]
+    assert no_waiting == []
     aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_api_gateway_concurrent_modification_is_retried_for_two_minutes_then_stands(
+    aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]  # a clock that moves only when botocore sleeps
+    monkeypatch.setattr("deployer.retry.clock", lambda: now[0])
+    monkeypatch.setattr(
+        "botocore.endpoint.time", SimpleNamespace(sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
+    )
+    said: list[tuple[str, float]] = []
+    monkeypatch.setattr("deployer.retry.on_wait", lambda what, seconds: said.append((what, seconds)))
+    session = boto3.Session(region_name="us-east-1")
+    fault = fail(session, "apigateway", "GetRestApis", "ConflictException", CONCURRENT_MODIFICATION, 409, times=10**6)
+
+    with pytest.raises(ClientError, match="concurrent modification"):
+        Aws("us-east-1", session=session).apigateway.get_rest_apis()
+    assert fault.seen == 121  # refused at 0 s, 0.5 s, then every second to 119.5 s: a second more would pass 2 minutes
+    assert now[0] == 119.5
+    assert said[0] == ("API Gateway to finish another change to the API", 2.5)
+    assert len(said) == 24  # then every 5 s, not every second
 
 
 # Throttling: botocore's standard retries, as deployer.aws configures them ----------------------------------
@@ -314,6 +342,44 @@ def test_each_services_throttling_fails_a_single_attempt_and_is_retried_in_stand
     assert response["ResponseMetadata"]["RetryAttempts"] == 3
     assert (fault.seen, fault.injected) == (5, 4)
     assert len(sleeps.retries) == 3
+
+
+@pytest.mark.parametrize(
+    ("environment", "profile", "tries", "mode"),
+    [
+        ({}, "", 1 + 10, "standard"),  # nothing set: ours, standard mode and 10 retries
+        ({"AWS_MAX_ATTEMPTS": "2"}, "", 2, "standard"),
+        ({"AWS_RETRY_MODE": "legacy"}, "", 1 + 10, "legacy"),
+        ({}, "retry_mode = legacy\nmax_attempts = 4\n", 4, "legacy"),
+        ({"AWS_MAX_ATTEMPTS": "3"}, "max_attempts = 5\n", 3, "standard"),  # as botocore: the environment first
+    ],
+    ids=["ours", "env-attempts", "env-mode", "profile", "env-over-profile"],
+)
+def test_the_users_own_retry_mode_and_attempts_win_over_ours(
+    aws_account: Account,
+    sleeps: Sleeps,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    environment: dict[str, str],
+    profile: str,
+    tries: int,
+    mode: str,
+) -> None:
+    config_file = tmp_path / "aws-config"
+    config_file.write_text("[default]\n" + profile)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
+    for name in ("AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    session = boto3.Session(region_name="us-east-1")
+    fault = throttle(session, "apigateway", "GetRestApis", times=99)
+    client = Aws("us-east-1", session=session).apigateway
+
+    with pytest.raises(ClientError, match="TooManyRequestsException"):
+        client.get_rest_apis()
+    assert fault.seen == tries
+    assert client.meta.config.retries["mode"] == mode
 
 
 def test_throttling_on_iam_s3_lambda_and_api_gateway_is_retried_by_botocore(

@@ -7,14 +7,16 @@ page's own that resolves to 127.0.0.1), so the emulator trusts neither the conne
   file, to `{temp dir}/deployer-local-{uid}/{port}.credentials`: mode 0600 from its creation, in a
   folder only its user can enter. `--local` commands sign with them (target.py).
 - Every control-plane request (anything moto answers, Lambda Invoke) must carry an AWS Signature
-  Version 4 made with them: the access key id, the signature recomputed here, x-amz-date within 15
-  minutes, and the body's SHA-256. Refusals have AWS's 403 shape for the protocol, so boto3 raises a
-  ClientError with AWS's code.
+  Version 4 made with them: the access key id, the signature recomputed by botocore's signer (its
+  canonical request, as moto does it), x-amz-date within 15 minutes, and the body's SHA-256 (the
+  header parsing, the clock skew and the payload-hash checks are this module's own). Refusals have
+  AWS's 403 shape for the protocol, so boto3 raises a ClientError with AWS's code.
 - Every request, the data plane and the health check included, must name 127.0.0.1 or localhost in its
   Host header: a rebinding page's requests name the page's host.
 - `POST /_deployer/shutdown` carries a token derived from the secret (shutdown_token).
 
-Standard library only at import: control.py reads the file and makes the token without botocore.
+Standard library only at import: control.py reads the file and makes the token without botocore
+(the signature check imports botocore when it runs, in the local cloud's process).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from deployer.local import credentials_path
 
@@ -176,28 +177,9 @@ def check_signature(
     _, date, region, service, signed_headers, signature = fields
 
     claimed = environ.get("HTTP_X_AMZ_CONTENT_SHA256")
-    if claimed is not None:
-        payload_hash = claimed
-    elif body is not None:
-        payload_hash = hashlib.sha256(body).hexdigest()
-    else:
+    if claimed is None and body is None:
         raise ValueError("check_signature needs the body of a request without X-Amz-Content-SHA256")
-    canonical = "\n".join(
-        [
-            environ.get("REQUEST_METHOD", "GET").upper(),
-            canonical_uri(raw_path, service),
-            canonical_query(environ.get("QUERY_STRING", "")),
-            "".join(f"{name}:{header_value(environ, name)}\n" for name in signed_headers),
-            ";".join(signed_headers),
-            payload_hash,
-        ]
-    )
-    scope = f"{date}/{region}/{service}/aws4_request"
-    to_sign = "\n".join([ALGORITHM, environ["HTTP_X_AMZ_DATE"], scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = f"AWS4{credentials.secret_access_key}".encode()
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    expected = _signature(environ, raw_path, body, signed_headers, credentials, region, service)
     if not hmac.compare_digest(expected, signature):
         return Refusal("bad signature", service)
     if claimed is not None and claimed not in UNHASHED_PAYLOADS:
@@ -229,21 +211,36 @@ def parse_authorization(header: str) -> tuple[str, str, str, str, list[str], str
     return scope[0], scope[1], scope[2], scope[3], signed, signature
 
 
-def canonical_uri(raw_path: str, service: str) -> str:
-    """The path as botocore signs it: S3's as sent; every other service's normalized, then encoded once more."""
-    if service == "s3":
-        return raw_path or "/"
-    from botocore.utils import normalize_url_path  # the signer's own: the same dot segments and double slashes
+def _signature(
+    environ: Mapping[str, Any],
+    raw_path: str,
+    body: bytes | None,
+    signed_headers: list[str],
+    credentials: Credentials,
+    region: str,
+    service: str,
+) -> str:
+    """The signature the request should carry, computed by botocore's own signer (as moto verifies them):
+    its canonical request (S3's path as sent, every other service's normalized), string to sign and key.
 
-    return quote(normalize_url_path(raw_path), safe="/~")
+    The request it signs holds only the headers the client signed, as this module reads them from the
+    environ; a signed X-Amz-Content-SHA256 is the payload's hash, else the body's own."""
+    from botocore.auth import S3SigV4Auth, SigV4Auth  # the local cloud's process has botocore; control.py not
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials as BotoCredentials
 
-
-def canonical_query(query: str) -> str:
-    """The query's pairs as sent (boto3 encodes them as SigV4 wants), sorted by name, then value."""
-    if not query:
-        return ""
-    pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
-    return "&".join(f"{name}={value}" for name, value in pairs)
+    query = environ.get("QUERY_STRING", "")
+    host = header_value(environ, "host")
+    request = AWSRequest(
+        method=environ.get("REQUEST_METHOD", "GET"),
+        url=f"http://{host}{raw_path or '/'}" + (f"?{query}" if query else ""),
+        headers={name: header_value(environ, name) for name in signed_headers},
+        data=body,
+    )
+    request.context["timestamp"] = environ["HTTP_X_AMZ_DATE"]
+    signer = S3SigV4Auth if service == "s3" else SigV4Auth
+    auth = signer(BotoCredentials(credentials.access_key_id, credentials.secret_access_key), service, region)
+    return str(auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request))
 
 
 def header_value(environ: Mapping[str, Any], name: str) -> str:

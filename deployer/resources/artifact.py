@@ -20,14 +20,20 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.aws import is_not_found, read_or_none
+from deployer.aws import (
+    S3_BUCKET_OURS_ALREADY,
+    S3_BUCKET_TAKEN,
+    error_code,
+    is_access_denied,
+    is_no_such_bucket,
+    is_not_found,
+    read_or_none,
+)
 from deployer.context import Artifact as ContextArtifact
 from deployer.context import Run, Target
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
-from deployer.retry import error_code
 
-FORBIDDEN = {"403", "AccessDenied", "Forbidden", "AllAccessDisabled"}
 MULTIPART_THRESHOLD = 16 * 1024 * 1024  # from this size on, S3's managed transfer: in parts, concurrent
 
 
@@ -62,7 +68,7 @@ def head(target: Target, key: str) -> dict[str, Any] | None:
     try:
         return read_or_none(lambda: target.aws.s3.head_object(Bucket=target.config.bucket, Key=key))
     except ClientError as error:
-        if error_code(error) in FORBIDDEN:
+        if is_access_denied(error):
             raise _forbidden(target) from None
         raise
 
@@ -163,7 +169,7 @@ class Artifact:
         try:
             self._upload(run)
         except ClientError as error:
-            if error_code(error) != "NoSuchBucket":
+            if not is_no_such_bucket(error):
                 raise
             create_bucket(run)
             self._upload(run)
@@ -190,7 +196,7 @@ class Artifact:
                 Metadata=metadata,
             )
         except ClientError as error:
-            if error_code(error) in FORBIDDEN:
+            if is_access_denied(error):
                 raise _forbidden(run.target) from None
             raise
 
@@ -237,9 +243,9 @@ def make_private_bucket(aws: Any, bucket: str, created_before: bool = False) -> 
     try:
         aws.s3.create_bucket(Bucket=bucket, **options)
     except ClientError as error:
-        if error_code(error) == "BucketAlreadyExists":
+        if error_code(error) == S3_BUCKET_TAKEN:
             raise _not_yours(bucket) from None
-        if error_code(error) != "BucketAlreadyOwnedByYou":
+        if error_code(error) != S3_BUCKET_OURS_ALREADY:
             raise
         if not created_before:
             return

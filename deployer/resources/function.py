@@ -14,12 +14,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.aws import delete_if_present, read_or_none
+from deployer.aws import delete_if_present, function_busy, is_access_denied, read_or_none, role_not_assumable
 from deployer.config import Config
 from deployer.context import Run, Target, arn_account, arn_partition, check_ours
 from deployer.digest import hex_sha256
 from deployer.plan import Change, Diff, Plan
-from deployer.retry import error_code, function_busy, retrying, role_not_assumable
+from deployer.retry import retrying
 
 WAIT = {"Delay": 1, "MaxAttempts": 300}  # a second's grain, up to 5 minutes like Terraform
 RELEASE_LABEL = "deployer release "
@@ -217,7 +217,7 @@ def function_tags(target: Target, found: dict[str, Any]) -> dict[str, str] | Non
     try:
         return target.aws.lambda_.list_tags(Resource=found["Configuration"]["FunctionArn"])["Tags"]
     except ClientError as error:
-        if error_code(error) not in ("AccessDeniedException", "AccessDenied"):
+        if not is_access_denied(error):
             raise
         return None
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.aws import delete_if_present, read_or_none
+from deployer.aws import delete_if_present, function_busy, read_or_none, statement_exists
 from deployer.context import Run, Target, arn_account, arn_partition
 from deployer.gateway.integration import APIGATEWAY_PRINCIPAL, INVOKE_ACTION, execute_api_arn
 from deployer.plan import Change, Diff, Plan
 from deployer.resources.function import planned_arn, wait_until_ready
-from deployer.retry import error_code, function_busy, retrying
+from deployer.retry import retrying
 
 UNQUALIFIED_STATEMENT_ID = "deployer-apigateway-invoke"  # what stacks from before aliases granted
 
@@ -166,7 +166,7 @@ class Permission:
         except ClientError as error:
             # "The statement id (...) provided already exists": done already, by us or by a run
             # that died before it could say so. Replace it only if it says something else.
-            if error_code(error) != "ResourceConflictException" or "already exists" not in str(error):
+            if not statement_exists(error):
                 raise
             statement = _statement(run.aws, config.function_name, config.alias, sid)
             differences = _differences(statement, wanted) if statement is not None else ()

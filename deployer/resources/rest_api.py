@@ -19,7 +19,6 @@ from deployer.errors import DeployerError
 from deployer.gateway.integration import lambda_integration_uri
 from deployer.plan import Change, Diff, Plan
 from deployer.resources.function import alias_arn, planned_arn
-from deployer.retry import concurrent_modification, retrying
 
 ROOT, PROXY = "/", "/{proxy+}"
 METHOD = "ANY"
@@ -42,16 +41,6 @@ class Observed:
 
     def resource(self, path: str) -> dict[str, Any] | None:
         return next((item for item in self.resources if item["path"] == path), None)
-
-
-def gateway_call(operation: Any, **arguments: Any) -> Any:
-    """API Gateway writes answer ConflictException while another change settles: try again."""
-    return retrying(
-        lambda: operation(**arguments),
-        when=concurrent_modification,
-        limit_seconds=120,
-        waiting_for="API Gateway to finish another change to the API",
-    )
 
 
 def integration_uri(region: str, function_arn: str, alias: str) -> str:
@@ -168,7 +157,7 @@ class RestApi:
             if change.touches([Field.ENDPOINT]):  # in place: the API, its ID and its URL stay
                 old = next(diff.old for diff in change.diffs if diff.field == Field.ENDPOINT)
                 operation = {"op": "replace", "path": f"/endpointConfiguration/types/{old}", "value": config.endpoint}
-                gateway_call(gateway.update_rest_api, restApiId=api_id, patchOperations=[operation])
+                gateway.update_rest_api(restApiId=api_id, patchOperations=[operation])
             if change.touches([Field.BINARY_MEDIA_TYPES]):
                 diff = next(diff for diff in change.diffs if diff.field == Field.BINARY_MEDIA_TYPES)
                 operations = [{"op": "add", "path": f"/binaryMediaTypes/{_escaped(item)}"} for item in diff.new]
@@ -177,13 +166,12 @@ class RestApi:
                     for item in diff.old
                     if item not in diff.new
                 ]
-                gateway_call(gateway.update_rest_api, restApiId=api_id, patchOperations=operations)
+                gateway.update_rest_api(restApiId=api_id, patchOperations=operations)
             if change.touches([Field.TAGS]):
                 arn = f"arn:{arn_partition(run.state.role_arn)}:apigateway:{run.target.region}::/restapis/{api_id}"
-                gateway_call(gateway.tag_resource, resourceArn=arn, tags=config.tags)
+                gateway.tag_resource(resourceArn=arn, tags=config.tags)
             return
-        api = gateway_call(
-            gateway.create_rest_api,
+        api = gateway.create_rest_api(
             name=config.function_name,
             description="Deployed by deployer",
             endpointConfiguration={"types": [config.endpoint]},
@@ -206,8 +194,7 @@ class ProxyResource:
         return Change(self.resource, PROXY, "unchanged" if found else "create")
 
     def apply(self, run: Run, change: Change) -> None:
-        created = gateway_call(
-            run.aws.apigateway.create_resource,
+        created = run.aws.apigateway.create_resource(
             restApiId=run.state.rest_api_id,
             parentId=run.state.root_resource_id,
             pathPart="{proxy+}",
@@ -240,10 +227,10 @@ class Method:
         gateway = run.aws.apigateway
         where = {"restApiId": run.state.rest_api_id, "resourceId": _resource_id(run, self.path), "httpMethod": METHOD}
         if change.action == "create":
-            gateway_call(gateway.put_method, **where, authorizationType="NONE")
+            gateway.put_method(**where, authorizationType="NONE")
         else:
             operation = {"op": "replace", "path": "/authorizationType", "value": "NONE"}
-            gateway_call(gateway.update_method, **where, patchOperations=[operation])
+            gateway.update_method(**where, patchOperations=[operation])
 
 
 class Integration:
@@ -275,8 +262,7 @@ class Integration:
 
     def apply(self, run: Run, change: Change) -> None:
         assert run.state.function_arn, "the function step runs first"
-        gateway_call(
-            run.aws.apigateway.put_integration,  # creates or replaces
+        run.aws.apigateway.put_integration(  # creates or replaces
             restApiId=run.state.rest_api_id,
             resourceId=_resource_id(run, self.path),
             httpMethod=METHOD,
@@ -290,6 +276,6 @@ def delete(run: Run, api_id: str) -> bool:
     """Stages, deployments, resources, methods and integrations go with the API."""
     # API Gateway allows one DeleteRestApi per 30 s per account; botocore's standard retries back off.
     return delete_if_present(
-        lambda: gateway_call(run.aws.apigateway.delete_rest_api, restApiId=api_id),
+        lambda: run.aws.apigateway.delete_rest_api(restApiId=api_id),
         still_there=lambda: run.aws.apigateway.get_rest_api(restApiId=api_id),
     )

@@ -14,10 +14,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.aws import delete_if_present, read_or_none
+from deployer.aws import IAM_DELETE_CONFLICT, delete_if_present, error_code, read_or_none
 from deployer.context import Run, Target, arn_partition, check_ours
 from deployer.plan import Change, Diff, Plan
-from deployer.retry import error_code
 
 TRUST_POLICY = {
     "Version": "2012-10-17",
@@ -188,7 +187,7 @@ def delete(run: Run, name: str) -> bool:
         try:
             iam.delete_role(RoleName=name)
         except ClientError as error:
-            if error_code(error) != "DeleteConflict":
+            if error_code(error) != IAM_DELETE_CONFLICT:
                 raise
             # Inline policies added by hand block the delete: remove them too, the role is ours.
             for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):

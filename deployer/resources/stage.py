@@ -19,7 +19,7 @@ from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
 from deployer.plan import Change, Diff, Plan
 from deployer.resources.function import planned_arn
-from deployer.resources.rest_api import METHOD, PROXY, ROOT, gateway_call, integration_uri
+from deployer.resources.rest_api import METHOD, PROXY, ROOT, integration_uri
 
 FINGERPRINT_PREFIX = "deployer wiring "
 WIRING = frozenset({"rest api", "resource", "method", "integration"})  # the steps a deployment publishes
@@ -85,8 +85,7 @@ class Stage:
         if change.action == "create" or not change.diffs or change.touches([Field.WIRING]):
             # One CreateDeployment per 5 s per account: botocore's standard retries absorb the 429s.
             wiring = fingerprint(run.target.region, run.state.function_arn, config.alias, config.binary_media_types)
-            deployment = gateway_call(
-                gateway.create_deployment,
+            deployment = gateway.create_deployment(
                 restApiId=run.state.rest_api_id,
                 stageName=config.stage,
                 description=FINGERPRINT_PREFIX + wiring,
@@ -98,9 +97,7 @@ class Stage:
             if diff.field != Field.OLD_STAGES:
                 continue
             for old in diff.old:  # the new stage is live: the old name goes, and the alias it called
-                delete_if_present(
-                    lambda old=old: gateway_call(gateway.delete_stage, restApiId=run.state.rest_api_id, stageName=old)
-                )  # type: ignore[misc]
+                delete_if_present(lambda old=old: gateway.delete_stage(restApiId=run.state.rest_api_id, stageName=old))  # type: ignore[misc]
                 delete_if_present(
                     lambda old=old: run.aws.lambda_.delete_alias(FunctionName=config.function_name, Name=old)
                 )  # type: ignore[misc]

@@ -15,13 +15,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.aws import delete_if_present, read_or_none
+from deployer.aws import LAMBDA_PRECONDITION_FAILED, delete_if_present, error_code, function_busy, read_or_none
 from deployer.context import Run, Target
 from deployer.digest import lambda_sha256
 from deployer.errors import DeployerError
 from deployer.plan import Change, Plan
 from deployer.resources.function import WAIT, Observed, Release, release_label, wait_until_ready
-from deployer.retry import error_code, function_busy, retrying
+from deployer.retry import retrying
 
 
 def function_observed(earlier: Plan) -> Observed | None:
@@ -64,7 +64,7 @@ class Version:
                 before_retry=lambda: wait_until_ready(run),
             )
         except ClientError as error:
-            if error_code(error) != "PreconditionFailedException":
+            if error_code(error) != LAMBDA_PRECONDITION_FAILED:
                 raise
             raise DeployerError(
                 f"the code of {config.function_name} changed while {name} was being published (another deploy?): "
