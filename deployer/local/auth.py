@@ -174,7 +174,7 @@ def check_signature(
         return refusal
     fields = parse_authorization(environ.get("HTTP_AUTHORIZATION", ""))
     assert fields is not None  # check_identity parsed it
-    _, date, region, service, signed_headers, signature = fields
+    _, _, region, service, signed_headers, signature = fields
 
     claimed = environ.get("HTTP_X_AMZ_CONTENT_SHA256")
     if claimed is None and body is None:
