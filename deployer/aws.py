@@ -154,6 +154,10 @@ class Aws:
     def apigateway(self) -> Any:
         return self.client("apigateway")
 
+    @property
+    def logs(self) -> Any:
+        return self.client("logs")
+
 
 def check_endpoint_url(url: str) -> str:
     """An endpoint override is an http(s) URL with a host (and a port that exists): else one line, no call."""

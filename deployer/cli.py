@@ -6,6 +6,7 @@ boto3 is imported only inside the commands that talk to AWS, so `deployer --help
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Iterator
@@ -442,6 +443,9 @@ def down(
     endpoint_url: EndpointUrl = None,
     yes: Yes = False,
     local: Local = None,
+    keep_logs: Annotated[
+        bool, typer.Option("--keep-logs", help="Leave the function's log group (its events and retention).")
+    ] = False,
 ) -> None:
     """Delete everything deployed on this stage, newest first; other stages are left alone."""
     from deployer import deploy
@@ -454,6 +458,8 @@ def down(
         with _locked(connection, "down" + (f" --stage {config.stage}" if stage else "")) as state:
             run = connection.run(state)
             found = deploy.find_deployed(run.target)
+            if keep_logs:
+                found = dataclasses.replace(found, log_group=None)
             if found.empty:
                 output.info(f"nothing deployed for {config.app_name} on stage {config.stage}")
                 run.state.forget_resources()
@@ -461,6 +467,7 @@ def down(
                 return
             names = [f"rest api {api_id}" for api_id in found.rest_api_ids]
             names += [f"function {found.function_name}"] if found.function_name else []
+            names += [f"log group {found.log_group}"] if found.log_group else []
             if found.role:
                 shared = found.role.other_regions
                 names += [

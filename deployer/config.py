@@ -109,6 +109,18 @@ def _handler(value: str) -> str | None:
     return None
 
 
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy's retentionInDays), in days.
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+)  # fmt: skip
+
+
+def _retention(value: int) -> str | None:
+    if value in LOG_RETENTION_DAYS:
+        return None
+    return f"is {value}, which CloudWatch Logs does not accept; use one of {', '.join(map(str, LOG_RETENTION_DAYS))}"
+
+
 def _globs(value: list[Any]) -> str | None:
     if not all(isinstance(item, str) and item.strip() for item in value):
         return 'must be a list of glob patterns such as ["*.md", "tests/"]'
@@ -161,6 +173,8 @@ SCHEMA: dict[str, Schema] = {
         "architecture": (str, "x86_64", _pattern(r"x86_64|arm64", "must be x86_64 or arm64")),
         "environment": (dict, {}, _environment),
         "logs": (bool, True, None),
+        # Days CloudWatch Logs keeps the function's log events (Lambda's own default keeps them forever).
+        "log_retention_days": (int, 30, _retention),
         # Globs of paths inside the zip to leave out (the build's own rules: deployer/build.py).
         "exclude": (list, [], _globs),
     },
@@ -222,6 +236,7 @@ class Config:
     check_path: str = "/"
     binary_media_types: tuple[str, ...] = ("*/*",)  # [api] binary_media_types
     endpoint: str = "EDGE"  # [api] endpoint
+    log_retention_days: int = 30  # [function] log_retention_days
 
     @property
     def root(self) -> Path:
@@ -240,6 +255,11 @@ class Config:
     @property
     def role_name(self) -> str:
         return f"{self.function_name}-lambda-exec"
+
+    @property
+    def log_group(self) -> str:
+        """The log group Lambda writes the function's output to."""
+        return f"/aws/lambda/{self.function_name}"
 
     @property
     def alias(self) -> str:
@@ -374,6 +394,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         check_path=check["path"],
         binary_media_types=tuple(api["binary_media_types"]),
         endpoint=api["endpoint"],
+        log_retention_days=function["log_retention_days"],
     )
     size = sum(len(name.encode()) + len(value.encode()) for name, value in environment.items())
     if size > ENVIRONMENT_LIMIT:

@@ -76,6 +76,7 @@ class State:
     # back whole, even once its Lambda version is pruned. Environment variable names only, never values.
     releases: dict[str, dict[str, Any]] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    log_group: str | None = None  # the function's CloudWatch Logs group, made (or adopted) before the function
 
     def record(self, action: str, version: str | None) -> None:
         """Append to the short history of what was deployed when, by whom and how (newest last)."""
