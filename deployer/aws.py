@@ -158,6 +158,14 @@ class Aws:
     def logs(self) -> Any:
         return self.client("logs")
 
+    @property
+    def acm(self) -> Any:
+        return self.client("acm")  # the API's region: a REGIONAL domain name takes its certificate there
+
+    @property
+    def route53(self) -> Any:
+        return self.client("route53")
+
 
 def check_endpoint_url(url: str) -> str:
     """An endpoint override is an http(s) URL with a host (and a port that exists): else one line, no call."""

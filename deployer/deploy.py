@@ -17,7 +17,7 @@ from deployer import check
 from deployer.context import Run, Target
 from deployer.errors import DeployerError, UsageError
 from deployer.plan import Change, Diff, Plan, Step
-from deployer.resources import alias, artifact, function, log_group, permission, rest_api, role, stage, version
+from deployer.resources import alias, artifact, domain, function, log_group, permission, rest_api, role, stage, version
 
 UP_ORDER: tuple[Step, ...] = (
     artifact.Artifact(),
@@ -35,6 +35,7 @@ UP_ORDER: tuple[Step, ...] = (
     rest_api.Integration(rest_api.ROOT),
     permission.Permission(),  # the API may invoke the alias: before a deployment makes it call it
     stage.Stage(),
+    *domain.STEPS,  # certificate, domain name, base path mapping, DNS records: the stage's own domain, if any
     version.Prune(),
 )
 
@@ -243,6 +244,12 @@ def down(run: Run, found: Found, report: Report = lambda _: None) -> list[Outcom
         report(outcome)
         outcomes.append(outcome)
 
+    started = time.monotonic()
+    for change in domain.remove(run, found.rest_api_ids):  # mappings go before their API can
+        outcome = Outcome(change, time.monotonic() - started)
+        report(outcome)
+        outcomes.append(outcome)
+        started = time.monotonic()
     for api_id in found.rest_api_ids:
         remove("rest api", api_id, lambda api_id=api_id: rest_api.delete(run, api_id))  # type: ignore[misc]
     if found.function_name:
