@@ -233,6 +233,18 @@ class Aws:
     def apigateway(self) -> Any:
         return self.client("apigateway")
 
+    @property
+    def logs(self) -> Any:
+        return self.client("logs")
+
+    @property
+    def acm(self) -> Any:
+        return self.client("acm")  # the API's region: a REGIONAL domain name takes its certificate there
+
+    @property
+    def route53(self) -> Any:
+        return self.client("route53")
+
 
 def retry_policy(session: Any) -> dict[str, Any]:
     """RETRY_POLICY, less what the user set themselves: AWS_RETRY_MODE / AWS_MAX_ATTEMPTS, or retry_mode /

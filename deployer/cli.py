@@ -6,6 +6,7 @@ boto3 is imported only inside the commands that talk to AWS, so `deployer --help
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from deployer.state import State
 
 PLAN_CHANGES_EXIT_CODE = 3  # `deployer plan`: 0 nothing to do, 3 something would change
+WAITING_EXIT_CODE = 4  # deployed, but waiting on something outside AWS the output names (DNS records to create)
 
 app = typer.Typer(
     name="deployer",
@@ -240,6 +242,8 @@ STATUS_FIELDS = (
     "canary",
     "alias",
     "region",
+    "domain_url",
+    "domain_status",
 )
 
 
@@ -359,10 +363,34 @@ def _deploy(connection: Connection, run: Run, command: str, json_output: bool) -
             for item in outcomes
         ]
         data["aws_calls"] = len(connection.aws.calls)
+        data["dns_records_to_create"] = run.state.dns_pending or []
         output.result_json(data)
+        if run.state.domain_status == "validating":
+            raise typer.Exit(WAITING_EXIT_CODE)
         return
     output.info(_summary(connection, started))
-    output.result(run.state.base_url or "")
+    _report_domain(run.state)
+
+
+def _report_domain(state: State) -> None:
+    """The URL last on stdout: the domain's once it serves, the execute-api one (then on stderr) otherwise.
+    DNS records the user must create are named exactly; while the certificate waits for them, exit 4."""
+    for record in state.dns_pending or []:
+        line = f"{record['name']} {record['type']} {record['value']}"
+        output.info(f"create this DNS record: {output.escape(line)}")
+        if state.domain_status == "validating":
+            output.result(line)
+    if state.domain_status == "validating":
+        output.info(
+            f"{state.domain} waits for its certificate: create the record above where its DNS is served, then run "
+            f"`deployer up` again; until then the stage answers at {state.base_url}"
+        )
+        raise typer.Exit(WAITING_EXIT_CODE)
+    if state.domain_url:
+        output.info(f"execute-api URL: {state.base_url}")
+        output.result(state.domain_url)
+        return
+    output.result(state.base_url or "")
 
 
 @app.command()
@@ -436,6 +464,9 @@ def down(
     endpoint_url: EndpointUrl = None,
     yes: Yes = False,
     local: Local = None,
+    keep_logs: Annotated[
+        bool, typer.Option("--keep-logs", help="Leave the function's log group (its events and retention).")
+    ] = False,
 ) -> None:
     """Delete everything deployed on this stage, newest first; other stages are left alone."""
     from deployer import deploy
@@ -448,6 +479,8 @@ def down(
         with _locked(connection, "down" + (f" --stage {config.stage}" if stage else "")) as state:
             run = connection.run(state)
             found = deploy.find_deployed(run.target)
+            if keep_logs:
+                found = dataclasses.replace(found, log_group=None)
             if found.empty:
                 output.info(f"nothing deployed for {config.app_name} on stage {config.stage}")
                 run.state.forget_resources()
@@ -455,6 +488,7 @@ def down(
                 return
             names = [f"rest api {api_id}" for api_id in found.rest_api_ids]
             names += [f"function {found.function_name}"] if found.function_name else []
+            names += [f"log group {found.log_group}"] if found.log_group else []
             if found.role:
                 shared = found.role.other_regions
                 names += [
@@ -529,6 +563,8 @@ def status(
             return
         for name in ("version", "base_url", "stage", "function_name", "alias", "lambda_version", "rest_api_id"):
             output.result(f"{name:<14} {data[name]}")
+        if data["domain_url"]:
+            output.result(f"{'domain_url':<14} {data['domain_url']} ({data['domain_status'] or 'ready'})")
         if data["canary"]:
             canary = data["canary"]
             output.result(f"{'canary':<14} {canary['version']} gets {canary['weight']:.0%} of the traffic")

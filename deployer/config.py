@@ -109,6 +109,34 @@ def _handler(value: str) -> str | None:
     return None
 
 
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy's retentionInDays), in days.
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+)  # fmt: skip
+
+
+def _retention(value: int) -> str | None:
+    if value in LOG_RETENTION_DAYS:
+        return None
+    return f"is {value}, which CloudWatch Logs does not accept; use one of {', '.join(map(str, LOG_RETENTION_DAYS))}"
+
+
+DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _dns_name(value: str) -> str | None:
+    """A custom domain is a host name ACM can certify: lowercase labels of letters, digits and '-', two or more."""
+    labels = value.split(".")
+    if len(value) > 253 or len(labels) < 2 or not all(DNS_LABEL.fullmatch(label) for label in labels):
+        return (
+            f"{value!r} is not a DNS name: use lowercase labels of letters, digits and '-' (at most 63 characters "
+            "each) joined by dots, such as api.example.com"
+        )
+    if labels[-1].isdigit():
+        return f"{value!r} is an IP address, not a DNS name: use a name such as api.example.com"
+    return None
+
+
 def _globs(value: list[Any]) -> str | None:
     if not all(isinstance(item, str) and item.strip() for item in value):
         return 'must be a list of glob patterns such as ["*.md", "tests/"]'
@@ -161,6 +189,8 @@ SCHEMA: dict[str, Schema] = {
         "architecture": (str, "x86_64", _pattern(r"x86_64|arm64", "must be x86_64 or arm64")),
         "environment": (dict, {}, _environment),
         "logs": (bool, True, None),
+        # Days CloudWatch Logs keeps the function's log events (Lambda's own default keeps them forever).
+        "log_retention_days": (int, 30, _retention),
         # Globs of paths inside the zip to leave out (the build's own rules: deployer/build.py).
         "exclude": (list, [], _globs),
     },
@@ -174,6 +204,24 @@ SCHEMA: dict[str, Schema] = {
         ),
         # The media types API Gateway passes as binary (base64 both ways with the function): all, by default.
         "binary_media_types": (list, ["*/*"], _media_types),
+        # The default stage's own domain name (REGIONAL, TLS 1.2) with its ACM certificate and DNS records.
+        "domain": (str, None, _dns_name),
+        # Where the stage sits under the domain: "" is the root, "v1" serves https://<domain>/v1/...
+        "base_path": (
+            str,
+            "",
+            _pattern(
+                r"([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?", "must be empty (the root) or a path such as v1, no '/' first"
+            ),
+        ),
+        # An ACM certificate covering the domain(s), in the API's region; else one is found or requested.
+        "certificate_arn": (
+            str,
+            None,
+            _pattern(
+                r"arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+", "must be an ACM certificate ARN"
+            ),
+        ),
     },
     "releases": {
         # Published Lambda versions kept per stage (code storage per region is limited); aliased ones always stay.
@@ -222,6 +270,10 @@ class Config:
     check_path: str = "/"
     binary_media_types: tuple[str, ...] = ("*/*",)  # [api] binary_media_types
     endpoint: str = "EDGE"  # [api] endpoint
+    log_retention_days: int = 30  # [function] log_retention_days
+    domain: str | None = None  # [api] domain for the default stage, [stages.S] domain for stage S
+    base_path: str = ""  # [api] base_path: "" is the domain's root
+    certificate_arn: str | None = None  # [api] certificate_arn
 
     @property
     def root(self) -> Path:
@@ -240,6 +292,17 @@ class Config:
     @property
     def role_name(self) -> str:
         return f"{self.function_name}-lambda-exec"
+
+    @property
+    def domain_url(self) -> str | None:
+        if self.domain is None:
+            return None
+        return f"https://{self.domain}/{self.base_path}" if self.base_path else f"https://{self.domain}"
+
+    @property
+    def log_group(self) -> str:
+        """The log group Lambda writes the function's output to."""
+        return f"/aws/lambda/{self.function_name}"
 
     @property
     def alias(self) -> str:
@@ -295,6 +358,7 @@ def _read_section(
 # What a [stages.<name>] table may override: the function's settings, but not what goes into the zip (a
 # stage runs the very artifact built for the app; `promote` ships one stage's bytes to another).
 STAGE_SCHEMA: Schema = {key: value for key, value in SCHEMA["function"].items() if key not in ("source", "exclude")}
+STAGE_SCHEMA["domain"] = SCHEMA["api"]["domain"]  # a stage's own domain: never the default stage's
 ROLE_SUFFIX_LENGTH = len("-lambda-exec")
 IAM_ROLE_NAME_LIMIT = 64
 
@@ -348,6 +412,8 @@ def load_config(path: Path, stage: str | None = None) -> Config:
     overrides = _stage_overrides(data, chosen, where)
     # A stage's environment adds to [function]'s (and wins where both name a variable).
     environment = {**function["environment"], **overrides.pop("environment", {})}
+    # The default stage's domain is [api] domain; another stage has only the one its own table names.
+    domain = overrides.pop("domain", None) or (api["domain"] if chosen == api["stage"] else None)
     function = {**function, **overrides}
     config = Config(
         path=path.resolve(),
@@ -374,6 +440,10 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         check_path=check["path"],
         binary_media_types=tuple(api["binary_media_types"]),
         endpoint=api["endpoint"],
+        log_retention_days=function["log_retention_days"],
+        domain=domain,
+        base_path=api["base_path"],
+        certificate_arn=api["certificate_arn"],
     )
     size = sum(len(name.encode()) + len(value.encode()) for name, value in environment.items())
     if size > ENVIRONMENT_LIMIT:

@@ -17,11 +17,12 @@ from deployer import check
 from deployer.context import Run, Target
 from deployer.errors import DeployerError, UsageError
 from deployer.plan import Change, Diff, Plan, Step
-from deployer.resources import alias, artifact, function, permission, rest_api, role, stage, version
+from deployer.resources import alias, artifact, domain, function, log_group, permission, rest_api, role, stage, version
 
 UP_ORDER: tuple[Step, ...] = (
     artifact.Artifact(),
     role.Role(),
+    log_group.LogGroup(),  # before the function: else Lambda makes it at the first log line, kept forever
     function.Function(),  # $LATEST: code and configuration; never served
     version.Version(),  # published once it holds the release
     check.Check(),  # the new version invoked before any traffic reaches it
@@ -34,6 +35,7 @@ UP_ORDER: tuple[Step, ...] = (
     rest_api.Integration(rest_api.ROOT),
     permission.Permission(),  # the API may invoke the alias: before a deployment makes it call it
     stage.Stage(),
+    *domain.STEPS,  # certificate, domain name, base path mapping, DNS records: the stage's own domain, if any
     version.Prune(),
 )
 
@@ -216,10 +218,11 @@ class Found:
     rest_api_ids: list[str]
     function_name: str | None
     role: role.Found | None
+    log_group: str | None = None  # only one deployer made (tagged): an adopted group is not ours to delete
 
     @property
     def empty(self) -> bool:
-        return not (self.rest_api_ids or self.function_name or self.role)
+        return not (self.rest_api_ids or self.function_name or self.role or self.log_group)
 
 
 def find_deployed(target: Target) -> Found:
@@ -227,7 +230,7 @@ def find_deployed(target: Target) -> Found:
     (an API a retried CreateRestApi orphaned too). Never what a state file names without that proof."""
     _check_region(target)
     api_ids = [api["id"] for api in rest_api.find_tagged(target)]
-    return Found(api_ids, function.find_ours(target), role.find_ours(target))
+    return Found(api_ids, function.find_ours(target), role.find_ours(target), log_group.find_ours(target))
 
 
 def down(run: Run, found: Found, report: Report = lambda _: None) -> list[Outcome]:
@@ -241,11 +244,20 @@ def down(run: Run, found: Found, report: Report = lambda _: None) -> list[Outcom
         report(outcome)
         outcomes.append(outcome)
 
+    started = time.monotonic()
+    for change in domain.remove(run, found.rest_api_ids):  # mappings go before their API can
+        outcome = Outcome(change, time.monotonic() - started)
+        report(outcome)
+        outcomes.append(outcome)
+        started = time.monotonic()
     for api_id in found.rest_api_ids:
         remove("rest api", api_id, lambda api_id=api_id: rest_api.delete(run, api_id))  # type: ignore[misc]
     if found.function_name:
         name = found.function_name
         remove("function", name, lambda: function.delete(run, name))
+    if found.log_group:
+        group = found.log_group
+        remove("log group", group, lambda: log_group.delete(run, group))
     if found.role and found.role.other_regions:
         started, shared = time.monotonic(), found.role
         role.leave(run, shared)

@@ -64,3 +64,19 @@ def retrying(
         sleep(delay)
         before_retry()
         delay = min(delay * 2, max_delay)
+
+
+def wait_for(ready: Callable[[], bool], *, waiting_for: str, limit_seconds: float = 600, delay: float = 5.0) -> bool:
+    """Poll ready() every `delay` seconds, saying the wait once it is long, for at most `limit_seconds` (counted
+    in polls, so a test's instant sleep ends it too): whether it became ready. For what AWS finishes on its own
+    time, such as ACM validating a certificate once its DNS record exists."""
+    waited, spoken = 0.0, 0.0
+    while not ready():
+        waited += delay
+        if waited > limit_seconds:
+            return False
+        if waited >= SPEAK_AFTER and (spoken == 0 or waited - spoken >= 5):
+            on_wait(waiting_for, waited)
+            spoken = waited
+        sleep(delay)
+    return True

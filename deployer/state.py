@@ -76,6 +76,17 @@ class State:
     # back whole, even once its Lambda version is pruned. Environment variable names only, never values.
     releases: dict[str, dict[str, Any]] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    log_group: str | None = None  # the function's CloudWatch Logs group, made (or adopted) before the function
+    domain: str | None = None  # the stage's custom domain name
+    domain_url: str | None = None  # https://<domain>/<base path>
+    domain_status: str | None = None  # "ready", "waiting for DNS" or "validating" (the certificate)
+    domain_target: dict[str, Any] | None = None  # API Gateway's {"name", "zone"} the domain's records point at
+    certificate_arn: str | None = None  # the certificate the domain uses
+    requested_certificate_arn: str | None = None  # one deployer requested: down deletes it when nothing uses it
+    dns_records: list[dict[str, Any]] | None = (
+        None  # Route 53 records deployer wrote: {"zone", "name", "type", "value"}
+    )
+    dns_pending: list[dict[str, Any]] | None = None  # records to create by hand (no zone): {"name", "type", "value"}
 
     def record(self, action: str, version: str | None) -> None:
         """Append to the short history of what was deployed when, by whom and how (newest last)."""
@@ -140,7 +151,9 @@ class StateInvalid(UsageError):
 
 
 # The fields that are not strings (None is always allowed: not known yet).
-FIELD_TYPES: dict[str, type] = {"history": list, "releases": dict, "canary": dict}
+FIELD_TYPES: dict[str, type] = {
+    "history": list, "releases": dict, "canary": dict, "domain_target": dict, "dns_records": list, "dns_pending": list,
+}  # fmt: skip
 
 
 class StateStore(Protocol):

@@ -48,8 +48,17 @@ class Account:
         body = self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
         return base64.b64encode(hashlib.sha256(body).digest()).decode()
 
+    def log_groups(self) -> dict[str, dict[str, Any]]:
+        """Every log group, by name, with its tags under "tags"."""
+        logs = self.client("logs")
+        groups = {}
+        for group in logs.describe_log_groups()["logGroups"]:
+            tags = logs.list_tags_for_resource(resourceArn=group["arn"].removesuffix(":*"))["tags"]
+            groups[group["logGroupName"]] = {**group, "tags": tags}
+        return groups
+
     def is_empty(self) -> bool:
-        return not (self.roles() or self.functions() or self.rest_apis())
+        return not (self.roles() or self.functions() or self.rest_apis() or self.log_groups())
 
     def alias(self, name: str, alias: str) -> dict[str, Any]:
         return self.client("lambda").get_alias(FunctionName=name, Name=alias)

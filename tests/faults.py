@@ -28,9 +28,15 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
 # The service part of botocore's event names (the service id, hyphenised) and each service's protocol.
-EVENT_SERVICE = {"lambda": "lambda", "apigateway": "api-gateway", "iam": "iam", "s3": "s3"}
+EVENT_SERVICE = {
+    "lambda": "lambda", "apigateway": "api-gateway", "iam": "iam", "s3": "s3", "logs": "cloudwatch-logs",
+    "acm": "acm", "route53": "route-53",
+}  # fmt: skip
 SERVICE_OF_EVENT = {value: key for key, value in EVENT_SERVICE.items()}
-PROTOCOL = {"lambda": "rest-json", "apigateway": "rest-json", "iam": "query", "s3": "rest-xml"}
+PROTOCOL = {
+    "lambda": "rest-json", "apigateway": "rest-json", "iam": "query", "s3": "rest-xml", "logs": "json", "acm": "json",
+    "route53": "rest-xml",
+}  # fmt: skip
 
 # What each service answers when it throttles: (code, message, HTTP status).
 THROTTLES = {
@@ -38,6 +44,9 @@ THROTTLES = {
     "apigateway": ("TooManyRequestsException", "Too Many Requests", 429),
     "iam": ("Throttling", "Rate exceeded", 400),
     "s3": ("SlowDown", "Please reduce your request rate.", 503),
+    "logs": ("ThrottlingException", "Rate exceeded", 400),
+    "acm": ("ThrottlingException", "Rate exceeded", 400),
+    "route53": ("Throttling", "Rate exceeded", 400),
 }
 
 ROLE_NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
@@ -79,9 +88,9 @@ def error_response(service: str, url: str, code: str, message: str, status: int)
     """An error answer in the service's own protocol, as botocore's parsers expect it."""
     protocol = PROTOCOL[service]
     headers = {"x-amzn-RequestId": "fault-injected"}
-    if protocol == "rest-json":
-        headers |= {"x-amzn-ErrorType": code, "Content-Type": "application/json"}
-        body = json.dumps({"message": message, "Message": message, "Type": "User"}).encode()
+    if protocol in ("rest-json", "json"):
+        headers |= {"x-amzn-ErrorType": code, "Content-Type": "application/x-amz-json-1.1"}
+        body = json.dumps({"__type": code, "message": message, "Message": message, "Type": "User"}).encode()
     elif protocol == "query":
         headers["Content-Type"] = "text/xml"
         body = (

@@ -158,13 +158,14 @@ def test_up_json_gives_scripts_the_status_fields_and_each_resource(project: Path
     assert data["rest_api_id"] == api_id and data["version"] == "1.0.0" and data["stage"] == "test"
     assert data["base_url"] == f"https://{api_id}.execute-api.us-east-1.amazonaws.com/test"
     actions = [(item["resource"], item["action"]) for item in data["resources"]]
-    assert actions[3:6] == [("version", "create"), ("check", "check"), ("alias", "create")]
-    assert [action for _, action in actions] == ["create"] * 4 + ["check"] + ["create"] * 9 + ["unchanged"]
+    assert actions[4:7] == [("version", "create"), ("check", "check"), ("alias", "create")]
+    # unchanged: the four steps of a custom domain (none configured) and old versions (none to prune)
+    assert [action for _, action in actions] == ["create"] * 5 + ["check"] + ["create"] * 9 + ["unchanged"] * 5
     assert data["lambda_version"] == "1" and data["canary"] is None
-    # 19 for the stack; 15 for the shared state: the lock (5: refused for want of a bucket, the bucket made
-    # private and encrypted, taken), one read, and a write after each resource created (9). (Its release, one
-    # request more, comes after the count.)
-    assert data["aws_calls"] == 34
+    # 22 for the stack (the log group: 3); 16 for the shared state: the lock (5: refused for want of a bucket, the
+    # bucket made private and encrypted, taken), one read, and a write after each resource created (10). (Its
+    # release, one request more, comes after the count.)
+    assert data["aws_calls"] == 38
 
 
 def test_plan_exits_3_when_up_would_change_something_and_0_when_not(cli, aws_account) -> None:

@@ -56,6 +56,8 @@ def wipe(account: Account) -> None:
         for policy in iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]:
             iam.detach_role_policy(RoleName=role["RoleName"], PolicyArn=policy["PolicyArn"])
         iam.delete_role(RoleName=role["RoleName"])
+    for group in account.log_groups():
+        account.client("logs").delete_log_group(logGroupName=group)
     for bucket in s3.list_buckets()["Buckets"]:
         for item in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
             s3.delete_object(Bucket=bucket["Name"], Key=item["Key"])

@@ -34,7 +34,7 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new))
 
 
-def test_fresh_up_creates_the_whole_stack_in_23_requests(make_run, aws_account: Account) -> None:
+def test_fresh_up_creates_the_whole_stack_in_26_requests(make_run, aws_account: Account) -> None:
     run, actions = up(make_run, "1.0.0")
     aws_account.assert_stack("v1.0.0/example.zip")
     assert set(actions.values()) == {"create", "check", "unchanged"}  # unchanged: no old versions to prune
@@ -42,16 +42,18 @@ def test_fresh_up_creates_the_whole_stack_in_23_requests(make_run, aws_account: 
     assert (run.state.app, run.state.stage, run.state.region) == (APP, "test", "us-east-1")
     assert (run.state.version, run.state.alias, run.state.lambda_version) == ("1.0.0", "test", "1")
     # The bucket is created too: PutObject (NoSuchBucket), CreateBucket, PutPublicAccessBlock, PutBucketEncryption.
-    assert len(run.aws.calls) == 23
-    assert len(writes(run)) == 18
+    # The log group too: DescribeLogGroups, CreateLogGroup, PutRetentionPolicy.
+    assert len(run.aws.calls) == 26
+    assert len(writes(run)) == 20
 
 
-def test_fresh_up_into_an_existing_bucket_takes_20_requests(make_run, aws_account: Account, lambda_invoke) -> None:
+def test_fresh_up_into_an_existing_bucket_takes_22_requests(make_run, aws_account: Account, lambda_invoke) -> None:
     aws_account.client("s3").create_bucket(Bucket="deployer-example-artifacts")
     run, _ = up(make_run, "1.0.0")
     assert run.aws.calls == [
-        "HeadObject", "GetRole", "GetFunction", "GetRestApis",  # the plan: nothing exists
-        "PutObject", "CreateRole", "AttachRolePolicy", "CreateFunction", "PublishVersion",
+        "HeadObject", "GetRole", "DescribeLogGroups", "GetFunction", "GetRestApis",  # the plan: nothing exists
+        "PutObject", "CreateRole", "AttachRolePolicy", "CreateLogGroup", "PutRetentionPolicy", "CreateFunction",
+        "PublishVersion",
         "Invoke",  # the check, on version 1, before the alias exists
         "CreateAlias", "CreateRestApi", "CreateResource", "PutMethod", "PutMethod", "PutIntegration",
         "PutIntegration", "AddPermission", "CreateDeployment",
@@ -59,7 +61,7 @@ def test_fresh_up_into_an_existing_bucket_takes_20_requests(make_run, aws_accoun
     assert [qualifier for qualifier, _ in lambda_invoke.invocations] == ["1"]
 
 
-def test_an_unchanged_up_makes_no_write_and_thirteen_reads(make_run, aws_account: Account, lambda_invoke) -> None:
+def test_an_unchanged_up_makes_no_write_and_fourteen_reads(make_run, aws_account: Account, lambda_invoke) -> None:
     up(make_run, "1.0.0")
     run, actions = up(make_run, "1.0.0")
     assert set(actions.values()) == {"unchanged"}, actions
@@ -67,6 +69,7 @@ def test_an_unchanged_up_makes_no_write_and_thirteen_reads(make_run, aws_account
     assert run.aws.calls == [
         "HeadObject", "GetRole", "ListAttachedRolePolicies",
         "ListRolePolicies",  # inline policies are never ours: up removes any
+        "DescribeLogGroups",  # its retention
         "GetFunction", "ListVersionsByFunction", "GetAlias",
         "GetRestApi",  # the API the state names: ours only if its name and tags say so
         "GetResources",
@@ -149,7 +152,8 @@ def test_down_removes_everything_and_a_second_down_is_harmless(make_run, aws_acc
     deploy.down(run, deploy.find_deployed(run.target))
     # Found by name and tags, never on a state file's word alone (a state can be copied from another app):
     # every tagged API of the app's name goes, an orphan of a retried CreateRestApi too.
-    assert run.aws.calls == ["GetRestApis", "GetFunction", "GetRole", "DeleteRestApi", "DeleteFunction",
+    assert run.aws.calls == ["GetRestApis", "GetFunction", "GetRole", "DescribeLogGroups", "ListTagsForResource",
+                             "DeleteRestApi", "DeleteFunction", "DeleteLogGroup",
                              "ListAttachedRolePolicies", "DetachRolePolicy", "DeleteRole"]  # fmt: skip
     assert aws_account.is_empty()
     run = make_run()
@@ -164,7 +168,7 @@ def test_down_treats_resources_already_gone_as_removed(make_run, aws_account: Ac
     found = deploy.find_deployed(run.target)
     aws_account.client("lambda").delete_function(FunctionName=APP)  # gone between the look and the delete
     outcomes = deploy.down(run, found)
-    assert [outcome.change.action for outcome in outcomes] == ["delete", "absent", "delete"]
+    assert [outcome.change.action for outcome in outcomes] == ["delete", "absent", "delete", "delete"]
     assert aws_account.is_empty()
 
 

@@ -370,7 +370,7 @@ def test_a_delete_answered_with_a_server_error_is_confirmed_by_a_read(
     aws_account.client("apigateway").delete_rest_api(restApiId=api_id)  # by the down that was interrupted
     outcomes = deploy.down(run, found)
     assert [(item.change.resource, item.change.action) for item in outcomes] == [
-        ("rest api", "absent"), ("function", "delete"), ("role", "delete"),
+        ("rest api", "absent"), ("function", "delete"), ("log group", "delete"), ("role", "delete"),
     ]  # fmt: skip
     assert deleted.injected >= 1 and "GetRestApi" in run.aws.calls
     assert aws_account.is_empty()

@@ -1,0 +1,371 @@
+"""The stage's custom domain: its ACM certificate, API Gateway's domain name and base path mapping, and the
+DNS records in Route 53.
+
+- Certificate: `[api] certificate_arn`; else an ISSUED certificate in the API's region covering the name
+  (exactly or by a wildcard); else one is requested (DNS validation, tagged as the app's). Where Route 53
+  holds a public zone for the name, its validation record is written and `up` waits for ISSUED; where it
+  does not, the record is left to the user: the domain is "validating" and `up` exits 4 naming it.
+- Domain name: REGIONAL, TLS 1.2, tagged as the app's and the stage's; a domain name of another app or
+  stage is refused. Its certificate is changed in place.
+- Base path mapping: this stage's API and stage under `[api] base_path`; a new base path is changed in place.
+- DNS: alias A and AAAA records to API Gateway's regional target, written only where none is, or where
+  deployer wrote the one there (deployer/resources/dns.py). Without a zone, the CNAME to create is named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Any
+
+from deployer import retry
+from deployer.aws import delete_if_present, read_or_none
+from deployer.context import Run, Target, check_ours
+from deployer.errors import DeployerError
+from deployer.plan import Change, Diff, Plan
+from deployer.resources import dns
+from deployer.resources.rest_api import gateway_call
+
+SECURITY_POLICY = "TLS_1_2"
+ROOT = "(none)"  # API Gateway's name of the empty base path
+VALIDATION_WAIT = 1800  # seconds: ACM validates within minutes once the record resolves; give it half an hour
+
+
+class Field(StrEnum):
+    STATUS = "status"
+    CERTIFICATE = "certificate"
+    SECURITY_POLICY = "security policy"
+    BASE_PATH = "base path"
+    RECORDS = "records"
+
+
+def _none(resource: str) -> Change:
+    return Change(resource, "none", "unchanged")
+
+
+def covers(pattern: str, name: str) -> bool:
+    """Whether a certificate name covers the domain: the same name, or *.parent for a name one level below."""
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    return pattern == name or (pattern.startswith("*.") and name.split(".", 1)[-1] == pattern[2:])
+
+
+def _describe(target: Target, arn: str) -> dict[str, Any] | None:
+    found = read_or_none(lambda: target.aws.acm.describe_certificate(CertificateArn=arn))
+    return found["Certificate"] if found else None
+
+
+def _issued_covering(target: Target, name: str) -> str | None:
+    """An ISSUED certificate of the region covering the name, the exact one first."""
+    covering: list[tuple[bool, str]] = []
+    for page in target.aws.acm.get_paginator("list_certificates").paginate(CertificateStatuses=["ISSUED"]):
+        for summary in page["CertificateSummaryList"]:
+            names = {summary.get("DomainName", ""), *summary.get("SubjectAlternativeNameSummaries", [])}
+            if any(covers(item, name) for item in names):
+                covering.append((name not in names, summary["CertificateArn"]))
+    return min(covering)[1] if covering else None
+
+
+def validation_records(certificate: dict[str, Any]) -> list[dict[str, str]]:
+    """The CNAMEs ACM asks for (it may take a few seconds after the request to name them)."""
+    records = []
+    for option in certificate.get("DomainValidationOptions", []):
+        record = option.get("ResourceRecord")
+        if record and option.get("ValidationStatus") != "SUCCESS":
+            value = record["Value"].lower().rstrip(".")
+            records.append({"name": record["Name"].rstrip("."), "type": record["Type"], "value": value})
+    return records
+
+
+class Certificate:
+    resource = "certificate"
+
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        config = target.config
+        if config.domain is None:
+            return _none(self.resource)
+        arn = config.certificate_arn or target.recorded.requested_certificate_arn
+        certificate = _describe(target, arn) if arn else None
+        if certificate is None and config.certificate_arn:
+            raise DeployerError(
+                f"[api] certificate_arn {config.certificate_arn} is not a certificate of region {target.region}: "
+                f"a REGIONAL domain name takes one from the API's region"
+            )
+        if certificate is None or certificate["Status"] in ("FAILED", "REVOKED", "EXPIRED", "VALIDATION_TIMED_OUT"):
+            found = _issued_covering(target, config.domain)
+            if found is None:
+                return Change(self.resource, config.domain, "create")
+            certificate = {"CertificateArn": found, "Status": "ISSUED"}
+        arn = certificate["CertificateArn"]
+        status = certificate["Status"]
+        diffs = (Diff(Field.STATUS, status, "ISSUED"),) if status != "ISSUED" else ()
+        learned: dict[str, Any] = {"certificate_arn": arn, "domain": config.domain, "domain_url": config.domain_url}
+        if not diffs and target.recorded.domain_status == "validating":  # validated since: the records were made
+            learned |= {"domain_status": None, "dns_pending": None}
+        return Change(
+            self.resource, arn, "update" if diffs else "unchanged", diffs, observed=certificate, learned=learned
+        )
+
+    def apply(self, run: Run, change: Change) -> None:
+        config, acm, state = run.config, run.aws.acm, run.state
+        assert config.domain is not None
+        state.domain, state.domain_url = config.domain, config.domain_url
+        if change.action == "create":
+            token = hashlib.sha256(f"{config.app_name}/{config.stage}/{config.domain}".encode()).hexdigest()[:32]
+            tags = [{"Key": key, "Value": value} for key, value in config.tags.items()]
+            arn = acm.request_certificate(
+                DomainName=config.domain, ValidationMethod="DNS", IdempotencyToken=token, Tags=tags
+            )["CertificateArn"]
+            state.certificate_arn = state.requested_certificate_arn = arn
+            run.save()
+        arn = state.certificate_arn or change.name
+        state.certificate_arn = arn
+        certificate: dict[str, Any] = {}
+
+        def named() -> bool:  # ACM names the validation records a few seconds after the request
+            certificate.update(_describe(run.target, arn) or {})
+            return certificate.get("Status") != "PENDING_VALIDATION" or bool(validation_records(certificate))
+
+        retry.wait_for(named, waiting_for="ACM to name the certificate's validation record", limit_seconds=60)
+        if certificate.get("Status") == "ISSUED":
+            return
+        records = validation_records(certificate)
+        zone = dns.find_zone(run.aws.route53, config.domain)
+        if zone is None:  # the user's DNS: the record is theirs to create, `up` exits 4 naming it
+            state.domain_status, state.dns_pending = "validating", records
+            run.save()
+            return
+        written = list(state.dns_records or [])
+        for record in records:
+            dns.write(run.aws.route53, zone["Id"], record["name"], record["type"], record["value"], written)
+            entry = {"zone": zone["Id"], **record}
+            if entry not in written:
+                written.append(entry)
+            state.dns_records = written
+            run.save()
+
+        def issued() -> bool:
+            return (_describe(run.target, arn) or {}).get("Status") == "ISSUED"
+
+        if not retry.wait_for(issued, waiting_for=f"ACM to validate the certificate of {config.domain}",
+                              limit_seconds=VALIDATION_WAIT, delay=10):  # fmt: skip
+            raise DeployerError(
+                f"ACM has not validated the certificate of {config.domain} in {VALIDATION_WAIT // 60} minutes: its "
+                "record is in Route 53; run `deployer up` again later"
+            )
+        state.domain_status, state.dns_pending = None, None
+
+
+def _issued(run: Run) -> bool:
+    return run.state.domain_status != "validating"
+
+
+class DomainName:
+    resource = "domain name"
+
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        config = target.config
+        if config.domain is None:
+            return _none(self.resource)
+        found = read_or_none(lambda: target.aws.apigateway.get_domain_name(domainName=config.domain))
+        if found is None:
+            return Change(self.resource, config.domain, "create")
+        tags = found.get("tags", {})
+        check_ours(config, self.resource, config.domain, tags)
+        if tags.get("deployer:stage") != config.stage:
+            raise DeployerError(
+                f"the domain name {config.domain} serves stage {tags.get('deployer:stage')}, not {config.stage}: "
+                "give each stage its own domain"
+            )
+        certificate = earlier.of("certificate")
+        wanted = certificate.learned.get("certificate_arn") if certificate else None
+        diffs = []
+        if found.get("regionalCertificateArn") != wanted:
+            diffs.append(Diff(Field.CERTIFICATE, found.get("regionalCertificateArn"), wanted or "a new certificate"))
+        if found.get("securityPolicy") != SECURITY_POLICY:
+            diffs.append(Diff(Field.SECURITY_POLICY, found.get("securityPolicy"), SECURITY_POLICY))
+        target_name = {"name": found["regionalDomainName"], "zone": found["regionalHostedZoneId"]}
+        return Change(
+            self.resource,
+            config.domain,
+            "update" if diffs else "unchanged",
+            tuple(diffs),
+            observed=found,
+            learned={"domain_target": target_name},
+        )
+
+    def apply(self, run: Run, change: Change) -> Change | None:
+        config, gateway, state = run.config, run.aws.apigateway, run.state
+        if not _issued(run):
+            return Change(self.resource, change.name, "skip", note="waiting for the certificate's DNS record")
+        if change.action == "create":
+            found = gateway_call(
+                gateway.create_domain_name,
+                domainName=config.domain,
+                regionalCertificateArn=state.certificate_arn,
+                endpointConfiguration={"types": ["REGIONAL"]},
+                securityPolicy=SECURITY_POLICY,
+                tags=config.tags,
+            )
+            state.domain_target = {"name": found["regionalDomainName"], "zone": found["regionalHostedZoneId"]}
+            run.save()
+            return None
+        operations = []
+        if change.touches([Field.CERTIFICATE]):
+            operations.append({"op": "replace", "path": "/regionalCertificateArn", "value": state.certificate_arn})
+        if change.touches([Field.SECURITY_POLICY]):
+            operations.append({"op": "replace", "path": "/securityPolicy", "value": SECURITY_POLICY})
+        gateway_call(gateway.update_domain_name, domainName=config.domain, patchOperations=operations)
+        return None
+
+
+def _mappings(target: Target, domain: str) -> list[dict[str, Any]]:
+    found = read_or_none(lambda: target.aws.apigateway.get_base_path_mappings(domainName=domain, limit=500))
+    return found.get("items", []) if found else []
+
+
+class BasePathMapping:
+    resource = "base path mapping"
+
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        config = target.config
+        if config.domain is None:
+            return _none(self.resource)
+        wanted = config.base_path or ROOT
+        domain = earlier.of("domain name")
+        api = earlier.of("rest api")
+        api_id = api.learned.get("rest_api_id") if api else None
+        if domain is None or domain.action == "create" or api_id is None:
+            return Change(self.resource, wanted, "create")
+        mappings = _mappings(target, config.domain)
+        ours = next((item for item in mappings if item["restApiId"] == api_id and item["stage"] == config.stage), None)
+        taken = next((item for item in mappings if item["basePath"] == wanted and item is not ours), None)
+        if taken is not None:
+            raise DeployerError(
+                f"base path {wanted} of {config.domain} already serves API {taken['restApiId']} stage "
+                f"{taken['stage']}: choose another [api] base_path"
+            )
+        if ours is None:
+            return Change(self.resource, wanted, "create")
+        diffs = (Diff(Field.BASE_PATH, ours["basePath"], wanted),) if ours["basePath"] != wanted else ()
+        return Change(self.resource, wanted, "update" if diffs else "unchanged", diffs, observed=ours)
+
+    def apply(self, run: Run, change: Change) -> Change | None:
+        config, gateway, state = run.config, run.aws.apigateway, run.state
+        if not _issued(run):
+            return Change(self.resource, change.name, "skip", note="waiting for the certificate's DNS record")
+        if change.action == "create":
+            arguments = {"basePath": config.base_path} if config.base_path else {}
+            gateway_call(
+                gateway.create_base_path_mapping,
+                domainName=config.domain,
+                restApiId=state.rest_api_id,
+                stage=config.stage,
+                **arguments,
+            )
+        else:
+            gateway_call(
+                gateway.update_base_path_mapping,
+                domainName=config.domain,
+                basePath=change.observed["basePath"],
+                patchOperations=[{"op": "replace", "path": "/basePath", "value": config.base_path or ""}],
+            )
+        state.domain_url = config.domain_url
+        return None
+
+
+def alias_value(target_name: dict[str, str]) -> str:
+    return f"ALIAS {target_name['name'].lower().rstrip('.')} {target_name['zone']}"
+
+
+class DnsRecords:
+    resource = "dns records"
+
+    def plan(self, target: Target, earlier: Plan) -> Change:
+        config = target.config
+        if config.domain is None:
+            return _none(self.resource)
+        zone = dns.find_zone(target.aws.route53, config.domain)
+        domain = earlier.of("domain name")
+        target_name = domain.learned.get("domain_target") if domain else None
+        if zone is None:  # apply names the record to create by hand
+            return Change(self.resource, config.domain, "skip", observed=None, note="no Route 53 zone holds it")
+        if target_name is None:
+            return Change(self.resource, config.domain, "create", observed=zone)
+        value = alias_value(target_name)
+        found = {kind: dns.read(target.aws.route53, zone["Id"], config.domain, kind) for kind in ("A", "AAAA")}
+        current = {kind: dns.value_of(record) if record else None for kind, record in found.items()}
+        diffs = tuple(
+            Diff(Field.RECORDS, f"{kind} {old}", f"{kind} {value}") for kind, old in current.items() if old != value
+        )
+        return Change(self.resource, config.domain, "update" if diffs else "unchanged", diffs, observed=zone)
+
+    def apply(self, run: Run, change: Change) -> Change | None:
+        config, state = run.config, run.state
+        assert config.domain is not None
+        if not _issued(run):
+            return Change(self.resource, change.name, "skip", note="waiting for the certificate's DNS record")
+        target_name = state.domain_target
+        assert target_name is not None, "the domain name comes first"
+        if change.observed is None:
+            state.domain_status = "waiting for DNS"
+            state.dns_pending = [{"name": config.domain, "type": "CNAME", "value": target_name["name"]}]
+            return Change(self.resource, change.name, "skip", note=f"create: CNAME {target_name['name']}")
+        zone_id = change.observed["Id"]
+        written = list(state.dns_records or [])
+        for kind in ("A", "AAAA"):
+            value = alias_value(target_name)
+            dns.write(run.aws.route53, zone_id, config.domain, kind, value, written)
+            written = [item for item in written if not (item["name"] == config.domain and item["type"] == kind)]
+            written.append({"zone": zone_id, "name": config.domain, "type": kind, "value": value})
+            state.dns_records = written
+            run.save()
+        state.domain_status, state.dns_pending = "ready", None
+        return None
+
+
+STEPS = (Certificate(), DomainName(), BasePathMapping(), DnsRecords())
+
+
+def remove(run: Run, api_ids: list[str]) -> list[Change]:
+    """`down`'s part: this stage's mapping, the domain name when no other mapping uses it, the records deployer
+    wrote (still saying what it wrote), a certificate deployer requested that nothing uses. Nothing else."""
+    config, state, gateway = run.config, run.state, run.aws.apigateway
+    domain = state.domain or config.domain
+    changes: list[Change] = []
+    if domain is None:
+        return changes
+    found = read_or_none(lambda: gateway.get_domain_name(domainName=domain))
+    tags = (found or {}).get("tags", {})
+    ours = found is not None and config.owns(tags) and tags.get("deployer:stage") == config.stage
+    if ours:
+        mappings = _mappings(run.target, domain)
+        for mapping in mappings:
+            if mapping["restApiId"] in api_ids:
+                base_path = mapping["basePath"]
+                delete_if_present(lambda base_path=base_path: gateway_call(
+                    gateway.delete_base_path_mapping, domainName=domain, basePath=base_path))  # type: ignore[misc]  # fmt: skip
+                changes.append(Change("base path mapping", base_path, "delete"))
+        if all(mapping["restApiId"] in api_ids for mapping in mappings):
+            delete_if_present(lambda: gateway_call(gateway.delete_domain_name, domainName=domain))
+            changes.append(Change("domain name", domain, "delete"))
+    records = list(state.dns_records or [])
+    if not records and found is not None and ours:  # a lost state: the records deployer would have written
+        zone = dns.find_zone(run.aws.route53, domain)
+        target_name = {"name": found["regionalDomainName"], "zone": found["regionalHostedZoneId"]}
+        if zone is not None:
+            records = [{"zone": zone["Id"], "name": domain, "type": kind, "value": alias_value(target_name)}
+                       for kind in ("A", "AAAA")]  # fmt: skip
+    for record in records:
+        deleted = dns.delete(run.aws.route53, record)
+        changes.append(Change("dns record", f"{record['type']} {record['name']}", "delete" if deleted else "absent"))
+    arn = state.requested_certificate_arn
+    certificate = _describe(run.target, arn) if arn else None
+    if arn and certificate is not None:
+        acm_tags = {
+            tag["Key"]: tag.get("Value", "")
+            for tag in run.aws.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+        }
+        if config.owns(acm_tags) and not certificate.get("InUseBy"):
+            delete_if_present(lambda: run.aws.acm.delete_certificate(CertificateArn=arn))
+            changes.append(Change("certificate", arn, "delete"))
+    return changes

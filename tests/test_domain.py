@@ -1,0 +1,277 @@
+"""The stage's custom domain: certificate, API Gateway domain name and base path mapping, Route 53 records.
+
+moto answers ACM's RequestCertificate with a certificate that stays PENDING_VALIDATION (for 60 s, then ISSUED
+whatever DNS says). Real ACM issues a DNS-validated certificate once its validation CNAME resolves ("DNS
+validation", https://docs.aws.amazon.com/acm/latest/userguide/dns-validation.html): the `acm_validates` fixture
+does that, before each DescribeCertificate, from the records in the emulated Route 53 (or in `outside`, the
+user's own DNS elsewhere).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.handlers import BUILTIN_HANDLERS
+
+from tests.account import Account
+
+DOMAIN = "api.example.com"
+ACCOUNT_ID = "123456789012"
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new, 1))
+
+
+def with_domain(project: Path, *lines: str) -> None:
+    edit(project / "deploy.toml", "[api]\n", "[api]\n" + "".join(f"{line}\n" for line in lines))
+
+
+class AcmValidates:
+    def __init__(self) -> None:
+        self.outside: set[tuple[str, str]] = set()  # (name, value) of CNAMEs in DNS that Route 53 does not serve
+
+    def __call__(self, **_: Any) -> None:
+        from moto.acm.models import acm_backends
+
+        route53 = boto3.client("route53")
+        served = set(self.outside)
+        for zone in route53.list_hosted_zones()["HostedZones"]:
+            for record in route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]:
+                for value in record.get("ResourceRecords", []):
+                    served.add((record["Name"].rstrip("."), value["Value"].rstrip(".")))
+        for bundle in acm_backends[ACCOUNT_ID]["us-east-1"]._certificates.values():
+            if bundle.status != "PENDING_VALIDATION":
+                continue
+            options = bundle.describe()["Certificate"]["DomainValidationOptions"]
+            if all(
+                (option["ResourceRecord"]["Name"].rstrip("."), option["ResourceRecord"]["Value"].rstrip(".")) in served
+                for option in options
+            ):
+                bundle.status = "ISSUED"
+
+
+@pytest.fixture
+def acm_validates(aws_account: Account):
+    validates = AcmValidates()
+    entry = ("before-call.acm.DescribeCertificate", validates)
+    BUILTIN_HANDLERS.append(entry)
+    yield validates
+    BUILTIN_HANDLERS.remove(entry)
+
+
+def zone(account: Account, name: str = "example.com") -> str:
+    return account.client("route53").create_hosted_zone(Name=name, CallerReference=name)["HostedZone"]["Id"]
+
+
+def records(account: Account, zone_id: str) -> dict[tuple[str, str], Any]:
+    found = account.client("route53").list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+    return {
+        (item["Name"].rstrip("."), item["Type"]): item.get("AliasTarget", {}).get("DNSName")
+        or [value["Value"] for value in item.get("ResourceRecords", [])]
+        for item in found
+    }
+
+
+def certificates(account: Account) -> list[dict[str, Any]]:
+    acm = account.client("acm")
+    return [
+        acm.describe_certificate(CertificateArn=item["CertificateArn"])["Certificate"]
+        for item in acm.list_certificates()["CertificateSummaryList"]
+    ]
+
+
+def imported_certificate(account: Account, name: str) -> str:
+    """An ISSUED certificate for `name` in ACM, as one imported (or issued long ago) would be."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return account.client("acm").import_certificate(
+        Certificate=certificate.public_bytes(serialization.Encoding.PEM),
+        PrivateKey=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ),
+    )["CertificateArn"]
+
+
+def run_cli(project: Path, *arguments: str, expect: int) -> tuple[list[str], str]:
+    from typer.testing import CliRunner
+
+    from deployer.cli import app
+
+    result = CliRunner().invoke(app, [*arguments, "--config", str(project / "deploy.toml")])
+    assert result.exit_code == expect, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result.stdout.splitlines(), result.stderr
+
+
+def test_with_a_zone_in_route53_everything_is_automatic(project: Path, aws_account: Account, acm_validates) -> None:
+    zone_id = zone(aws_account)
+    with_domain(project, f'domain = "{DOMAIN}"')
+    stdout, stderr = run_cli(project, "up", "--version", "1.0.0", expect=0)
+    assert stdout[-1] == f"https://{DOMAIN}"
+    assert "execute-api" in stderr
+    [certificate] = certificates(aws_account)
+    assert certificate["Status"] == "ISSUED" and certificate["DomainName"] == DOMAIN
+    tags = aws_account.client("acm").list_tags_for_certificate(CertificateArn=certificate["CertificateArn"])["Tags"]
+    assert {"Key": "deployer:app", "Value": "ServerlessExample"} in tags
+    gateway = aws_account.client("apigateway")
+    domain = gateway.get_domain_name(domainName=DOMAIN)
+    assert domain["endpointConfiguration"]["types"] == ["REGIONAL"] and domain["securityPolicy"] == "TLS_1_2"
+    assert domain["regionalCertificateArn"] == certificate["CertificateArn"]
+    [mapping] = gateway.get_base_path_mappings(domainName=DOMAIN)["items"]
+    api_id = aws_account.rest_apis()[0]["id"]
+    assert (mapping["restApiId"], mapping["stage"], mapping["basePath"]) == (api_id, "test", "(none)")
+    written = records(aws_account, zone_id)
+    assert written[(DOMAIN, "A")] == written[(DOMAIN, "AAAA")] == domain["regionalDomainName"]
+    validation = certificate["DomainValidationOptions"][0]["ResourceRecord"]
+    assert (validation["Name"].rstrip("."), "CNAME") in written
+    status, _ = run_cli(project, "status", "--json", expect=0)
+    data = json.loads("\n".join(status))
+    assert (data["domain_url"], data["domain_status"]) == (f"https://{DOMAIN}", "ready")
+    assert data["base_url"].startswith(f"https://{api_id}.execute-api.")
+    run_cli(project, "plan", "--version", "1.0.0", expect=0)  # nothing left to do
+
+
+def test_without_a_zone_the_records_are_named_exit_4_and_a_second_up_finishes(
+    project: Path, aws_account: Account, acm_validates
+) -> None:
+    with_domain(project, f'domain = "{DOMAIN}"')
+    stdout, stderr = run_cli(project, "up", "--version", "1.0.0", expect=4)
+    [certificate] = certificates(aws_account)
+    validation = certificate["DomainValidationOptions"][0]["ResourceRecord"]
+    assert stdout == [f"{validation['Name'].rstrip('.')} CNAME {validation['Value'].rstrip('.')}"]
+    assert aws_account.client("apigateway").get_domain_names()["items"] == []  # not before the certificate
+    aws_account.assert_stack("v1.0.0/example.zip")  # everything else is deployed
+    status, _ = run_cli(project, "status", "--json", expect=0)
+    assert json.loads("\n".join(status))["domain_status"] == "validating"
+    run_cli(project, "up", "--version", "1.0.0", expect=4)  # still no record: still waiting, nothing else done
+    acm_validates.outside.add((validation["Name"].rstrip("."), validation["Value"].rstrip(".")))
+    stdout, stderr = run_cli(project, "up", "--version", "1.0.0", expect=0)
+    assert stdout[-1] == f"https://{DOMAIN}"
+    target = aws_account.client("apigateway").get_domain_name(domainName=DOMAIN)["regionalDomainName"]
+    assert f"create this DNS record: {DOMAIN} CNAME {target}" in stderr
+    assert len(certificates(aws_account)) == 1  # the same certificate, not a second request
+
+
+def test_a_given_certificate_is_used_as_it_is(project: Path, aws_account: Account, acm_validates) -> None:
+    zone(aws_account)
+    arn = imported_certificate(aws_account, DOMAIN)
+    with_domain(project, f'domain = "{DOMAIN}"', f'certificate_arn = "{arn}"')
+    run_cli(project, "up", "--version", "1.0.0", expect=0)
+    assert [item["CertificateArn"] for item in certificates(aws_account)] == [arn]
+    assert aws_account.client("apigateway").get_domain_name(domainName=DOMAIN)["regionalCertificateArn"] == arn
+
+
+def test_an_issued_wildcard_certificate_is_found_and_used(project: Path, aws_account: Account, acm_validates) -> None:
+    zone(aws_account)
+    arn = imported_certificate(aws_account, "*.example.com")
+    with_domain(project, f'domain = "{DOMAIN}"')
+    run_cli(project, "up", "--version", "1.0.0", expect=0)
+    assert [item["CertificateArn"] for item in certificates(aws_account)] == [arn]  # none requested
+    assert aws_account.client("apigateway").get_domain_name(domainName=DOMAIN)["regionalCertificateArn"] == arn
+
+
+def test_a_new_base_path_is_changed_in_place(project: Path, aws_account: Account, acm_validates) -> None:
+    zone(aws_account)
+    with_domain(project, f'domain = "{DOMAIN}"')
+    run_cli(project, "up", "--version", "1.0.0", expect=0)
+    gateway = aws_account.client("apigateway")
+    created = gateway.get_domain_name(domainName=DOMAIN)["regionalDomainName"]
+    with_domain(project, 'base_path = "v1"')
+    _, stderr = run_cli(project, "plan", "--version", "1.0.0", expect=3)
+    assert "base path mapping" in stderr and "v1" in stderr
+    stdout, _ = run_cli(project, "up", "--version", "1.0.0", expect=0)
+    assert stdout[-1] == f"https://{DOMAIN}/v1"
+    [mapping] = gateway.get_base_path_mappings(domainName=DOMAIN)["items"]
+    assert mapping["basePath"] == "v1"
+    assert gateway.get_domain_name(domainName=DOMAIN)["regionalDomainName"] == created  # the same domain name
+
+
+def test_two_stages_have_two_domains_each_mapped_to_its_own_api(
+    project: Path, aws_account: Account, acm_validates
+) -> None:
+    zone(aws_account)
+    with_domain(project, f'domain = "{DOMAIN}"')
+    (project / "deploy.toml").write_text(
+        (project / "deploy.toml").read_text() + '\n[stages.prod]\ndomain = "www.example.com"\n'
+    )
+    run_cli(project, "up", "--version", "1.0.0", expect=0)
+    stdout, _ = run_cli(project, "up", "--version", "1.0.0", "--stage", "prod", expect=0)
+    assert stdout[-1] == "https://www.example.com"
+    gateway = aws_account.client("apigateway")
+    apis = {api["name"]: api["id"] for api in aws_account.rest_apis()}
+    for name, stage, api in (
+        (DOMAIN, "test", "ServerlessExample"),
+        ("www.example.com", "prod", "ServerlessExample-prod"),
+    ):
+        [mapping] = gateway.get_base_path_mappings(domainName=name)["items"]
+        assert (mapping["restApiId"], mapping["stage"]) == (apis[api], stage)
+    run_cli(project, "down", "--yes", "--stage", "prod", expect=0)
+    assert [item["domainName"] for item in gateway.get_domain_names()["items"]] == [DOMAIN]
+
+
+def test_down_leaves_a_foreign_certificate_zone_and_record_alone(
+    project: Path, aws_account: Account, acm_validates
+) -> None:
+    zone_id = zone(aws_account)
+    foreign = imported_certificate(aws_account, "other.example.com")
+    route53 = aws_account.client("route53")
+    theirs = {
+        "Name": "www.example.com",
+        "Type": "CNAME",
+        "TTL": 60,
+        "ResourceRecords": [{"Value": "elsewhere.example.net"}],
+    }
+    route53.change_resource_record_sets(
+        HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": theirs}]}
+    )
+    with_domain(project, f'domain = "{DOMAIN}"')
+    run_cli(project, "up", "--version", "1.0.0", expect=0)
+    run_cli(project, "down", "--yes", expect=0)
+    assert aws_account.is_empty()
+    assert aws_account.client("apigateway").get_domain_names()["items"] == []
+    assert [item["CertificateArn"] for item in certificates(aws_account)] == [foreign]  # ours went, theirs stays
+    left = records(aws_account, zone_id)
+    assert set(left) == {("example.com", "NS"), ("example.com", "SOA"), ("www.example.com", "CNAME")}
+
+
+def test_a_record_not_ours_is_refused_and_left_as_it_is(project: Path, aws_account: Account, acm_validates) -> None:
+    zone_id = zone(aws_account)
+    theirs = {"Name": DOMAIN, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "192.0.2.1"}]}
+    aws_account.client("route53").change_resource_record_sets(
+        HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": theirs}]}
+    )
+    with_domain(project, f'domain = "{DOMAIN}"')
+    _, stderr = run_cli(project, "up", "--version", "1.0.0", expect=1)
+    assert "deployer did not write it" in stderr
+    assert records(aws_account, zone_id)[(DOMAIN, "A")] == ["192.0.2.1"]
+
+
+@pytest.mark.parametrize("name", ["API.example.com", "localhost", "a..example.com", "-a.example.com", "1.2.3.4"])
+def test_a_domain_that_is_not_a_dns_name_is_refused(cli, project: Path, aws_account: Account, name: str) -> None:
+    with_domain(project, f'domain = "{name}"')
+    stderr = cli("up", "--version", "1.0.0", expect=2)
+    assert "[api] domain" in stderr
+    assert aws_account.is_empty()
