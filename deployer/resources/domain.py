@@ -24,7 +24,6 @@ from deployer.context import Run, Target, check_ours
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
 from deployer.resources import dns
-from deployer.resources.rest_api import gateway_call
 
 SECURITY_POLICY = "TLS_1_2"
 ROOT = "(none)"  # API Gateway's name of the empty base path
@@ -198,8 +197,7 @@ class DomainName:
         if not _issued(run):
             return Change(self.resource, change.name, "skip", note="waiting for the certificate's DNS record")
         if change.action == "create":
-            found = gateway_call(
-                gateway.create_domain_name,
+            found = gateway.create_domain_name(
                 domainName=config.domain,
                 regionalCertificateArn=state.certificate_arn,
                 endpointConfiguration={"types": ["REGIONAL"]},
@@ -214,7 +212,7 @@ class DomainName:
             operations.append({"op": "replace", "path": "/regionalCertificateArn", "value": state.certificate_arn})
         if change.touches([Field.SECURITY_POLICY]):
             operations.append({"op": "replace", "path": "/securityPolicy", "value": SECURITY_POLICY})
-        gateway_call(gateway.update_domain_name, domainName=config.domain, patchOperations=operations)
+        gateway.update_domain_name(domainName=config.domain, patchOperations=operations)
         return None
 
 
@@ -255,16 +253,14 @@ class BasePathMapping:
             return Change(self.resource, change.name, "skip", note="waiting for the certificate's DNS record")
         if change.action == "create":
             arguments = {"basePath": config.base_path} if config.base_path else {}
-            gateway_call(
-                gateway.create_base_path_mapping,
+            gateway.create_base_path_mapping(
                 domainName=config.domain,
                 restApiId=state.rest_api_id,
                 stage=config.stage,
                 **arguments,
             )
         else:
-            gateway_call(
-                gateway.update_base_path_mapping,
+            gateway.update_base_path_mapping(
                 domainName=config.domain,
                 basePath=change.observed["basePath"],
                 patchOperations=[{"op": "replace", "path": "/basePath", "value": config.base_path or ""}],
@@ -342,11 +338,12 @@ def remove(run: Run, api_ids: list[str]) -> list[Change]:
         for mapping in mappings:
             if mapping["restApiId"] in api_ids:
                 base_path = mapping["basePath"]
-                delete_if_present(lambda base_path=base_path: gateway_call(
-                    gateway.delete_base_path_mapping, domainName=domain, basePath=base_path))  # type: ignore[misc]  # fmt: skip
+                delete_if_present(
+                    lambda base_path=base_path: gateway.delete_base_path_mapping(domainName=domain, basePath=base_path)
+                )  # type: ignore[misc]
                 changes.append(Change("base path mapping", base_path, "delete"))
         if all(mapping["restApiId"] in api_ids for mapping in mappings):
-            delete_if_present(lambda: gateway_call(gateway.delete_domain_name, domainName=domain))
+            delete_if_present(lambda: gateway.delete_domain_name(domainName=domain))
             changes.append(Change("domain name", domain, "delete"))
     records = list(state.dns_records or [])
     if not records and found is not None and ours:  # a lost state: the records deployer would have written
