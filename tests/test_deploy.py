@@ -46,7 +46,7 @@ def test_fresh_up_creates_the_whole_stack_in_23_requests(make_run, aws_account: 
     assert len(writes(run)) == 18
 
 
-def test_fresh_up_into_an_existing_bucket_takes_20_requests(make_run, aws_account: Account, lambda_invoke) -> None:
+def test_fresh_up_into_an_existing_bucket_takes_19_requests(make_run, aws_account: Account, lambda_invoke) -> None:
     aws_account.client("s3").create_bucket(Bucket="deployer-example-artifacts")
     run, _ = up(make_run, "1.0.0")
     assert run.aws.calls == [

@@ -4,8 +4,8 @@ Releases run there as on AWS: each is a published version behind the stage's ali
 Invoke before the alias moves, and the API calls the alias (its canary share included).
 
 Every test here talks to a real emulator process on a free port (never 4566, so a user's own local
-cloud is left alone), started once for the module and reset between tests. The module's finalizer
-stops it, and kills it if it does not stop.
+cloud is left alone): conftest's `local_cloud`, started once for the session and reset between tests.
+The session's finalizer stops it, and kills it if it does not stop.
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import importlib.util
 import json
 import math
 import os
-import signal
-import socket
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,96 +28,28 @@ import pytest
 
 from deployer.errors import UsageError
 from deployer.local import code_cache, control, log_path, pid_path
-from deployer.local.target import local_credentials, session
+from deployer.local.target import session
 from deployer.process import alive
 from tests.account import APP, Account
 from tests.browser import chromium_page
-from tests.conftest import REGION, run_deployer
-from tests.test_local_dataplane import put_lambda_proxy
-from tests.test_local_invoke import ARN, call, make_greeter
+from tests.support import (
+    ARN,
+    REGION,
+    call,
+    deployer_ok,
+    fetch,
+    free_port,
+    gone,
+    make_greeter,
+    port_is_free,
+    put_lambda_proxy,
+    run_deployer,
+    stop_for_sure,
+)
 
 MISSING_TOKEN = b'{"message":"Missing Authentication Token"}'
 INTERNAL_ERROR = b'{"message": "Internal server error"}'
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
-
-
-def gone(pid: int, seconds: float = 15.0) -> bool:
-    """The process exited and was reaped: no /proc entry at all (no zombie left behind)."""
-    deadline = time.monotonic() + seconds
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not Path(f"/proc/{pid}").exists()
-
-
-def stop_for_sure(port: int) -> None:
-    """Stop the emulator on `port`, kill it if it will not stop, and delete its log."""
-    found = control.health(port)
-    try:
-        control.stop(port)
-    finally:
-        if found is not None and alive(found.pid):
-            os.killpg(found.pid, signal.SIGKILL)
-        log_path(port).unlink(missing_ok=True)
-
-
-def signed_request(port: int, method: str, path: str, body: bytes = b"") -> urllib.request.Request:
-    """A request to the local cloud signed with its credentials, as it wants every call it hands to moto."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    credentials = local_credentials(port)
-    request = AWSRequest(method=method, url=f"http://127.0.0.1:{port}{path}", data=body)
-    SigV4Auth(Credentials(credentials.access_key_id, credentials.secret_access_key), "moto", REGION).add_auth(request)
-    return urllib.request.Request(request.url, data=body, method=method, headers=dict(request.headers.items()))
-
-
-@pytest.fixture(scope="module")
-def local_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """One emulator for the module, started with `deployer local start --port`; always stopped at the end."""
-    port = free_port()
-    started = run_deployer(tmp_path_factory.mktemp("start"), "local", "start", "--port", str(port))
-    try:
-        assert started.returncode == 0, started.stderr
-        assert started.stdout.strip() == f"http://127.0.0.1:{port}"
-        yield port
-    finally:
-        stop_for_sure(port)
-
-
-@pytest.fixture
-def local_cloud(local_port: int, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A clean emulated account, and DEPLOYER_LOCAL_PORT pointing every command at it."""
-    _direct.open(signed_request(local_port, "POST", "/moto-api/reset"), timeout=10).close()
-    monkeypatch.setenv("DEPLOYER_LOCAL_PORT", str(local_port))
-    monkeypatch.delenv("DEPLOYER_LOCAL", raising=False)
-    return f"http://127.0.0.1:{local_port}"
-
-
-def deployer_ok(project: Path, *arguments: str) -> str:
-    result = run_deployer(project, *arguments)
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
-def fetch(url: str) -> tuple[int, bytes, dict[str, str]]:
-    try:
-        with _direct.open(url, timeout=30) as answer:
-            return answer.status, answer.read(), dict(answer.headers)
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(), dict(error.headers)
 
 
 def test_the_guides_story_in_a_browser(project: Path, local_cloud: str, tmp_path: Path, moto_server: Account) -> None:

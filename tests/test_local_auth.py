@@ -30,15 +30,9 @@ from deployer.errors import DeployerError
 from deployer.local import control, credentials_path, runtime_folder
 from deployer.local.auth import new_credentials, read_credentials, write_credentials
 from deployer.local.target import local_credentials, session
-from tests import test_local
 from tests.account import Account
-from tests.conftest import REGION
-from tests.test_local import deployer_ok, free_port, stop_for_sure
-from tests.test_local_invoke import NAME, call, make_greeter, release
+from tests.support import NAME, REGION, call, deployer_ok, free_port, make_greeter, release, stop_for_sure
 
-# test_local's fixtures: an emulator process of this module's own, `deployer local start`ed, reset for each test.
-local_port = test_local.local_port
-local_cloud = test_local.local_cloud
 FOREIGN_HOST = b"Forbidden: the local cloud answers only requests for 127.0.0.1 or localhost.\n"
 
 

@@ -22,14 +22,8 @@ from typer.testing import CliRunner, Result
 from deployer import operate
 from deployer.cli import app
 from deployer.errors import UsageError
-from tests import test_local
 from tests.account import APP
-from tests.conftest import run_deployer
-from tests.test_local import deployer_ok, fetch
-
-# One local cloud for this module too (started at its first test that needs it), reset before each test.
-local_port = test_local.local_port
-local_cloud = test_local.local_cloud
+from tests.support import deployer_ok, fetch, run_deployer
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (?P<id>\S+) (?P<message>.*)$")

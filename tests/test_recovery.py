@@ -26,7 +26,7 @@ from deployer.context import Run
 from deployer.errors import DeployerError
 from tests.account import APP, Account, state_file
 from tests.conftest import lock_is_free, run_deployer
-from tests.test_crash import run_until_call
+from tests.support import run_until_call
 
 TAGS = {"deployer:app": APP, "deployer:stage": "test"}
 ROLE = f"{APP}-lambda-exec"

@@ -23,7 +23,7 @@ from deployer.aws import is_mutating
 from deployer.errors import DeployerError
 from tests.account import APP, Account, state_file
 from tests.conftest import run_deployer
-from tests.test_crash import KILL_AFTER_CALL
+from tests.support import KILL_AFTER_CALL
 
 PROD = f"{APP}-prod"
 

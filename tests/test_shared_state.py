@@ -17,7 +17,7 @@ from deployer.remote_state import S3StateStore
 from tests.account import APP, BUCKET, Account, state_file
 from tests.conftest import run_deployer
 from tests.faults import fail
-from tests.test_crash import run_until_call
+from tests.support import run_until_call
 
 STATE_KEY = f"deployer-state/{APP}/test/state.json"
 LOCK_KEY = f"deployer-state/{APP}/test/lock.json"
