@@ -7,10 +7,8 @@ client talks to moto.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,18 +27,26 @@ from deployer.build import build
 from deployer.cli import app
 from deployer.config import load_config
 from deployer.context import Artifact, Connection, Run
-from deployer.local.patches import (
-    install_binary_media_types,
-    install_lambda_fixes,
-    install_qualified_policies,
-    install_rest_api_tags,
-)
 from deployer.state import store_for
 from tests.account import Account
 from tests.lambda_invoke import LambdaInvoke
 
-REPO = Path(__file__).resolve().parent.parent
-REGION = "us-east-1"
+# Shared helpers live in tests/support.py; these names stay importable from here for the modules that use them.
+from tests.support import (  # noqa: F401
+    MOTO_SERVER,
+    REGION,
+    REPO,
+    free_port,
+    install_moto_fixes,
+    keep_only_the_managed_policies_we_use,
+    lock_is_free,
+    reset_local_cloud,
+    run_deployer,
+    run_in_process,
+    stop_for_sure,
+)
+
+_free_port = free_port
 
 
 @pytest.fixture(autouse=True)
@@ -78,30 +84,9 @@ def only_the_managed_policy_we_use() -> Iterator[None]:
     """moto parses ~1,300 AWS managed policies per account (about a second a test); we attach one."""
     import moto.iam.models
 
-    policies = json.loads(moto.iam.models.aws_managed_policies_data)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            moto.iam.models,
-            "aws_managed_policies_data",
-            json.dumps({"AWSLambdaBasicExecutionRole": policies["AWSLambdaBasicExecutionRole"]}),
-        )
-        yield
-
-
-def install_moto_fixes() -> None:
-    """Where moto differs from AWS in what deployer reads back, mend it as the local cloud does: version numbers,
-    a policy per qualifier, an API's binary media types and tags (deployer.local.patches)."""
-    install_lambda_fixes()
-    install_qualified_policies()
-    install_binary_media_types()
-    install_rest_api_tags()
-
-
-# moto_server with the same fixes: a separate process, started through this module's install_moto_fixes.
-MOTO_SERVER = (
-    "import sys; from tests.conftest import install_moto_fixes; install_moto_fixes(); "
-    "from moto.server import main; main(sys.argv[1:])"
-)
+    every = keep_only_the_managed_policies_we_use()
+    yield
+    moto.iam.models.aws_managed_policies_data = every
 
 
 @pytest.fixture
@@ -177,16 +162,10 @@ def cli(project: Path, aws_account: Account):
     return invoke
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def moto_server_url() -> Iterator[str]:
     """One moto_server on 127.0.0.1 for the session; tests reset it with `moto_server` below."""
-    port = _free_port()
+    port = free_port()
     environment = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
     server = subprocess.Popen(
         [sys.executable, "-c", MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
@@ -220,22 +199,24 @@ def moto_server(moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Accoun
     return Account(boto3.Session(region_name=REGION), endpoint_url=moto_server_url)
 
 
-def lock_is_free(lock: Path) -> bool:
-    """Whether a command could take this state lock now (it is a kernel lock, not the file's presence)."""
-    import fcntl
+@pytest.fixture(scope="session")
+def local_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """One local cloud for the session (for each xdist worker), started with `deployer local start --port` on a
+    free port (never 4566, so a user's own local cloud is left alone); always stopped at the end."""
+    port = free_port()
+    started = run_deployer(tmp_path_factory.mktemp("start"), "local", "start", "--port", str(port))
+    try:
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.strip() == f"http://127.0.0.1:{port}"
+        yield port
+    finally:
+        stop_for_sure(port)
 
-    with lock.open("a") as stream:
-        try:
-            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(stream, fcntl.LOCK_UN)
-    return True
 
-
-def run_deployer(project: Path, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The installed `deployer` console script, as a user runs it, in the project folder."""
-    executable = shutil.which("deployer", path=str(Path(sys.executable).parent)) or "deployer"
-    return subprocess.run(
-        [executable, *arguments], cwd=project, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
+@pytest.fixture
+def local_cloud(local_port: int, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A clean emulated account on the local cloud, and DEPLOYER_LOCAL_PORT pointing every command at it."""
+    reset_local_cloud(local_port)
+    monkeypatch.setenv("DEPLOYER_LOCAL_PORT", str(local_port))
+    monkeypatch.delenv("DEPLOYER_LOCAL", raising=False)
+    return f"http://127.0.0.1:{local_port}"

@@ -10,59 +10,21 @@ encrypted bucket, and a readable shared state that names them all, its lock rele
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import pytest
 from botocore.exceptions import ClientError
 
 from deployer.aws import read_or_none
 from tests.account import APP, BUCKET, Account
-from tests.conftest import run_deployer
+from tests.support import run_in_process, run_until_call
 
-KILL_AFTER_CALL = Path(__file__).with_name("kill_after_call.py")
 STATE_KEY, LOCK_KEY = f"deployer-state/{APP}/test/state.json", f"deployer-state/{APP}/test/lock.json"
 
-
-def run_until_call(project: Path, call: int, *arguments: str, signal_name: str = "KILL") -> subprocess.Popen[str]:
-    """`deployer <arguments>` in the project folder, signalled right after its `call`th AWS call (0: never)."""
-    environment = {**os.environ, "DEPLOYER_TEST_AFTER_CALL": str(call), "DEPLOYER_TEST_SIGNAL": signal_name}
-    return subprocess.Popen(
-        [sys.executable, str(KILL_AFTER_CALL), *arguments],
-        cwd=project,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wipe(account: Account) -> None:
-    """Delete everything a deploy makes, and check the account is empty: as fresh as moto's reset, and faster.
-
-    (A reset makes moto reload AWS's managed policies on the next request, about a second each time.)
-    """
-    gateway, functions, iam, s3 = (account.client(name) for name in ("apigateway", "lambda", "iam", "s3"))
-    for api in account.rest_apis():
-        gateway.delete_rest_api(restApiId=api["id"])
-    for function in account.functions():
-        functions.delete_function(FunctionName=function["FunctionName"])
-    for role in account.roles():
-        for policy in iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]:
-            iam.detach_role_policy(RoleName=role["RoleName"], PolicyArn=policy["PolicyArn"])
-        iam.delete_role(RoleName=role["RoleName"])
-    for group in account.log_groups():
-        account.client("logs").delete_log_group(logGroupName=group)
-    for bucket in s3.list_buckets()["Buckets"]:
-        for item in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
-            s3.delete_object(Bucket=bucket["Name"], Key=item["Key"])
-        s3.delete_bucket(Bucket=bucket["Name"])
-    assert account.is_empty() and s3.list_buckets()["Buckets"] == []
+# Every AWS call of a fresh deploy is a kill point. Pinned so that each is a test of its own (xdist shares them
+# out); test_a_fresh_deploy_makes_this_many_calls says when a change to the deploy moves it.
+CALLS_IN_A_FRESH_DEPLOY = 39
 
 
 def assert_converged(project: Path, account: Account) -> None:
@@ -83,35 +45,35 @@ def assert_converged(project: Path, account: Account) -> None:
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=LOCK_KEY)  # released
 
 
-def test_a_deploy_killed_after_any_call_converges_on_the_next_up(project: Path, moto_server: Account) -> None:
+def test_a_fresh_deploy_makes_this_many_calls(project: Path, moto_server: Account) -> None:
     counting = run_until_call(project, 0, "up", "--version", "1.0.0")
     _, errors = counting.communicate(timeout=120)
     assert counting.returncode == 0, errors
     calls = int(errors.rsplit("aws calls: ", 1)[1])
-    assert calls >= 30  # a fresh deploy: the lock, bucket, object, role, function, API wiring, stage, permission, state
+    # The lock, bucket, object, role, function, API wiring, stage, permission, state: each one a kill point below.
+    assert calls == CALLS_IN_A_FRESH_DEPLOY, f"set CALLS_IN_A_FRESH_DEPLOY = {calls}, so every call is a kill point"
 
-    started = time.monotonic()
-    refusal_seen = False
-    for call in range(1, calls + 1):
-        wipe(moto_server)
-        shutil.rmtree(project / ".deployer")  # the build in dist/ stays: every run deploys the same bytes
-        killed = run_until_call(project, call, "up", "--version", "1.0.0")
-        _, errors = killed.communicate(timeout=120)
-        assert killed.returncode == -signal.SIGKILL, f"after call {call}: {errors}"
-        lock = read_or_none(lambda: moto_server.client("s3").get_object(Bucket=BUCKET, Key=LOCK_KEY))
-        if lock is not None:  # it held the lock when it died: the next run is refused until `unlock`
-            assert json.loads(lock["Body"].read())["pid"] == killed.pid
-            if not refusal_seen:  # once is proof enough (a run more at every kill point costs half a minute)
-                refused = run_deployer(project, "up", "--version", "1.0.0")
-                assert refused.returncode == 1 and "`deployer unlock` removes its lock" in refused.stderr
-                refusal_seen = True
-            unlocked = run_deployer(project, "unlock", "--yes")
-            assert unlocked.returncode == 0, unlocked.stderr
 
-        again = run_deployer(project, "up", "--version", "1.0.0")
-        assert again.returncode == 0, f"killed after call {call}, the next up failed: {again.stderr}"
-        try:
-            assert_converged(project, moto_server)
-        except (AssertionError, ClientError) as error:
-            raise AssertionError(f"killed after call {call}, the next up did not converge: {error}") from error
-    print(f"{calls} crash points in {time.monotonic() - started:.1f}s")
+@pytest.mark.parametrize("call", range(1, CALLS_IN_A_FRESH_DEPLOY + 1))
+def test_a_deploy_killed_after_any_call_converges_on_the_next_up(
+    call: int, project: Path, moto_server: Account
+) -> None:
+    """The killed run is a process of its own (its pid is in the lock it leaves); unlock and the next up run in
+    this one, against the same moto_server."""
+    killed = run_until_call(project, call, "up", "--version", "1.0.0")
+    _, errors = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, f"after call {call}: {errors}"
+    lock = read_or_none(lambda: moto_server.client("s3").get_object(Bucket=BUCKET, Key=LOCK_KEY))
+    if lock is not None:  # it held the lock when it died: the next run is refused until `unlock`
+        assert json.loads(lock["Body"].read())["pid"] == killed.pid
+        refused = run_in_process(project, "up", "--version", "1.0.0")
+        assert refused.returncode == 1 and "`deployer unlock` removes its lock" in refused.stderr, refused.stderr
+        unlocked = run_in_process(project, "unlock", "--yes")
+        assert unlocked.returncode == 0, unlocked.stderr
+
+    again = run_in_process(project, "up", "--version", "1.0.0")
+    assert again.returncode == 0, f"killed after call {call}, the next up failed: {again.stderr}"
+    try:
+        assert_converged(project, moto_server)
+    except (AssertionError, ClientError) as error:
+        raise AssertionError(f"killed after call {call}, the next up did not converge: {error}") from error

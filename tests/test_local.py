@@ -4,8 +4,8 @@ Releases run there as on AWS: each is a published version behind the stage's ali
 Invoke before the alias moves, and the API calls the alias (its canary share included).
 
 Every test here talks to a real emulator process on a free port (never 4566, so a user's own local
-cloud is left alone), started once for the module and reset between tests. The module's finalizer
-stops it, and kills it if it does not stop.
+cloud is left alone): conftest's `local_cloud`, started once for the session and reset between tests.
+The session's finalizer stops it, and kills it if it does not stop.
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import importlib.util
 import json
 import math
 import os
-import signal
-import socket
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,102 +28,36 @@ import pytest
 
 from deployer.errors import UsageError
 from deployer.local import code_cache, control, log_path, pid_path
-from deployer.local.target import local_credentials, session
+from deployer.local.target import session
 from deployer.process import alive
 from tests.account import APP, Account
 from tests.browser import chromium_page
-from tests.conftest import REGION, run_deployer
-from tests.test_local_dataplane import put_lambda_proxy
-from tests.test_local_invoke import ARN, call, make_greeter
+from tests.support import (
+    ARN,
+    REGION,
+    call,
+    deployer_ok,
+    fetch,
+    free_port,
+    gone,
+    in_process_ok,
+    make_greeter,
+    port_is_free,
+    put_lambda_proxy,
+    run_deployer,
+    run_in_process,
+    stop_for_sure,
+)
 
 MISSING_TOKEN = b'{"message":"Missing Authentication Token"}'
 INTERNAL_ERROR = b'{"message": "Internal server error"}'
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
-
-
-def gone(pid: int, seconds: float = 15.0) -> bool:
-    """The process exited and was reaped: no /proc entry at all (no zombie left behind)."""
-    deadline = time.monotonic() + seconds
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not Path(f"/proc/{pid}").exists()
-
-
-def stop_for_sure(port: int) -> None:
-    """Stop the emulator on `port`, kill it if it will not stop, and delete its log."""
-    found = control.health(port)
-    try:
-        control.stop(port)
-    finally:
-        if found is not None and alive(found.pid):
-            os.killpg(found.pid, signal.SIGKILL)
-        log_path(port).unlink(missing_ok=True)
-
-
-def signed_request(port: int, method: str, path: str, body: bytes = b"") -> urllib.request.Request:
-    """A request to the local cloud signed with its credentials, as it wants every call it hands to moto."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    credentials = local_credentials(port)
-    request = AWSRequest(method=method, url=f"http://127.0.0.1:{port}{path}", data=body)
-    SigV4Auth(Credentials(credentials.access_key_id, credentials.secret_access_key), "moto", REGION).add_auth(request)
-    return urllib.request.Request(request.url, data=body, method=method, headers=dict(request.headers.items()))
-
-
-@pytest.fixture(scope="module")
-def local_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """One emulator for the module, started with `deployer local start --port`; always stopped at the end."""
-    port = free_port()
-    started = run_deployer(tmp_path_factory.mktemp("start"), "local", "start", "--port", str(port))
-    try:
-        assert started.returncode == 0, started.stderr
-        assert started.stdout.strip() == f"http://127.0.0.1:{port}"
-        yield port
-    finally:
-        stop_for_sure(port)
-
-
-@pytest.fixture
-def local_cloud(local_port: int, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A clean emulated account, and DEPLOYER_LOCAL_PORT pointing every command at it."""
-    _direct.open(signed_request(local_port, "POST", "/moto-api/reset"), timeout=10).close()
-    monkeypatch.setenv("DEPLOYER_LOCAL_PORT", str(local_port))
-    monkeypatch.delenv("DEPLOYER_LOCAL", raising=False)
-    return f"http://127.0.0.1:{local_port}"
-
-
-def deployer_ok(project: Path, *arguments: str) -> str:
-    result = run_deployer(project, *arguments)
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
-def fetch(url: str) -> tuple[int, bytes, dict[str, str]]:
-    try:
-        with _direct.open(url, timeout=30) as answer:
-            return answer.status, answer.read(), dict(answer.headers)
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(), dict(error.headers)
-
-
 def test_the_guides_story_in_a_browser(project: Path, local_cloud: str, tmp_path: Path, moto_server: Account) -> None:
     """up 1.0.0 shows Hello world!; up 1.0.1 Bonjour au monde!; rollback 1.0.0 Hello world! again; down: 403."""
     profile = tmp_path / "chromium-profile"
-    url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    url = in_process_ok(project, "up", "--version", "1.0.0", "--local").strip()
     api_id = session(REGION).client("apigateway", endpoint_url=local_cloud).get_rest_apis()["items"][0]["id"]
     assert url == f"{local_cloud}/restapis/{api_id}/test/_user_request_/"
     account = Account(session(REGION), endpoint_url=local_cloud)
@@ -137,21 +68,21 @@ def test_the_guides_story_in_a_browser(project: Path, local_cloud: str, tmp_path
 
     main = project / "function" / "main.py"
     main.write_text(main.read_text().replace("Hello world!", "Bonjour au monde!"))
-    assert deployer_ok(project, "up", "--version", "1.0.1", "--local").strip() == url
+    assert in_process_ok(project, "up", "--version", "1.0.1", "--local").strip() == url
     assert "Bonjour au monde!" in chromium_page(url, profile)
     account.assert_stack("v1.0.1/example.zip")
 
-    assert deployer_ok(project, "rollback", "1.0.0", "--local").strip() == url
+    assert in_process_ok(project, "rollback", "1.0.0", "--local").strip() == url
     assert "Hello world!" in chromium_page(url, profile)
     assert account.assert_stack("v1.0.0/example.zip")["alias"]["FunctionVersion"] == "1"
 
-    status_json = json.loads(deployer_ok(project, "status", "--local", "--json"))
+    status_json = json.loads(in_process_ok(project, "status", "--local", "--json"))
     assert (status_json["version"], status_json["base_url"]) == ("1.0.0", url)
     assert status_json["local"]["running"] is True
     # A real deployment's state is apart (here an emulated account stands for AWS: AWS_ENDPOINT_URL).
-    assert json.loads(deployer_ok(project, "status", "--json"))["base_url"] is None
+    assert json.loads(in_process_ok(project, "status", "--json"))["base_url"] is None
 
-    deployer_ok(project, "down", "--yes", "--local")
+    in_process_ok(project, "down", "--yes", "--local")
     status, body, headers = fetch(url)
     assert (status, body) == (403, MISSING_TOKEN)
     assert headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
@@ -166,14 +97,14 @@ def test_up_local_needs_no_aws_credentials_at_all(
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws either
     monkeypatch.setenv("AWS_PROFILE", "no-such-profile")  # and a profile that does not exist is not read
-    url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    url = in_process_ok(project, "up", "--version", "1.0.0", "--local").strip()
     assert fetch(url)[:2] == (200, b"<p>Hello world!</p>")
 
 
 def test_the_api_answers_500_until_the_alias_lets_it_in(project: Path, local_cloud: str) -> None:
     """The guide's 'not functional yet' step: without the alias's permission, API Gateway says 500. The grant is
     in the alias's own policy, as Lambda keeps it: the function's policy and its RemovePermission do not see it."""
-    url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    url = in_process_ok(project, "up", "--version", "1.0.0", "--local").strip()
     functions = session(REGION).client("lambda", endpoint_url=local_cloud)
     [grant] = json.loads(functions.get_policy(FunctionName=APP, Qualifier="test")["Policy"])["Statement"]
     alias_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{APP}:test"
@@ -200,12 +131,12 @@ def test_the_api_answers_500_until_the_alias_lets_it_in(project: Path, local_clo
     )
     assert fetch(url)[:2] == (500, INTERNAL_ERROR)
 
-    deployer_ok(project, "up", "--version", "1.0.0", "--local")  # puts the alias's permission back, nothing else
+    in_process_ok(project, "up", "--version", "1.0.0", "--local")  # puts the alias's permission back, nothing else
     assert fetch(url)[:2] == (200, b"<p>Hello world!</p>")
 
 
 def test_what_is_not_wired_is_a_missing_authentication_token(project: Path, local_cloud: str) -> None:
-    url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    url = in_process_ok(project, "up", "--version", "1.0.0", "--local").strip()
     local = session(REGION)
     gateway = local.client("apigateway", endpoint_url=local_cloud)
     function_arn = local.client("lambda", endpoint_url=local_cloud).get_function(FunctionName="ServerlessExample")
@@ -247,25 +178,25 @@ def test_the_local_target_comes_from_the_flag_the_environment_or_deploy_toml(
     project: Path, local_cloud: str, monkeypatch: pytest.MonkeyPatch, moto_server: Account
 ) -> None:
     """(moto_server stands for AWS where a command is not local: AWS_ENDPOINT_URL points at it.)"""
-    url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    url = in_process_ok(project, "up", "--version", "1.0.0", "--local").strip()
     monkeypatch.setenv("DEPLOYER_LOCAL", "1")
-    assert json.loads(deployer_ok(project, "status", "--json"))["base_url"] == url
-    assert json.loads(deployer_ok(project, "status", "--json", "--no-local"))["base_url"] is None
+    assert json.loads(in_process_ok(project, "status", "--json"))["base_url"] == url
+    assert json.loads(in_process_ok(project, "status", "--json", "--no-local"))["base_url"] is None
     monkeypatch.delenv("DEPLOYER_LOCAL")
     config = project / "deploy.toml"
     config.write_text(config.read_text() + "\n[target]\nlocal = true\n")
-    assert json.loads(deployer_ok(project, "status", "--json"))["base_url"] == url
-    assert deployer_ok(project, "up", "--version", "1.0.0").strip() == url  # nothing to change, same URL
+    assert json.loads(in_process_ok(project, "status", "--json"))["base_url"] == url
+    assert in_process_ok(project, "up", "--version", "1.0.0").strip() == url  # nothing to change, same URL
 
-    both = run_deployer(project, "up", "--version", "1.0.0", "--endpoint-url", "http://127.0.0.1:1")
+    both = run_in_process(project, "up", "--version", "1.0.0", "--endpoint-url", "http://127.0.0.1:1")
     assert both.returncode == 2 and "--endpoint-url and --local" in both.stderr
     monkeypatch.setenv("DEPLOYER_LOCAL", "perhaps")
-    assert run_deployer(project, "status").returncode == 2
+    assert run_in_process(project, "status").returncode == 2
     monkeypatch.setenv("DEPLOYER_LOCAL", "0")
     monkeypatch.setenv("DEPLOYER_LOCAL_PORT", "http")
-    assert run_deployer(project, "status").returncode == 0  # not local: the port is not read
+    assert run_in_process(project, "status").returncode == 0  # not local: the port is not read
     config.write_text(config.read_text().replace("local = true", 'local = "yes"'))
-    bad = run_deployer(project, "status")
+    bad = run_in_process(project, "status")
     assert bad.returncode == 2 and "[target] local must be true or false" in bad.stderr
 
 
@@ -282,16 +213,16 @@ def test_a_rollback_brings_back_the_renamed_handler_its_memory_and_its_environme
     serves 2.0.0's page, from a version that has 2.0.0's handler, memory and environment."""
     config, source = project / "deploy.toml", project / "function"
     edit(config, "timeout = 3", 'timeout = 3\nenvironment = { GREETING = "hello" }')
-    url = deployer_ok(project, "up", "--version", "2.0.0", "--local").strip()
+    url = in_process_ok(project, "up", "--version", "2.0.0", "--local").strip()
     (source / "app.py").write_text((source / "main.py").read_text().replace("Hello world!", "Hello from app.py"))
     (source / "main.py").unlink()
     edit(config, 'handler = "main.handler"', 'handler = "app.handler"')
     edit(config, "memory = 128", "memory = 256")
     edit(config, 'environment = { GREETING = "hello" }', 'environment = { MODE = "new" }')
-    deployer_ok(project, "up", "--version", "2.1.0", "--local")
+    in_process_ok(project, "up", "--version", "2.1.0", "--local")
     assert fetch(url)[:2] == (200, b"<p>Hello from app.py</p>")
 
-    deployer_ok(project, "rollback", "2.0.0", "--local")
+    in_process_ok(project, "rollback", "2.0.0", "--local")
     assert fetch(url)[:2] == (200, b"<p>Hello world!</p>")
     functions = session(REGION).client("lambda", endpoint_url=local_cloud)
     live = functions.get_function_configuration(
@@ -304,10 +235,10 @@ def test_a_rollback_brings_back_the_renamed_handler_its_memory_and_its_environme
 
 
 def test_a_release_that_raises_is_refused_and_never_served(project: Path, local_cloud: str) -> None:
-    url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    url = in_process_ok(project, "up", "--version", "1.0.0", "--local").strip()
     main = project / "function" / "main.py"
     main.write_text("def handler(event, context):\n    raise LookupError('no greeting configured')\n")
-    refused = run_deployer(project, "up", "--version", "1.0.1", "--local")
+    refused = run_in_process(project, "up", "--version", "1.0.1", "--local")
     assert refused.returncode == 1, refused.stderr
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "LookupError: no greeting configured" in errors[0], refused.stderr
@@ -333,9 +264,9 @@ def binomial_outside(n: int, p: float, low: int, high: int) -> float:
 
 def test_a_canary_gets_its_share_of_the_requests_then_up_gives_it_all(project: Path, local_cloud: str) -> None:
     assert binomial_outside(CANARY_REQUESTS, CANARY_WEIGHT, *CANARY_BOUNDS) < 1e-6
-    url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    url = in_process_ok(project, "up", "--version", "1.0.0", "--local").strip()
     edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
-    deployer_ok(project, "up", "--local", "--version", "1.1.0", "--canary", "30")
+    in_process_ok(project, "up", "--local", "--version", "1.1.0", "--canary", "30")
     pages = []
     for _ in range(CANARY_REQUESTS):
         status, body, _ = fetch(url)
@@ -346,7 +277,7 @@ def test_a_canary_gets_its_share_of_the_requests_then_up_gives_it_all(project: P
     low, high = CANARY_BOUNDS
     assert low <= new <= high, f"{new} of {CANARY_REQUESTS} requests got the canary (weight {CANARY_WEIGHT})"
 
-    deployer_ok(project, "up", "--version", "1.1.0", "--local")  # no --canary: all of it
+    in_process_ok(project, "up", "--version", "1.1.0", "--local")  # no --canary: all of it
     assert {fetch(url)[1] for _ in range(50)} == {b"<p>Bonjour au monde!</p>"}
 
 
@@ -453,7 +384,7 @@ def test_the_deployed_api_sees_header_names_and_repeated_headers_as_the_client_s
         "def handler(event, context):\n"
         "    return {'statusCode': 200, 'body': json.dumps([event['headers'], event['multiValueHeaders']])}\n"
     )
-    url = urlsplit(deployer_ok(project, "up", "--version", "1.0.0", "--local").strip())
+    url = urlsplit(in_process_ok(project, "up", "--version", "1.0.0", "--local").strip())
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     connection.putrequest("GET", f"{url.path}headers")
     for name, value in (("x-MiXeD-Case", "kept"), ("Cookie", "a=1"), ("Cookie", "b=2")):

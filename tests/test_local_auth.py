@@ -30,15 +30,19 @@ from deployer.errors import DeployerError
 from deployer.local import control, credentials_path, runtime_folder
 from deployer.local.auth import new_credentials, read_credentials, write_credentials
 from deployer.local.target import local_credentials, session
-from tests import test_local
 from tests.account import Account
-from tests.conftest import REGION
-from tests.test_local import deployer_ok, free_port, stop_for_sure
-from tests.test_local_invoke import NAME, call, make_greeter, release
+from tests.support import (
+    NAME,
+    REGION,
+    call,
+    deployer_ok,
+    free_port,
+    in_process_ok,
+    make_greeter,
+    release,
+    stop_for_sure,
+)
 
-# test_local's fixtures: an emulator process of this module's own, `deployer local start`ed, reset for each test.
-local_port = test_local.local_port
-local_cloud = test_local.local_cloud
 FOREIGN_HOST = b"Forbidden: the local cloud answers only requests for 127.0.0.1 or localhost.\n"
 
 
@@ -204,7 +208,7 @@ def test_only_127_0_0_1_and_localhost_are_answered(project: Path, local_cloud: s
     """DNS rebinding: a page's requests name the page's host. Refused on every path: the data plane, the health
     check, the API (signed or not). `deployer up --local` still works end to end, and its URL is open to all."""
     port = port_of(local_cloud)
-    url = deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    url = in_process_ok(project, "up", "--version", "1.0.0", "--local").strip()
     path = url.removeprefix(local_cloud)
     assert send(port, "GET", path)[:2] == (200, b"<p>Hello world!</p>")  # no signature: the API is public, as on AWS
     assert send(port, "GET", path, headers={"Host": f"localhost:{port}"})[:2] == (200, b"<p>Hello world!</p>")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +14,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from deployer.gateway.integration import lambda_integration_uri
 from deployer.gateway.proxy import MAX_REQUEST_BODY
 from deployer.local.dataplane import (
     DataPlane,
@@ -29,18 +27,7 @@ from deployer.local.dataplane import (
 )
 from deployer.local.emulator import Emulator
 from deployer.local.patches import install_lambda_fixes, install_snapshots
-
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-ECHO = (
-    "import json\n"
-    "def handler(event, context):\n"
-    "    keys = ('resource', 'path', 'httpMethod', 'pathParameters', 'queryStringParameters', 'body')\n"
-    "    seen = {key: event[key] for key in keys}\n"
-    "    seen['stage'] = event['requestContext']['stage']\n"
-    "    seen['apiId'] = event['requestContext']['apiId']\n"
-    "    return {'statusCode': 200, 'headers': {'Content-Type': 'application/json'}, 'body': json.dumps(seen)}\n"
-)
+from tests.support import ACCOUNT, REGION, allow, make_function, put_lambda_proxy, zipped
 
 
 def resources(*paths: str) -> list[ResourceSpec]:
@@ -126,52 +113,6 @@ def account() -> Iterator[dict[str, Any]]:
         yield {name: session.client(name) for name in ("iam", "lambda", "apigateway")}
 
 
-def zipped(files: dict[str, str]) -> bytes:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        for name, text in files.items():
-            bundle.writestr(name, text)
-    return archive.getvalue()
-
-
-def make_function(
-    clients: dict[str, Any], code: str = ECHO, name: str = "echo", alias: str | None = "test", **configuration: Any
-) -> str:
-    """A function, its code published as version 1 behind `alias`, as `up` leaves it; the ARN an integration
-    calls: the alias's (None: the unqualified function's)."""
-    assume = {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    trust = {"Version": "2012-10-17", "Statement": [assume]}
-    role = clients["iam"].create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))
-    created = clients["lambda"].create_function(
-        FunctionName=name,
-        Runtime="python3.13",
-        Role=role["Role"]["Arn"],
-        Handler="main.handler",
-        Code={"ZipFile": zipped({"main.py": code})},
-        Timeout=5,
-        **configuration,
-    )
-    if alias is None:
-        return created["FunctionArn"]
-    version = clients["lambda"].publish_version(FunctionName=name)["Version"]
-    return clients["lambda"].create_alias(FunctionName=name, Name=alias, FunctionVersion=version)["AliasArn"]
-
-
-def put_lambda_proxy(
-    gateway: Any, api_id: str, resource_id: str, verb: str, function_arn: str, kind: str = "AWS_PROXY"
-) -> None:
-    """A `verb` method on the resource, open to anyone, integrated with the function (POST, as Lambda wants)."""
-    gateway.put_method(restApiId=api_id, resourceId=resource_id, httpMethod=verb, authorizationType="NONE")
-    gateway.put_integration(
-        restApiId=api_id,
-        resourceId=resource_id,
-        httpMethod=verb,
-        type=kind,
-        integrationHttpMethod="POST",
-        uri=lambda_integration_uri("aws", REGION, function_arn),
-    )
-
-
 def wire(
     clients: dict[str, Any], function_arn: str, paths: tuple[str, ...] = ("/",), kind: str = "AWS_PROXY"
 ) -> tuple[str, dict[str, str]]:
@@ -184,18 +125,6 @@ def wire(
             ids[path] = gateway.create_resource(restApiId=api_id, parentId=ids["/"], pathPart=path.lstrip("/"))["id"]
         put_lambda_proxy(gateway, api_id, ids[path], "ANY", function_arn, kind)
     return api_id, ids
-
-
-def allow(clients: dict[str, Any], api_id: str, function: str = "echo", qualifier: str | None = "test") -> None:
-    """What `up` grants: this API, any stage and method, may invoke the alias (None: the unqualified function)."""
-    clients["lambda"].add_permission(
-        FunctionName=function,
-        **({"Qualifier": qualifier} if qualifier else {}),
-        StatementId="apigateway",
-        Action="lambda:InvokeFunction",
-        Principal="apigateway.amazonaws.com",
-        SourceArn=f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*/*",
-    )
 
 
 def get(api_id: str, path: str = "/", stage: str = "test", method: str = "GET") -> Request:

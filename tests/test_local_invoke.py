@@ -7,11 +7,9 @@ code the emulator runs; tests/test_local.py calls it on the real emulator proces
 from __future__ import annotations
 
 import base64
-import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -19,61 +17,7 @@ from botocore.exceptions import ClientError
 from deployer.local.dataplane import Functions, find_function
 from deployer.serve.runner import FunctionRunner
 from tests.account import Account
-from tests.test_local_dataplane import zipped
-
-NAME = "greeter"
-ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{NAME}"
-CODE = (
-    "import json, os, sys\n"
-    "print('cold start of', PAGE)\n"
-    "def handler(event, context):\n"
-    "    print('handling', json.dumps(event))\n"
-    "    print('to stderr too', file=sys.stderr)\n"
-    "    if event.get('fail'):\n"
-    "        raise ValueError('asked to fail')\n"
-    "    if event.get('touch'):\n"
-    "        open(event['touch'], 'w').write(context.aws_request_id)\n"
-    "    if event.get('sleep'):\n"
-    "        import time; time.sleep(event['sleep'])\n"
-    "    return {'page': PAGE, 'version': context.function_version, 'invoked': context.invoked_function_arn,\n"
-    "            'memory': context.memory_limit_in_mb}\n"
-)
-
-
-def release(page: str) -> bytes:
-    return zipped({"main.py": f"PAGE = {page!r}\n" + CODE})
-
-
-def make_greeter(account: Account, **configuration: Any) -> Any:
-    """Version 1 says "one" (128 MB), version 2 "two" (256 MB), $LATEST "latest"; the alias `live` is on 1."""
-    iam, functions = account.client("iam"), account.client("lambda")
-    trust = {
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-    }
-    role = iam.create_role(RoleName="greeter-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    functions.create_function(
-        FunctionName=NAME,
-        Runtime="python3.13",
-        Role=role,
-        Handler="main.handler",
-        Code={"ZipFile": release("one")},
-        Timeout=3,
-        **configuration,
-    )
-    functions.publish_version(FunctionName=NAME)
-    functions.update_function_code(FunctionName=NAME, ZipFile=release("two"))
-    functions.update_function_configuration(FunctionName=NAME, MemorySize=256)
-    functions.publish_version(FunctionName=NAME)
-    functions.update_function_code(FunctionName=NAME, ZipFile=release("latest"))
-    functions.create_alias(FunctionName=NAME, Name="live", FunctionVersion="1")
-    return functions
-
-
-def call(functions: Any, event: Any = None, **arguments: Any) -> tuple[dict[str, Any], Any]:
-    arguments.setdefault("FunctionName", NAME)
-    answer = functions.invoke(Payload=json.dumps(event if event is not None else {}).encode(), **arguments)
-    payload = answer["Payload"].read()
-    return answer, json.loads(payload) if payload else None
+from tests.support import ARN, NAME, call, make_greeter
 
 
 def test_each_qualifier_runs_its_own_version(aws_account: Account) -> None:

@@ -22,14 +22,8 @@ from typer.testing import CliRunner, Result
 from deployer import operate
 from deployer.cli import app
 from deployer.errors import UsageError
-from tests import test_local
 from tests.account import APP
-from tests.conftest import run_deployer
-from tests.test_local import deployer_ok, fetch
-
-# One local cloud for this module too (started at its first test that needs it), reset before each test.
-local_port = test_local.local_port
-local_cloud = test_local.local_cloud
+from tests.support import fetch, in_process_ok, run_in_process
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (?P<id>\S+) (?P<message>.*)$")
@@ -265,22 +259,22 @@ def test_follow_prints_new_events_once(app_project: Path, aws_account) -> None:
 
 def deploy_locally(project: Path) -> str:
     (project / "function" / "main.py").write_text(HANDLER)
-    return deployer_ok(project, "up", "--version", "1.0.0", "--local").strip()
+    return in_process_ok(project, "up", "--version", "1.0.0", "--local").strip()
 
 
 def deployer_ok_stderr(project: Path, *arguments: str) -> str:
-    result = run_deployer(project, *arguments)
+    result = run_in_process(project, *arguments)
     assert result.returncode == 0, result.stderr
     return result.stderr
 
 
 def test_invoke_on_the_local_cloud(project: Path, local_cloud: str) -> None:
     deploy_locally(project)
-    page = run_deployer(project, "invoke", "--path", "/x", "--local")
+    page = run_in_process(project, "invoke", "--path", "/x", "--local")
     assert page.returncode == 0, page.stderr
     assert page.stdout == "<p>Hello from /x</p>" and page.stderr.splitlines()[0] == "200 OK"
 
-    failed = run_deployer(project, "invoke", "--path", "/fail", "--local")
+    failed = run_in_process(project, "invoke", "--path", "/fail", "--local")
     assert failed.returncode == 1 and "Traceback (most recent call last)" in failed.stderr  # the log's tail
     assert "serving /fail" in failed.stderr and "REPORT RequestId:" in failed.stderr
     assert "LookupError: no page at /fail" in failed.stderr.splitlines()[-1]
@@ -291,7 +285,7 @@ def test_logs_on_the_local_cloud_hold_the_data_planes_requests(project: Path, lo
     url = deploy_locally(project)
     for path in ("a", "b"):
         assert fetch(f"{url}{path}")[0] == 200
-    lines = log_lines(deployer_ok(project, "logs", "--local"))
+    lines = log_lines(in_process_ok(project, "logs", "--local"))
     starts = [request for request, message in lines if message.startswith("START ")]
     assert len(starts) == 3  # the check, then the two requests
     for request, path in zip(starts, ["/", "/a", "/b"], strict=True):

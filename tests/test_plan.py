@@ -9,7 +9,7 @@ from deployer.aws import is_mutating
 from deployer.plan import Change, Plan
 from deployer.resources import function
 from tests.account import BUCKET, Account, state_file
-from tests.conftest import run_deployer
+from tests.support import run_in_process
 
 
 def actions(changes: list[Change] | Plan) -> list[tuple[str, str, str]]:
@@ -49,21 +49,21 @@ def test_the_plan_command_leaves_the_state_as_it_was(project: Path, moto_server:
         found = s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) if s3.list_buckets()["Buckets"] else []
         return b"".join(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read() for item in found)
 
-    assert run_deployer(project, "plan", "--version", "1.0.0").returncode == 3
+    assert run_in_process(project, "plan", "--version", "1.0.0").returncode == 3
     assert shared_state() is not None and not s3.list_buckets()["Buckets"]  # not even the bucket
-    assert run_deployer(project, "up", "--version", "1.0.0").returncode == 0
+    assert run_in_process(project, "up", "--version", "1.0.0").returncode == 0
     saved = shared_state()
     main = project / "function" / "main.py"
     main.write_text(main.read_text().replace("Hello world!", "Bonjour au monde!"))
-    result = run_deployer(project, "plan", "--version", "1.0.1")
+    result = run_in_process(project, "plan", "--version", "1.0.1")
     assert result.returncode == 3, result.stderr
     assert shared_state() == saved
 
     config = project / "deploy.toml"
     config.write_text(config.read_text() + '\n[state]\nbackend = "local"\n')
-    assert run_deployer(project, "up", "--version", "1.0.1").returncode == 0
+    assert run_in_process(project, "up", "--version", "1.0.1").returncode == 0
     saved = state_file(project).read_bytes()
-    assert run_deployer(project, "plan", "--version", "1.0.2").returncode == 3
+    assert run_in_process(project, "plan", "--version", "1.0.2").returncode == 3
     assert state_file(project).read_bytes() == saved
 
 

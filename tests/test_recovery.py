@@ -25,8 +25,7 @@ from deployer.aws import is_mutating
 from deployer.context import Run
 from deployer.errors import DeployerError
 from tests.account import APP, Account, state_file
-from tests.conftest import lock_is_free, run_deployer
-from tests.test_crash import run_until_call
+from tests.support import lock_is_free, run_in_process, run_until_call
 
 TAGS = {"deployer:app": APP, "deployer:stage": "test"}
 ROLE = f"{APP}-lambda-exec"
@@ -172,7 +171,7 @@ def use_a_local_state(project: Path) -> None:
 
 def test_a_second_up_while_another_runs_fails_at_once_naming_the_holder(project: Path, moto_server: Account) -> None:
     use_a_local_state(project)
-    first = run_deployer(project, "up", "--version", "1.0.0")
+    first = run_in_process(project, "up", "--version", "1.0.0")
     assert first.returncode == 0, first.stderr
     main = project / "function" / "main.py"
     main.write_text(main.read_text().replace("Hello world!", "Bonjour au monde!"))
@@ -189,7 +188,7 @@ def test_a_second_up_while_another_runs_fails_at_once_naming_the_holder(project:
         saved = state_file(project).read_bytes()
 
         started = time.monotonic()
-        second = run_deployer(project, "up", "--version", "1.0.1")
+        second = run_in_process(project, "up", "--version", "1.0.1")
         assert second.returncode == 1
         assert time.monotonic() - started < 15  # at once: it does not wait for the holder
         message = second.stderr.strip()

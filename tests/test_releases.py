@@ -22,8 +22,7 @@ from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.errors import DeployerError
 from tests.account import APP, Account, state_file
-from tests.conftest import run_deployer
-from tests.test_crash import KILL_AFTER_CALL
+from tests.support import KILL_AFTER_CALL, run_in_process
 
 PROD = f"{APP}-prod"
 
@@ -209,18 +208,18 @@ def test_promote_of_a_version_never_uploaded_is_refused(make_run, aws_account: A
 
 def test_down_on_one_stage_leaves_the_other_serving(project: Path, moto_server: Account) -> None:
     for arguments in (["up", "--version", "1.0.0"], ["promote", "1.0.0", "--stage", "prod"]):
-        result = run_deployer(project, *arguments)
+        result = run_in_process(project, *arguments)
         assert result.returncode == 0, result.stderr
-    status = json.loads(run_deployer(project, "status", "--stage", "prod", "--json").stdout)
+    status = json.loads(run_in_process(project, "status", "--stage", "prod", "--json").stdout)
     assert (status["function_name"], status["stage"], status["version"]) == (PROD, "prod", "1.0.0")
     assert status["base_url"].endswith("/prod")
 
-    result = run_deployer(project, "down", "--stage", "prod", "--yes")
+    result = run_in_process(project, "down", "--stage", "prod", "--yes")
     assert result.returncode == 0, result.stderr
     assert {function["FunctionName"] for function in moto_server.functions()} == {APP}
     moto_server.assert_stack("v1.0.0/example.zip")
-    assert json.loads(run_deployer(project, "status", "--stage", "prod", "--json").stdout)["version"] is None
-    assert json.loads(run_deployer(project, "status", "--json").stdout)["version"] == "1.0.0"
+    assert json.loads(run_in_process(project, "status", "--stage", "prod", "--json").stdout)["version"] is None
+    assert json.loads(run_in_process(project, "status", "--json").stdout)["version"] == "1.0.0"
 
 
 # The check before traffic -----------------------------------------------------------------------------------
@@ -277,7 +276,7 @@ def test_no_check_publishes_without_invoking(make_run, aws_account: Account, pro
 
 
 def test_against_a_bare_moto_server_the_check_is_reported_skipped(project: Path, moto_server: Account) -> None:
-    result = run_deployer(project, "up", "--version", "1.0.0")
+    result = run_in_process(project, "up", "--version", "1.0.0")
     assert result.returncode == 0, result.stderr
     check_line = next(line for line in result.stderr.splitlines() if line.strip().startswith("check"))
     assert "skipped" in check_line and "Lambda Invoke is unavailable at this endpoint" in check_line
@@ -315,14 +314,14 @@ def test_a_canary_routes_a_share_then_up_moves_all_and_rollback_abandons_it(
 
 
 def test_status_shows_the_split_of_a_canary(project: Path, moto_server: Account) -> None:
-    assert run_deployer(project, "up", "--version", "1.0.0").returncode == 0
+    assert run_in_process(project, "up", "--version", "1.0.0").returncode == 0
     edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
-    result = run_deployer(project, "up", "--version", "1.1.0", "--canary", "10")
+    result = run_in_process(project, "up", "--version", "1.1.0", "--canary", "10")
     assert result.returncode == 0, result.stderr
-    status = json.loads(run_deployer(project, "status", "--json").stdout)
+    status = json.loads(run_in_process(project, "status", "--json").stdout)
     assert (status["version"], status["lambda_version"]) == ("1.0.0", "1")
     assert status["canary"] == {"version": "1.1.0", "weight": 0.1}
-    text = run_deployer(project, "status").stdout
+    text = run_in_process(project, "status").stdout
     assert "canary         1.1.0 gets 10% of the traffic" in text
 
 
@@ -332,7 +331,7 @@ def test_status_shows_the_split_of_a_canary(project: Path, moto_server: Account)
 def test_a_run_killed_between_publish_and_alias_move_converges_without_publishing_twice(
     project: Path, moto_server: Account
 ) -> None:
-    assert run_deployer(project, "up", "--version", "1.0.0").returncode == 0
+    assert run_in_process(project, "up", "--version", "1.0.0").returncode == 0
     edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
     killed = subprocess.run(
         [sys.executable, str(KILL_AFTER_CALL), "up", "--version", "1.0.1"],
@@ -345,8 +344,8 @@ def test_a_run_killed_between_publish_and_alias_move_converges_without_publishin
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert moto_server.alias(APP, "test")["FunctionVersion"] == "1"  # published, not yet live
 
-    assert run_deployer(project, "unlock", "--yes").returncode == 0  # the killed run's lock
-    again = run_deployer(project, "up", "--version", "1.0.1")
+    assert run_in_process(project, "unlock", "--yes").returncode == 0  # the killed run's lock
+    again = run_in_process(project, "up", "--version", "1.0.1")
     assert again.returncode == 0, again.stderr
     moto_server.assert_stack("v1.0.1/example.zip")
     versions = moto_server.client("lambda").list_versions_by_function(FunctionName=APP)["Versions"]

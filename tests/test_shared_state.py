@@ -15,9 +15,8 @@ import pytest
 from deployer.errors import DeployerError
 from deployer.remote_state import S3StateStore
 from tests.account import APP, BUCKET, Account, state_file
-from tests.conftest import run_deployer
 from tests.faults import fail
-from tests.test_crash import run_until_call
+from tests.support import run_in_process, run_until_call
 
 STATE_KEY = f"deployer-state/{APP}/test/state.json"
 LOCK_KEY = f"deployer-state/{APP}/test/lock.json"
@@ -33,7 +32,7 @@ def teammate(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def ok(folder: Path, *arguments: str) -> str:
-    result = run_deployer(folder, *arguments)
+    result = run_in_process(folder, *arguments)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -59,17 +58,17 @@ def test_while_a_deploys_b_is_refused_naming_a_and_after_a_is_killed_unlock_lets
         while holder.poll() is None and not _stopped(holder.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         started = time.monotonic()
-        refused = run_deployer(teammate, "up", "--version", "1.0.0")
+        refused = run_in_process(teammate, "up", "--version", "1.0.0")
         assert refused.returncode == 1 and time.monotonic() - started < 30
         assert f"pid {holder.pid} on " in refused.stderr and "`up --version 1.0.0`" in refused.stderr
         assert len([line for line in refused.stderr.splitlines() if line.strip()]) <= 2  # its start line, one error
 
         holder.send_signal(signal.SIGKILL)  # A dies holding the lock
         holder.wait(timeout=30)
-        again = run_deployer(teammate, "up", "--version", "1.0.0")
+        again = run_in_process(teammate, "up", "--version", "1.0.0")
         assert again.returncode == 1 and "`deployer unlock` removes its lock" in again.stderr
 
-        removed = run_deployer(teammate, "unlock", "--yes")
+        removed = run_in_process(teammate, "unlock", "--yes")
         assert (
             removed.returncode == 0
             and f"removed the lock held by `up --version 1.0.0` (pid {holder.pid}" in removed.stderr

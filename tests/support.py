@@ -1,0 +1,347 @@
+"""Helpers the test modules share: ports, processes, running the CLI (as a process or in this one), the local cloud.
+
+One place for them, so that no test module imports another. tests/conftest.py holds the fixtures built on them;
+tests/account.py looks at the emulated account; tests/faults.py injects AWS's misbehaviour.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from tests.account import Account
+
+REPO = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+KILL_AFTER_CALL = Path(__file__).with_name("kill_after_call.py")
+
+# The one AWS managed policy deployer attaches (resources/role.py). moto would parse ~1,300 of them for every
+# account it makes (about a second after each reset); the emulators of the tests hold this one only.
+MANAGED_POLICIES_WE_USE = ("AWSLambdaBasicExecutionRole",)
+
+
+def keep_only_the_managed_policies_we_use() -> str:
+    """Trim moto's AWS managed policies to MANAGED_POLICIES_WE_USE; the full set, as moto had it, is returned."""
+    import moto.iam.models
+
+    every = moto.iam.models.aws_managed_policies_data
+    policies = json.loads(every)
+    moto.iam.models.aws_managed_policies_data = json.dumps({name: policies[name] for name in MANAGED_POLICIES_WE_USE})
+    return every
+
+
+def install_moto_fixes() -> None:
+    """Where moto differs from AWS in what deployer reads back, mend it as the local cloud does: version numbers,
+    a policy per qualifier, an API's binary media types and tags (deployer.local.patches)."""
+    from deployer.local.patches import (
+        install_binary_media_types,
+        install_lambda_fixes,
+        install_qualified_policies,
+        install_rest_api_tags,
+    )
+
+    install_lambda_fixes()
+    install_qualified_policies()
+    install_binary_media_types()
+    install_rest_api_tags()
+
+
+# moto_server with the same fixes and only the managed policies we use: a separate process.
+MOTO_SERVER = (
+    "import sys; from tests.support import install_moto_fixes, keep_only_the_managed_policies_we_use; "
+    "install_moto_fixes(); keep_only_the_managed_policies_we_use(); "
+    "from moto.server import main; main(sys.argv[1:])"
+)
+
+
+# ---- ports and processes ----------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick, so two xdist workers never get the same one)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def gone(pid: int, seconds: float = 15.0) -> bool:
+    """The process exited and was reaped: no /proc entry at all (no zombie left behind)."""
+    deadline = time.monotonic() + seconds
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not Path(f"/proc/{pid}").exists()
+
+
+def stopped(pid: int) -> bool:
+    """The process is paused (SIGSTOP): its state in /proc is T."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+def lock_is_free(lock: Path) -> bool:
+    """Whether a command could take this state lock now (it is a kernel lock, not the file's presence)."""
+    with lock.open("a") as stream:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(stream, fcntl.LOCK_UN)
+    return True
+
+
+# ---- the CLI ------------------------------------------------------------------------------------------------------
+
+
+def run_deployer(project: Path, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The installed `deployer` console script, as a user runs it, in the project folder.
+
+    For what needs a process of its own: its pid, a signal, the console script itself, a server that outlives
+    the command. Everything else runs in this process with `run_in_process`, the same answer a second sooner."""
+    executable = shutil.which("deployer", path=str(Path(sys.executable).parent)) or "deployer"
+    return subprocess.run(
+        [executable, *arguments], cwd=project, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def run_in_process(project: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`deployer <arguments>` in the project folder, run by typer's CliRunner in this process (this process's
+    environment, as a child would have it); answered as `run_deployer` answers. An exception the CLI let out
+    is a crash, as a process's: exit code 1 and its traceback on stderr."""
+    from typer.testing import CliRunner
+
+    from deployer.cli import app
+
+    with contextlib.chdir(project):
+        result = CliRunner().invoke(app, list(arguments), catch_exceptions=True)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(["deployer", *arguments], result.exit_code, result.stdout, stderr)
+
+
+def deployer_ok(project: Path, *arguments: str) -> str:
+    """`deployer <arguments>` in its own process, which must succeed without a traceback: its stdout."""
+    result = run_deployer(project, *arguments)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def in_process_ok(project: Path, *arguments: str) -> str:
+    """As `deployer_ok`, in this process."""
+    result = run_in_process(project, *arguments)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def run_until_call(project: Path, call: int, *arguments: str, signal_name: str = "KILL") -> subprocess.Popen[str]:
+    """`deployer <arguments>` in the project folder, signalled right after its `call`th AWS call (0: never)."""
+    environment = {**os.environ, "DEPLOYER_TEST_AFTER_CALL": str(call), "DEPLOYER_TEST_SIGNAL": signal_name}
+    return subprocess.Popen(
+        [sys.executable, str(KILL_AFTER_CALL), *arguments],
+        cwd=project,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+# ---- the local cloud ----------------------------------------------------------------------------------------------
+
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def fetch(url: str) -> tuple[int, bytes, dict[str, str]]:
+    """GET `url` straight (no proxy): status, body, headers, whatever the status."""
+    try:
+        with _direct.open(url, timeout=30) as answer:
+            return answer.status, answer.read(), dict(answer.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), dict(error.headers)
+
+
+def signed_request(port: int, method: str, path: str, body: bytes = b"") -> urllib.request.Request:
+    """A request to the local cloud signed with its credentials, as it wants every call it hands to moto."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from deployer.local.target import local_credentials
+
+    credentials = local_credentials(port)
+    request = AWSRequest(method=method, url=f"http://127.0.0.1:{port}{path}", data=body)
+    SigV4Auth(Credentials(credentials.access_key_id, credentials.secret_access_key), "moto", REGION).add_auth(request)
+    return urllib.request.Request(request.url, data=body, method=method, headers=dict(request.headers.items()))
+
+
+def reset_local_cloud(port: int) -> None:
+    """A clean emulated account on the local cloud (moto's reset, signed as the local cloud wants it)."""
+    _direct.open(signed_request(port, "POST", "/moto-api/reset"), timeout=10).close()
+
+
+def stop_for_sure(port: int) -> None:
+    """Stop the emulator on `port`, kill it if it will not stop, and delete its log."""
+    from deployer.local import control, log_path
+    from deployer.process import alive
+
+    found = control.health(port)
+    try:
+        control.stop(port)
+    finally:
+        if found is not None and alive(found.pid):
+            os.killpg(found.pid, signal.SIGKILL)
+        log_path(port).unlink(missing_ok=True)
+
+
+# ---- functions and APIs made by hand, as `up` would make them -------------------------------------------------------
+
+ACCOUNT = "123456789012"
+ECHO = (
+    "import json\n"
+    "def handler(event, context):\n"
+    "    keys = ('resource', 'path', 'httpMethod', 'pathParameters', 'queryStringParameters', 'body')\n"
+    "    seen = {key: event[key] for key in keys}\n"
+    "    seen['stage'] = event['requestContext']['stage']\n"
+    "    seen['apiId'] = event['requestContext']['apiId']\n"
+    "    return {'statusCode': 200, 'headers': {'Content-Type': 'application/json'}, 'body': json.dumps(seen)}\n"
+)
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name, text in files.items():
+            bundle.writestr(name, text)
+    return archive.getvalue()
+
+
+def make_function(
+    clients: dict[str, Any], code: str = ECHO, name: str = "echo", alias: str | None = "test", **configuration: Any
+) -> str:
+    """A function, its code published as version 1 behind `alias`, as `up` leaves it; the ARN an integration
+    calls: the alias's (None: the unqualified function's)."""
+    assume = {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    trust = {"Version": "2012-10-17", "Statement": [assume]}
+    role = clients["iam"].create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))
+    created = clients["lambda"].create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=role["Role"]["Arn"],
+        Handler="main.handler",
+        Code={"ZipFile": zipped({"main.py": code})},
+        Timeout=5,
+        **configuration,
+    )
+    if alias is None:
+        return created["FunctionArn"]
+    version = clients["lambda"].publish_version(FunctionName=name)["Version"]
+    return clients["lambda"].create_alias(FunctionName=name, Name=alias, FunctionVersion=version)["AliasArn"]
+
+
+def put_lambda_proxy(
+    gateway: Any, api_id: str, resource_id: str, verb: str, function_arn: str, kind: str = "AWS_PROXY"
+) -> None:
+    """A `verb` method on the resource, open to anyone, integrated with the function (POST, as Lambda wants)."""
+    from deployer.gateway.integration import lambda_integration_uri
+
+    gateway.put_method(restApiId=api_id, resourceId=resource_id, httpMethod=verb, authorizationType="NONE")
+    gateway.put_integration(
+        restApiId=api_id,
+        resourceId=resource_id,
+        httpMethod=verb,
+        type=kind,
+        integrationHttpMethod="POST",
+        uri=lambda_integration_uri("aws", REGION, function_arn),
+    )
+
+
+def allow(clients: dict[str, Any], api_id: str, function: str = "echo", qualifier: str | None = "test") -> None:
+    """What `up` grants: this API, any stage and method, may invoke the alias (None: the unqualified function)."""
+    clients["lambda"].add_permission(
+        FunctionName=function,
+        **({"Qualifier": qualifier} if qualifier else {}),
+        StatementId="apigateway",
+        Action="lambda:InvokeFunction",
+        Principal="apigateway.amazonaws.com",
+        SourceArn=f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*/*",
+    )
+
+
+NAME = "greeter"
+ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{NAME}"
+CODE = (
+    "import json, os, sys\n"
+    "print('cold start of', PAGE)\n"
+    "def handler(event, context):\n"
+    "    print('handling', json.dumps(event))\n"
+    "    print('to stderr too', file=sys.stderr)\n"
+    "    if event.get('fail'):\n"
+    "        raise ValueError('asked to fail')\n"
+    "    if event.get('touch'):\n"
+    "        open(event['touch'], 'w').write(context.aws_request_id)\n"
+    "    if event.get('sleep'):\n"
+    "        import time; time.sleep(event['sleep'])\n"
+    "    return {'page': PAGE, 'version': context.function_version, 'invoked': context.invoked_function_arn,\n"
+    "            'memory': context.memory_limit_in_mb}\n"
+)
+
+
+def release(page: str) -> bytes:
+    return zipped({"main.py": f"PAGE = {page!r}\n" + CODE})
+
+
+def make_greeter(account: Account, **configuration: Any) -> Any:
+    """Version 1 says "one" (128 MB), version 2 "two" (256 MB), $LATEST "latest"; the alias `live` is on 1."""
+    iam, functions = account.client("iam"), account.client("lambda")
+    trust = {
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    }
+    role = iam.create_role(RoleName="greeter-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    functions.create_function(
+        FunctionName=NAME,
+        Runtime="python3.13",
+        Role=role,
+        Handler="main.handler",
+        Code={"ZipFile": release("one")},
+        Timeout=3,
+        **configuration,
+    )
+    functions.publish_version(FunctionName=NAME)
+    functions.update_function_code(FunctionName=NAME, ZipFile=release("two"))
+    functions.update_function_configuration(FunctionName=NAME, MemorySize=256)
+    functions.publish_version(FunctionName=NAME)
+    functions.update_function_code(FunctionName=NAME, ZipFile=release("latest"))
+    functions.create_alias(FunctionName=NAME, Name="live", FunctionVersion="1")
+    return functions
+
+
+def call(functions: Any, event: Any = None, **arguments: Any) -> tuple[dict[str, Any], Any]:
+    arguments.setdefault("FunctionName", NAME)
+    answer = functions.invoke(Payload=json.dumps(event if event is not None else {}).encode(), **arguments)
+    payload = answer["Payload"].read()
+    return answer, json.loads(payload) if payload else None
