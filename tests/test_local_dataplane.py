@@ -19,10 +19,10 @@ from deployer.gateway.integration import lambda_integration_uri
 from deployer.gateway.proxy import MAX_REQUEST_BODY
 from deployer.gateway.routing import ResourceSpec, match_resource
 from deployer.local.dataplane import DataPlane, Refusal, Request
-from deployer.local.functions import routed_version
-from deployer.local.policy import arn_like, policy_allows
 from deployer.local.emulator import Emulator
+from deployer.local.functions import routed_version
 from deployer.local.patches import install_lambda_fixes, install_snapshots
+from deployer.local.policy import arn_like, policy_allows
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
