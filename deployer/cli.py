@@ -579,6 +579,13 @@ def serve(
     config_path: ConfigPath = DEFAULT_CONFIG,
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 3000,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            help="Requests run at once, each in its own worker, as Lambda runs them; past it, API Gateway's 500.",
+        ),
+    ] = 10,
 ) -> None:
     """Run the function locally behind an API Gateway proxy emulation."""
     from deployer.dependencies import bundle_dependencies
@@ -587,11 +594,13 @@ def serve(
     with reported_errors():
         if not 0 <= port <= 65535:  # 0: any free port
             raise UsageError(f"--port {port} is not a port number; use 1-65535, e.g. 3000")
+        if concurrency < 1:
+            raise UsageError(f"--concurrency {concurrency}: at least 1 request must be able to run; use e.g. 10")
         config = load_config(config_path)
         # Serve what would be deployed: the source plus its bundled dependencies, nothing of the tool's own.
         bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.plain)
         code_dirs = [] if bundled is None else [bundled if config.is_python else bundled / "node_modules"]
-        serve_locally(config, host=host, port=port, code_dirs=code_dirs)
+        serve_locally(config, host=host, port=port, code_dirs=code_dirs, concurrency=concurrency)
 
 
 local_app = typer.Typer(

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
-from deployer.local.dataplane import Functions
+from deployer.local.functions import Functions
 from deployer.local.invoke import FUNCTION_REFERENCE, INVOKE_PATH, answer_invoke
 from tests.faults import NOWHERE
 

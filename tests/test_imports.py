@@ -48,3 +48,14 @@ def test_what_both_sides_share_imports_the_standard_library_only(module: str) ->
     ours = {name for name in loaded if name.startswith("deployer")}
     assert ours <= {"deployer", "deployer.digest"} | {name for name in ours if name.startswith("deployer.gateway")}
     assert [name for name in loaded if name.split(".")[0] in AWS_CLIENTS] == []
+
+
+def test_lambda_invoke_does_not_import_the_api_data_plane() -> None:
+    """Lambda Invoke and the REST API's data plane share the function runners (local/functions.py), nothing else."""
+    assert "deployer.local.dataplane" not in imported_by("deployer.local.invoke")
+    assert "deployer.local.dataplane" not in imported_by("deployer.local.functions")
+
+
+def test_request_matching_is_api_gateways_own() -> None:
+    """Which resource serves a path is API Gateway behaviour: it lives in gateway/, not in an emulation."""
+    assert "deployer.gateway.routing" in imported_by("deployer.local.dataplane")

@@ -15,18 +15,12 @@ import pytest
 from moto import mock_aws
 
 from deployer.gateway.proxy import MAX_REQUEST_BODY
-from deployer.local.dataplane import (
-    DataPlane,
-    Refusal,
-    Request,
-    ResourceSpec,
-    arn_like,
-    match_resource,
-    policy_allows,
-    routed_version,
-)
+from deployer.gateway.routing import ResourceSpec, match_resource
+from deployer.local.dataplane import DataPlane, Refusal, Request
 from deployer.local.emulator import Emulator
+from deployer.local.functions import routed_version
 from deployer.local.patches import install_lambda_fixes, install_snapshots
+from deployer.local.policy import arn_like, policy_allows
 from tests.support import ACCOUNT, REGION, allow, make_function, put_lambda_proxy, zipped
 
 

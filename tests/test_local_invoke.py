@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from deployer.local.dataplane import Functions, find_function
+from deployer.local.functions import Functions, find_function
 from deployer.serve.runner import FunctionRunner
 from tests.account import Account
 from tests.support import ARN, NAME, call, make_greeter
@@ -42,7 +42,7 @@ def test_an_alias_with_a_canary_executes_the_version_its_weight_picks(aws_accoun
     functions = make_greeter(aws_account)
     functions.update_alias(FunctionName=NAME, Name="live", RoutingConfig={"AdditionalVersionWeights": {"2": 0.25}})
     draws = iter([0.1, 0.9])
-    monkeypatch.setattr("deployer.local.dataplane.random.random", lambda: next(draws))
+    monkeypatch.setattr("deployer.local.functions.random.random", lambda: next(draws))
     assert call(functions, Qualifier="live")[0]["ExecutedVersion"] == "2"  # 0.1 < 0.25: the canary
     assert call(functions, Qualifier="live")[0]["ExecutedVersion"] == "1"
 

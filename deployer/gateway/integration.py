@@ -81,6 +81,17 @@ class FunctionError(Exception):
         return {"errorType": self.error_type, "errorMessage": self.message, "stackTrace": self.stack_trace}
 
 
+class FunctionThrottled(Exception):
+    """Lambda refused the invocation, nothing ran: the function is at its concurrency limit (Lambda's 429
+    TooManyRequestsException, `reason` as its Reason field). API Gateway's REST proxy answers it with 500
+    `{"message": "Internal server error"}`, never 429 (which is its own throttling's answer)."""
+
+    def __init__(self, reason: str, limit: int) -> None:
+        super().__init__(f"Rate Exceeded. ({reason}: {limit} concurrent executions)")
+        self.reason = reason
+        self.limit = limit
+
+
 class IntegrationTimeout(Exception):
     """The function was still running when the integration's timeout ran out."""
 
@@ -139,7 +150,8 @@ def answer_from_function(
     The function's proxy response as HTTP (binary or not by the API's `binary_media_types` and the request's
     Accept header); 413 `Request Too Long` when the event is over Lambda's 6 MB (the function never runs);
     502 `Internal server error` when `invoke` raises FunctionError, the response is malformed or over 6 MB;
-    500 when a base64 body that must be decoded is not base64; 504 `Endpoint request timed out` when it runs
+    500 `Internal server error` when Lambda throttles the invocation (FunctionThrottled) and when a base64 body
+    that must be decoded is not base64; 504 `Endpoint request timed out` when it runs
     past `timeout` (INTEGRATION_TIMEOUT). The reason goes to `report`. Every answer carries the request's ids
     (x-amzn-RequestId, x-amz-apigw-id, X-Amzn-Trace-Id), as from API Gateway.
     """
@@ -165,6 +177,9 @@ def answer_from_function(
         lines = [line for entry in error.stack_trace for line in str(entry).rstrip("\n").split("\n")]
         report(f"the function failed: {error.error_type}: {error.message}", lines)
         status, headers, payload = BAD_GATEWAY.response()
+    except FunctionThrottled as error:
+        report(f"Lambda invocation failed with status: 429 TooManyRequestsException: {error}", [])
+        status, headers, payload = INTERNAL_SERVER_ERROR.response()
     except BinaryConversionError as error:
         report(f"Execution failed due to configuration error: {error}", [])
         status, headers, payload = INTERNAL_SERVER_ERROR.response()

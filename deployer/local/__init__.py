@@ -25,10 +25,36 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 4566  # LocalStack's port: tools that know it find the same endpoint here
 PORT_VARIABLE = "DEPLOYER_LOCAL_PORT"
 LOCAL_VARIABLE = "DEPLOYER_LOCAL"
+# Read by the emulator when it starts: concurrent invocations per function version (the function's reserved
+# concurrency wins), and the seconds an idle worker is kept warm.
+CONCURRENCY_VARIABLE = "DEPLOYER_LOCAL_CONCURRENCY"
+IDLE_VARIABLE = "DEPLOYER_LOCAL_IDLE_SECONDS"
+DEFAULT_CONCURRENCY = 10  # as deployer.serve.pool's (not imported: this module stays light)
+DEFAULT_IDLE_SECONDS = 300.0
 SERVICE = "deployer-local"  # what /_deployer/health says, to tell our emulator from another program
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+
+def worker_limits() -> tuple[int, float]:
+    """(concurrency, idle seconds) for the emulator's function workers: DEPLOYER_LOCAL_CONCURRENCY and
+    DEPLOYER_LOCAL_IDLE_SECONDS, else 10 and 300."""
+    concurrency_text = os.environ.get(CONCURRENCY_VARIABLE, "").strip()
+    idle_text = os.environ.get(IDLE_VARIABLE, "").strip()
+    concurrency, idle = DEFAULT_CONCURRENCY, DEFAULT_IDLE_SECONDS
+    if concurrency_text:
+        if not concurrency_text.isdigit() or int(concurrency_text) < 1:
+            raise UsageError(f"{CONCURRENCY_VARIABLE}={concurrency_text!r} is not a count of workers; use e.g. 10")
+        concurrency = int(concurrency_text)
+    if idle_text:
+        try:
+            idle = float(idle_text)
+        except ValueError:
+            idle = -1.0
+        if not 0 < idle < float("inf"):
+            raise UsageError(f"{IDLE_VARIABLE}={idle_text!r} is not a number of seconds; use e.g. 300")
+    return concurrency, idle
 
 
 def resolve_port(option: int | None = None) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.errors import DeployerError, UsageError
-from deployer.local import HOST, SERVICE, credentials_path, endpoint, log_path, pid_path
+from deployer.local import HOST, SERVICE, credentials_path, endpoint, log_path, pid_path, worker_limits
 from deployer.local.auth import read_credentials, shutdown_token
 from deployer.process import alive
 
@@ -163,6 +163,7 @@ def require_emulator() -> None:
 def start(port: int, log: Log = lambda _: None) -> tuple[Emulator, bool]:
     """The emulator on `port`, started if it was not running; (emulator, True if started now)."""
     require_emulator()  # first: without moto, a `--local` command must not probe, log or spawn anything
+    worker_limits()  # a bad DEPLOYER_LOCAL_CONCURRENCY or DEPLOYER_LOCAL_IDLE_SECONDS is refused before anything starts
     found = status(port)
     if found is not None:
         return found, False

@@ -46,7 +46,7 @@ from deployer.errors import UsageError
 from deployer.gateway.answers import CONTENT_LENGTH_EXCEEDED
 from deployer.gateway.integration import with_request_ids
 from deployer.gateway.proxy import MAX_REQUEST_BODY, forwarded_headers
-from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port
+from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port, worker_limits
 from deployer.local.auth import (
     Credentials,
     Refusal,
@@ -341,7 +341,8 @@ def run(host: str, port: int) -> int:
 
     serving._log_add_style = False  # a log file, not a terminal: no colours
     install_local_cloud()
-    dataplane = DataPlane(code_cache(port), console)
+    concurrency, idle_seconds = worker_limits()
+    dataplane = DataPlane(code_cache(port), console, concurrency, idle_seconds)
     credentials = new_credentials()
     emulator = Emulator(DomainDispatcherApplication(create_backend_app), dataplane, port, credentials)
     try:

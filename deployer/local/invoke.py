@@ -1,4 +1,4 @@
-"""Lambda's Invoke API for the local cloud: the version asked for really runs, in the data plane's warm workers.
+"""Lambda's Invoke API for the local cloud: the version asked for really runs (local/functions.py's workers).
 
 moto runs functions only in Docker, which the local cloud does without, so `up --local` could not check a
 release before traffic. The emulator answers `POST /2015-03-31/functions/{function}/invocations` with
@@ -15,7 +15,11 @@ release before traffic. The emulator answers `POST /2015-03-31/functions/{functi
   what the function printed (stdout and stderr, read from its worker's own pipe), the error if any, END
   and REPORT; the same log goes to CloudWatch Logs (`/aws/lambda/<name>`), as for a data-plane request;
 - `X-Amz-Invocation-Type: DryRun` 204; `Event` 202 at once, the function run in the background;
-- no such function, version or alias: 404 ResourceNotFoundException `Function not found: arn:...`.
+- no such function, version or alias: 404 ResourceNotFoundException `Function not found: arn:...`;
+- the version at its concurrency limit (every environment busy): 429 TooManyRequestsException, `Rate Exceeded.`,
+  Reason `ReservedFunctionConcurrentInvocationLimitExceeded` when the function has reserved concurrency, else
+  `ConcurrentInvocationLimitExceeded`; nothing runs, nothing is logged. An `Event` invocation throttled in the
+  background is dropped with a line in the emulator's log (Lambda would queue and retry it).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from deployer.gateway.answers import Response
-from deployer.local.dataplane import Functions, Target, resolve_target
+from deployer.gateway.integration import FunctionThrottled
+from deployer.local.functions import Functions, Target, resolve_target
 from deployer.serve.runner import Outcome
 
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations/?$")
@@ -65,9 +70,9 @@ class InvokeRequest:
 class InvokeError(Exception):
     """Lambda refuses the call itself (nothing runs): an error in its rest-json shape."""
 
-    def __init__(self, status: int, error_type: str, message: str) -> None:
+    def __init__(self, status: int, error_type: str, message: str, reason: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.error_type, self.message = status, error_type, message
+        self.status, self.error_type, self.message, self.reason = status, error_type, message, reason
 
     def response(self, request_id: str) -> Response:
         headers = [
@@ -75,7 +80,10 @@ class InvokeError(Exception):
             ("x-amzn-ErrorType", self.error_type),
             ("x-amzn-RequestId", request_id),
         ]
-        return self.status, headers, json.dumps({"Type": "User", "Message": self.message}).encode()
+        body: dict[str, str] = {"Type": "User", "Message": self.message}
+        if self.reason is not None:  # TooManyRequestsException's Reason
+            body["Reason"] = self.reason
+        return self.status, headers, json.dumps(body).encode()
 
 
 def caller(headers: Mapping[str, str]) -> tuple[str, str]:
@@ -167,11 +175,16 @@ def _invoke(functions: Functions, request: InvokeRequest, request_id: str, conso
             400, "InvalidRequestContentException", f"Could not parse request body into json: {error}"
         ) from None
     if request.invocation_type == "Event":  # accepted now, run later: the caller never sees the outcome
-        thread = threading.Thread(target=_run, args=(functions, target, event, request_id, console), name="invoke")
+        thread = threading.Thread(
+            target=_run_later, args=(functions, target, event, request_id, console), name="invoke"
+        )
         thread.daemon = True
         thread.start()
         return 202, headers, b""
-    outcome, log = _run(functions, target, event, request_id, console)
+    try:
+        outcome, log = _run(functions, target, event, request_id, console)
+    except FunctionThrottled as throttled:
+        raise InvokeError(429, "TooManyRequestsException", "Rate Exceeded.", throttled.reason) from None
     headers += [("Content-Type", "application/json"), ("X-Amz-Executed-Version", target.version)]
     if request.tail:
         headers.append(("X-Amz-Log-Result", base64.b64encode(log[-TAIL_BYTES:]).decode("ascii")))
@@ -181,8 +194,17 @@ def _invoke(functions: Functions, request: InvokeRequest, request_id: str, conso
     return 200, headers, json.dumps(outcome.result).encode()
 
 
+def _run_later(functions: Functions, target: Target, event: Any, request_id: str, console: Console) -> None:
+    """An `Event` invocation, in the background."""
+    try:
+        _run(functions, target, event, request_id, console)
+    except FunctionThrottled as throttled:
+        console(f"Invoke {target.invoked_arn} (Event): throttled, dropped: {throttled}")
+
+
 def _run(functions: Functions, target: Target, event: Any, request_id: str, console: Console) -> tuple[Outcome, bytes]:
-    """Run the version once; its outcome and its log (which Functions.run wrote to CloudWatch Logs too)."""
+    """Run the version once; its outcome and its log (which Functions.run wrote to CloudWatch Logs too).
+    FunctionThrottled when the version is at its concurrency limit."""
     outcome = functions.run(target.function, event, target.invoked_arn, request_id)
     failed = f": {outcome.error.error_type}" if outcome.error is not None else ""
     console(f"Invoke {target.invoked_arn}: version {target.version} ran{failed}")

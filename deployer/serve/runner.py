@@ -13,6 +13,13 @@ stderr. Worker -> runner: `{"type": "ready"}` once imported, then per request
 stackTrace}, "fatal": bool}`. Runner -> worker: `{"event", "requestId", "deadlineMs",
 "invokedFunctionArn"}`. POSIX only (pass_fds, select on pipes, process groups).
 
+Memory size is enforced as Lambda enforces it: a worker whose resident memory (its peak, Linux's VmHWM,
+polled a few times a second while it runs and checked once more when it answers) goes past the function's
+`memory` is killed, and the invocation fails as Lambda's does: `Runtime exited with error: signal: killed`,
+with the memory size as its `Max Memory Used`. Polling RSS rather than RLIMIT_AS, which breaks node (V8
+reserves far more address space than it uses); the worker process's own RSS is what counts, the runtime's
+baseline (15-20 MB for Python, ~45 MB for node) included, as Lambda counts its whole environment.
+
 With `capture_output` (the local cloud, whose Lambda Invoke returns what one invocation printed), the
 function's stdout and stderr go through a third pipe instead, which the runner reads while it waits
 for the answer and drains once the answer is in: the worker prints before it answers, so all of an
@@ -41,6 +48,7 @@ from deployer.gateway.integration import FunctionError
 from deployer.gateway.proxy import LOCAL_ACCOUNT_ID
 from deployer.serve.sandbox import check_runtime, lambda_environment, worker_command
 
+MEMORY_POLL_SECONDS = 0.05  # how often a running worker's memory is read against its limit
 INIT_TIMEOUT = 10.0  # seconds: Lambda's limit for the init phase (importing the handler's module)
 # Not watched: caches. Watched by their own mtime only (an install adds or removes entries): dependency trees.
 IGNORED_FOLDERS = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
@@ -58,6 +66,14 @@ class FunctionCrash(FunctionError):
     """The worker process exited or broke the protocol."""
 
 
+class FunctionOutOfMemory(FunctionCrash):
+    """The worker went past the function's memory size and was killed, as Lambda kills it."""
+
+
+class _MemoryExceeded(Exception):
+    """Raised by _Worker.receive: the worker's resident memory went past its limit (it is killed by then)."""
+
+
 @dataclass
 class Outcome:
     """One invocation: its request id, the handler's result or the function's error, and what it printed."""
@@ -69,6 +85,7 @@ class Outcome:
     started: float = 0.0  # epoch seconds when it began
     seconds: float = 0.0  # how long it ran
     max_memory_mb: int = 0  # the worker's peak resident memory, as Lambda's REPORT line gives it
+    log_stream: str = ""  # the runner's (its execution environment's) log stream, when it was given one
     log: list[tuple[int, str]] = field(default_factory=list)  # (epoch ms, message): written by the local cloud
 
 
@@ -102,15 +119,40 @@ def source_fingerprint(root: Path) -> Fingerprint:
     return frozenset(entries)
 
 
+# Lambda's runtime interface (written in Go) names a signal as Go does: `signal: killed`, not SIGKILL.
+SIGNAL_WORDS = {
+    signal.SIGKILL: "killed",
+    signal.SIGTERM: "terminated",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "aborted",
+    signal.SIGINT: "interrupt",
+    signal.SIGBUS: "bus error",
+}
+
+
 def describe_exit(returncode: int | None) -> str:
+    """A worker's end as Lambda's log says it: `exit status 1`, `signal: killed`."""
     if returncode is None:
         return "still running"
     if returncode < 0:
         try:
-            return f"signal: {signal.Signals(-returncode).name}"
+            number = signal.Signals(-returncode)
         except ValueError:
             return f"signal {-returncode}"
+        return f"signal: {SIGNAL_WORDS.get(number, number.name)}"
     return f"exit status {returncode}"
+
+
+def peak_memory_kb(pid: int) -> int:
+    """A process's peak resident memory in KB (Linux's VmHWM); 0 when it cannot be read."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 class _Worker:
@@ -155,17 +197,20 @@ class _Worker:
         while data:
             data = data[os.write(self._to_worker, data) :]
 
-    def receive(self, deadline: float) -> dict[str, Any] | None:
-        """The next message; None when the worker closed its end (it exited). TimeoutError at the deadline.
+    def receive(self, deadline: float, memory_limit_kb: int | None = None) -> dict[str, Any] | None:
+        """The next message; None when the worker closed its end (it exited). TimeoutError at the deadline;
+        _MemoryExceeded (the worker killed) when its peak resident memory goes past `memory_limit_kb`.
 
         While it waits, what the worker prints goes to the sink; once the message is in, what it printed
         before sending it (already in the pipe) is read too."""
         while b"\n" not in self._buffer:
+            self._check_memory(memory_limit_kb)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
             watched = [self._from_worker] if self._output is None else [self._from_worker, self._output]
-            ready, _, _ = select.select(watched, [], [], remaining)
+            wait = remaining if memory_limit_kb is None else min(remaining, MEMORY_POLL_SECONDS)
+            ready, _, _ = select.select(watched, [], [], wait)
             if self._output is not None and self._output in ready:
                 self._read_output()
             if self._from_worker in ready:
@@ -174,6 +219,7 @@ class _Worker:
                     self.drain()
                     return None
                 self._buffer += chunk
+        self._check_memory(memory_limit_kb)  # a spike between two polls still counts: VmHWM is the peak
         self.drain()
         line, _, rest = bytes(self._buffer).partition(b"\n")
         self._buffer = bytearray(rest)
@@ -184,6 +230,11 @@ class _Worker:
         if not isinstance(message, dict):
             raise FunctionCrash("Runtime.InvalidResponse", f"the worker sent an unreadable message: {line[:200]!r}")
         return message
+
+    def _check_memory(self, limit_kb: int | None) -> None:
+        if limit_kb is not None and peak_memory_kb(self.process.pid) > limit_kb:
+            self.kill()
+            raise _MemoryExceeded
 
     def _read_output(self) -> bool:
         """Move what is in the output pipe to the sink; False when there was nothing (or the pipe closed)."""
@@ -243,10 +294,12 @@ class FunctionRunner:
         console: Console | None = None,
         version: str = "$LATEST",
         capture_output: bool = False,
+        log_stream: str = "",
     ) -> None:
         """`version`: the published version this runner runs (what the function's context and environment say).
         `capture_output`: each Outcome carries what the function printed, which also goes to `console`, line by
-        line, instead of straight to this process's stderr."""
+        line, instead of straight to this process's stderr. `log_stream`: the stream of this runner's execution
+        environment, handed on in each Outcome."""
         self.source = Path(source).resolve()
         self.handler = handler
         self.runtime = runtime
@@ -258,6 +311,7 @@ class FunctionRunner:
         self.region = region
         self.account_id = account_id
         self.version = version
+        self.log_stream = log_stream
         self.command = worker_command(runtime)
         # Refuses (DeployerError) compiled code the local interpreter cannot load; else a warning or None.
         self.note = check_runtime(runtime, [self.source, *self.code_dirs])
@@ -268,6 +322,14 @@ class FunctionRunner:
         self._fingerprint: Fingerprint = frozenset()
         self._closed = False
         self._output: bytearray | None = bytearray() if capture_output else None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def memory_limit_kb(self) -> int | None:
+        return self.memory * 1024 if self.memory > 0 else None
 
     @property
     def function_arn(self) -> str:
@@ -293,29 +355,22 @@ class FunctionRunner:
         with self._lock:
             self._take_output()  # printed between invocations (a thread of the function's): not this one's
             started, clock = time.time(), time.monotonic()
-            outcome = Outcome(request_id, started=started)
+            outcome = Outcome(request_id, started=started, log_stream=self.log_stream)
             try:
                 outcome.result = self._invoke(event, request_id, invoked_arn or self.function_arn)
             except FunctionError as error:
                 outcome.error = error
             outcome.seconds = time.monotonic() - clock
-            outcome.max_memory_mb = self._max_memory_mb()
+            # Killed for its memory: Lambda's REPORT line gives the memory size as the memory used.
+            killed = isinstance(outcome.error, FunctionOutOfMemory)
+            outcome.max_memory_mb = self.memory if killed else self._max_memory_mb()
             outcome.output = self._take_output()
             return outcome
 
     def _max_memory_mb(self) -> int:
         """The worker's peak resident memory in MB (Linux's VmHWM); 0 when there is no worker to ask."""
         worker = self._worker
-        if worker is None:
-            return 0
-        try:
-            status = Path(f"/proc/{worker.process.pid}/status").read_text(encoding="ascii", errors="replace")
-        except OSError:
-            return 0
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                return math.ceil(int(line.split()[1]) / 1024)
-        return 0
+        return 0 if worker is None else math.ceil(peak_memory_kb(worker.process.pid) / 1024)
 
     def _take_output(self) -> bytes:
         """What the worker printed since the last call, given to the console too; b"" when not capturing."""
@@ -341,7 +396,13 @@ class FunctionRunner:
         }
         try:
             worker.send(request)
-            message = worker.receive(deadline)
+            message = worker.receive(deadline, self.memory_limit_kb)
+        except _MemoryExceeded:
+            self._discard()
+            raise FunctionOutOfMemory(
+                "Runtime.ExitError",
+                f"RequestId: {request_id} Error: Runtime exited with error: {describe_exit(-signal.SIGKILL)}",
+            ) from None
         except TimeoutError:
             self._discard()
             raise FunctionTimeout(
@@ -406,7 +467,12 @@ class FunctionRunner:
             raise FunctionCrash("Runtime.StartError", f"cannot start {self.command[0]}: {error}") from None
         self._starting = worker
         try:
-            message = worker.receive(time.monotonic() + INIT_TIMEOUT)
+            message = worker.receive(time.monotonic() + INIT_TIMEOUT, self.memory_limit_kb)
+        except _MemoryExceeded:
+            worker.close()
+            raise FunctionOutOfMemory(
+                "Runtime.ExitError", f"Runtime exited during init: {describe_exit(-signal.SIGKILL)}"
+            ) from None
         except TimeoutError:
             worker.close()
             raise FunctionTimeout(

@@ -1,7 +1,9 @@
 """`deployer serve`: an HTTP server in front of the function, playing API Gateway's REST proxy integration.
 
-Each request becomes a REST proxy event (deployer/gateway/proxy.py), runs through the function's warm
-worker (runner.py), and its answer becomes the HTTP response (deployer/gateway/integration.py).
+Each request becomes a REST proxy event (deployer/gateway/proxy.py), runs in an execution environment of
+its own (pool.py: up to `--concurrency` warm workers, runner.py, each reused, shut down after a few idle
+minutes; past the limit, Lambda's throttle, which API Gateway answers with a 500), and its answer becomes
+the HTTP response (deployer/gateway/integration.py).
 Anything wrong with the function gives API Gateway's `502 {"message": "Internal server error"}` and
 the reason on stderr; the server keeps serving. One line per request goes to stderr: method, path,
 status, milliseconds; before it, Lambda's START, END and REPORT lines around what the function printed.
@@ -40,6 +42,7 @@ from deployer.gateway.proxy import (
 )
 from deployer.serve.lambda_log import end_line, report_line, start_line
 from deployer.serve.plumbing import carries_body, console
+from deployer.serve.pool import DEFAULT_CONCURRENCY, IDLE_SECONDS, Reaper, RunnerPool, reap_interval
 from deployer.serve.runner import FunctionRunner
 
 # Seconds a connection may sit without sending what the server waits for (a request line, headers, a body) before
@@ -56,16 +59,24 @@ class LocalApiServer(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        runner: FunctionRunner,
+        runners: RunnerPool,
         stage: str,
         binary_media_types: Iterable[str] = DEFAULT_BINARY_MEDIA_TYPES,
+        *,
+        version: str = "$LATEST",
+        memory: int = 128,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.runner = runner
+        self.runners = runners  # the function's execution environments
+        self.version = version  # what START lines name
+        self.memory = memory  # what REPORT lines give as the memory size
         self.stage = stage
         self.binary_media_types = tuple(binary_media_types)  # what `up` gives the API ([api] binary_media_types)
+        self.note: str | None = None  # the runtime check's warning, printed at startup
         self.deployment_id = uuid.uuid4().hex[:6]  # one deployment for as long as the server runs
         self.display_host = address[0]
+        # Before binding: a failed bind calls server_close, which stops it.
+        self.reaper = Reaper(runners.reap, reap_interval(runners.idle_seconds))
         super().__init__(address, ProxyRequestHandler)
 
     def server_bind(self) -> None:
@@ -85,7 +96,8 @@ class LocalApiServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        self.runner.close()
+        self.reaper.stop()
+        self.runners.close()
 
 
 class ProxyRequestHandler(BaseHTTPRequestHandler):
@@ -163,12 +175,13 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
 
     def _invoke(self, event: dict[str, Any]) -> Any:
         """One invocation, between the START and the END and REPORT lines Lambda writes to its log."""
-        runner = self.server.runner
         request_id = str(uuid.uuid4())
-        console(start_line(request_id, runner.version).rstrip("\n"))
-        outcome = runner.run(event, request_id=request_id)
+        # An environment first: a throttled invocation never starts, and Lambda logs nothing for it.
+        with self.server.runners.environment() as runner:
+            console(start_line(request_id, self.server.version).rstrip("\n"))
+            outcome = runner.run(event, request_id=request_id)
         console(end_line(request_id).rstrip("\n"))
-        console(report_line(request_id, outcome.seconds, runner.memory, outcome.max_memory_mb).rstrip("\n"))
+        console(report_line(request_id, outcome.seconds, self.server.memory, outcome.max_memory_mb).rstrip("\n"))
         if outcome.error is not None:
             raise outcome.error
         return outcome.result
@@ -215,42 +228,64 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
 
 
 def make_server(
-    config: Config, host: str = "127.0.0.1", port: int = 3000, code_dirs: Sequence[Path] | None = None
+    config: Config,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    code_dirs: Sequence[Path] | None = None,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    idle_seconds: float = IDLE_SECONDS,
 ) -> LocalApiServer:
-    """A bound, not yet serving, server for `config`'s function; port 0 picks a free port."""
+    """A bound, not yet serving, server for `config`'s function; port 0 picks a free port. Up to `concurrency`
+    requests run at once, each in its own worker; a worker idle for `idle_seconds` is shut down."""
+    if concurrency < 1:
+        raise UsageError(f"--concurrency {concurrency}: at least 1 request must be able to run; use e.g. 10")
     if not config.source.is_dir():
         raise UsageError(f"{config.path}: [function] source {config.source} is not a folder; create it or fix the path")
     region = config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    runner = FunctionRunner(
-        config.source,
-        config.handler,
-        config.runtime,
-        config.timeout,
-        config.memory,
-        config.app_name,
-        code_dirs=list(code_dirs or ()),
-        environment=config.environment,
-        region=region,
-        console=console,
-    )
+
+    def start() -> FunctionRunner:
+        return FunctionRunner(
+            config.source,
+            config.handler,
+            config.runtime,
+            config.timeout,
+            config.memory,
+            config.app_name,
+            code_dirs=list(code_dirs or ()),
+            environment=config.environment,
+            region=region,
+            console=console,
+        )
+
+    first = start()  # refuses a runtime this machine cannot run before the server listens
+    runners = RunnerPool(start, concurrency, idle_seconds, first=first)
     try:
-        return LocalApiServer((host, port), runner, config.stage, config.binary_media_types)
+        server = LocalApiServer((host, port), runners, config.stage, config.binary_media_types, memory=config.memory)
     except OSError as error:
-        runner.close()
+        runners.close()
         raise DeployerError(
             f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port or --host"
         ) from None
+    server.note = first.note
+    return server
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def serve(config: Config, host: str = "127.0.0.1", port: int = 3000, code_dirs: list[Path] | None = None) -> None:
+def serve(
+    config: Config,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    code_dirs: list[Path] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> None:
     """Blocks serving HTTP until KeyboardInterrupt (or SIGTERM); prints one startup line with the URL."""
-    server = make_server(config, host, port, code_dirs)
-    if server.runner.note:
-        console(server.runner.note)
+    server = make_server(config, host, port, code_dirs, concurrency=concurrency)
+    if server.note:
+        console(server.note)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     print(
