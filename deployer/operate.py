@@ -278,7 +278,8 @@ class LogLines:
         if message.startswith("REPORT RequestId:"):
             self.running.pop(stream, None)
         when = datetime.fromtimestamp(int(event.get("timestamp", 0)) / 1000, UTC)
-        return f"{when.strftime('%Y-%m-%dT%H:%M:%SZ')} {shown} {message}"
+        # What the function printed (and the stream's name) may carry terminal escapes: shown, never obeyed.
+        return f"{when.strftime('%Y-%m-%dT%H:%M:%SZ')} {output.untrusted(shown)} {output.untrusted(message)}"
 
 
 def log_group(config: Config) -> str:

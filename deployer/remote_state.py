@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 
 from deployer.aws import Aws
 from deployer.errors import DeployerError, UsageError
+from deployer.output import FIELD_LIMIT, untrusted
 from deployer.retry import error_code
 from deployer.state import MOVE_ASIDE, LocalStateStore, State, StateInvalid, current_user, running_command
 
@@ -201,9 +202,13 @@ class S3StateStore:
         return holder, answer["ETag"]
 
     def _describe(self, holder: dict[str, Any]) -> str:
+        # Whoever can write the bucket wrote these fields: shown cut, their control characters escaped.
+        field = {
+            name: untrusted(holder.get(name, "?"), FIELD_LIMIT) for name in ("command", "pid", "host", "user", "since")
+        }
         return (
-            f"`{holder.get('command', '?')}` (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, user "
-            f"{holder.get('user', '?')}, since {holder.get('since', '?')})"
+            f"`{field['command']}` (pid {field['pid']} on {field['host']}, user {field['user']}, "
+            f"since {field['since']})"
         )
 
     def _held_message(self) -> str:

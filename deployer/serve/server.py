@@ -203,6 +203,7 @@ def make_server(
         environment=config.environment,
         region=region,
         console=console,
+        capture_output=True,  # what the function prints reaches the terminal through console(): escaped
     )
     try:
         return LocalApiServer((host, port), runner, config.stage, config.binary_media_types)

@@ -1,0 +1,120 @@
+"""Never harm the operator, round two (issue 20): what deployer reads, runs and prints that it did not write.
+
+Terminal escapes and Rich markup from others are shown, never obeyed; an endpoint's password is never echoed;
+an event file is read with a bound; installs run without the caller's AWS credentials; the artifact bucket's
+bootstrap changes only a bucket deployer made; uploads killed half-way are cleaned up.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from deployer.cli import app
+from deployer.config import load_config
+from deployer.serve import make_server
+from tests.account import APP, BUCKET, Account
+from tests.test_serve import running
+
+STATE_KEY = f"deployer-state/{APP}/test/state.json"
+LOCK_KEY = f"deployer-state/{APP}/test/lock.json"
+ESC = "\x1b"
+# What a hostile function prints and answers: clear the screen, retitle the terminal, ask for the cursor's
+# position (the terminal types the answer into the shell), and Rich markup.
+HOSTILE = """\
+def handler(event, context):
+    print("\\x1b[2J\\x1b]0;owned\\x07[bold red]printed[/]")
+    if event.get("path") == "/fail":
+        raise ValueError("\\x1b[6n[blink]boom[/]")
+    return {"statusCode": 200, "headers": {"X-Evil": "\\x1b[2Jvalue[bold]x[/]"}, "body": "ok"}
+"""
+
+
+def run(project: Path, *arguments: str) -> Result:
+    """The CLI in-process, stdout and stderr apart."""
+    return CliRunner().invoke(app, [*arguments, "--config", str(project / "deploy.toml")])
+
+
+@pytest.fixture
+def hostile_project(project: Path) -> Path:
+    (project / "function" / "main.py").write_text(HOSTILE)
+    return project
+
+
+def assert_shown_not_obeyed(text: str) -> None:
+    """No control character reaches the terminal (a tab aside); the escapes are there to read."""
+    assert not [char for char in text if (ord(char) < 0x20 and char not in "\t\n") or 0x7F <= ord(char) < 0xA0]
+    assert "\\x1b" in text
+
+
+# ---- 10: terminal injection --------------------------------------------------------------------------------------
+
+
+def test_invoke_and_logs_show_the_functions_escapes_and_markup_as_text(hostile_project: Path, aws_account) -> None:
+    assert run(hostile_project, "up", "--version", "1.0.0").exit_code == 0
+    answer = run(hostile_project, "invoke")
+    assert answer.exit_code == 0, answer.stderr
+    assert_shown_not_obeyed(answer.stderr)
+    assert "X-Evil: \\x1b[2Jvalue[bold]x[/]" in answer.stderr.splitlines()  # the header value, markup as text
+
+    failed = run(hostile_project, "invoke", "--path", "/fail")
+    assert failed.exit_code == 1
+    assert_shown_not_obeyed(failed.stderr)
+    assert "\\x1b]0;owned\\x07[bold red]printed[/]" in failed.stderr  # the log tail
+    assert "ValueError: \\x1b[6n[blink]boom[/]" in failed.stderr.splitlines()[-1]  # the error line
+
+    logs = run(hostile_project, "logs")
+    assert logs.exit_code == 0
+    assert_shown_not_obeyed(logs.stdout)
+    assert "\\x1b[2J\\x1b]0;owned\\x07[bold red]printed[/]" in logs.stdout
+
+
+def test_status_shows_a_tampered_states_fields_escaped_and_cut(project: Path, aws_account: Account) -> None:
+    assert run(project, "up", "--version", "1.0.0").exit_code == 0
+    s3 = aws_account.client("s3")
+    state = json.loads(s3.get_object(Bucket=BUCKET, Key=STATE_KEY)["Body"].read())
+    state["base_url"] = "https://x\x1b]0;owned\x07/\n" + "a" * 5000
+    s3.put_object(Bucket=BUCKET, Key=STATE_KEY, Body=json.dumps(state))
+    status = run(project, "status")
+    assert status.exit_code == 0, status.stderr
+    assert_shown_not_obeyed(status.stdout)
+    line = next(line for line in status.stdout.splitlines() if line.startswith("base_url"))
+    assert line.startswith("base_url       https://x\\x1b]0;owned\\x07/\\naaa") and len(line) < 300
+
+
+def test_a_lock_written_by_someone_else_is_shown_escaped_cut_and_without_markup(
+    project: Path, aws_account: Account
+) -> None:
+    s3 = aws_account.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    holder = {"command": "up [bold]x[/]", "pid": 7, "host": "box\n\x1b[2Jfake line" + "h" * 5000, "user": "u"}
+    s3.put_object(Bucket=BUCKET, Key=LOCK_KEY, Body=json.dumps(holder))
+    refused = run(project, "up", "--version", "1.0.0")
+    assert refused.exit_code == 1
+    assert_shown_not_obeyed(refused.stderr)
+    assert "`up [bold]x[/]`" in refused.stderr and "on box\\n\\x1b[2Jfake line" in refused.stderr
+    assert "h" * 201 not in refused.stderr  # the host is cut
+
+    removed = run(project, "unlock", "--yes")
+    assert removed.exit_code == 0, removed.stderr
+    assert_shown_not_obeyed(removed.stderr)
+    assert "removed the lock held by `up [bold]x[/]`" in removed.stderr  # markup shown, not applied
+    assert "h" * 201 not in removed.stderr
+
+
+def test_serve_shows_a_clients_path_and_the_functions_output_escaped(
+    hostile_project: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    server = make_server(load_config(hostile_project / "deploy.toml"), "127.0.0.1", 0)
+    with running(server), socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        # Any client may send this (a browser page, curl): http.client refuses to, a raw socket does not.
+        client.sendall(b"GET /\x1b]0;owned\x07\x1b[2J HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert client.recv(100).startswith(b"HTTP/1.1 200")
+    printed = capfd.readouterr().err
+    assert_shown_not_obeyed(printed)
+    assert "GET /\\x1b]0;owned\\x07\\x1b[2J 200" in printed  # the request line
+    assert "\\x1b[2J\\x1b]0;owned\\x07[bold red]printed[/]" in printed  # what the function printed
