@@ -49,6 +49,15 @@ def untrusted(text: object, limit: int | None = None) -> str:
     return CONTROLS.sub(_control_escape, shown)
 
 
+# The user:password@ of a URL (`--endpoint-url http://user:password@host`): botocore's errors quote the URL.
+USERINFO = re.compile(r"(?<=://)[^/?#@\s'\"]*@")
+
+
+def without_userinfo(text: str) -> str:
+    """`text` with every URL's user and password replaced by `***`: a password is never printed."""
+    return USERINFO.sub("***@", text)
+
+
 def _control_escape(match: re.Match[str]) -> str:
     char = match[0]
     return NAMED_CONTROLS.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
@@ -129,7 +138,7 @@ class UploadBar:
 def plain(message: str) -> None:
     """A progress line holding names deployer did not write (file paths, a header, a log line): never as markup,
     control characters escaped."""
-    console().print(escape(untrusted(message)), soft_wrap=True)
+    console().print(escape(untrusted(without_userinfo(message))), soft_wrap=True)
 
 
 HTML = re.compile(r"<!doctype|<html|<body|<head|</[a-z][a-z0-9]*>", re.I)
@@ -145,8 +154,10 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 def error(message: str) -> None:
-    """One line, whatever it quotes (AWS's words, a lock's holder): no markup, control characters escaped."""
-    console().print(f"[bold red]error:[/] {escape(untrusted(one_line(message, limit=2000)))}", soft_wrap=True)
+    """One line, whatever it quotes (AWS's words, a lock's holder, an endpoint): no markup, control characters
+    escaped, no URL's password."""
+    shown = untrusted(without_userinfo(one_line(message, limit=2000)))
+    console().print(f"[bold red]error:[/] {escape(shown)}", soft_wrap=True)
 
 
 def result(text: str) -> None:

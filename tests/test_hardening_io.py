@@ -118,3 +118,27 @@ def test_serve_shows_a_clients_path_and_the_functions_output_escaped(
     assert_shown_not_obeyed(printed)
     assert "GET /\\x1b]0;owned\\x07\\x1b[2J 200" in printed  # the request line
     assert "\\x1b[2J\\x1b]0;owned\\x07[bold red]printed[/]" in printed  # what the function printed
+
+
+# ---- 11: an endpoint's password ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused connection is tried three times; without botocore's back-off in between."""
+    monkeypatch.setattr("deployer.aws.CONNECT_TIMEOUT", 0.3)
+    monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, context: 0)
+
+
+@pytest.mark.usefixtures("short_timeouts")
+def test_an_endpoints_password_is_never_printed(cli, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    # botocore's EndpointConnectionError quotes the URL it could not reach, userinfo and all.
+    refused = cli("up", "--version", "1.0.0", "--endpoint-url", f"http://deploy:s3cret@127.0.0.1:{port}", expect=1)
+    assert "cannot reach AWS" in refused and f"http://***@127.0.0.1:{port}" in refused
+    malformed = cli("plan", "--version", "1.0.0", "--endpoint-url", "ftp://deploy:s3cret@host", expect=2)
+    assert "'ftp://***@host' is not an http:// or https:// URL" in malformed
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://deploy:s3cret@")
+    from_the_environment = cli("plan", "--version", "1.0.0", expect=2)
+    assert "s3cret" not in refused + malformed + from_the_environment
