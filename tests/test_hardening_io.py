@@ -142,3 +142,36 @@ def test_an_endpoints_password_is_never_printed(cli, project: Path, monkeypatch:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://deploy:s3cret@")
     from_the_environment = cli("plan", "--version", "1.0.0", expect=2)
     assert "s3cret" not in refused + malformed + from_the_environment
+
+
+# ---- 12: an event file is read with a bound ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--event", "--data"])
+@pytest.mark.parametrize("source", ["/dev/zero", "big"])
+def test_an_event_or_body_over_lambdas_6_mb_is_refused_without_reading_it_all(
+    cli, project: Path, monkeypatch: pytest.MonkeyPatch, option: str, source: str
+) -> None:
+    """/dev/zero has no size: it was read until the machine ran out of memory (22 GB, issue 20)."""
+    from deployer import operate
+
+    if source == "big":
+        source = str(project / "big.json")
+        with open(source, "wb") as big:
+            big.truncate(operate.MAX_INVOKE_PAYLOAD + 1)  # sparse: its size says it all
+    reads: list[int] = []
+    real_open = Path.open
+
+    def counted_open(self: Path, *arguments, **options):  # type: ignore[no-untyped-def]
+        stream = real_open(self, *arguments, **options)
+        if str(self) == source:
+            real_read = stream.read
+            stream.read = lambda size=-1: reads.append(size) or real_read(size)
+        return stream
+
+    monkeypatch.setattr(Path, "open", counted_open)
+    monkeypatch.setattr("deployer.cli_operate._connect", lambda *_: pytest.fail("AWS was called"))
+    given = source if option == "--event" else f"@{source}"
+    message = cli("invoke", option, given, expect=2)
+    assert "is larger than 6 MB, Lambda's limit for an invocation's event" in message
+    assert reads == ([operate.MAX_INVOKE_PAYLOAD + 1] if source == "/dev/zero" else [])
