@@ -169,10 +169,15 @@ class S3StateStore:
         if marker is not None:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
+
+        def forget_the_note() -> None:
+            if marker is not None:
+                marker.unlink(missing_ok=True)
+
         # Called only when S3 said the bucket is missing, or a note says an earlier run of ours made it: ours.
-        make_private_bucket(self.aws, self.bucket, created_before=True)
-        if marker is not None:
-            marker.unlink(missing_ok=True)
+        # When S3 refuses to create it, the note goes: a bucket someone makes later is not ours to change.
+        make_private_bucket(self.aws, self.bucket, created_before=True, not_made=forget_the_note)
+        forget_the_note()
 
     def _release(self, etag: str) -> None:
         try:

@@ -175,3 +175,39 @@ def test_an_event_or_body_over_lambdas_6_mb_is_refused_without_reading_it_all(
     message = cli("invoke", option, given, expect=2)
     assert "is larger than 6 MB, Lambda's limit for an invocation's event" in message
     assert reads == ([operate.MAX_INVOKE_PAYLOAD + 1] if source == "/dev/zero" else [])
+
+
+# ---- 2: the bucket bootstrap changes only a bucket deployer made -------------------------------------------------
+
+KMS_ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]}
+
+
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_a_refused_bucket_creation_leaves_no_note_and_someone_elses_bucket_keeps_its_settings(
+    cli, project: Path, aws_account: Account, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    import boto3
+
+    from tests.faults import fail
+
+    if backend == "local":  # the note lives in the state, and the artifact's upload makes the bucket
+        config = project / "deploy.toml"
+        config.write_text(config.read_text() + '\n[state]\nbackend = "local"\n')
+    session = boto3.Session()
+    fail(session, "s3", "CreateBucket", "AccessDenied", "Access Denied", 403, times=99)
+    monkeypatch.setattr("deployer.aws.boto3.Session", lambda: session)
+    cli("up", "--version", "1.0.0", expect=1)
+    assert not list((project / ".deployer").glob("unfinished-bucket-*"))
+    for state in (project / ".deployer").glob("*.json"):
+        assert json.loads(state.read_text()).get("unfinished_bucket") is None
+
+    # Someone else (in the same account) makes the bucket, with settings of their own; the next up uses it.
+    s3 = aws_account.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration=KMS_ENCRYPTION)
+    monkeypatch.setattr("deployer.aws.boto3.Session", boto3.Session)
+    cli("up", "--version", "1.0.0", expect=0)
+    rules = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert [rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for rule in rules] == ["aws:kms"]
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchPublicAccessBlockConfiguration"):
+        s3.get_public_access_block(Bucket=BUCKET)

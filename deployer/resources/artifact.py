@@ -223,25 +223,38 @@ def create_bucket(run: Run) -> None:
     # leaves the note, and the next run finishes the settings (a bucket found later is never ours to change).
     run.state.unfinished_bucket = run.config.bucket
     run.save()
-    make_private_bucket(run.aws, run.config.bucket, created_before=True)
-    run.state.unfinished_bucket = None
-    run.save()
+
+    def forget_the_note() -> None:
+        run.state.unfinished_bucket = None
+        run.save()
+
+    make_private_bucket(run.aws, run.config.bucket, created_before=True, not_made=forget_the_note)
+    forget_the_note()
 
 
-def make_private_bucket(aws: Any, bucket: str, created_before: bool = False) -> None:
+def make_private_bucket(
+    aws: Any, bucket: str, created_before: bool = False, not_made: Callable[[], None] = lambda: None
+) -> None:
     """Create the bucket in the client's region, block public access and encrypt by default. A bucket that
-    already exists is left as it is, unless `created_before` says an earlier run of ours made it."""
+    already exists is left as it is, unless `created_before` says an earlier run of ours made it.
+
+    When S3 refuses to create it (someone else's name, no permission, a bucket of ours already), `not_made()`
+    runs first: the caller's note "we are making this bucket" goes, so no later run takes the bucket for ours
+    and rewrites its settings. (Killed during CreateBucket, the note stays: the bucket may be ours.)"""
     options: dict[str, Any] = {}
     if aws.region != "us-east-1":  # us-east-1 refuses an explicit location constraint
         options["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
     try:
         aws.s3.create_bucket(Bucket=bucket, **options)
     except ClientError as error:
-        if error_code(error) == "BucketAlreadyExists":
-            raise _not_yours(bucket) from None
-        if error_code(error) != "BucketAlreadyOwnedByYou":
-            raise
-        if not created_before:
+        if error_code(error) == "BucketAlreadyOwnedByYou" and created_before:
+            pass  # made by the run that left the note, which died before its settings: finish them
+        else:
+            not_made()
+            if error_code(error) == "BucketAlreadyExists":
+                raise _not_yours(bucket) from None
+            if error_code(error) != "BucketAlreadyOwnedByYou":
+                raise
             return
     aws.s3.put_public_access_block(
         Bucket=bucket,
