@@ -189,6 +189,11 @@ SCHEMA: dict[str, Schema] = {
         "bucket": (str, None, _bucket),  # None: the artifact bucket
         "prefix": (str, "deployer-state/", _pattern(r"([A-Za-z0-9._-]+/)*", "must be folder names each ending in /")),
     },
+    "dependencies": {
+        # true: npm runs package.json's install scripts (preinstall, install, postinstall); off by default, they
+        # are code from every package in the tree, run on this machine at build time.
+        "scripts": (bool, False, None),
+    },
     "target": {
         # true: deploy to the embedded local cloud (`deployer local`), as `--local` or DEPLOYER_LOCAL=1 do.
         "local": (bool, False, None),
@@ -222,6 +227,7 @@ class Config:
     check_path: str = "/"
     binary_media_types: tuple[str, ...] = ("*/*",)  # [api] binary_media_types
     endpoint: str = "EDGE"  # [api] endpoint
+    install_scripts: bool = False  # [dependencies] scripts: npm runs the packages' install scripts
 
     @property
     def root(self) -> Path:
@@ -341,6 +347,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
     state = _read_section(data, "state", where)
     releases = _read_section(data, "releases", where)
     check = _read_section(data, "check", where)
+    dependencies = _read_section(data, "dependencies", where)
     chosen = stage or api["stage"]
     problem = _stage_name(chosen)
     if problem:
@@ -374,6 +381,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         check_path=check["path"],
         binary_media_types=tuple(api["binary_media_types"]),
         endpoint=api["endpoint"],
+        install_scripts=dependencies["scripts"],
     )
     size = sum(len(name.encode()) + len(value.encode()) for name, value in environment.items())
     if size > ENVIRONMENT_LIMIT:
