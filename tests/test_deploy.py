@@ -34,24 +34,27 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new))
 
 
-def test_fresh_up_creates_the_whole_stack_in_23_requests(make_run, aws_account: Account) -> None:
+def test_fresh_up_creates_the_whole_stack_in_25_requests(make_run, aws_account: Account) -> None:
     run, actions = up(make_run, "1.0.0")
     aws_account.assert_stack("v1.0.0/example.zip")
     assert set(actions.values()) == {"create", "check", "unchanged"}  # unchanged: no old versions to prune
     assert actions["check GET /"] == "check"
     assert (run.state.app, run.state.stage, run.state.region) == (APP, "test", "us-east-1")
     assert (run.state.version, run.state.alias, run.state.lambda_version) == ("1.0.0", "test", "1")
-    # The bucket is created too: PutObject (NoSuchBucket), CreateBucket, PutPublicAccessBlock, PutBucketEncryption.
-    assert len(run.aws.calls) == 23
-    assert len(writes(run)) == 18
+    # The bucket is created too: PutObject (NoSuchBucket), CreateBucket, PutPublicAccessBlock, PutBucketEncryption,
+    # PutBucketLifecycleConfiguration (unfinished uploads go after a day).
+    assert len(run.aws.calls) == 25
+    assert len(writes(run)) == 19
 
 
-def test_fresh_up_into_an_existing_bucket_takes_20_requests(make_run, aws_account: Account, lambda_invoke) -> None:
+def test_fresh_up_into_an_existing_bucket_takes_21_requests(make_run, aws_account: Account, lambda_invoke) -> None:
     aws_account.client("s3").create_bucket(Bucket="deployer-example-artifacts")
     run, _ = up(make_run, "1.0.0")
     assert run.aws.calls == [
         "HeadObject", "GetRole", "GetFunction", "GetRestApis",  # the plan: nothing exists
-        "PutObject", "CreateRole", "AttachRolePolicy", "CreateFunction", "PublishVersion",
+        "PutObject",
+        "ListMultipartUploads",  # a killed run's unfinished upload of our artifacts is aborted
+        "CreateRole", "AttachRolePolicy", "CreateFunction", "PublishVersion",
         "Invoke",  # the check, on version 1, before the alias exists
         "CreateAlias", "CreateRestApi", "CreateResource", "PutMethod", "PutMethod", "PutIntegration",
         "PutIntegration", "AddPermission", "CreateDeployment",
@@ -150,7 +153,8 @@ def test_down_removes_everything_and_a_second_down_is_harmless(make_run, aws_acc
     # Found by name and tags, never on a state file's word alone (a state can be copied from another app):
     # every tagged API of the app's name goes, an orphan of a retried CreateRestApi too.
     assert run.aws.calls == ["GetRestApis", "GetFunction", "GetRole", "DeleteRestApi", "DeleteFunction",
-                             "ListAttachedRolePolicies", "DetachRolePolicy", "DeleteRole"]  # fmt: skip
+                             "ListAttachedRolePolicies", "DetachRolePolicy", "DeleteRole",
+                             "ListMultipartUploads"]  # fmt: skip
     assert aws_account.is_empty()
     run = make_run()
     found = deploy.find_deployed(run.target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,128 @@ def test_a_refused_bucket_creation_leaves_no_note_and_someone_elses_bucket_keeps
     assert [rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for rule in rules] == ["aws:kms"]
     with pytest.raises(s3.exceptions.ClientError, match="NoSuchPublicAccessBlockConfiguration"):
         s3.get_public_access_block(Bucket=BUCKET)
+
+
+# ---- 9: installs run without the caller's AWS credentials; npm's install scripts only when asked ----------------
+
+# What a hostile install script (a setup.py, an npm postinstall) would steal: the variables and the shared files.
+STEAL = """
+import json, os, pathlib, sys
+home = pathlib.Path.home()
+found = {
+    "variables": sorted(set(os.environ) & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}),
+    "credentials": (home / ".aws" / "credentials").read_text() if (home / ".aws" / "credentials").is_file() else "",
+    "shared": pathlib.Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE", home / ".aws/credentials")).read_text()
+    if pathlib.Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE", home / ".aws/credentials")).is_file() else "",
+}
+pathlib.Path(sys.argv[1]).write_text(json.dumps(found))
+"""
+
+
+@pytest.fixture
+def developers_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A developer's machine: keys in the environment and in ~/.aws/credentials."""
+    home = tmp_path / "developer"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text("[default]\naws_secret_access_key = FILE-SECRET\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ENV-SECRET")
+    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE")  # the default place, ~/.aws/credentials
+    return home
+
+
+def test_pip_and_npm_run_without_the_callers_aws_credentials(developers_credentials: Path, tmp_path: Path) -> None:
+    """pip builds a source distribution or a local path by running its setup.py: any code, with this environment."""
+    from deployer import dependencies
+
+    stolen = tmp_path / "stolen.json"
+    (tmp_path / "steal.py").write_text(STEAL)
+    dependencies._run([sys.executable, str(tmp_path / "steal.py"), str(stolen)], cwd=tmp_path)
+    found = json.loads(stolen.read_text())
+    assert found == {"variables": [], "credentials": "", "shared": ""}
+    assert (developers_credentials / ".aws" / "credentials").is_file()  # the developer's own file is left alone
+
+
+NPM_SCRIPTS = {"postinstall": "node -e \"require('fs').writeFileSync(process.env.MARKER, 'ran')\""}
+
+
+@pytest.mark.parametrize("scripts", [False, True])
+def test_npm_runs_the_packages_install_scripts_only_when_deploy_toml_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: bool
+) -> None:
+    """Observed with npm 9 and 10: `npm install` runs the root package's and every dependency's preinstall,
+    install and postinstall scripts unless --ignore-scripts."""
+    from deployer.config import load_config
+    from deployer.dependencies import bundle_dependencies
+
+    source = tmp_path / "function"
+    source.mkdir()
+    (source / "package.json").write_text(json.dumps({"name": "f", "version": "1.0.0", "scripts": NPM_SCRIPTS}))
+    (source / "index.js").write_text("exports.handler = async () => ({statusCode: 200, body: 'ok'});\n")
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        '[app]\nname = "Scripts"\n[artifact]\nbucket = "scripts-bucket"\n'
+        '[function]\nruntime = "nodejs22.x"\nhandler = "index.handler"\n'
+        + ("[dependencies]\nscripts = true\n" if scripts else "")
+    )
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("MARKER", str(marker))
+    bundle_dependencies(load_config(config), tmp_path / "cache")
+    assert marker.exists() == scripts
+
+
+def test_an_unknown_dependencies_key_is_refused(tmp_path: Path) -> None:
+    from deployer.config import load_config
+    from deployer.errors import UsageError
+
+    config = tmp_path / "deploy.toml"
+    config.write_text('[app]\nname = "X"\n[artifact]\nbucket = "x-bucket"\n[dependencies]\nscript = true\n')
+    with pytest.raises(UsageError, match="script"):
+        load_config(config)
+
+
+# ---- 15: uploads killed half-way are cleaned up ------------------------------------------------------------------
+
+
+def test_a_killed_runs_unfinished_uploads_are_aborted_and_the_bucket_aborts_them_after_a_day(
+    cli, aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 keeps (and bills) the parts of a multipart upload nobody completes or aborts, forever
+    (docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html); a killed `up` of a large zip leaves one."""
+    from datetime import UTC, datetime, timedelta
+
+    import boto3
+
+    from tests.faults import rewrite
+
+    cli("up", "--version", "0.9.0", expect=0)
+    s3 = aws_account.client("s3")
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+    assert [(rule["Status"], rule["AbortIncompleteMultipartUpload"]) for rule in rules] == [
+        ("Enabled", {"DaysAfterInitiation": 1})
+    ]
+
+    # moto dates every upload 2010-11-10; S3 gives the time it began: these began just now.
+    began = {key: datetime.now(UTC) for key in ("v1.0.0/example.zip", "v0.8.0/example.zip", "v1.0.0/other.zip")}
+    for key in began:  # the last: another app's
+        s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+
+    def as_s3_dates_them(answer: dict) -> None:
+        for upload in answer.get("Uploads", []):
+            upload["Initiated"] = began[upload["Key"]]
+
+    session = boto3.Session()
+    rewrite(session, "s3", "ListMultipartUploads", as_s3_dates_them)
+    monkeypatch.setattr("deployer.aws.boto3.Session", lambda: session)
+
+    def unfinished() -> list[str]:
+        return sorted(upload["Key"] for upload in s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+
+    cli("up", "--version", "1.0.0", expect=0)
+    # The key it uploads is aborted first; a recent one of another version may be another stage's, going on.
+    assert unfinished() == ["v0.8.0/example.zip", "v1.0.0/other.zip"]
+
+    began["v0.8.0/example.zip"] -= timedelta(hours=2)  # now it is a killed run's
+    began["v1.0.0/other.zip"] -= timedelta(hours=2)
+    cli("down", "--yes", expect=0)
+    assert unfinished() == ["v1.0.0/other.zip"]  # another app's is never touched

@@ -15,6 +15,7 @@ import base64
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +30,11 @@ from deployer.retry import error_code
 
 FORBIDDEN = {"403", "AccessDenied", "Forbidden", "AllAccessDisabled"}
 MULTIPART_THRESHOLD = 16 * 1024 * 1024  # from this size on, S3's managed transfer: in parts, concurrent
+# A multipart upload of ours begun this long ago and never finished belongs to a run that was killed (another
+# stage's run may be uploading a newer one right now): `up` and `down` abort it. S3 keeps its parts, and bills
+# them, forever otherwise.
+STALE_UPLOAD = timedelta(hours=1)
+ABORT_UPLOADS_AFTER_DAYS = 1  # the lifecycle rule of the bucket deployer makes, for uploads nobody comes back to
 
 
 def _silent(sent: int, total: int) -> None:
@@ -167,6 +173,9 @@ class Artifact:
                 raise
             create_bucket(run)
             self._upload(run)
+        # An unfinished upload of this very key is a killed run's (we hold the lock, and ours is complete): abort
+        # it, and our stale ones. After the upload, so that a missing bucket costs no extra call.
+        abort_unfinished_uploads(run, also=run.target.artifact_key)
 
     def _upload(self, run: Run) -> None:
         from deployer.build import artifact_path, read_verified
@@ -215,6 +224,31 @@ def _managed_upload(run: Run, body: bytes, metadata: dict[str, str]) -> None:
         Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=4),
         Callback=progress,
     )
+
+
+def abort_unfinished_uploads(run: Run, also: str | None = None) -> list[str]:
+    """Abort the multipart uploads of this app's artifacts (`v*/<artifact name>`) begun more than STALE_UPLOAD
+    ago, and any of the key `also`; the keys aborted. Another app's uploads are never touched."""
+    s3, bucket, name = run.aws.s3, run.config.bucket, run.config.artifact_name
+    stale_before = datetime.now(UTC) - STALE_UPLOAD
+    aborted = []
+    try:
+        for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix="v"):
+            for upload in page.get("Uploads", []):
+                key = upload["Key"]
+                version, _, file = key.partition("/")
+                if file != name or not version[1:] or (key != also and upload["Initiated"] > stale_before):
+                    continue
+                read_or_none(
+                    lambda key=key, upload=upload: s3.abort_multipart_upload(  # type: ignore[misc]
+                        Bucket=bucket, Key=key, UploadId=upload["UploadId"]
+                    )
+                )
+                aborted.append(key)
+    except ClientError as error:
+        if not is_not_found(error) and error_code(error) not in FORBIDDEN:
+            raise  # no bucket, or no s3:ListBucketMultipartUploads: nothing we can clean up here
+    return aborted
 
 
 def create_bucket(run: Run) -> None:
@@ -269,5 +303,18 @@ def make_private_bucket(
         Bucket=bucket,
         ServerSideEncryptionConfiguration={
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    aws.s3.put_bucket_lifecycle_configuration(  # the parts of an upload killed half-way go after a day
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "deployer-abort-incomplete-uploads",
+                    "Filter": {"Prefix": ""},
+                    "Status": "Enabled",
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_UPLOADS_AFTER_DAYS},
+                }
+            ]
         },
     )
