@@ -207,6 +207,7 @@ def _install_python(config: Config, target: Path, scratch: Path, log: Log) -> No
         ]  # fmt: skip
         result = _run(command, cwd=config.source)
         if result.returncode == 0:
+            _check_built_for_lambda(target, requirements, config)
             return
         requirement = _missing_requirement(result.stderr)
         if requirement is None:
@@ -220,6 +221,26 @@ def _install_python(config: Config, target: Path, scratch: Path, log: Log) -> No
             raise _no_wheel(requirement, config, " (its source distribution is not pure Python)")
         built.add(name)
     raise DeployerError(f"{requirements}: more than {MAX_SOURCE_BUILDS} dependencies need building from source")
+
+
+def _check_built_for_lambda(target: Path, requirements: Path, config: Config) -> None:
+    """A local path, `-e` or `file:` requirement is built by pip on this machine whatever --only-binary says: the
+    same rule as for the index holds, a wheel for Lambda's platform or pure Python, else the build fails."""
+    machine = "aarch64" if config.architecture == "arm64" else "x86_64"
+    for wheel in sorted(target.glob("*.dist-info/WHEEL")):
+        tags = re.findall(r"^Tag:\s*(\S+)", wheel.read_text(encoding="utf-8", errors="replace"), re.MULTILINE)
+        platforms = {tag.rsplit("-", 1)[-1] for tag in tags}
+        if all(
+            platform == "any" or (platform.startswith("manylinux") and platform.endswith(machine))
+            for platform in platforms
+        ):
+            continue
+        project = wheel.parent.name.removesuffix(".dist-info").rsplit("-", 1)[0]
+        raise DeployerError(
+            f"{project} (in {requirements}) was built on this machine for {', '.join(sorted(platforms))}, not for "
+            f"{config.runtime} on {_platform(config)}: only manylinux wheels or pure Python are accepted; "
+            "make it pure Python or publish a manylinux wheel of it"
+        )
 
 
 def _no_wheel(requirement: str, config: Config, why: str) -> DeployerError:

@@ -337,3 +337,39 @@ def test_a_killed_runs_unfinished_uploads_are_aborted_and_the_bucket_aborts_them
     began["v1.0.0/other.zip"] -= timedelta(hours=2)
     cli("down", "--yes", expect=0)
     assert unfinished() == ["v1.0.0/other.zip"]  # another app's is never touched
+
+
+def test_a_local_path_built_into_compiled_code_for_this_machine_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Observed with pip 24 and 25: `./localpkg` in requirements.txt is built on this machine even with
+    --only-binary=:all: and --platform, and its wheel installed whatever its tag (here, pip's install is stood in
+    for: the wheel it would leave, compiled for linux_x86_64)."""
+    import subprocess
+
+    from deployer import dependencies
+    from deployer.config import Config
+    from deployer.errors import DeployerError
+
+    source = tmp_path / "function"
+    source.mkdir()
+    (source / "requirements.txt").write_text("./localpkg\n")
+    config = Config(
+        path=tmp_path / "deploy.toml", app_name="Local", region="us-east-1", bucket="local-bucket",
+        artifact_name="f.zip", source=source, handler="main.handler", runtime="python3.13", memory=128,
+        timeout=3, architecture="x86_64",
+    )  # fmt: skip
+
+    def pip_builds_it_here(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        target = Path(command[command.index("--target") + 1])
+        info = target / "localpkg-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "WHEEL").write_text(f"Wheel-Version: 1.0\nTag: {tag}\n")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(dependencies, "_run", pip_builds_it_here)
+    tag = "cp313-cp313-linux_x86_64"
+    with pytest.raises(DeployerError, match=r"localpkg .* was built on this machine for linux_x86_64"):
+        dependencies.bundle_dependencies(config, tmp_path / "cache")
+    tag = "py3-none-any"  # pure Python: fine wherever it was built
+    assert dependencies.bundle_dependencies(config, tmp_path / "cache") is not None
