@@ -161,10 +161,11 @@ def test_up_json_gives_scripts_the_status_fields_and_each_resource(project: Path
     assert actions[3:6] == [("version", "create"), ("check", "check"), ("alias", "create")]
     assert [action for _, action in actions] == ["create"] * 4 + ["check"] + ["create"] * 9 + ["unchanged"]
     assert data["lambda_version"] == "1" and data["canary"] is None
-    # 19 for the stack; 15 for the shared state: the lock (5: refused for want of a bucket, the bucket made
-    # private and encrypted, taken), one read, and a write after each resource created (9). (Its release, one
-    # request more, comes after the count.)
-    assert data["aws_calls"] == 34
+    # 20 for the stack (ListMultipartUploads after the upload: a killed run's parts are aborted); 16 for the
+    # shared state: the lock (6: refused for want of a bucket, the bucket made private, encrypted and given its
+    # lifecycle rule, taken), one read, and a write after each resource created (9). (Its release, one request
+    # more, comes after the count.)
+    assert data["aws_calls"] == 36
 
 
 def test_plan_exits_3_when_up_would_change_something_and_0_when_not(cli, aws_account) -> None:
