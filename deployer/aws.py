@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from deployer import retry
 from deployer.errors import UsageError
+from deployer.output import without_userinfo
 
 T = TypeVar("T")
 
@@ -270,8 +271,8 @@ def check_endpoint_url(url: str) -> str:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(
-            f"endpoint URL {url!r} is not an http:// or https:// URL with a host, such as http://127.0.0.1:4566: "
-            "fix --endpoint-url or AWS_ENDPOINT_URL"
+            f"endpoint URL {without_userinfo(url)!r} is not an http:// or https:// URL with a host, such as "
+            "http://127.0.0.1:4566: fix --endpoint-url or AWS_ENDPOINT_URL"
         )
     return url
 

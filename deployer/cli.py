@@ -522,7 +522,7 @@ def unlock(
         if removed is None:
             output.info(f"nothing to unlock: no deployer holds the lock of {config.app_name} on stage {config.stage}")
         else:
-            output.info(f"removed the lock held by {removed}")
+            output.plain(f"removed the lock held by {removed}")
 
 
 @app.command()
@@ -561,15 +561,18 @@ def status(
         if not state.deployed:
             output.result(f"nothing deployed for {config.app_name} on stage {config.stage}{where}")
             return
+        shown = {name: output.untrusted(value, output.FIELD_LIMIT) for name, value in data.items()}  # the state's
         for name in ("version", "base_url", "stage", "function_name", "alias", "lambda_version", "rest_api_id"):
-            output.result(f"{name:<14} {data[name]}")
+            output.result(f"{name:<14} {shown[name]}")
         if data["domain_url"]:
-            output.result(f"{'domain_url':<14} {data['domain_url']} ({data['domain_status'] or 'ready'})")
+            domain_status = shown["domain_status"] or "ready"
+            output.result(f"{'domain_url':<14} {shown['domain_url']} ({domain_status})")
         if data["canary"]:
             canary = data["canary"]
-            output.result(f"{'canary':<14} {canary['version']} gets {canary['weight']:.0%} of the traffic")
+            version = output.untrusted(canary["version"], output.FIELD_LIMIT)
+            output.result(f"{'canary':<14} {version} gets {canary['weight']:.0%} of the traffic")
         for name in ("role_name", "bucket", "key"):
-            output.result(f"{name:<14} {data[name]}")
+            output.result(f"{name:<14} {shown[name]}")
         if is_local and not data["local"]["running"]:
             output.info("the local cloud is not running: what it held is gone; `deployer up --local` deploys again")
 

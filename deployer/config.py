@@ -237,6 +237,11 @@ SCHEMA: dict[str, Schema] = {
         "bucket": (str, None, _bucket),  # None: the artifact bucket
         "prefix": (str, "deployer-state/", _pattern(r"([A-Za-z0-9._-]+/)*", "must be folder names each ending in /")),
     },
+    "dependencies": {
+        # true: npm runs package.json's install scripts (preinstall, install, postinstall); off by default, they
+        # are code from every package in the tree, run on this machine at build time.
+        "scripts": (bool, False, None),
+    },
     "target": {
         # true: deploy to the embedded local cloud (`deployer local`), as `--local` or DEPLOYER_LOCAL=1 do.
         "local": (bool, False, None),
@@ -274,6 +279,7 @@ class Config:
     domain: str | None = None  # [api] domain for the default stage, [stages.S] domain for stage S
     base_path: str = ""  # [api] base_path: "" is the domain's root
     certificate_arn: str | None = None  # [api] certificate_arn
+    install_scripts: bool = False  # [dependencies] scripts: npm runs the packages' install scripts
 
     @property
     def root(self) -> Path:
@@ -405,6 +411,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
     state = _read_section(data, "state", where)
     releases = _read_section(data, "releases", where)
     check = _read_section(data, "check", where)
+    dependencies = _read_section(data, "dependencies", where)
     chosen = stage or api["stage"]
     problem = _stage_name(chosen)
     if problem:
@@ -444,6 +451,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         domain=domain,
         base_path=api["base_path"],
         certificate_arn=api["certificate_arn"],
+        install_scripts=dependencies["scripts"],
     )
     size = sum(len(name.encode()) + len(value.encode()) for name, value in environment.items())
     if size > ENVIRONMENT_LIMIT:

@@ -105,7 +105,13 @@ def _cache_key(config: Config, manifests: tuple[str, ...]) -> str:
         for name in manifests
         if (config.source / name).is_file()
     }
-    facts = {"format": FORMAT_VERSION, "runtime": config.runtime, "architecture": config.architecture, "files": files}
+    facts = {
+        "format": FORMAT_VERSION,
+        "runtime": config.runtime,
+        "architecture": config.architecture,
+        "files": files,
+        "scripts": config.install_scripts,  # an install with npm's scripts is not one without
+    }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -137,8 +143,35 @@ def _strip_host_files(folder: Path) -> None:
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PIP_USER": "0", "PIP_REQUIRE_VIRTUALENV": "0"}
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    """pip or npm, out of reach of the caller's AWS credentials: a source build runs a package's setup.py, an npm
+    install script runs any package's code. As serve's sandbox does for the function: no AWS_* variables, the
+    shared files and the instance metadata closed, and a HOME of its own (empty), so `~/.aws` is not there.
+    pip's and npm's own settings (a private index and its token) and caches stay where the user keeps them."""
+    with tempfile.TemporaryDirectory(prefix="deployer-install-home-") as home:
+        env = {**_install_environment(Path(home)), "PIP_USER": "0", "PIP_REQUIRE_VIRTUALENV": "0"}
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+def _install_environment(home: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without a way to their AWS identity; `home` stands in for HOME."""
+    base = dict(os.environ) if base is None else base
+    real_home = Path(base.get("HOME") or Path.home())
+    env = {name: value for name, value in base.items() if not name.startswith("AWS_")}
+    env.update(
+        HOME=str(home),
+        USERPROFILE=str(home),
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    # Where pip and npm find the user's settings and caches under the real HOME (an explicit setting wins).
+    env.setdefault("XDG_CONFIG_HOME", str(real_home / ".config"))
+    env.setdefault("XDG_CACHE_HOME", str(real_home / ".cache"))
+    if (real_home / ".pip" / "pip.conf").is_file():  # pip's legacy place for the user's file
+        env.setdefault("PIP_CONFIG_FILE", str(real_home / ".pip" / "pip.conf"))
+    env.setdefault("npm_config_userconfig", str(real_home / ".npmrc"))
+    env.setdefault("npm_config_cache", str(real_home / ".npm"))
+    return env
 
 
 # ---- python ----------------------------------------------------------------------------------------------------
@@ -174,6 +207,7 @@ def _install_python(config: Config, target: Path, scratch: Path, log: Log) -> No
         ]  # fmt: skip
         result = _run(command, cwd=config.source)
         if result.returncode == 0:
+            _check_built_for_lambda(target, requirements, config)
             return
         requirement = _missing_requirement(result.stderr)
         if requirement is None:
@@ -187,6 +221,26 @@ def _install_python(config: Config, target: Path, scratch: Path, log: Log) -> No
             raise _no_wheel(requirement, config, " (its source distribution is not pure Python)")
         built.add(name)
     raise DeployerError(f"{requirements}: more than {MAX_SOURCE_BUILDS} dependencies need building from source")
+
+
+def _check_built_for_lambda(target: Path, requirements: Path, config: Config) -> None:
+    """A local path, `-e` or `file:` requirement is built by pip on this machine whatever --only-binary says: the
+    same rule as for the index holds, a wheel for Lambda's platform or pure Python, else the build fails."""
+    machine = "aarch64" if config.architecture == "arm64" else "x86_64"
+    for wheel in sorted(target.glob("*.dist-info/WHEEL")):
+        tags = re.findall(r"^Tag:\s*(\S+)", wheel.read_text(encoding="utf-8", errors="replace"), re.MULTILINE)
+        platforms = {tag.rsplit("-", 1)[-1] for tag in tags}
+        if all(
+            platform == "any" or (platform.startswith("manylinux") and platform.endswith(machine))
+            for platform in platforms
+        ):
+            continue
+        project = wheel.parent.name.removesuffix(".dist-info").rsplit("-", 1)[0]
+        raise DeployerError(
+            f"{project} (in {requirements}) was built on this machine for {', '.join(sorted(platforms))}, not for "
+            f"{config.runtime} on {_platform(config)}: only manylinux wheels or pure Python are accepted; "
+            "make it pure Python or publish a manylinux wheel of it"
+        )
 
 
 def _no_wheel(requirement: str, config: Config, why: str) -> DeployerError:
@@ -330,6 +384,8 @@ def _install_node(config: Config, target: Path, scratch: Path, log: Log) -> None
     cpu = "arm64" if config.architecture == "arm64" else "x64"
     log(f"dependencies: npm {verb} --omit=dev for {config.runtime} on linux {cpu}")
     command = [npm, verb, "--omit=dev", f"--cpu={cpu}", "--os=linux", "--libc=glibc", "--no-audit", "--no-fund"]
+    if not config.install_scripts:  # [dependencies] scripts = true runs them
+        command.append("--ignore-scripts")
     result = _run(command, cwd=work)
     if result.returncode != 0:
         error = _first_error(result.stderr, "npm error", "npm ERR!")

@@ -268,6 +268,7 @@ def down(run: Run, found: Found, report: Report = lambda _: None) -> list[Outcom
     elif found.role:
         role_name = found.role.name
         remove("role", role_name, lambda: role.delete(run, role_name))
+    artifact.abort_unfinished_uploads(run)  # the artifacts stay for rollbacks; a killed run's parts do not
     version = run.state.version
     run.state.forget_resources()
     run.state.record("down", version)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sys
 import time
@@ -56,6 +57,9 @@ UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 LAMBDA_LINE = re.compile(rf"\bRequestId: ({UUID})")
 # The runtimes' default log lines: Python's `[INFO]\t<time>\t<id>\t...`, Node's `<time>\t<id>\tINFO\t...`
 RUNTIME_LINE = re.compile(rf"^[^\t\n]*\t(?:[^\t\n]*\t)?({UUID})\t")
+# Lambda refuses a synchronous Invoke whose request is larger (RequestEntityTooLargeException): a bigger file is
+# refused before it is read, and a file without a size (/dev/zero, a pipe) is read no further than this.
+MAX_INVOKE_PAYLOAD = 6 * 1024 * 1024
 
 
 # invoke: the request, from the command's options
@@ -77,13 +81,29 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def read_bounded(path: Path, option: str) -> bytes:
+    """The file's bytes, at most MAX_INVOKE_PAYLOAD of them: a larger file is refused (by its size before reading
+    it when it has one), never read whole into memory. OSError when it cannot be read."""
+    too_large = UsageError(
+        f"{option}: {path} is larger than {MAX_INVOKE_PAYLOAD // (1024 * 1024)} MB, Lambda's limit for an "
+        "invocation's event; send a smaller one"
+    )
+    with path.open("rb") as stream:
+        if os.fstat(stream.fileno()).st_size > MAX_INVOKE_PAYLOAD:
+            raise too_large
+        payload = stream.read(MAX_INVOKE_PAYLOAD + 1)
+    if len(payload) > MAX_INVOKE_PAYLOAD:
+        raise too_large
+    return payload
+
+
 def _data(data: str) -> bytes:
     """--data's bytes: the text itself, or the content of the file after `@`, as curl reads it."""
     if not data.startswith("@"):
         return data.encode("utf-8")
     path = Path(data[1:]).expanduser()
     try:
-        return path.read_bytes()
+        return read_bounded(path, f"--data {data}")
     except OSError as error:
         raise UsageError(f"--data {data}: cannot read {path}: {error.strerror or error}") from None
 
@@ -102,7 +122,7 @@ def http_request(method: str, path: str, headers: Sequence[str], data: str | Non
 def read_event(path: Path) -> bytes:
     """--event's file: a JSON document, sent as it is."""
     try:
-        payload = path.expanduser().read_bytes()
+        payload = read_bounded(path.expanduser(), f"--event {path}")
     except OSError as error:
         raise UsageError(f"--event {path}: cannot read it: {error.strerror or error}") from None
     try:
@@ -278,7 +298,8 @@ class LogLines:
         if message.startswith("REPORT RequestId:"):
             self.running.pop(stream, None)
         when = datetime.fromtimestamp(int(event.get("timestamp", 0)) / 1000, UTC)
-        return f"{when.strftime('%Y-%m-%dT%H:%M:%SZ')} {shown} {message}"
+        # What the function printed (and the stream's name) may carry terminal escapes: shown, never obeyed.
+        return f"{when.strftime('%Y-%m-%dT%H:%M:%SZ')} {output.untrusted(shown)} {output.untrusted(message)}"
 
 
 def log_group(config: Config) -> str:

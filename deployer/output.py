@@ -31,6 +31,38 @@ def escape(text: str) -> str:
     return rich_escape(text)
 
 
+# C0 and C1 control characters (ESC, BEL, CR, LF, DEL, CSI...), the line and paragraph separators and the bidi
+# overrides: what makes a terminal move, clear, retitle, answer (`ESC[6n` types into the prompt) or mislead.
+# A tab moves nothing but the cursor: kept, Lambda's runtimes separate the fields of a log line with it.
+CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r"}
+FIELD_LIMIT = 200  # characters of one field of a state or lock object shown: a name, a host, a command
+
+
+def untrusted(text: object, limit: int | None = None) -> str:
+    """Text deployer did not write (function output, request paths, log events, state and lock fields, AWS's
+    words), safe on a terminal: each control character shown as an escape (`\\x1b[2J`, `\\n`, `\\x07`), cut
+    after `limit` characters. Print it as plain text (plain(), result(), or escape() inside markup)."""
+    shown = str(text)
+    if limit is not None and len(shown) > limit:
+        shown = shown[:limit] + "…"
+    return CONTROLS.sub(_control_escape, shown)
+
+
+# The user:password@ of a URL (`--endpoint-url http://user:password@host`): botocore's errors quote the URL.
+USERINFO = re.compile(r"(?<=://)[^/?#@\s'\"]*@")
+
+
+def without_userinfo(text: str) -> str:
+    """`text` with every URL's user and password replaced by `***`: a password is never printed."""
+    return USERINFO.sub("***@", text)
+
+
+def _control_escape(match: re.Match[str]) -> str:
+    char = match[0]
+    return NAMED_CONTROLS.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
 PAST_TENSE = {
     "create": ("created", "green"),
     "update": ("updated", "yellow"),
@@ -104,8 +136,9 @@ class UploadBar:
 
 
 def plain(message: str) -> None:
-    """A progress line holding names deployer did not write (file paths): printed as is, never as markup."""
-    console().print(escape(message), soft_wrap=True)
+    """A progress line holding names deployer did not write (file paths, a header, a log line): never as markup,
+    control characters escaped."""
+    console().print(escape(untrusted(without_userinfo(message))), soft_wrap=True)
 
 
 HTML = re.compile(r"<!doctype|<html|<body|<head|</[a-z][a-z0-9]*>", re.I)
@@ -121,7 +154,10 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 def error(message: str) -> None:
-    console().print(f"[bold red]error:[/] {escape(one_line(message, limit=2000))}", soft_wrap=True)
+    """One line, whatever it quotes (AWS's words, a lock's holder, an endpoint): no markup, control characters
+    escaped, no URL's password."""
+    shown = untrusted(without_userinfo(one_line(message, limit=2000)))
+    console().print(f"[bold red]error:[/] {escape(shown)}", soft_wrap=True)
 
 
 def result(text: str) -> None:

@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 
 from deployer.aws import Aws, is_access_denied, is_no_such_bucket, is_no_such_key, is_s3_condition_failed
 from deployer.errors import DeployerError, UsageError
+from deployer.output import FIELD_LIMIT, untrusted
 from deployer.state import MOVE_ASIDE, LocalStateStore, State, StateInvalid, current_user, running_command
 
 
@@ -162,10 +163,15 @@ class S3StateStore:
         if marker is not None:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
+
+        def forget_the_note() -> None:
+            if marker is not None:
+                marker.unlink(missing_ok=True)
+
         # Called only when S3 said the bucket is missing, or a note says an earlier run of ours made it: ours.
-        make_private_bucket(self.aws, self.bucket, created_before=True)
-        if marker is not None:
-            marker.unlink(missing_ok=True)
+        # When S3 refuses to create it, the note goes: a bucket someone makes later is not ours to change.
+        make_private_bucket(self.aws, self.bucket, created_before=True, not_made=forget_the_note)
+        forget_the_note()
 
     def _release(self, etag: str) -> None:
         try:
@@ -197,9 +203,13 @@ class S3StateStore:
         return holder, answer["ETag"]
 
     def _describe(self, holder: dict[str, Any]) -> str:
+        # Whoever can write the bucket wrote these fields: shown cut, their control characters escaped.
+        field = {
+            name: untrusted(holder.get(name, "?"), FIELD_LIMIT) for name in ("command", "pid", "host", "user", "since")
+        }
         return (
-            f"`{holder.get('command', '?')}` (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, user "
-            f"{holder.get('user', '?')}, since {holder.get('since', '?')})"
+            f"`{field['command']}` (pid {field['pid']} on {field['host']}, user {field['user']}, "
+            f"since {field['since']})"
         )
 
     def _held_message(self) -> str:

@@ -162,10 +162,11 @@ def test_up_json_gives_scripts_the_status_fields_and_each_resource(project: Path
     # unchanged: the four steps of a custom domain (none configured) and old versions (none to prune)
     assert [action for _, action in actions] == ["create"] * 5 + ["check"] + ["create"] * 9 + ["unchanged"] * 5
     assert data["lambda_version"] == "1" and data["canary"] is None
-    # 22 for the stack (the log group: 3); 16 for the shared state: the lock (5: refused for want of a bucket, the
-    # bucket made private and encrypted, taken), one read, and a write after each resource created (10). (Its
-    # release, one request more, comes after the count.)
-    assert data["aws_calls"] == 38
+    # 23 for the stack (the log group: 3; ListMultipartUploads after the upload: a killed run's parts are
+    # aborted); 17 for the shared state: the lock (6: refused for want of a bucket, the bucket made private,
+    # encrypted and given its lifecycle rule, taken), one read, and a write after each resource created (10).
+    # (Its release, one request more, comes after the count.)
+    assert data["aws_calls"] == 40
 
 
 def test_plan_exits_3_when_up_would_change_something_and_0_when_not(cli, aws_account) -> None:

@@ -24,7 +24,7 @@ STATE_KEY, LOCK_KEY = f"deployer-state/{APP}/test/state.json", f"deployer-state/
 
 # Every AWS call of a fresh deploy is a kill point. Pinned so that each is a test of its own (xdist shares them
 # out); test_a_fresh_deploy_makes_this_many_calls says when a change to the deploy moves it.
-CALLS_IN_A_FRESH_DEPLOY = 39
+CALLS_IN_A_FRESH_DEPLOY = 41
 
 
 def assert_converged(project: Path, account: Account) -> None:

@@ -34,26 +34,28 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new))
 
 
-def test_fresh_up_creates_the_whole_stack_in_26_requests(make_run, aws_account: Account) -> None:
+def test_fresh_up_creates_the_whole_stack_in_28_requests(make_run, aws_account: Account) -> None:
     run, actions = up(make_run, "1.0.0")
     aws_account.assert_stack("v1.0.0/example.zip")
     assert set(actions.values()) == {"create", "check", "unchanged"}  # unchanged: no old versions to prune
     assert actions["check GET /"] == "check"
     assert (run.state.app, run.state.stage, run.state.region) == (APP, "test", "us-east-1")
     assert (run.state.version, run.state.alias, run.state.lambda_version) == ("1.0.0", "test", "1")
-    # The bucket is created too: PutObject (NoSuchBucket), CreateBucket, PutPublicAccessBlock, PutBucketEncryption.
-    # The log group too: DescribeLogGroups, CreateLogGroup, PutRetentionPolicy.
-    assert len(run.aws.calls) == 26
-    assert len(writes(run)) == 20
+    # The bucket is created too: PutObject (NoSuchBucket), CreateBucket, PutPublicAccessBlock, PutBucketEncryption,
+    # PutBucketLifecycleConfiguration. The log group too: DescribeLogGroups, CreateLogGroup, PutRetentionPolicy.
+    # ListMultipartUploads after the upload: a killed run's unfinished parts are aborted.
+    assert len(run.aws.calls) == 28
+    assert len(writes(run)) == 21
 
 
-def test_fresh_up_into_an_existing_bucket_takes_22_requests(make_run, aws_account: Account, lambda_invoke) -> None:
+def test_fresh_up_into_an_existing_bucket_takes_23_requests(make_run, aws_account: Account, lambda_invoke) -> None:
     aws_account.client("s3").create_bucket(Bucket="deployer-example-artifacts")
     run, _ = up(make_run, "1.0.0")
     assert run.aws.calls == [
         "HeadObject", "GetRole", "DescribeLogGroups", "GetFunction", "GetRestApis",  # the plan: nothing exists
-        "PutObject", "CreateRole", "AttachRolePolicy", "CreateLogGroup", "PutRetentionPolicy", "CreateFunction",
-        "PublishVersion",
+        "PutObject",
+        "ListMultipartUploads",  # a killed run's unfinished upload of this key is aborted
+        "CreateRole", "AttachRolePolicy", "CreateLogGroup", "PutRetentionPolicy", "CreateFunction", "PublishVersion",
         "Invoke",  # the check, on version 1, before the alias exists
         "CreateAlias", "CreateRestApi", "CreateResource", "PutMethod", "PutMethod", "PutIntegration",
         "PutIntegration", "AddPermission", "CreateDeployment",
@@ -154,7 +156,8 @@ def test_down_removes_everything_and_a_second_down_is_harmless(make_run, aws_acc
     # every tagged API of the app's name goes, an orphan of a retried CreateRestApi too.
     assert run.aws.calls == ["GetRestApis", "GetFunction", "GetRole", "DescribeLogGroups", "ListTagsForResource",
                              "DeleteRestApi", "DeleteFunction", "DeleteLogGroup",
-                             "ListAttachedRolePolicies", "DetachRolePolicy", "DeleteRole"]  # fmt: skip
+                             "ListAttachedRolePolicies", "DetachRolePolicy", "DeleteRole",
+                             "ListMultipartUploads"]  # fmt: skip
     assert aws_account.is_empty()
     run = make_run()
     found = deploy.find_deployed(run.target)

@@ -47,11 +47,12 @@ from tests.faults import (
 )
 from tests.faults import no_botocore_sleep as _no_botocore_sleep
 
-# The 20 calls of a fresh up into an account without the bucket (pinned in test_deploy.py).
+# The 25 calls of a fresh up into an account without the bucket (pinned in test_deploy.py).
 FRESH_UP_CALLS = [
     "HeadObject", "GetRole", "DescribeLogGroups", "GetFunction", "GetRestApis",  # the plan
-    "PutObject", "CreateBucket", "PutPublicAccessBlock", "PutBucketEncryption", "PutObject", "CreateRole",
-    "AttachRolePolicy", "CreateLogGroup", "PutRetentionPolicy", "CreateFunction", "PublishVersion", "Invoke",
+    "PutObject", "CreateBucket", "PutPublicAccessBlock", "PutBucketEncryption", "PutBucketLifecycleConfiguration",
+    "PutObject", "ListMultipartUploads", "CreateRole", "AttachRolePolicy", "CreateLogGroup", "PutRetentionPolicy",
+    "CreateFunction", "PublishVersion", "Invoke",
     "CreateAlias", "CreateRestApi",
     "CreateResource", "PutMethod", "PutMethod", "PutIntegration", "PutIntegration", "AddPermission",
     "CreateDeployment",
@@ -259,7 +260,9 @@ def test_a_function_found_mid_update_is_waited_for_before_it_is_changed(
     rewrite(session, "lambda", "GetFunction", for_first(2, in_progress))  # the plan's read and the first poll
     run = up(make_run, "1.0.1", session)
     assert run.aws.calls.count("GetFunction") == 3  # the plan's read, then the waiter's two polls
-    assert segment(run.aws.calls, "PutObject", 4) == ["PutObject", "GetFunction", "GetFunction", "UpdateFunctionCode"]
+    assert segment(run.aws.calls, "PutObject", 5) == [
+        "PutObject", "ListMultipartUploads", "GetFunction", "GetFunction", "UpdateFunctionCode"
+    ]  # fmt: skip
     assert sleeps.waiter == [1]
     aws_account.assert_stack("v1.0.1/example.zip")
 

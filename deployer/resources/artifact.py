@@ -15,6 +15,7 @@ import base64
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -35,6 +36,11 @@ from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024  # from this size on, S3's managed transfer: in parts, concurrent
+# A multipart upload of ours begun this long ago and never finished belongs to a run that was killed (another
+# stage's run may be uploading a newer one right now): `up` and `down` abort it. S3 keeps its parts, and bills
+# them, forever otherwise.
+STALE_UPLOAD = timedelta(hours=1)
+ABORT_UPLOADS_AFTER_DAYS = 1  # the lifecycle rule of the bucket deployer makes, for uploads nobody comes back to
 
 
 def _silent(sent: int, total: int) -> None:
@@ -173,6 +179,9 @@ class Artifact:
                 raise
             create_bucket(run)
             self._upload(run)
+        # An unfinished upload of this very key is a killed run's (we hold the lock, and ours is complete): abort
+        # it, and our stale ones. After the upload, so that a missing bucket costs no extra call.
+        abort_unfinished_uploads(run, also=run.target.artifact_key)
 
     def _upload(self, run: Run) -> None:
         from deployer.build import artifact_path, read_verified
@@ -223,31 +232,69 @@ def _managed_upload(run: Run, body: bytes, metadata: dict[str, str]) -> None:
     )
 
 
+def abort_unfinished_uploads(run: Run, also: str | None = None) -> list[str]:
+    """Abort the multipart uploads of this app's artifacts (`v*/<artifact name>`) begun more than STALE_UPLOAD
+    ago, and any of the key `also`; the keys aborted. Another app's uploads are never touched."""
+    s3, bucket, name = run.aws.s3, run.config.bucket, run.config.artifact_name
+    stale_before = datetime.now(UTC) - STALE_UPLOAD
+    aborted = []
+    try:
+        for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix="v"):
+            for upload in page.get("Uploads", []):
+                key = upload["Key"]
+                version, _, file = key.partition("/")
+                if file != name or not version[1:] or (key != also and upload["Initiated"] > stale_before):
+                    continue
+                read_or_none(
+                    lambda key=key, upload=upload: s3.abort_multipart_upload(  # type: ignore[misc]
+                        Bucket=bucket, Key=key, UploadId=upload["UploadId"]
+                    )
+                )
+                aborted.append(key)
+    except ClientError as error:
+        if not (is_not_found(error) or is_access_denied(error)):
+            raise  # no bucket, or no s3:ListBucketMultipartUploads: nothing we can clean up here
+    return aborted
+
+
 def create_bucket(run: Run) -> None:
     """A private, encrypted bucket in the app's region; safe to run again on a bucket it created."""
     # Noted before the bucket exists, cleared once it is private and encrypted: a run killed in between
     # leaves the note, and the next run finishes the settings (a bucket found later is never ours to change).
     run.state.unfinished_bucket = run.config.bucket
     run.save()
-    make_private_bucket(run.aws, run.config.bucket, created_before=True)
-    run.state.unfinished_bucket = None
-    run.save()
+
+    def forget_the_note() -> None:
+        run.state.unfinished_bucket = None
+        run.save()
+
+    make_private_bucket(run.aws, run.config.bucket, created_before=True, not_made=forget_the_note)
+    forget_the_note()
 
 
-def make_private_bucket(aws: Any, bucket: str, created_before: bool = False) -> None:
+def make_private_bucket(
+    aws: Any, bucket: str, created_before: bool = False, not_made: Callable[[], None] = lambda: None
+) -> None:
     """Create the bucket in the client's region, block public access and encrypt by default. A bucket that
-    already exists is left as it is, unless `created_before` says an earlier run of ours made it."""
+    already exists is left as it is, unless `created_before` says an earlier run of ours made it.
+
+    When S3 refuses to create it (someone else's name, no permission, a bucket of ours already), `not_made()`
+    runs first: the caller's note "we are making this bucket" goes, so no later run takes the bucket for ours
+    and rewrites its settings. (Killed during CreateBucket, the note stays: the bucket may be ours.)"""
     options: dict[str, Any] = {}
     if aws.region != "us-east-1":  # us-east-1 refuses an explicit location constraint
         options["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
     try:
         aws.s3.create_bucket(Bucket=bucket, **options)
     except ClientError as error:
-        if error_code(error) == S3_BUCKET_TAKEN:
-            raise _not_yours(bucket) from None
-        if error_code(error) != S3_BUCKET_OURS_ALREADY:
-            raise
-        if not created_before:
+        if error_code(error) == S3_BUCKET_OURS_ALREADY and created_before:
+            pass  # made by the run that left the note, which died before its settings: finish them
+        else:
+            not_made()
+            if error_code(error) == S3_BUCKET_TAKEN:
+                raise _not_yours(bucket) from None
+            if error_code(error) != S3_BUCKET_OURS_ALREADY:
+                raise
             return
     aws.s3.put_public_access_block(
         Bucket=bucket,
@@ -262,5 +309,18 @@ def make_private_bucket(aws: Any, bucket: str, created_before: bool = False) -> 
         Bucket=bucket,
         ServerSideEncryptionConfiguration={
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    aws.s3.put_bucket_lifecycle_configuration(  # the parts of an upload killed half-way go after a day
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "deployer-abort-incomplete-uploads",
+                    "Filter": {"Prefix": ""},
+                    "Status": "Enabled",
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_UPLOADS_AFTER_DAYS},
+                }
+            ]
         },
     )

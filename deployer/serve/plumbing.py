@@ -11,13 +11,18 @@ import sys
 import threading
 import time
 
+from deployer.output import untrusted
+
 _console_lock = threading.Lock()
 
 
 def console(line: str) -> None:
-    """One line on stderr; lines from concurrent requests do not interleave."""
+    """One line on stderr; lines from concurrent requests do not interleave. What it shows comes from others
+    (a request path any client sent, what the function printed): control characters are escaped, never obeyed,
+    except the line breaks of our own indented details."""
+    shown = "\n".join(untrusted(part) for part in line.split("\n"))
     with _console_lock:
-        print(line, file=sys.stderr, flush=True)
+        print(shown, file=sys.stderr, flush=True)
 
 
 def stamped_console(line: str) -> None:

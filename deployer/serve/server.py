@@ -256,6 +256,7 @@ def make_server(
             environment=config.environment,
             region=region,
             console=console,
+            capture_output=True,  # what the function prints reaches the terminal through console(): escaped
         )
 
     first = start()  # refuses a runtime this machine cannot run before the server listens
