@@ -124,6 +124,16 @@ def _site(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
 
 
+def _without_credentials(url: str) -> str:
+    """The URL without the user:password it may carry (the history is no place for a password)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 @contextmanager
 def reported_errors() -> Iterator[None]:
     """Every failure becomes one line on stderr and an exit code; a traceback only with --debug."""
@@ -143,6 +153,8 @@ def reported_errors() -> Iterator[None]:
         output.error("interrupted; run the same command again to finish (every step is safe to repeat)")
         raise typer.Exit(130) from None
     except Exception as error:
+        if isinstance(error, BrokenPipeError) and _stdout_is_closed():
+            raise typer.Exit(0) from None  # `deployer status | head -1`: the reader has all it wanted
         if options["debug"]:
             raise
         known = _aws_error_message(error) if "botocore" in sys.modules else None
@@ -151,6 +163,24 @@ def reported_errors() -> Iterator[None]:
             raise typer.Exit(1) from None
         output.error(known[0])
         raise typer.Exit(known[1]) from None
+
+
+def _stdout_is_closed() -> bool:
+    """Whether standard output's reader is gone (the kernel flags a pipe with no reader as an error when polled);
+    if so, it goes to /dev/null, so the exit's flush fails no more."""
+    import os
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test runner's buffer), or no poll here
+        return False
+    if not any(event & (select.POLLERR | select.POLLHUP) for _, event in events):
+        return False
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return True
 
 
 def _is_local(flag: bool | None, config: Config, endpoint_url: str | None = None) -> bool:
@@ -210,6 +240,31 @@ def _require_an_answer(yes: bool, what: str) -> None:
     """A command that asks first: without --yes, there must be someone to ask."""
     if not yes and not _can_ask():
         raise UsageError(f"{what}: pass --yes to confirm when there is no terminal to ask")
+
+
+def _command_line(context: typer.Context) -> str:
+    """The command that runs, as typed (long option names): what the lock names and the history keeps.
+    Options left at their defaults are left out; an endpoint URL loses any user:password in it."""
+    import shlex
+
+    words = context.command_path.split()[1:]  # without the program's name
+    for parameter in context.command.params:
+        name = parameter.name or ""
+        source = context.get_parameter_source(name)
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        value = context.params.get(name)
+        if parameter.param_type_name == "argument":
+            words.append(str(value))
+            continue
+        long_names = [option for option in parameter.opts if option.startswith("--")] or parameter.opts
+        if getattr(parameter, "is_flag", False):
+            words.append(long_names[0] if value or not parameter.secondary_opts else parameter.secondary_opts[0])
+            continue
+        if name == "endpoint_url" and value:
+            value = _without_credentials(str(value))
+        words += [long_names[0], f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join(words)
 
 
 @contextmanager
@@ -281,6 +336,7 @@ def build(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False) -
 
 @app.command()
 def up(
+    context: typer.Context,
     version: Annotated[str, typer.Option("--version", "-v", help="Version to deploy, e.g. 1.0.0.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
     stage: Stage = None,
@@ -308,7 +364,7 @@ def up(
     with reported_errors():
         config = _checked_config(version, config_path, stage, needs_source=True)
         connection = _connect(config, endpoint_url, local)
-        command = f"up --version {version}" + (f" --stage {config.stage}" if stage else "")
+        command = _command_line(context)
         from deployer.resources import artifact as artifact_step
 
         artifact_step.on_upload_progress = output.UploadBar()  # a bar for a large zip, on a terminal
@@ -322,6 +378,7 @@ def up(
 
 @app.command()
 def promote(
+    context: typer.Context,
     version: Annotated[str, typer.Argument(help="A version already uploaded (by `up` on another stage).")],
     stage: Annotated[str, typer.Option("--stage", "-s", help="The stage to ship it to.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
@@ -336,7 +393,7 @@ def promote(
     with reported_errors():
         config = _checked_config(version, config_path, stage, needs_source=False)
         connection = _connect(config, endpoint_url, local)
-        with _locked(connection, f"promote {version} --stage {config.stage}") as state:
+        with _locked(connection, _command_line(context)) as state:
             run = connection.run(state, version, check=not no_check)
             _deploy(connection, run, "promote", json_output)
 
@@ -415,6 +472,7 @@ def plan(
 
 @app.command()
 def rollback(
+    context: typer.Context,
     version: Annotated[str, typer.Argument(help="An earlier release of this stage.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
     stage: Stage = None,
@@ -428,7 +486,7 @@ def rollback(
         started = time.monotonic()
         config = _checked_config(version, config_path, stage, needs_source=False)
         connection = _connect(config, endpoint_url, local)
-        with _locked(connection, f"rollback {version}" + (f" --stage {config.stage}" if stage else "")) as state:
+        with _locked(connection, _command_line(context)) as state:
             run = connection.run(state, version)
             deploy.rollback(run, report=_report)
         output.info(_summary(connection, started))
@@ -437,6 +495,7 @@ def rollback(
 
 @app.command()
 def down(
+    context: typer.Context,
     config_path: ConfigPath = DEFAULT_CONFIG,
     stage: Stage = None,
     endpoint_url: EndpointUrl = None,
@@ -451,7 +510,7 @@ def down(
         config = load_config(config_path, stage)
         _require_an_answer(yes, "down deletes resources")
         connection = _connect(config, endpoint_url, local)
-        with _locked(connection, "down" + (f" --stage {config.stage}" if stage else "")) as state:
+        with _locked(connection, _command_line(context)) as state:
             run = connection.run(state)
             found = deploy.find_deployed(run.target)
             if found.empty:
@@ -557,6 +616,8 @@ def serve(
     with reported_errors():
         if not 0 <= port <= 65535:  # 0: any free port
             raise UsageError(f"--port {port} is not a port number; use 1-65535, e.g. 3000")
+        if not host.strip():  # an unset variable: the server would listen on every interface
+            raise UsageError('--host "" names no address: pass one, e.g. 127.0.0.1 (this machine only)')
         config = load_config(config_path)
         # Serve what would be deployed: the source plus its bundled dependencies, nothing of the tool's own.
         bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.plain)

@@ -189,6 +189,15 @@ def _republish(run: Run, report: Report) -> list[Outcome]:
             f"not recorded: `deployer promote {target.version} --stage {config.stage}` ships its artifact with "
             "today's configuration"
         )
+    lacking = [
+        key for key in ("handler", "runtime", "memory", "timeout", "architecture", "environment") if key not in record
+    ]
+    if lacking:
+        raise UsageError(
+            f"the state's record of release {target.version} has no {lacking[0]}, so the release cannot be rebuilt "
+            f"from it: `deployer promote {target.version} --stage {config.stage}` ships its artifact with today's "
+            "configuration"
+        )
     missing = [name for name in record["environment"] if name not in config.environment]
     if missing:
         raise UsageError(

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
@@ -38,6 +39,9 @@ CHANGED = {"PreconditionFailed", "412", "ConditionalRequestConflict"}  # someone
 FORBIDDEN = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
 NO_BUCKET = {"NoSuchBucket"}
 NO_KEY = {"NoSuchKey", "404", "NotFound"}
+# S3 answers a GetObject of a missing key with NoSuchKey in an XML body (NoSuchBucket for a missing bucket);
+# a 404 without either is a web server that is not S3 (a wrong --endpoint-url): never read as "no state".
+ABSENT = {"NoSuchKey", "NoSuchBucket"}
 
 
 class S3StateStore:
@@ -63,8 +67,8 @@ class S3StateStore:
         except ClientError as error:
             if error_code(error) in FORBIDDEN:
                 raise self._forbidden("s3:GetObject") from None
-            if error_code(error) not in NO_KEY | NO_BUCKET:
-                raise
+            if error_code(error) not in ABSENT:
+                raise self._not_s3(error) from None
             self._etag, self._body = None, None
             legacy = self.legacy.load() if self.legacy is not None and self.legacy.path.exists() else None
             self._moving_legacy = legacy is not None
@@ -75,6 +79,10 @@ class S3StateStore:
             state = State.from_dict(json.loads(body), where=f"the state {self.where}")
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise StateInvalid(f"the state {self.where} is not JSON ({error}); {MOVE_ASIDE}") from None
+        except RecursionError:
+            raise StateInvalid(
+                f"the state {self.where} nests too deeply to be a deployer state; {MOVE_ASIDE}"
+            ) from None
         except StateInvalid as error:
             raise StateInvalid(f"{error}; {MOVE_ASIDE}") from None
         state.check_identity(self.app, f"the state {self.where}")
@@ -111,6 +119,17 @@ class S3StateStore:
             ContentType="application/json",
             ServerSideEncryption="AES256",
             **condition,
+        )
+
+    def _not_s3(self, error: ClientError) -> Exception:
+        """A bare 404 to a GetObject: the endpoint is not S3; any other refusal is reported as it is."""
+        if error_code(error) not in NO_KEY:
+            return error
+        parts = urlsplit(self.aws.s3.meta.endpoint_url)
+        site = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return DeployerError(
+            f"{site} answered s3:GetObject with a bare 404, not S3's NoSuchKey: it is not answering as AWS, so "
+            "whether anything is deployed is unknown; check --endpoint-url and AWS_ENDPOINT_URL"
         )
 
     def _forbidden(self, permission: str) -> DeployerError:
@@ -185,9 +204,9 @@ class S3StateStore:
         try:
             answer = self.aws.s3.get_object(Bucket=self.bucket, Key=self.lock_key)
         except ClientError as error:
-            if error_code(error) in NO_KEY | NO_BUCKET:
+            if error_code(error) in ABSENT:
                 return None
-            raise
+            raise self._not_s3(error) from None
         body = answer["Body"].read()
         try:
             holder = json.loads(body)

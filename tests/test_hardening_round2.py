@@ -1,0 +1,232 @@
+"""Never harm the operator, round two (issue 20): careless arguments, signals, stale locks, tampered state and the
+messages a careless CI script meets. Each test pins one case that once went wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from deployer.cli import app
+from tests.account import APP, BUCKET, Account
+
+STATE_KEY = f"deployer-state/{APP}/test/state.json"
+LOCK_KEY = f"deployer-state/{APP}/test/lock.json"
+
+
+def status_json(project: Path) -> dict[str, Any]:
+    result = CliRunner().invoke(app, ["status", "--json", "--config", str(project / "deploy.toml")])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def shared_state(account: Account) -> dict[str, Any]:
+    return json.loads(account.client("s3").get_object(Bucket=BUCKET, Key=STATE_KEY)["Body"].read())
+
+
+def change_the_code(project: Path, text: str) -> None:
+    main = project / "function" / "main.py"
+    main.write_text(main.read_text().replace("Hello world!", text))
+
+
+# 1. `--stage ""` (an unset shell variable) once acted on the default stage: `down --yes --stage ""` deleted it.
+
+
+@pytest.mark.parametrize("stage", ["", " ", "te st", "../test", "123"])
+def test_an_empty_or_malformed_stage_is_refused_by_every_command_and_nothing_is_touched(
+    cli, project: Path, aws_account: Account, stage: str
+) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    state_before = shared_state(aws_account)
+    commands: list[tuple[str, ...]] = [
+        ("down", "--yes"),
+        ("up", "--version", "1.0.1"),
+        ("plan", "--version", "1.0.1"),
+        ("rollback", "1.0.0"),
+        ("promote", "1.0.0"),
+        ("status",),
+        ("unlock", "--yes"),
+        ("invoke",),
+        ("logs",),
+    ]
+    for command in commands:
+        message = cli(*command, "--stage", stage, expect=2)
+        assert f"--stage {stage!r}: a stage name must be" in message, command
+    aws_account.assert_stack("v1.0.0/example.zip")
+    assert shared_state(aws_account) == state_before
+    assert [item["FunctionName"] for item in aws_account.functions()] == [APP]
+
+
+# 17. The history once kept `up --version V` whatever else was typed: --force and --canary were lost.
+
+
+def test_the_history_keeps_the_whole_command_line_that_ran(cli, project: Path, aws_account: Account) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    change_the_code(project, "Canary!")
+    cli("up", "-v", "1.0.1", "--canary", "10", "--no-check", expect=0)
+    change_the_code(project, "Forced")  # 1.0.1's bytes change: only --force replaces them
+    cli("up", "--version", "1.0.1", "--force", "--canary", "25.5", expect=0)
+
+    commands = [entry["command"] for entry in status_json(project)["history"]]
+    config = str(project / "deploy.toml")
+    assert commands == [
+        f"up --version 1.0.0 --config {config}",
+        f"up --version 1.0.1 --config {config} --canary 10 --no-check",
+        f"up --version 1.0.1 --config {config} --canary 25.5 --force",
+    ]
+
+
+def test_the_command_line_kept_holds_no_password_of_an_endpoint_url(project: Path, monkeypatch) -> None:
+    from deployer import cli as cli_module
+    from deployer.errors import DeployerError
+
+    seen: list[str] = []
+    real = cli_module._command_line
+
+    def recorded(context: Any) -> str:
+        seen.append(real(context))  # what the lock and the history would name
+        raise DeployerError("stop here")
+
+    monkeypatch.setattr(cli_module, "_command_line", recorded)
+    url = "http://user:s3cret@127.0.0.1:9"
+    CliRunner().invoke(app, ["down", "--yes", "--endpoint-url", url, "--config", str(project / "deploy.toml")])
+    assert seen == [f"down --config {project / 'deploy.toml'} --endpoint-url http://127.0.0.1:9 --yes"]
+
+
+# 16. Messages: each of these once printed a wrong or "unexpected" line.
+
+
+def put_shared_state(account: Account, **changes: Any) -> None:
+    account.client("s3").put_object(Bucket=BUCKET, Key=STATE_KEY, Body=json.dumps(shared_state(account) | changes))
+
+
+def test_a_release_record_without_its_handler_is_one_line(cli, project: Path, aws_account: Account) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    record = dict(shared_state(aws_account)["releases"]["1.0.0"], lambda_version=None)
+    del record["handler"]
+    put_shared_state(aws_account, releases={**shared_state(aws_account)["releases"], "0.9.0": record})
+    message = cli("rollback", "0.9.0", expect=2)
+    assert "the state's record of release 0.9.0 has no handler, so the release cannot be rebuilt" in message
+    aws_account.assert_stack("v1.0.0/example.zip")
+
+
+@pytest.mark.parametrize("weight", ["10%", True, 1.5, None])
+def test_a_canary_weight_that_is_not_a_share_is_one_line(cli, aws_account: Account, weight: object) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    put_shared_state(aws_account, canary={"version": "1.0.0", "lambda_version": "1", "weight": weight})
+    for command in (("status",), ("up", "--version", "1.0.0")):
+        message = cli(*command, expect=2)
+        assert f"the canary's weight is {weight!r}, not a share between 0 and 1" in message, command
+
+
+def test_deeply_nested_toml_is_a_usage_error(cli, project: Path) -> None:
+    config = project / "deploy.toml"
+    config.write_text(config.read_text() + "deep = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "nests arrays or tables too deeply" in cli("status", expect=2)
+
+
+def test_a_deeply_nested_state_is_one_line(cli, aws_account: Account) -> None:
+    aws_account.client("s3").create_bucket(Bucket=BUCKET)
+    aws_account.client("s3").put_object(Bucket=BUCKET, Key=STATE_KEY, Body=b"[" * 100_000 + b"]" * 100_000)
+    assert "nests too deeply to be a deployer state" in cli("status", expect=2)
+
+
+def test_a_region_the_local_cloud_does_not_emulate_is_refused_before_it_starts(
+    cli, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto keeps a backend per region botocore knows; for any other it answered 500 to every call."""
+    config = project / "deploy.toml"
+    config.write_text(config.read_text().replace('region = "us-east-1"', 'region = "xx-moon-1"'))
+
+    def started(*_: object, **__: object) -> None:
+        raise AssertionError("the local cloud was started for a region it cannot emulate")
+
+    monkeypatch.setattr("deployer.local.target.start", started)
+    assert "region 'xx-moon-1' is not an AWS region the local cloud emulates" in cli(
+        "up", "--version", "1.0.0", "--local", expect=2
+    )
+
+
+@pytest.mark.parametrize("since", ["99999999d", "9" * 15 + "s", "9" * 5000 + "d", "0001-01-01"])
+def test_logs_since_before_1970_is_a_usage_error(cli, aws_account: Account, since: str) -> None:
+    message = cli("logs", "--since", since, expect=2)
+    assert "--since" in message and ("1970" in message or "neither a duration" in message)
+
+
+def test_status_into_a_closed_pipe_ends_quietly(project: Path) -> None:
+    """`deployer status | head -1`: head leaves after one line, the next write meets a closed pipe."""
+    config = project / "deploy.toml"
+    config.write_text(config.read_text() + '\n[state]\nbackend = "local"\n')
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before deployer writes: deterministic, not 1 run in 10
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "deployer", "status"],
+            cwd=project,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_serve_on_an_empty_host_is_refused(cli) -> None:
+    """An unset variable in `--host "$HOST"` would listen on every interface."""
+    assert '--host "" names no address' in cli("serve", "--host", "", expect=2)
+
+
+def test_text_from_elsewhere_keeps_its_colons(capsys: pytest.CaptureFixture[str]) -> None:
+    """`-r /etc/passwd` in requirements.txt: pip's error quotes `root:x:0:0:...`, which Rich made `root❌0:0`."""
+    from deployer import output
+
+    output.plain("Invalid requirement: 'root:x:0:0:root:/root:/bin/bash'")
+    output.error("pip could not install: root:x:0:0:root:/root:/bin/bash")
+    printed = capsys.readouterr().err
+    assert printed.count("root:x:0:0") == 2 and "❌" not in printed
+
+
+class NotAws:
+    """A web server that answers 404 to everything: not S3."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_bare_404_from_an_endpoint_that_is_not_aws_is_not_nothing_deployed(cli, project: Path) -> None:
+    """S3 answers a GetObject of a missing key with a NoSuchKey XML body (S3 API reference, GetObject, "Errors"),
+    a missing bucket with NoSuchBucket: a 404 with neither is not S3 answering."""
+    endpoint = NotAws()
+    try:
+        message = cli("status", "--endpoint-url", endpoint.url, expect=1)
+    finally:
+        endpoint.close()
+    assert f"{endpoint.url} answered s3:GetObject with a bare 404, not S3's NoSuchKey" in message
+    assert "not answering as AWS" in message and "nothing deployed" not in message
