@@ -230,3 +230,26 @@ def test_a_bare_404_from_an_endpoint_that_is_not_aws_is_not_nothing_deployed(cli
         endpoint.close()
     assert f"{endpoint.url} answered s3:GetObject with a bare 404, not S3's NoSuchKey" in message
     assert "not answering as AWS" in message and "nothing deployed" not in message
+
+
+# 3. A handler taking 35 s with `timeout = 40` passed its check and went live: every request got a 504.
+
+
+def test_a_check_answered_after_api_gateways_29_seconds_fails_and_the_alias_stays(
+    cli, project: Path, aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API Gateway's integration timeout is 29 s (DESIGN.md, "API Gateway answers"; AWS's API Gateway quotas page:
+    "Integration timeout: 50 milliseconds - 29 seconds"); after it the client gets 504 whatever the function does."""
+    cli("up", "--version", "1.0.0", expect=0)
+    config = project / "deploy.toml"
+    config.write_text(config.read_text().replace("timeout = 3", "timeout = 40"))
+    change_the_code(project, "Slow")
+    moments = iter([1000.0, 1035.0])  # the invoke starts, and ends 35 s later
+    monkeypatch.setattr("deployer.check.clock", lambda: next(moments))
+
+    message = cli("up", "--version", "1.0.1", expect=1)
+    assert "release 1.0.1 (version 2) failed its check, GET /: it answered after 35s" in message
+    assert "API Gateway waits 29s at most" in message
+    alias = aws_account.client("lambda").get_alias(FunctionName=APP, Name="test")
+    assert (alias["FunctionVersion"], alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})) == ("1", {})
+    assert status_json(project)["version"] == "1.0.0"
