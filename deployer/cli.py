@@ -553,7 +553,7 @@ def unlock(
         if removed is None:
             output.info(f"nothing to unlock: no deployer holds the lock of {config.app_name} on stage {config.stage}")
         else:
-            output.info(f"removed the lock held by {removed}")
+            output.info(f"removed the lock held by {output.escape(removed)}")
 
 
 @app.command()

@@ -253,3 +253,97 @@ def test_a_check_answered_after_api_gateways_29_seconds_fails_and_the_alias_stay
     alias = aws_account.client("lambda").get_alias(FunctionName=APP, Name="test")
     assert (alias["FunctionVersion"], alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})) == ("1", {})
     assert status_json(project)["version"] == "1.0.0"
+
+
+# 4. `unlock --yes` removed the lock of a run still alive on this host; that run then said "nothing was
+# overwritten" after changing $LATEST.
+
+
+def put_lock(account: Account, holder: object) -> None:
+    s3 = account.client("s3")
+    if "Buckets" in s3.list_buckets() and not s3.list_buckets()["Buckets"]:
+        s3.create_bucket(Bucket=BUCKET)
+    body = holder if isinstance(holder, bytes) else json.dumps(holder).encode()
+    s3.put_object(Bucket=BUCKET, Key=LOCK_KEY, Body=body)
+
+
+def lock_body(account: Account) -> bytes | None:
+    s3 = account.client("s3")
+    try:
+        return s3.get_object(Bucket=BUCKET, Key=LOCK_KEY)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def a_dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def holder_here(pid: int) -> dict[str, object]:
+    import socket
+
+    return {"user": "ci", "host": socket.gethostname(), "pid": pid, "command": "up --version 1.0.0", "since": "now"}
+
+
+def test_unlock_refuses_the_lock_of_a_run_alive_on_this_host(cli, aws_account: Account) -> None:
+    put_lock(aws_account, holder_here(os.getpid()))  # this very test process: certainly alive
+    message = cli("unlock", "--yes", expect=1)
+    assert f"(pid {os.getpid()} on " in message and "which is still running on this host: nothing removed" in message
+    assert json.loads(lock_body(aws_account) or b"{}")["pid"] == os.getpid()
+
+
+def test_a_lock_whose_holder_died_on_this_host_says_unlock_is_safe(cli, aws_account: Account) -> None:
+    pid = a_dead_pid()
+    put_lock(aws_account, holder_here(pid))
+    refused = cli("up", "--version", "1.0.0", expect=1)
+    assert f"but pid {pid} is no longer running on this host: that run is gone, so `deployer unlock` is safe" in refused
+    removed = cli("unlock", "--yes", expect=0)
+    assert f"removed the lock held by `up --version 1.0.0` (pid {pid} on" in removed
+    assert "no longer running on this host" in removed and lock_body(aws_account) is None
+
+
+def test_a_stale_state_write_after_aws_writes_says_what_really_changed(
+    cli, project: Path, aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    cli("up", "--version", "1.0.0", expect=0)
+    session = boto3.Session()
+
+    def another_run_writes_the_state(**_: object) -> None:
+        put_shared_state(aws_account, history=[])  # a new ETag: this run's next write is refused (412)
+
+    session.events.register("after-call.lambda.UpdateFunctionCode", another_run_writes_the_state)
+    monkeypatch.setattr("deployer.aws.boto3.Session", lambda: session)
+    change_the_code(project, "Changed")
+    message = cli("up", "--version", "1.0.1", expect=1)
+    assert "changed since this run read it (another run wrote it): it was not overwritten" in message
+    already = "but this run had already changed AWS (PutObject, UpdateFunctionCode, PublishVersion), which the state"
+    assert already in message  # the artifact's upload, $LATEST and a new version: the state's own writes left out
+    assert "nothing was overwritten" not in message
+
+
+# 6. A lock object that is not a JSON object blocked the stage, and `unlock` refused to remove it.
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        (b"garbage", "'garbage'"),
+        (b"null", "'null'"),
+        (b"[1]", "'[1]'"),
+        (b"\x1b[2J[bold]boom\x07\n" + b"A" * 500, "'\\x1b[2J[bold]boom\\x07\\n" + "A" * 177 + "…'"),
+    ],
+)
+def test_unlock_shows_a_lock_that_is_not_a_json_object_and_removes_it(
+    cli, aws_account: Account, body: bytes, shown: str
+) -> None:
+    put_lock(aws_account, body)
+    assert "is not a deployer lock" in cli("up", "--version", "1.0.0", expect=2)
+    removed = cli("unlock", "--yes", expect=0)
+    assert f"removed the lock held by an object that is not a deployer lock: {shown}" in removed
+    assert "\x1b" not in removed and "\x07" not in removed
+    assert lock_body(aws_account) is None
+    cli("up", "--version", "1.0.0", expect=0)
