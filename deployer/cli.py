@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -149,6 +149,14 @@ def reported_errors() -> Iterator[None]:
             raise
         output.error(str(error))
         raise typer.Exit(error.exit_code) from None
+    except Stopped as stopped:
+        released = "released the state lock; " if stopped.released_lock else ""
+        with suppress(OSError):  # SIGHUP: the terminal may be gone
+            output.error(
+                f"stopped by {stopped.name}: {released}run the same command again to finish (every step is safe "
+                "to repeat)"
+            )
+        raise typer.Exit(128 + stopped.number) from None
     except KeyboardInterrupt:
         output.error("interrupted; run the same command again to finish (every step is safe to repeat)")
         raise typer.Exit(130) from None
@@ -267,11 +275,50 @@ def _command_line(context: typer.Context) -> str:
     return shlex.join(words)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (CI cancelled, `timeout`, `docker stop`) or SIGHUP (the terminal closed): stop as on Ctrl-C, so
+    that the lock is released on the way out. A KeyboardInterrupt, so every `finally` and Ctrl-C path runs."""
+
+    def __init__(self, number: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+        self.name = signal.Signals(number).name
+        self.released_lock = False
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """While it is held, SIGTERM and SIGHUP raise Stopped (once: a second one is ignored while we clean up)."""
+    import signal
+
+    stopping = (signal.SIGTERM, signal.SIGHUP)
+
+    def stop(number: int, _frame: object) -> None:
+        for each in stopping:
+            signal.signal(each, signal.SIG_IGN)
+        raise Stopped(number)
+
+    previous = {number: signal.signal(number, stop) for number in stopping}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 @contextmanager
 def _locked(connection: Connection, command: str) -> Iterator[State]:
-    """Hold the state lock for the whole command, and read the state under it: never a stale copy."""
-    with connection.store.lock(command):
-        yield connection.store.load()
+    """Hold the state lock for the whole command, and read the state under it: never a stale copy. SIGTERM and
+    SIGHUP stop the command as Ctrl-C does: the lock is released."""
+    with _stopped_by_signals():
+        try:
+            with connection.store.lock(command):
+                yield connection.store.load()
+        except Stopped as stopped:
+            stopped.released_lock = True  # the lock's own `finally` ran
+            raise
 
 
 def _report(outcome: Outcome) -> None:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from deployer.cli import app
 from tests.account import APP, BUCKET, Account
+from tests.conftest import run_deployer
 
 STATE_KEY = f"deployer-state/{APP}/test/state.json"
 LOCK_KEY = f"deployer-state/{APP}/test/lock.json"
@@ -347,3 +348,31 @@ def test_unlock_shows_a_lock_that_is_not_a_json_object_and_removes_it(
     assert "\x1b" not in removed and "\x07" not in removed
     assert lock_body(aws_account) is None
     cli("up", "--version", "1.0.0", expect=0)
+
+
+# 5. SIGTERM (CI cancelled, `timeout`, `docker stop`) and SIGHUP (a closed terminal) left the lock behind.
+
+
+@pytest.mark.parametrize(("name", "code"), [("TERM", 143), ("HUP", 129)])
+def test_sigterm_and_sighup_release_the_lock_as_ctrl_c_does(
+    project: Path, moto_server: Account, name: str, code: int
+) -> None:
+    from tests.test_crash import KILL_AFTER_CALL
+
+    environment = {**os.environ, "DEPLOYER_TEST_AFTER_OPERATION": "CreateFunction", "DEPLOYER_TEST_SIGNAL": name}
+    stopped = subprocess.run(
+        [sys.executable, str(KILL_AFTER_CALL), "up", "--version", "1.0.0"],
+        cwd=project,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert stopped.returncode == code, stopped.stderr
+    assert f"error: stopped by SIG{name}: released the state lock; run the same command again" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert lock_body(moto_server) is None
+    again = run_deployer(project, "up", "--version", "1.0.0")  # no `deployer unlock` needed
+    assert again.returncode == 0, again.stderr
+    moto_server.assert_stack("v1.0.0/example.zip")
