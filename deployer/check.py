@@ -39,7 +39,7 @@ class Check:
             return Change(self.resource, name, "unchanged")
         observed = function_observed(earlier)
         alias = observed.alias if observed else None
-        if version is not None and version.action == "unchanged" and alias is not None:
+        if version is not None and version.action != "create" and alias is not None:
             serving = {
                 alias["FunctionVersion"],
                 *((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}),

@@ -376,3 +376,52 @@ def test_sigterm_and_sighup_release_the_lock_as_ctrl_c_does(
     again = run_deployer(project, "up", "--version", "1.0.0")  # no `deployer unlock` needed
     assert again.returncode == 0, again.stderr
     moto_server.assert_stack("v1.0.0/example.zip")
+
+
+# 7. A release with the same code and configuration as the live one was recorded nowhere (`rollback` could not find
+# it); the same release name with another configuration was published again, as a second `deployer release A`.
+
+
+def lambda_versions(account: Account) -> list[tuple[str, str]]:
+    versions = account.client("lambda").list_versions_by_function(FunctionName=APP)["Versions"]
+    return [(item["Version"], item.get("Description", "")) for item in versions if item["Version"] != "$LATEST"]
+
+
+def test_a_release_alike_the_live_one_is_recorded_shown_and_can_be_rolled_back_to(
+    cli, project: Path, aws_account: Account
+) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    assert "release 1.0.0 → 1.0.1" in cli("plan", "--version", "1.0.1", expect=3)
+    cli("up", "--version", "1.0.1", expect=0)  # the very same code and configuration
+    assert lambda_versions(aws_account) == [("1", "deployer release 1.0.0")]  # nothing published twice
+    status = status_json(project)
+    assert (status["version"], status["lambda_version"], status["key"]) == ("1.0.1", "1", "v1.0.1/example.zip")
+    assert shared_state(aws_account)["releases"]["1.0.1"]["lambda_version"] == "1"
+    assert [entry["action"] for entry in status["history"]] == ["up", "up"]
+    cli("plan", "--version", "1.0.1", expect=0)
+
+    change_the_code(project, "Version two")
+    cli("up", "--version", "1.0.2", expect=0)
+    cli("rollback", "1.0.1", expect=0)
+    alias = aws_account.client("lambda").get_alias(FunctionName=APP, Name="test")
+    assert alias["FunctionVersion"] == "1" and status_json(project)["version"] == "1.0.1"
+
+
+def test_the_same_release_with_another_configuration_is_refused_unless_forced(
+    cli, project: Path, aws_account: Account
+) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    config = project / "deploy.toml"
+    config.write_text(config.read_text().replace("memory = 128", "memory = 256"))
+    message = cli("up", "--version", "1.0.0", expect=1)
+    assert "release 1.0.0 is already published with another memory; a release is immutable" in message
+    assert "pass --force" in message
+    assert lambda_versions(aws_account) == [("1", "deployer release 1.0.0")]
+    assert aws_account.client("lambda").get_function(FunctionName=APP)["Configuration"]["MemorySize"] == 128
+
+    cli("up", "--version", "1.0.0", "--force", expect=0)
+    assert [number for number, _ in lambda_versions(aws_account)] == ["1", "2"]
+    assert (
+        aws_account.client("lambda").get_function(FunctionName=APP, Qualifier="test")["Configuration"]["MemorySize"]
+        == 256
+    )
