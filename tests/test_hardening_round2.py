@@ -425,3 +425,64 @@ def test_the_same_release_with_another_configuration_is_refused_unless_forced(
         aws_account.client("lambda").get_function(FunctionName=APP, Qualifier="test")["Configuration"]["MemorySize"]
         == 256
     )
+
+
+# 8. A state edited to name another app's API: rollback printed and stored that app's URL; errors advised adopting
+# another app's resources.
+
+OTHER = "Other"
+
+
+@pytest.fixture
+def other_project(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second app, Other, in its own folder, sharing the bucket and the account with the example app."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("other")
+    shutil.copytree(project / "function", folder / "function")
+    text = (project / "deploy.toml").read_text().replace(f'name = "{APP}"', f'name = "{OTHER}"')
+    (folder / "deploy.toml").write_text(text.replace('name = "example.zip"\n', ""))
+    return folder
+
+
+def test_rollback_never_prints_nor_stores_the_url_of_another_apps_api(
+    cli, project: Path, other_project: Path, aws_account: Account
+) -> None:
+    victim_url = CliRunner().invoke(app, ["up", "--version", "1.0.0", "--config", str(project / "deploy.toml")])
+    victim_url = victim_url.stdout.strip()
+    victim = shared_state(aws_account)
+    others = other_project / "deploy.toml"
+    own = CliRunner().invoke(app, ["up", "--version", "1.0.0", "--config", str(others)]).stdout.strip()
+    other_key = f"deployer-state/{OTHER}/test/state.json"
+    s3 = aws_account.client("s3")
+    forged = json.loads(s3.get_object(Bucket=BUCKET, Key=other_key)["Body"].read())
+    forged |= {key: victim[key] for key in ("rest_api_id", "root_resource_id", "proxy_resource_id", "base_url")}
+    s3.put_object(Bucket=BUCKET, Key=other_key, Body=json.dumps(forged))
+
+    result = CliRunner().invoke(app, ["rollback", "1.0.0", "--config", str(others)])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == own != victim_url
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key=other_key)["Body"].read())
+    assert stored["base_url"] == own and stored["rest_api_id"] != victim["rest_api_id"]
+    assert victim_url not in json.dumps(stored)
+
+
+def test_adopting_by_tag_is_advised_only_for_what_no_other_app_claims(
+    cli, project: Path, other_project: Path, aws_account: Account
+) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    lambda_client = aws_account.client("lambda")
+    role = aws_account.client("iam").get_role(RoleName=f"{APP}-lambda-exec")["Role"]["Arn"]
+    zipped = b"PK\x05\x06" + b"\0" * 18
+    lambda_client.create_function(
+        FunctionName=OTHER, Runtime="python3.13", Role=role, Handler="main.handler", Code={"ZipFile": zipped},
+        Tags={"deployer:app": APP},
+    )  # fmt: skip
+    claimed = cli("up", "--version", "1.0.0", expect=1, config=other_project / "deploy.toml")
+    assert f"a function named {OTHER} already exists but deployer made it for app {APP}" in claimed
+    assert "adopt" not in claimed and "tag it" not in claimed
+
+    lambda_client.untag_resource(Resource=lambda_client.get_function(FunctionName=OTHER)["Configuration"][
+        "FunctionArn"], TagKeys=["deployer:app"])  # fmt: skip
+    unclaimed = cli("up", "--version", "1.0.0", expect=1, config=other_project / "deploy.toml")
+    assert f"tag it deployer:app={OTHER} to adopt it" in unclaimed
