@@ -247,7 +247,7 @@ class S3StateStore:
         if _running_here(holder) is False:
             return (
                 f"{where}, but pid {holder.get('pid')} is no longer running on this host: that run is gone, so "
-                "`deployer unlock` is safe; it removes its lock"
+                "unlocking is safe: `deployer unlock` removes its lock"
             )
         return f"{where}; wait for it to finish; if that run is gone (killed), `deployer unlock` removes its lock"
 
