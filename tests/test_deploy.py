@@ -118,7 +118,8 @@ def test_rollback_is_one_write_and_serves_the_old_code(make_run, aws_account: Ac
     up(make_run, "1.0.1")
     run = make_run("1.0.0")
     deploy.rollback(run)
-    assert run.aws.calls == ["ListVersionsByFunction", "UpdateAlias"]
+    # One write; then one read: the API whose URL it prints is this app's (a state can be edited to name another's).
+    assert run.aws.calls == ["ListVersionsByFunction", "UpdateAlias", "GetRestApi"]
     aws_account.assert_stack("v1.0.0/example.zip")
     assert (run.state.version, run.state.key, run.state.lambda_version) == ("1.0.0", "v1.0.0/example.zip", "1")
 
