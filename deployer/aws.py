@@ -102,6 +102,12 @@ def is_no_such_key(error: ClientError) -> bool:
     return error_code(error) in S3_NO_SUCH_KEY_CODES
 
 
+def is_s3_absent(error: ClientError) -> bool:
+    """S3 answers a GetObject of a missing key with NoSuchKey in an XML body (NoSuchBucket for a missing bucket);
+    a bare 404 without either is a web server that is not S3 (a wrong --endpoint-url): never "no such object"."""
+    return error_code(error) in (S3_NO_SUCH_KEY_CODES - {"404", "NotFound"}) | {S3_NO_SUCH_BUCKET}
+
+
 def role_not_assumable(error: ClientError) -> bool:
     """IAM propagation: the role exists but Lambda cannot see it yet."""
     return error_code(error) == LAMBDA_INVALID_PARAMETER and "cannot be assumed" in error_message(error)

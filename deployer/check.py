@@ -10,6 +10,7 @@ run Lambda Invoke (a bare moto server answers that it needs Docker) reports it s
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +21,8 @@ from deployer.plan import Change, Plan
 from deployer.resources.version import function_observed, published, release_name
 
 NO_INVOKE_HERE = b"error running docker"  # moto's answer when it has no Docker to run a function in
+GATEWAY_TIMEOUT = 29  # seconds API Gateway waits for an integration; its clients get 504 after that
+clock = time.monotonic  # replaced by the tests: no test waits half a minute
 
 
 def _first_line(text: Any) -> str:
@@ -36,7 +39,7 @@ class Check:
             return Change(self.resource, name, "unchanged")
         observed = function_observed(earlier)
         alias = observed.alias if observed else None
-        if version is not None and version.action == "unchanged" and alias is not None:
+        if version is not None and version.action != "create" and alias is not None:
             serving = {
                 alias["FunctionVersion"],
                 *((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}),
@@ -60,11 +63,19 @@ class Check:
             account_id=arn_account(run.state.function_arn) or "",
             api_id=run.state.rest_api_id or "",
         )
+        started = clock()
         answer = run.aws.invoker(target.config.timeout).invoke(
             FunctionName=target.config.function_name, Qualifier=number, Payload=json.dumps(event).encode()
         )
         payload = answer["Payload"].read()
+        seconds = clock() - started
         release = f"release {release_name(target)} (version {number})"
+        if seconds > GATEWAY_TIMEOUT:
+            raise DeployerError(
+                f"{release} failed its check, {change.name}: it answered after {seconds:.0f}s, but API Gateway waits "
+                f"{GATEWAY_TIMEOUT}s at most, then answers 504 to every such request; the stage still serves what it "
+                "served: make the function answer sooner"
+            )
         if answer.get("FunctionError"):
             if payload.startswith(NO_INVOKE_HERE) and target.aws.is_emulator and not target.local_endpoint:
                 return replace(change, action="skip", note="Lambda Invoke is unavailable at this endpoint")

@@ -10,7 +10,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -120,6 +120,16 @@ def _site(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
 
 
+def _without_credentials(url: str) -> str:
+    """The URL without the user:password it may carry (the history is no place for a password)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 @contextmanager
 def reported_errors() -> Iterator[None]:
     """Every failure becomes one line on stderr and an exit code; a traceback only with --debug."""
@@ -135,10 +145,20 @@ def reported_errors() -> Iterator[None]:
             raise
         output.error(str(error))
         raise typer.Exit(error.exit_code) from None
+    except Stopped as stopped:
+        released = "released the state lock; " if stopped.released_lock else ""
+        with suppress(OSError):  # SIGHUP: the terminal may be gone
+            output.error(
+                f"stopped by {stopped.name}: {released}run the same command again to finish (every step is safe "
+                "to repeat)"
+            )
+        raise typer.Exit(128 + stopped.number) from None
     except KeyboardInterrupt:
         output.error("interrupted; run the same command again to finish (every step is safe to repeat)")
         raise typer.Exit(130) from None
     except Exception as error:
+        if isinstance(error, BrokenPipeError) and _stdout_is_closed():
+            raise typer.Exit(0) from None  # `deployer status | head -1`: the reader has all it wanted
         if options["debug"]:
             raise
         known = _aws_error_message(error) if "botocore" in sys.modules else None
@@ -147,6 +167,24 @@ def reported_errors() -> Iterator[None]:
             raise typer.Exit(1) from None
         output.error(known[0])
         raise typer.Exit(known[1]) from None
+
+
+def _stdout_is_closed() -> bool:
+    """Whether standard output's reader is gone (the kernel flags a pipe with no reader as an error when polled);
+    if so, it goes to /dev/null, so the exit's flush fails no more."""
+    import os
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test runner's buffer), or no poll here
+        return False
+    if not any(event & (select.POLLERR | select.POLLHUP) for _, event in events):
+        return False
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return True
 
 
 def _is_local(flag: bool | None, config: Config, endpoint_url: str | None = None) -> bool:
@@ -208,11 +246,75 @@ def _require_an_answer(yes: bool, what: str) -> None:
         raise UsageError(f"{what}: pass --yes to confirm when there is no terminal to ask")
 
 
+def _command_line(context: typer.Context) -> str:
+    """The command that runs, as typed (long option names): what the lock names and the history keeps.
+    Options left at their defaults are left out; an endpoint URL loses any user:password in it."""
+    import shlex
+
+    words = context.command_path.split()[1:]  # without the program's name
+    for parameter in context.command.params:
+        name = parameter.name or ""
+        source = context.get_parameter_source(name)
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        value = context.params.get(name)
+        if parameter.param_type_name == "argument":
+            words.append(str(value))
+            continue
+        long_names = [option for option in parameter.opts if option.startswith("--")] or parameter.opts
+        if getattr(parameter, "is_flag", False):
+            words.append(long_names[0] if value or not parameter.secondary_opts else parameter.secondary_opts[0])
+            continue
+        if name == "endpoint_url" and value:
+            value = _without_credentials(str(value))
+        words += [long_names[0], f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join(words)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (CI cancelled, `timeout`, `docker stop`) or SIGHUP (the terminal closed): stop as on Ctrl-C, so
+    that the lock is released on the way out. A KeyboardInterrupt, so every `finally` and Ctrl-C path runs."""
+
+    def __init__(self, number: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+        self.name = signal.Signals(number).name
+        self.released_lock = False
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """While it is held, SIGTERM and SIGHUP raise Stopped (once: a second one is ignored while we clean up)."""
+    import signal
+
+    stopping = (signal.SIGTERM, signal.SIGHUP)
+
+    def stop(number: int, _frame: object) -> None:
+        for each in stopping:
+            signal.signal(each, signal.SIG_IGN)
+        raise Stopped(number)
+
+    previous = {number: signal.signal(number, stop) for number in stopping}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 @contextmanager
 def _locked(connection: Connection, command: str) -> Iterator[State]:
-    """Hold the state lock for the whole command, and read the state under it: never a stale copy."""
-    with connection.store.lock(command):
-        yield connection.store.load()
+    """Hold the state lock for the whole command, and read the state under it: never a stale copy. SIGTERM and
+    SIGHUP stop the command as Ctrl-C does: the lock is released."""
+    with _stopped_by_signals():
+        try:
+            with connection.store.lock(command):
+                yield connection.store.load()
+        except Stopped as stopped:
+            stopped.released_lock = True  # the lock's own `finally` ran
+            raise
 
 
 def _report(outcome: Outcome) -> None:
@@ -279,6 +381,7 @@ def build(config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False) -
 
 @app.command()
 def up(
+    context: typer.Context,
     version: Annotated[str, typer.Option("--version", "-v", help="Version to deploy, e.g. 1.0.0.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
     stage: Stage = None,
@@ -306,7 +409,7 @@ def up(
     with reported_errors():
         config = _checked_config(version, config_path, stage, needs_source=True)
         connection = _connect(config, endpoint_url, local)
-        command = f"up --version {version}" + (f" --stage {config.stage}" if stage else "")
+        command = _command_line(context)
         from deployer.resources import artifact as artifact_step
 
         artifact_step.on_upload_progress = output.UploadBar()  # a bar for a large zip, on a terminal
@@ -320,6 +423,7 @@ def up(
 
 @app.command()
 def promote(
+    context: typer.Context,
     version: Annotated[str, typer.Argument(help="A version already uploaded (by `up` on another stage).")],
     stage: Annotated[str, typer.Option("--stage", "-s", help="The stage to ship it to.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
@@ -334,7 +438,7 @@ def promote(
     with reported_errors():
         config = _checked_config(version, config_path, stage, needs_source=False)
         connection = _connect(config, endpoint_url, local)
-        with _locked(connection, f"promote {version} --stage {config.stage}") as state:
+        with _locked(connection, _command_line(context)) as state:
             run = connection.run(state, version, check=not no_check)
             _deploy(connection, run, "promote", json_output)
 
@@ -437,6 +541,7 @@ def plan(
 
 @app.command()
 def rollback(
+    context: typer.Context,
     version: Annotated[str, typer.Argument(help="An earlier release of this stage.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
     stage: Stage = None,
@@ -450,7 +555,7 @@ def rollback(
         started = time.monotonic()
         config = _checked_config(version, config_path, stage, needs_source=False)
         connection = _connect(config, endpoint_url, local)
-        with _locked(connection, f"rollback {version}" + (f" --stage {config.stage}" if stage else "")) as state:
+        with _locked(connection, _command_line(context)) as state:
             run = connection.run(state, version)
             deploy.rollback(run, report=_report)
         output.info(_summary(connection, started))
@@ -459,6 +564,7 @@ def rollback(
 
 @app.command()
 def down(
+    context: typer.Context,
     config_path: ConfigPath = DEFAULT_CONFIG,
     stage: Stage = None,
     endpoint_url: EndpointUrl = None,
@@ -476,7 +582,7 @@ def down(
         config = load_config(config_path, stage)
         _require_an_answer(yes, "down deletes resources")
         connection = _connect(config, endpoint_url, local)
-        with _locked(connection, "down" + (f" --stage {config.stage}" if stage else "")) as state:
+        with _locked(connection, _command_line(context)) as state:
             run = connection.run(state)
             found = deploy.find_deployed(run.target)
             if keep_logs:
@@ -599,6 +705,8 @@ def serve(
             raise UsageError(f"--port {port} is not a port number; use 1-65535, e.g. 3000")
         if concurrency < 1:
             raise UsageError(f"--concurrency {concurrency}: at least 1 request must be able to run; use e.g. 10")
+        if not host.strip():  # an unset variable: the server would listen on every interface
+            raise UsageError('--host "" names no address: pass one, e.g. 127.0.0.1 (this machine only)')
         config = load_config(config_path)
         # Serve what would be deployed: the source plus its bundled dependencies, nothing of the tool's own.
         bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.plain)

@@ -398,6 +398,8 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         raise UsageError(f"{path} is not valid TOML: {error}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not UTF-8 text") from None
+    except RecursionError:  # tomllib parses nested arrays and tables by recursion
+        raise UsageError(f"{path} nests arrays or tables too deeply to be a deploy.toml; fix it") from None
     unknown = sorted(set(data) - set(SCHEMA) - {"stages"})
     if unknown:
         known = ", ".join([*SCHEMA, "stages"])
@@ -412,10 +414,11 @@ def load_config(path: Path, stage: str | None = None) -> Config:
     releases = _read_section(data, "releases", where)
     check = _read_section(data, "check", where)
     dependencies = _read_section(data, "dependencies", where)
-    chosen = stage or api["stage"]
+    # `--stage ""` (an unset shell variable) is a mistake, never the default stage: that one may be deleted.
+    chosen = api["stage"] if stage is None else stage
     problem = _stage_name(chosen)
     if problem:
-        raise UsageError(f"stage {chosen!r}: a stage name {problem}")
+        raise UsageError(f"--stage {chosen!r}: a stage name {problem}; nothing was done")
     overrides = _stage_overrides(data, chosen, where)
     # A stage's environment adds to [function]'s (and wins where both name a variable).
     environment = {**function["environment"], **overrides.pop("environment", {})}

@@ -110,8 +110,12 @@ def check_ours(config: Config, resource: str, name: str, tags: dict[str, str] | 
     if tags is None or config.owns(tags):
         return
     owner = tags.get("deployer:app")
-    whose = f"deployer made it for app {owner}" if owner else "deployer did not make it (no deployer:app tag)"
+    if owner:  # another app claims it: adopting it would take it from that app
+        raise DeployerError(
+            f"a {resource} named {name} already exists but deployer made it for app {owner}, not for "
+            f"{config.app_name}: choose another [app] name (or stage), or move a state that names it aside"
+        )
     raise DeployerError(
-        f"a {resource} named {name} already exists but {whose}, not for {config.app_name}: choose another "
-        f"[app] name, or tag it deployer:app={config.app_name} to adopt it"
+        f"a {resource} named {name} already exists but deployer did not make it (no deployer:app tag), not for "
+        f"{config.app_name}: choose another [app] name, or tag it deployer:app={config.app_name} to adopt it"
     )

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from deployer import check
+from deployer.aws import read_or_none
 from deployer.context import Run, Target
 from deployer.errors import DeployerError, UsageError
 from deployer.plan import Change, Diff, Plan, Step
 from deployer.resources import alias, artifact, domain, function, log_group, permission, rest_api, role, stage, version
+from deployer.state import State
 
 UP_ORDER: tuple[Step, ...] = (
     artifact.Artifact(),
@@ -160,17 +162,30 @@ def rollback(run: Run, report: Report = lambda _: None) -> list[Outcome]:
     state.function_name = config.function_name
     state.alias, state.lambda_version, state.canary = config.alias, number, None
     state.version, state.bucket, state.key = target.version, config.bucket, target.artifact_key
-    if not state.rest_api_id:  # a lost state file: the API that serves the function, by its tags
-        apis = rest_api.find_tagged(target)
-        if len(apis) == 1:
-            state.rest_api_id = apis[0]["id"]
-            state.base_url = stage.base_url(target, apis[0]["id"])
+    _find_our_api(target, state)
     state.record("rollback", target.version)
     run.save()
     change = Change("alias", config.alias, "update", (Diff(alias.Field.VERSION, previous, f"{target.version}"),))
     outcome = Outcome(change, time.monotonic() - started)
     report(outcome)
     return [outcome]
+
+
+def _find_our_api(target: Target, state: State) -> None:
+    """The API whose URL rollback prints and stores: the one the state names only if it is this app's (a state can be
+    edited to name another app's), else the one found by name and tags (a lost state), else none."""
+    recorded = state.rest_api_id
+    if recorded:
+        api = read_or_none(lambda: target.aws.apigateway.get_rest_api(restApiId=recorded))
+        if api is not None and rest_api.is_ours(api, target):
+            state.base_url = stage.base_url(target, recorded)
+            return
+    state.rest_api_id = state.root_resource_id = state.proxy_resource_id = state.deployment_id = None
+    state.base_url = None
+    apis = rest_api.find_tagged(target)
+    if len(apis) == 1:
+        state.rest_api_id = apis[0]["id"]
+        state.base_url = stage.base_url(target, apis[0]["id"])
 
 
 def _republish(run: Run, report: Report) -> list[Outcome]:
@@ -190,6 +205,15 @@ def _republish(run: Run, report: Report) -> list[Outcome]:
             f"release {target.version} is no longer published on stage {config.stage} and its configuration was "
             f"not recorded: `deployer promote {target.version} --stage {config.stage}` ships its artifact with "
             "today's configuration"
+        )
+    lacking = [
+        key for key in ("handler", "runtime", "memory", "timeout", "architecture", "environment") if key not in record
+    ]
+    if lacking:
+        raise UsageError(
+            f"the state's record of release {target.version} has no {lacking[0]}, so the release cannot be rebuilt "
+            f"from it: `deployer promote {target.version} --stage {config.stage}` ships its artifact with today's "
+            "configuration"
         )
     missing = [name for name in record["environment"] if name not in config.environment]
     if missing:

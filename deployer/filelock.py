@@ -25,7 +25,7 @@ def holder_of(lock: Path) -> dict[str, Any]:
     """What the lock file says of its holder; {} when it says nothing readable."""
     try:
         holder = json.loads(lock.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return holder if isinstance(holder, dict) else {}
 

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 TAIL_LINES = 20  # of the log tail shown when the function fails
 FOLLOW_INTERVAL = 1.5  # seconds between two polls of `logs --follow`
-SINCE = re.compile(r"(\d+)([smhd])")
+SINCE = re.compile(r"(\d{1,15})([smhd])")  # 15 digits: int() of the digits stays cheap
 SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # START / END / REPORT, and the runtime's own `RequestId: <id> Error: ...` lines
@@ -262,18 +262,24 @@ def parse_since(text: str, now: float | None = None) -> int:
     """--since as epoch milliseconds: a duration back from now (30s, 10m, 2h, 1d) or an ISO time (UTC unless
     it says otherwise)."""
     moment = time.time() if now is None else now
+    shown = repr(text if len(text) <= 40 else text[:40] + "…")
     duration = SINCE.fullmatch(text.strip())
     if duration:
-        return int((moment - int(duration[1]) * SECONDS_PER_UNIT[duration[2]]) * 1000)
+        seconds = int(duration[1]) * SECONDS_PER_UNIT[duration[2]]
+        if seconds > moment:  # CloudWatch Logs takes no time before 1970 (and a float takes no 10**400)
+            raise UsageError(f"--since {shown} reaches back before 1970, where no log can be; use e.g. 30d")
+        return int((moment - seconds) * 1000)
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(
-            f"--since {text!r} is neither a duration such as 30s, 10m, 2h or 1d nor an ISO time such as "
+            f"--since {shown} is neither a duration such as 30s, 10m, 2h or 1d nor an ISO time such as "
             "2025-05-01T12:00:00Z"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    if when.timestamp() < 0:
+        raise UsageError(f"--since {shown} is before 1970, where no log can be; use a later time")
     return int(when.timestamp() * 1000)
 
 

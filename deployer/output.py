@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 def console() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    # emoji=False: text from elsewhere keeps its words (`root:x:0:0` from a file is not `root❌0:0`).
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def escape(text: str) -> str:

@@ -26,10 +26,19 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from deployer.aws import Aws, is_access_denied, is_no_such_bucket, is_no_such_key, is_s3_condition_failed
+from deployer.aws import (
+    Aws,
+    is_access_denied,
+    is_mutating,
+    is_no_such_bucket,
+    is_no_such_key,
+    is_s3_absent,
+    is_s3_condition_failed,
+)
 from deployer.errors import DeployerError, UsageError
 from deployer.output import FIELD_LIMIT, untrusted
 from deployer.state import MOVE_ASIDE, LocalStateStore, State, StateInvalid, current_user, running_command
@@ -47,6 +56,7 @@ class S3StateStore:
         self._etag: str | None = None  # the version read last (None: there was none)
         self._body: bytes | None = None  # what it held, to skip writing the very same bytes
         self._moving_legacy = False
+        self._own_writes: list[int] = []  # where the state's and lock's writes are in aws.calls: not the run's changes
         self._unfinished_bucket = legacy.folder / f"unfinished-bucket-{bucket}" if legacy is not None else None
 
     # ---- the state ----------------------------------------------------------------------------------------
@@ -58,8 +68,8 @@ class S3StateStore:
         except ClientError as error:
             if is_access_denied(error):
                 raise self._forbidden("s3:GetObject") from None
-            if not (is_no_such_key(error) or is_no_such_bucket(error)):
-                raise
+            if not is_s3_absent(error):
+                raise self._not_s3(error) from None
             self._etag, self._body = None, None
             legacy = self.legacy.load() if self.legacy is not None and self.legacy.path.exists() else None
             self._moving_legacy = legacy is not None
@@ -70,6 +80,10 @@ class S3StateStore:
             state = State.from_dict(json.loads(body), where=f"the state {self.where}")
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise StateInvalid(f"the state {self.where} is not JSON ({error}); {MOVE_ASIDE}") from None
+        except RecursionError:
+            raise StateInvalid(
+                f"the state {self.where} nests too deeply to be a deployer state; {MOVE_ASIDE}"
+            ) from None
         except StateInvalid as error:
             raise StateInvalid(f"{error}; {MOVE_ASIDE}") from None
         state.check_identity(self.app, f"the state {self.where}")
@@ -85,10 +99,7 @@ class S3StateStore:
             answer = self._put(self.name, body, **condition)
         except ClientError as error:
             if is_s3_condition_failed(error):
-                raise DeployerError(
-                    f"the state {self.where} changed since this run read it (another run wrote it): nothing was "
-                    "overwritten; run the command again to start from what is there now"
-                ) from None
+                raise DeployerError(self._stale_message()) from None
             if is_access_denied(error):
                 raise self._forbidden("s3:PutObject") from None
             raise
@@ -99,6 +110,7 @@ class S3StateStore:
 
     def _put(self, key: str, body: bytes, **condition: str) -> dict[str, Any]:
         """A JSON object, encrypted, written only if `condition` (If-Match / If-None-Match) holds."""
+        self._own_writes.append(len(self.aws.calls))  # the index the call gets in the log
         return self.aws.s3.put_object(
             Bucket=self.bucket,
             Key=key,
@@ -106,6 +118,29 @@ class S3StateStore:
             ContentType="application/json",
             ServerSideEncryption="AES256",
             **condition,
+        )
+
+    def _stale_message(self) -> str:
+        """A refused write of the state: what this run had changed in AWS by then, which the state now misses."""
+        own = set(self._own_writes)
+        changed = [call for index, call in enumerate(self.aws.calls) if is_mutating(call) and index not in own]
+        what = f"the state {self.where} changed since this run read it (another run wrote it): it was not overwritten"
+        if not changed:
+            return f"{what}; this run changed nothing in AWS: run the command again to start from what is there now"
+        return (
+            f"{what}; but this run had already changed AWS ({', '.join(dict.fromkeys(changed))}), which the state does "
+            "not record: run the command again once the other run is done; it finds what exists by name and tags"
+        )
+
+    def _not_s3(self, error: ClientError) -> Exception:
+        """A bare 404 to a GetObject: the endpoint is not S3; any other refusal is reported as it is."""
+        if not is_no_such_key(error):
+            return error
+        parts = urlsplit(self.aws.s3.meta.endpoint_url)
+        site = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return DeployerError(
+            f"{site} answered s3:GetObject with a bare 404, not S3's NoSuchKey: it is not answering as AWS, so "
+            "whether anything is deployed is unknown; check --endpoint-url and AWS_ENDPOINT_URL"
         )
 
     def _forbidden(self, permission: str) -> DeployerError:
@@ -174,33 +209,36 @@ class S3StateStore:
         forget_the_note()
 
     def _release(self, etag: str) -> None:
+        self._own_writes.append(len(self.aws.calls))
         try:
             self.aws.s3.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=etag)
         except ClientError as error:
-            if not (
-                is_s3_condition_failed(error) or is_no_such_key(error)
-            ):  # removed by `unlock`, or replaced since: not ours now
+            # Removed by `unlock`, or replaced since: not ours now.
+            if not (is_s3_condition_failed(error) or is_no_such_key(error)):
                 raise
 
-    def _holder(self) -> tuple[dict[str, Any], str] | None:
-        """The lock's holder and the lock's ETag, or None when nobody holds it."""
+    def _read_lock(self) -> tuple[bytes, str] | None:
+        """The lock object's bytes and ETag, or None when nobody holds it."""
         try:
             answer = self.aws.s3.get_object(Bucket=self.bucket, Key=self.lock_key)
         except ClientError as error:
-            if is_no_such_key(error) or is_no_such_bucket(error):
+            if is_s3_absent(error):
                 return None
-            raise
-        body = answer["Body"].read()
-        try:
-            holder = json.loads(body)
-            if not isinstance(holder, dict):
-                raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError):
+            raise self._not_s3(error) from None
+        return answer["Body"].read(), answer["ETag"]
+
+    def _holder(self) -> tuple[dict[str, Any], str] | None:
+        """The lock's holder and the lock's ETag, or None when nobody holds it."""
+        found = self._read_lock()
+        if found is None:
+            return None
+        holder = _parsed(found[0])
+        if holder is None:
             raise UsageError(
                 f"s3://{self.bucket}/{self.lock_key} is not a deployer lock (not a JSON object); if no deployer runs "
                 "on this stage, `deployer unlock` removes it"
-            ) from None
-        return holder, answer["ETag"]
+            )
+        return holder, found[1]
 
     def _describe(self, holder: dict[str, Any]) -> str:
         # Whoever can write the bucket wrote these fields: shown cut, their control characters escaped.
@@ -215,18 +253,34 @@ class S3StateStore:
     def _held_message(self) -> str:
         found = self._holder()
         holder = found[0] if found else {}
-        return (
-            f"another deployer is working on {self.name.rsplit('/', 1)[0]}: {self._describe(holder)}; wait for it "
-            "to finish; if that run is gone (killed), `deployer unlock` removes its lock"
-        )
+        where = f"another deployer is working on {self.name.rsplit('/', 1)[0]}: {self._describe(holder)}"
+        if _running_here(holder) is False:
+            return (
+                f"{where}, but pid {holder.get('pid')} is no longer running on this host: that run is gone, so "
+                "unlocking is safe: `deployer unlock` removes its lock"
+            )
+        return f"{where}; wait for it to finish; if that run is gone (killed), `deployer unlock` removes its lock"
 
     def unlock(self, confirm: Callable[[str], bool]) -> str | None:
-        """Remove the lock as it is now, if `confirm(description)` agrees: only that very lock (If-Match)."""
-        found = self._holder()
+        """Remove the lock as it is now, if `confirm(description)` agrees: only that very lock (If-Match). A lock
+        held by a run still alive on this machine is never removed; an object that is not a lock is shown as it is."""
+        found = self._read_lock()
         if found is None:
             return None
-        holder, etag = found
-        description = self._describe(holder)
+        body, etag = found
+        holder = _parsed(body)
+        if holder is None:
+            description = f"an object that is not a deployer lock: {_shown(body)}"
+        else:
+            description = self._describe(holder)
+            running = _running_here(holder)
+            if running:
+                raise DeployerError(
+                    f"the lock is held by {description}, which is still running on this host: nothing removed; "
+                    f"wait for it to finish, or stop it (Ctrl-C, or kill {holder['pid']}: it releases its lock)"
+                )
+            if running is False:
+                description += ", no longer running on this host"
         if not confirm(description):
             raise DeployerError("nothing removed")
         try:
@@ -238,3 +292,38 @@ class S3StateStore:
                 ) from None
             raise
         return description
+
+
+LOCK_SHOWN = 200  # characters of an object that is not a lock, shown to whoever removes it
+
+
+def _parsed(body: bytes) -> dict[str, Any] | None:
+    """The lock's holder, or None when the object is not a JSON object (`garbage`, `null`, `[1]`)."""
+    try:
+        holder = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _shown(body: bytes) -> str:
+    """Bytes someone else wrote, as one printable line: control characters escaped, cut at LOCK_SHOWN."""
+    text = body.decode("utf-8", "replace")
+    escaped = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text[: LOCK_SHOWN + 1])
+    return f"'{escaped[:LOCK_SHOWN]}…'" if len(escaped) > LOCK_SHOWN else f"'{escaped}'"
+
+
+def _running_here(holder: dict[str, Any]) -> bool | None:
+    """Whether the holder's process runs: None when it is not on this host (or names no pid), else True/False."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    except OverflowError:
+        return None
+    return True

@@ -130,8 +130,13 @@ class State:
                 raise StateInvalid(f"{where}: {item.name} is {type(value).__name__}, not {kind.__name__}")
             values[item.name] = value
         for name, record in (values.get("releases") or {}).items():
-            if not isinstance(record, dict) or not isinstance(record.get("environment", []), list):
+            if not isinstance(record, dict) or any(
+                key in record and not isinstance(record[key], kind) for key, kind in RELEASE_FIELDS.items()
+            ):
                 raise StateInvalid(f"{where}: release {name} is not a release record")
+        canary = values.get("canary")
+        if canary is not None and not _is_share(canary.get("weight")):
+            raise StateInvalid(f"{where}: the canary's weight is {canary.get('weight')!r}, not a share between 0 and 1")
         if not all(isinstance(entry, dict) for entry in values.get("history") or []):
             raise StateInvalid(f"{where}: history holds something other than entries")
         return cls(**values)
@@ -154,6 +159,21 @@ class StateInvalid(UsageError):
 FIELD_TYPES: dict[str, type] = {
     "history": list, "releases": dict, "canary": dict, "domain_target": dict, "dns_records": list, "dns_pending": list,
 }  # fmt: skip
+# A release record's fields (rollback rebuilds the release from them) and their types.
+RELEASE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "code_sha256": str,
+    "runtime": str,
+    "handler": str,
+    "memory": int,
+    "timeout": int,
+    "architecture": str,
+    "environment": list,
+    "lambda_version": (str, type(None)),
+}
+
+
+def _is_share(weight: Any) -> bool:
+    return isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 < weight < 1
 
 
 class StateStore(Protocol):
@@ -209,6 +229,8 @@ class LocalStateStore:
             return State.from_dict(json.loads(text), where=f"state file {path}")
         except json.JSONDecodeError as error:
             raise StateInvalid(f"state file {path} is not JSON ({error}); {MOVE_ASIDE}") from None
+        except RecursionError:
+            raise StateInvalid(f"state file {path} nests too deeply to be a deployer state; {MOVE_ASIDE}") from None
         except StateInvalid as error:
             raise StateInvalid(f"{error}; {MOVE_ASIDE}") from None
 

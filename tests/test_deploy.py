@@ -102,7 +102,7 @@ def test_a_new_version_is_upload_code_update_publish_and_alias_move(
 def test_a_memory_change_is_one_configuration_update(make_run, aws_account: Account, project: Path) -> None:
     up(make_run, "1.0.0")
     edit(project / "deploy.toml", "memory = 128", "memory = 256")
-    run, _ = up(make_run, "1.0.0")
+    run, _ = up(make_run, "1.0.0", force=True)  # the same release name, another configuration: only forced
     assert writes(run) == ["UpdateFunctionConfiguration", "PublishVersion", "UpdateAlias"]
     assert aws_account.assert_stack("v1.0.0/example.zip")["live"]["MemorySize"] == 256
 
@@ -110,7 +110,7 @@ def test_a_memory_change_is_one_configuration_update(make_run, aws_account: Acco
 def test_environment_values_are_deployed_but_never_stored(make_run, aws_account: Account, project: Path) -> None:
     up(make_run, "1.0.0")
     edit(project / "deploy.toml", "timeout = 3", 'timeout = 3\nenvironment = { GREETING_SECRET = "s3cr3t-value" }')
-    run, _ = up(make_run, "1.0.0")
+    run, _ = up(make_run, "1.0.0", force=True)
     assert writes(run) == ["UpdateFunctionConfiguration", "PublishVersion", "UpdateAlias"]
     live = aws_account.assert_stack("v1.0.0/example.zip")["live"]
     assert live["Environment"]["Variables"] == {"GREETING_SECRET": "s3cr3t-value"}
@@ -123,7 +123,8 @@ def test_rollback_is_one_write_and_serves_the_old_code(make_run, aws_account: Ac
     up(make_run, "1.0.1")
     run = make_run("1.0.0")
     deploy.rollback(run)
-    assert run.aws.calls == ["ListVersionsByFunction", "UpdateAlias"]
+    # One write; then one read: the API whose URL it prints is this app's (a state can be edited to name another's).
+    assert run.aws.calls == ["ListVersionsByFunction", "UpdateAlias", "GetRestApi"]
     aws_account.assert_stack("v1.0.0/example.zip")
     assert (run.state.version, run.state.key, run.state.lambda_version) == ("1.0.0", "v1.0.0/example.zip", "1")
 
@@ -182,7 +183,7 @@ def test_plan_reads_only_and_names_the_fields_that_differ(make_run, aws_account:
 
     up(make_run, "1.0.0")
     edit(project / "deploy.toml", "memory = 128", "memory = 512")
-    run = make_run("1.0.0")
+    run = make_run("1.0.0", force=True)
     changes = {change.resource: change for change in deploy.plan(run.target)}
     assert writes(run) == []
     assert changes["function"].action == "update"
@@ -204,7 +205,7 @@ def test_the_architecture_is_passed_to_lambda_and_a_change_is_a_code_update(
     session = boto3.Session()
     session.events.register("provide-client-params.lambda.UpdateFunctionCode", lambda params, **_: sent.append(params))
     edit(project / "deploy.toml", 'architecture = "arm64"', 'architecture = "x86_64"')
-    run = make_run("1.0.0", session=session)
+    run = make_run("1.0.0", session=session, force=True)
     deploy.up(run)
     assert writes(run) == ["UpdateFunctionCode", "PublishVersion", "UpdateAlias"]
     assert [params["Architectures"] for params in sent] == [["x86_64"]]

@@ -142,7 +142,8 @@ def test_a_role_change_is_retried_until_lambda_can_assume_the_role(
     fault = fail(
         session, "lambda", "UpdateFunctionConfiguration", "InvalidParameterValueException", ROLE_NOT_ASSUMABLE, times=2
     )
-    run = up(make_run, "1.0.0", session)
+    run = make_run("1.0.0", session=session, force=True)  # 1.0.0 again with another memory: only forced
+    deploy.up(run)
     assert fault.injected == 2
     assert [call for call in run.aws.calls if call.startswith("Update")] == [
         *["UpdateFunctionConfiguration"] * 3,

@@ -28,13 +28,13 @@ def test_planning_writes_no_state_on_a_fresh_a_deployed_or_a_forgotten_account(
     saved = state_file(project).read_bytes()
     edit = project / "deploy.toml"
     edit.write_text(edit.read_text().replace("memory = 128", "memory = 256"))
-    run = make_run("1.0.0")
+    run = make_run("1.0.0", force=True)
     assert [change.resource for change in deploy.plan(run.target).pending] == ["function", "version", "alias"]
     assert state_file(project).read_bytes() == saved
 
     # A lost state file: the plan finds every ID in the account, but only `up` records them.
     state_file(project).unlink()
-    run = make_run("1.0.0")
+    run = make_run("1.0.0", force=True)
     planned = deploy.plan(run.target)
     assert planned.of("rest api").learned["rest_api_id"] == aws_account.rest_apis()[0]["id"]
     assert not state_file(project).exists() and run.state.rest_api_id is None

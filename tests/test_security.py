@@ -94,7 +94,8 @@ def test_secrets_and_credentials_are_never_printed_nor_stored(project: Path, aws
         assert result.exit_code == 0, result.stderr
         outputs += [result.stdout, result.stderr]
     config.write_text(config.read_text().replace(SECRET, SECRET + "-rotated"))
-    result = runner.invoke(app, ["plan", "--version", "1.0.0", "--config", str(config)])
+    # A new value is a new release (the same name with another configuration is refused): plan 1.0.1.
+    result = runner.invoke(app, ["plan", "--version", "1.0.1", "--config", str(config)])
     assert result.exit_code == 3
     assert "environment API_KEY → API_KEY (values changed)" in result.stderr  # shown by name only
     outputs += [result.stdout, result.stderr]

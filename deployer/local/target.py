@@ -19,7 +19,7 @@ from typing import Any
 
 from deployer.config import Config
 from deployer.context import Connection
-from deployer.errors import DeployerError
+from deployer.errors import DeployerError, UsageError
 from deployer.local import HOST, credentials_path, endpoint, resolve_port
 from deployer.local.auth import Credentials, read_credentials
 from deployer.local.control import start
@@ -53,6 +53,25 @@ def session(region: str, port: int | None = None, pid: int | None = None) -> Any
     return boto3.Session(botocore_session=core, region_name=region)
 
 
+def check_emulated_region(region: str) -> None:
+    """The local cloud emulates the regions AWS has (botocore's list, in every partition); in any other, its
+    services would answer 500 to every call."""
+    import botocore.session
+
+    core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+    for service in ("lambda", "apigateway"):
+        known = {
+            name
+            for partition in core.get_available_partitions()
+            for name in core.get_available_regions(service, partition_name=partition)
+        }
+        if region not in known:
+            raise UsageError(
+                f"region {region!r} is not an AWS region the local cloud emulates (such as us-east-1): fix [app] "
+                "region in deploy.toml"
+            )
+
+
 def _bypass_proxies() -> None:
     """Requests to 127.0.0.1 go straight there, whatever HTTP(S)_PROXY says."""
     for name in ("NO_PROXY", "no_proxy"):
@@ -65,11 +84,12 @@ def local_connection(config: Config, log: Callable[[str], None]) -> Connection:
     """A Connection to the local cloud, the emulator started if needed."""
     from deployer.aws import Aws
 
+    region = config.region or DEFAULT_REGION
+    check_emulated_region(region)
     port = resolve_port()
     emulator, started = start(port, log=log)
     if started:
         log(f"local cloud running on {emulator.url} (pid {emulator.pid}); `deployer local stop` stops it")
     _bypass_proxies()
-    region = config.region or DEFAULT_REGION
     aws = Aws(region, endpoint(port), session=session(region, port, emulator.pid))
     return Connection(config, aws, store_for(config, aws, local=True), local_endpoint=endpoint(port))

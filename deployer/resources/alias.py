@@ -52,7 +52,7 @@ class Alias:
         observed = function_observed(earlier)
         alias = observed.alias if observed else None
         version = earlier.of("version")
-        new = str(version.observed) if version is not None and version.action == "unchanged" else NEW
+        new = str(version.observed) if version is not None and version.action != "create" else NEW
         current = alias["FunctionVersion"] if alias else None
         if target.canary is not None and current is not None and current != new:
             wanted = Wanted(current, new, target.canary)
@@ -126,4 +126,8 @@ def _release_names(target: Target, observed: Any, run: Run | None) -> dict[str, 
             names[str(record["lambda_version"])] = release
     if run is not None and run.published is not None:
         names[run.published] = release_name(target)
+    if run is not None and not target.keep_live and target.version in releases:  # several names, one version:
+        number = releases[target.version].get("lambda_version")  # the one deployed now is what the stage serves
+        if number:
+            names[str(number)] = target.version
     return names

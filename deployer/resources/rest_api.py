@@ -69,14 +69,14 @@ def serves_latest(resources: tuple[dict[str, Any], ...]) -> bool:
     return False
 
 
-def _is_ours(api: dict[str, Any], target: Target) -> bool:
+def is_ours(api: dict[str, Any], target: Target) -> bool:
     return api.get("name") == target.config.function_name and target.config.owns(api.get("tags", {}))
 
 
 def find_tagged(target: Target) -> list[dict[str, Any]]:
     """The APIs this app created, found by name and tags: how a lost state file is recovered."""
     paginator = target.aws.apigateway.get_paginator("get_rest_apis")
-    return [api for page in paginator.paginate(limit=500) for api in page["items"] if _is_ours(api, target)]
+    return [api for page in paginator.paginate(limit=500) for api in page["items"] if is_ours(api, target)]
 
 
 def _read_resources(target: Target, api_id: str) -> tuple[dict[str, Any], ...] | None:

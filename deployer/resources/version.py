@@ -11,6 +11,7 @@ version an alias points at (or routes a canary's share to) is never deleted.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,7 +20,7 @@ from deployer.aws import LAMBDA_PRECONDITION_FAILED, delete_if_present, error_co
 from deployer.context import Run, Target
 from deployer.digest import lambda_sha256
 from deployer.errors import DeployerError
-from deployer.plan import Change, Plan
+from deployer.plan import Change, Diff, Plan
 from deployer.resources.function import WAIT, Observed, Release, release_label, wait_until_ready
 from deployer.retry import retrying
 
@@ -45,11 +46,27 @@ class Version:
         observed = function_observed(earlier)
         name = release_name(target)
         if observed is None or observed.matching is None:
+            if observed is not None and not target.force and not target.keep_live:
+                _refuse_another_configuration(target, observed, name)
             return Change(self.resource, name, "create")
-        # Already published, code and configuration alike: the alias moves to it, nothing is published.
-        return Change(self.resource, f"{name} = version {observed.matching}", "unchanged", observed=observed.matching)
+        # Already published, code and configuration alike: the alias moves to it, nothing is published. A release of
+        # another name with the very same code and configuration is recorded under this name too (rollback finds it).
+        number = observed.matching
+        shown = f"{name} = version {number}"
+        recorded = (target.recorded.releases.get(name) or {}).get("lambda_version") == number
+        labelled = any(
+            item["Version"] == number and item.get("Description") == release_label(name) for item in observed.versions
+        )
+        serving = observed.alias is not None and observed.alias.get("FunctionVersion") == number
+        if (recorded or labelled) and (not serving or target.recorded.version == name or target.keep_live):
+            return Change(self.resource, shown, "unchanged", observed=number)
+        was = target.recorded.version if serving else None
+        return Change(self.resource, shown, "update", (Diff(RELEASE, was, name),), observed=number)
 
     def apply(self, run: Run, change: Change) -> None:
+        if change.action == "update":
+            self._record_alike(run, str(change.observed))
+            return
         config, name = run.config, release_name(run.target)
         functions = run.aws.lambda_
         expected = run.target.artifact.sha256 if run.target.artifact and not run.target.keep_live else None
@@ -79,6 +96,50 @@ class Version:
         record = Release.of(published).record()
         run.state.releases = {**run.state.releases, name: {**record, "lambda_version": number}}
         run.save()
+
+    @staticmethod
+    def _record_alike(run: Run, number: str) -> None:
+        """Record this release as the published version that already is it, code and configuration; if that version
+        is the one serving, this release is what the stage serves now."""
+        name = release_name(run.target)
+        observed = function_observed(run.planned)
+        assert observed is not None
+        configuration = next(item for item in observed.versions if item["Version"] == number)
+        record = {**Release.of(configuration).record(), "lambda_version": number}
+        run.state.releases = {**run.state.releases, name: record}
+        if observed.alias is not None and observed.alias.get("FunctionVersion") == number:
+            run.state.version = name
+            run.state.bucket, run.state.key = run.config.bucket, run.config.artifact_key(name)
+        run.save()
+
+
+RELEASE = "release"  # the field a Diff names when a release is recorded under another name
+
+
+def _refuse_another_configuration(target: Target, observed: Observed, name: str) -> None:
+    """Release `name` is published already (or recorded) with other code or configuration: a release is immutable,
+    as an artifact is; only --force publishes another version under that name."""
+    wanted = replace(observed.wanted, role=None)
+    labelled = [item for item in observed.versions if item.get("Description") == release_label(name)]
+    record = target.recorded.releases.get(name)
+    if labelled:
+        differs = _differences(Release.of(labelled[-1]).record(), wanted.record())
+        if not differs and replace(Release.of(labelled[-1]), role=None) != wanted:
+            differs = ["environment values"]
+    elif record is not None:
+        differs = _differences({key: record.get(key) for key in wanted.record()}, wanted.record())
+    else:
+        return
+    if differs:
+        raise DeployerError(
+            f"release {name} is already published with another {', '.join(differs)}; a release is immutable: pick "
+            "a new version, or pass --force to publish it again under the same name"
+        )
+
+
+def _differences(published: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    names = {"code_sha256": "code", "environment": "environment variables"}
+    return [names.get(key, key) for key in wanted if published.get(key) != wanted[key]]
 
 
 def published(change: Change | None, run: Run) -> str:
