@@ -22,6 +22,7 @@ from tests.account import Account
 
 DOMAIN = "api.example.com"
 ACCOUNT_ID = "123456789012"
+REGIONS = ("us-east-1", "eu-west-1")  # where the tests' certificates are
 ELSEWHERE = f"arn:aws:acm:eu-west-1:{ACCOUNT_ID}:certificate/1234"  # a certificate of another region than the API's
 
 
@@ -46,7 +47,8 @@ class AcmValidates:
             for record in route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]:
                 for value in record.get("ResourceRecords", []):
                     served.add((record["Name"].rstrip("."), value["Value"].rstrip(".")))
-        for bundle in acm_backends[ACCOUNT_ID]["us-east-1"]._certificates.values():
+        bundles = [bundle for region in REGIONS for bundle in acm_backends[ACCOUNT_ID][region]._certificates.values()]
+        for bundle in bundles:
             if bundle.status != "PENDING_VALIDATION":
                 continue
             options = bundle.describe()["Certificate"]["DomainValidationOptions"]
@@ -466,3 +468,23 @@ def test_a_certificate_acm_does_not_validate_in_time_stops_up_saying_what_to_che
     run_cli(project, "down", "--yes", expect=0)  # the state named all of it: nothing is left behind
     assert aws_account.is_empty() and certificates(aws_account) == []
     assert set(records(aws_account, zone_id)) == {("example.com", "NS"), ("example.com", "SOA")}
+
+
+def test_after_a_switch_to_edge_the_regional_certificate_deployer_requested_goes(
+    project: Path, aws_account: Account, acm_validates
+) -> None:
+    zone(aws_account)
+    edit(project / "deploy.toml", 'region = "us-east-1"', 'region = "eu-west-1"')
+    with_domain(project, f'domain = "{DOMAIN}"')
+    run_cli(project, "up", "--version", "1.0.0", expect=0)
+    europe, virginia = (boto3.client("acm", region_name=region) for region in ("eu-west-1", "us-east-1"))
+    [regional] = europe.list_certificates()["CertificateSummaryList"]
+    with_domain(project, 'domain_endpoint = "EDGE"')
+    run_cli(project, "up", "--version", "1.0.0", expect=1)
+    boto3.client("apigateway", region_name="eu-west-1").delete_domain_name(domainName=DOMAIN)
+    run_cli(project, "up", "--version", "1.0.0", expect=0)
+    assert europe.list_certificates()["CertificateSummaryList"] == []  # requested by deployer, unused: gone
+    [edge] = virginia.list_certificates()["CertificateSummaryList"]
+    assert edge["DomainName"] == DOMAIN and edge["CertificateArn"] != regional["CertificateArn"]
+    run_cli(project, "down", "--yes", expect=0)
+    assert virginia.list_certificates()["CertificateSummaryList"] == []
