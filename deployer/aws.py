@@ -201,14 +201,14 @@ class Aws:
                 "or run `aws configure`"
             )
 
-    def client(self, service: str, read_timeout: int | None = None) -> Any:
-        """The service's client; one that waits longer for its answers (Invoke waits for the function) apart."""
-        key = f"{service}:{read_timeout}" if read_timeout else service
+    def client(self, service: str, read_timeout: int | None = None, region: str | None = None) -> Any:
+        """The service's client; one that waits longer for its answers (Invoke waits for the function) apart, and
+        one of another region (an EDGE domain's certificate is in us-east-1) apart, with the same policy and log."""
+        region = region or self.region
+        key = ":".join(str(part) for part in (service, read_timeout, region) if part)
         if key not in self._clients:
             config = self._config.merge(BotoConfig(read_timeout=read_timeout)) if read_timeout else self._config
-            client = self.session.client(
-                service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
-            )
+            client = self.session.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
             client.meta.events.register("before-call", self._count)
             client.meta.events.register_first("needs-retry", _give_up_on_a_dead_connection)
             client.meta.events.register_first("needs-retry", _say_throttling)
@@ -247,6 +247,10 @@ class Aws:
     @property
     def acm(self) -> Any:
         return self.client("acm")  # the API's region: a REGIONAL domain name takes its certificate there
+
+    def acm_in(self, region: str) -> Any:
+        """ACM of a region: an EDGE domain name takes its certificate from us-east-1, whatever the API's region."""
+        return self.client("acm", region=region)
 
     @property
     def route53(self) -> Any:

@@ -121,6 +121,8 @@ def _retention(value: int) -> str | None:
     return f"is {value}, which CloudWatch Logs does not accept; use one of {', '.join(map(str, LOG_RETENTION_DAYS))}"
 
 
+DOMAIN_ENDPOINTS = ("REGIONAL", "EDGE")
+EDGE_CERTIFICATE_REGION = "us-east-1"  # CloudFront, which serves EDGE domain names, takes certificates from there only
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -204,7 +206,7 @@ SCHEMA: dict[str, Schema] = {
         ),
         # The media types API Gateway passes as binary (base64 both ways with the function): all, by default.
         "binary_media_types": (list, ["*/*"], _media_types),
-        # The default stage's own domain name (REGIONAL, TLS 1.2) with its ACM certificate and DNS records.
+        # The default stage's own domain name (TLS 1.2) with its ACM certificate and DNS records.
         "domain": (str, None, _dns_name),
         # Where the stage sits under the domain: "" is the root, "v1" serves https://<domain>/v1/...
         "base_path": (
@@ -214,13 +216,19 @@ SCHEMA: dict[str, Schema] = {
                 r"([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?", "must be empty (the root) or a path such as v1, no '/' first"
             ),
         ),
-        # An ACM certificate covering the domain(s), in the API's region; else one is found or requested.
+        # An ACM certificate covering the domain, in the API's region (EDGE: us-east-1); else found or requested.
         "certificate_arn": (
             str,
             None,
             _pattern(
                 r"arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+", "must be an ACM certificate ARN"
             ),
+        ),
+        # The domain name's endpoint: REGIONAL (the API's region) or EDGE (CloudFront; its certificate in us-east-1).
+        "domain_endpoint": (
+            str,
+            "REGIONAL",
+            lambda value: None if value in DOMAIN_ENDPOINTS else 'must be "REGIONAL" or "EDGE"',
         ),
     },
     "releases": {
@@ -277,8 +285,9 @@ class Config:
     endpoint: str = "EDGE"  # [api] endpoint
     log_retention_days: int = 30  # [function] log_retention_days
     domain: str | None = None  # [api] domain for the default stage, [stages.S] domain for stage S
-    base_path: str = ""  # [api] base_path: "" is the domain's root
-    certificate_arn: str | None = None  # [api] certificate_arn
+    base_path: str = ""  # [api] base_path, or [stages.S] base_path: "" is the domain's root
+    certificate_arn: str | None = None  # [api] certificate_arn, or [stages.S] certificate_arn
+    domain_endpoint: str = "REGIONAL"  # [api] domain_endpoint, or [stages.S] domain_endpoint
     install_scripts: bool = False  # [dependencies] scripts: npm runs the packages' install scripts
 
     @property
@@ -364,7 +373,9 @@ def _read_section(
 # What a [stages.<name>] table may override: the function's settings, but not what goes into the zip (a
 # stage runs the very artifact built for the app; `promote` ships one stage's bytes to another).
 STAGE_SCHEMA: Schema = {key: value for key, value in SCHEMA["function"].items() if key not in ("source", "exclude")}
-STAGE_SCHEMA["domain"] = SCHEMA["api"]["domain"]  # a stage's own domain: never the default stage's
+# A stage's own domain and its settings: never the default stage's ([api] ones are the default stage's only).
+DOMAIN_KEYS = ("domain", "base_path", "certificate_arn", "domain_endpoint")
+STAGE_SCHEMA.update({key: SCHEMA["api"][key] for key in DOMAIN_KEYS})
 ROLE_SUFFIX_LENGTH = len("-lambda-exec")
 IAM_ROLE_NAME_LIMIT = 64
 
@@ -385,6 +396,33 @@ def _stage_overrides(data: dict[str, Any], stage: str, where: str) -> dict[str, 
         if name == stage:
             chosen = values
     return chosen
+
+
+def _domain_settings(api: dict[str, Any], overrides: dict[str, Any], stage: str, where: str) -> dict[str, Any]:
+    """The stage's domain keys, taken out of `overrides`: the default stage's are [api]'s, under what its own
+    [stages.S] table sets; another stage has only those of its own table (two stages, two domains)."""
+    own = {key: overrides.pop(key) for key in DOMAIN_KEYS if key in overrides}
+    inherited = {key: api[key] for key in DOMAIN_KEYS} if stage == api["stage"] else {}
+    defaults = {key: SCHEMA["api"][key][1] for key in DOMAIN_KEYS}
+    settings = {**defaults, **inherited, **own}
+    if settings["domain"] is None and set(own) - {"domain"}:
+        key = sorted(set(own) - {"domain"})[0]
+        raise UsageError(f"{where}: [stages.{stage}] {key} is for a custom domain: set [stages.{stage}] domain too")
+    return settings
+
+
+def _check_certificate_region(config: Config, where: str) -> None:
+    """A domain name takes its certificate from one region: the API's, or us-east-1 for EDGE (CloudFront's)."""
+    if config.certificate_arn is None or config.domain is None:
+        return
+    wanted = EDGE_CERTIFICATE_REGION if config.domain_endpoint == "EDGE" else config.region
+    region = config.certificate_arn.split(":")[3]
+    endpoint = "an EDGE" if config.domain_endpoint == "EDGE" else "a REGIONAL"
+    if wanted is not None and region != wanted:
+        raise UsageError(
+            f"{where}: stage {config.stage}'s certificate_arn is in {region}, but {endpoint} domain name takes its "
+            f"certificate from ACM in {wanted}: give a certificate of {wanted}, or none"
+        )
 
 
 def load_config(path: Path, stage: str | None = None) -> Config:
@@ -422,8 +460,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
     overrides = _stage_overrides(data, chosen, where)
     # A stage's environment adds to [function]'s (and wins where both name a variable).
     environment = {**function["environment"], **overrides.pop("environment", {})}
-    # The default stage's domain is [api] domain; another stage has only the one its own table names.
-    domain = overrides.pop("domain", None) or (api["domain"] if chosen == api["stage"] else None)
+    domain = _domain_settings(api, overrides, chosen, where)
     function = {**function, **overrides}
     config = Config(
         path=path.resolve(),
@@ -451,11 +488,10 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         binary_media_types=tuple(api["binary_media_types"]),
         endpoint=api["endpoint"],
         log_retention_days=function["log_retention_days"],
-        domain=domain,
-        base_path=api["base_path"],
-        certificate_arn=api["certificate_arn"],
         install_scripts=dependencies["scripts"],
+        **domain,
     )
+    _check_certificate_region(config, where)
     size = sum(len(name.encode()) + len(value.encode()) for name, value in environment.items())
     if size > ENVIRONMENT_LIMIT:
         names = ", ".join(sorted(environment, key=lambda name: -len(environment[name]))[:3])

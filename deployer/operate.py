@@ -308,10 +308,6 @@ class LogLines:
         return f"{when.strftime('%Y-%m-%dT%H:%M:%SZ')} {output.untrusted(shown)} {output.untrusted(message)}"
 
 
-def log_group(config: Config) -> str:
-    return f"/aws/lambda/{config.function_name}"
-
-
 def fetch(client: Any, group: str, start_ms: int, pattern: str | None) -> Iterator[dict[str, Any]]:
     """Every event of the group since `start_ms` matching `pattern`, in time order page by page."""
     arguments: dict[str, Any] = {"logGroupName": group, "startTime": start_ms}
@@ -340,7 +336,7 @@ def show_logs(connection: Connection, since: str, pattern: str | None, write: Ca
     start = parse_since(since)
     lines = LogLines()
     try:
-        for event in fetch(connection.aws.client("logs"), log_group(config), start, pattern):
+        for event in fetch(connection.aws.client("logs"), config.log_group, start, pattern):
             write(lines.line(event))
     except Exception as error:
         if not _is_not_found(error):
@@ -370,7 +366,7 @@ def follow_logs(
     try:
         for _ in polls if polls is not None else iter(int, 1):
             try:
-                events = sorted(fetch(client, log_group(config), last, pattern), key=lambda item: item["timestamp"])
+                events = sorted(fetch(client, config.log_group, last, pattern), key=lambda item: item["timestamp"])
             except Exception as error:
                 if not _is_not_found(error):
                     raise

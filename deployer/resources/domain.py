@@ -1,15 +1,18 @@
 """The stage's custom domain: its ACM certificate, API Gateway's domain name and base path mapping, and the
 DNS records in Route 53.
 
-- Certificate: `[api] certificate_arn`; else an ISSUED certificate in the API's region covering the name
-  (exactly or by a wildcard); else one is requested (DNS validation, tagged as the app's). Where Route 53
+- Certificate: `certificate_arn`; else an ISSUED certificate covering the name (exactly or by a wildcard) in the
+  API's region (an EDGE domain name's: us-east-1, where CloudFront takes them); else one is requested there (DNS
+  validation, tagged as the app's). Where Route 53
   holds a public zone for the name, its validation record is written and `up` waits for ISSUED; where it
   does not, the record is left to the user: the domain is "validating" and `up` exits 4 naming it.
-- Domain name: REGIONAL, TLS 1.2, tagged as the app's and the stage's; a domain name of another app or
-  stage is refused. Its certificate is changed in place.
-- Base path mapping: this stage's API and stage under `[api] base_path`; a new base path is changed in place.
-- DNS: alias A and AAAA records to API Gateway's regional target, written only where none is, or where
-  deployer wrote the one there (deployer/resources/dns.py). Without a zone, the CNAME to create is named.
+- Domain name: `domain_endpoint` (REGIONAL, the default, or EDGE), TLS 1.2, tagged as the app's and the stage's;
+  a domain name of another app or stage is refused. Its certificate is changed in place, its endpoint type
+  never (refused, saying what to do: its DNS target and its certificate's region change with it).
+- Base path mapping: this stage's API and stage under `base_path`; a new base path is changed in place.
+- DNS: alias A and AAAA records to API Gateway's target (REGIONAL: its regional name and zone; EDGE: its
+  CloudFront distribution, in CloudFront's zone), written only where none is, or where deployer wrote the one
+  there (deployer/resources/dns.py). Without a zone, the CNAME to create is named.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from deployer import retry
 from deployer.aws import delete_if_present, read_or_none
+from deployer.config import EDGE_CERTIFICATE_REGION
 from deployer.context import Run, Target, check_ours
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
@@ -28,6 +32,8 @@ from deployer.resources import dns
 SECURITY_POLICY = "TLS_1_2"
 ROOT = "(none)"  # API Gateway's name of the empty base path
 VALIDATION_WAIT = 1800  # seconds: ACM validates within minutes once the record resolves; give it half an hour
+EDGE = "EDGE"
+CLOUDFRONT_HOSTED_ZONE = "Z2FDTNDATAQYW2"  # AWS's fixed zone ID for alias records to any CloudFront distribution
 
 
 class Field(StrEnum):
@@ -48,15 +54,27 @@ def covers(pattern: str, name: str) -> bool:
     return pattern == name or (pattern.startswith("*.") and name.split(".", 1)[-1] == pattern[2:])
 
 
+def certificate_region(target: Target) -> str:
+    """Where the domain name's certificate must be: the API's region, or us-east-1 for an EDGE domain name."""
+    return EDGE_CERTIFICATE_REGION if target.config.domain_endpoint == EDGE else target.region
+
+
+def region_of(arn: str) -> str:
+    return arn.split(":")[3]  # arn:aws:acm:<region>:<account>:certificate/<id>
+
+
 def _describe(target: Target, arn: str) -> dict[str, Any] | None:
-    found = read_or_none(lambda: target.aws.acm.describe_certificate(CertificateArn=arn))
+    """The certificate, asked of ACM in its own region (the ARN's)."""
+    acm = target.aws.acm_in(region_of(arn))
+    found = read_or_none(lambda: acm.describe_certificate(CertificateArn=arn))
     return found["Certificate"] if found else None
 
 
 def _issued_covering(target: Target, name: str) -> str | None:
-    """An ISSUED certificate of the region covering the name, the exact one first."""
+    """An ISSUED certificate of the certificate's region covering the name, the exact one first."""
     covering: list[tuple[bool, str]] = []
-    for page in target.aws.acm.get_paginator("list_certificates").paginate(CertificateStatuses=["ISSUED"]):
+    acm = target.aws.acm_in(certificate_region(target))
+    for page in acm.get_paginator("list_certificates").paginate(CertificateStatuses=["ISSUED"]):
         for summary in page["CertificateSummaryList"]:
             names = {summary.get("DomainName", ""), *summary.get("SubjectAlternativeNameSummaries", [])}
             if any(covers(item, name) for item in names):
@@ -82,12 +100,16 @@ class Certificate:
         config = target.config
         if config.domain is None:
             return _none(self.resource)
-        arn = config.certificate_arn or target.recorded.requested_certificate_arn
+        region = certificate_region(target)
+        requested = target.recorded.requested_certificate_arn
+        if requested and region_of(requested) != region:  # requested for the other endpoint type
+            requested = None
+        arn = config.certificate_arn or requested
         certificate = _describe(target, arn) if arn else None
-        if certificate is None and config.certificate_arn:
+        if config.certificate_arn and (certificate is None or region_of(config.certificate_arn) != region):
             raise DeployerError(
-                f"[api] certificate_arn {config.certificate_arn} is not a certificate of region {target.region}: "
-                f"a REGIONAL domain name takes one from the API's region"
+                f"certificate_arn {config.certificate_arn} is not a certificate in ACM of region {region}: a "
+                f"{config.domain_endpoint} domain name takes one from there; give one of {region}, or none"
             )
         if certificate is None or certificate["Status"] in ("FAILED", "REVOKED", "EXPIRED", "VALIDATION_TIMED_OUT"):
             found = _issued_covering(target, config.domain)
@@ -105,10 +127,11 @@ class Certificate:
         )
 
     def apply(self, run: Run, change: Change) -> None:
-        config, acm, state = run.config, run.aws.acm, run.state
+        config, acm, state = run.config, run.aws.acm_in(certificate_region(run.target)), run.state
         assert config.domain is not None
         state.domain, state.domain_url = config.domain, config.domain_url
         if change.action == "create":
+            previous = state.requested_certificate_arn  # one requested for the other endpoint type: unused now
             token = hashlib.sha256(f"{config.app_name}/{config.stage}/{config.domain}".encode()).hexdigest()[:32]
             tags = [{"Key": key, "Value": value} for key, value in config.tags.items()]
             arn = acm.request_certificate(
@@ -116,6 +139,8 @@ class Certificate:
             )["CertificateArn"]
             state.certificate_arn = state.requested_certificate_arn = arn
             run.save()
+            if previous and previous != arn:
+                _delete_if_unused(run, previous)
         arn = state.certificate_arn or change.name
         state.certificate_arn = arn
         certificate: dict[str, Any] = {}
@@ -147,15 +172,36 @@ class Certificate:
 
         if not retry.wait_for(issued, waiting_for=f"ACM to validate the certificate of {config.domain}",
                               limit_seconds=VALIDATION_WAIT, delay=10):  # fmt: skip
+            state.domain_status = "validating"  # what `status` shows, and the next `up` waits on again
+            run.save()
             raise DeployerError(
-                f"ACM has not validated the certificate of {config.domain} in {VALIDATION_WAIT // 60} minutes: its "
-                "record is in Route 53; run `deployer up` again later"
+                f"ACM has not validated the certificate of {config.domain} in {VALIDATION_WAIT // 60} minutes, though "
+                f"its record is in Route 53 zone {zone['Name'].rstrip('.')}: check that the name servers the domain "
+                "is delegated to (at its registrar) are that zone's, then run `deployer up` again"
             )
         state.domain_status, state.dns_pending = None, None
 
 
 def _issued(run: Run) -> bool:
     return run.state.domain_status != "validating"
+
+
+def endpoint_of(found: dict[str, Any]) -> str:
+    """A domain name's endpoint type (AWS's default, when it names none, is EDGE)."""
+    types = found.get("endpointConfiguration", {}).get("types") or [EDGE]
+    return EDGE if EDGE in types else types[0]
+
+
+def certificate_key(endpoint: str) -> str:
+    """The domain name's field holding its certificate: an EDGE one's is CloudFront's, a REGIONAL one's its own."""
+    return "certificateArn" if endpoint == EDGE else "regionalCertificateArn"
+
+
+def target_of(found: dict[str, Any], endpoint: str) -> dict[str, str]:
+    """What the alias records point at: the CloudFront distribution (in CloudFront's zone) or the regional name."""
+    if endpoint == EDGE:
+        return {"name": found["distributionDomainName"], "zone": CLOUDFRONT_HOSTED_ZONE}
+    return {"name": found["regionalDomainName"], "zone": found["regionalHostedZoneId"]}
 
 
 class DomainName:
@@ -175,14 +221,23 @@ class DomainName:
                 f"the domain name {config.domain} serves stage {tags.get('deployer:stage')}, not {config.stage}: "
                 "give each stage its own domain"
             )
+        endpoint, current = config.domain_endpoint, endpoint_of(found)
+        if current != endpoint:
+            raise DeployerError(
+                f"the domain name {config.domain} is {current} and domain_endpoint asks for {endpoint}: deployer does "
+                f"not switch a domain name's endpoint type (its DNS target and its certificate's region change with "
+                f"it); set domain_endpoint back to {current}, or delete the domain name (aws apigateway "
+                f"delete-domain-name --domain-name {config.domain}) and run `deployer up` to make it anew"
+            )
         certificate = earlier.of("certificate")
         wanted = certificate.learned.get("certificate_arn") if certificate else None
         diffs = []
-        if found.get("regionalCertificateArn") != wanted:
-            diffs.append(Diff(Field.CERTIFICATE, found.get("regionalCertificateArn"), wanted or "a new certificate"))
+        key = certificate_key(endpoint)
+        if found.get(key) != wanted:
+            diffs.append(Diff(Field.CERTIFICATE, found.get(key), wanted or "a new certificate"))
         if found.get("securityPolicy") != SECURITY_POLICY:
             diffs.append(Diff(Field.SECURITY_POLICY, found.get("securityPolicy"), SECURITY_POLICY))
-        target_name = {"name": found["regionalDomainName"], "zone": found["regionalHostedZoneId"]}
+        target_name = target_of(found, endpoint)
         return Change(
             self.resource,
             config.domain,
@@ -196,20 +251,23 @@ class DomainName:
         config, gateway, state = run.config, run.aws.apigateway, run.state
         if not _issued(run):
             return Change(self.resource, change.name, "skip", note="waiting for the certificate's DNS record")
+        endpoint = config.domain_endpoint
         if change.action == "create":
             found = gateway.create_domain_name(
                 domainName=config.domain,
-                regionalCertificateArn=state.certificate_arn,
-                endpointConfiguration={"types": ["REGIONAL"]},
+                endpointConfiguration={"types": [endpoint]},
                 securityPolicy=SECURITY_POLICY,
                 tags=config.tags,
+                **{certificate_key(endpoint): state.certificate_arn},
             )
-            state.domain_target = {"name": found["regionalDomainName"], "zone": found["regionalHostedZoneId"]}
+            state.domain_target = target_of(found, endpoint)
             run.save()
             return None
         operations = []
         if change.touches([Field.CERTIFICATE]):
-            operations.append({"op": "replace", "path": "/regionalCertificateArn", "value": state.certificate_arn})
+            operations.append(
+                {"op": "replace", "path": f"/{certificate_key(endpoint)}", "value": state.certificate_arn}
+            )
         if change.touches([Field.SECURITY_POLICY]):
             operations.append({"op": "replace", "path": "/securityPolicy", "value": SECURITY_POLICY})
         gateway.update_domain_name(domainName=config.domain, patchOperations=operations)
@@ -240,7 +298,7 @@ class BasePathMapping:
         if taken is not None:
             raise DeployerError(
                 f"base path {wanted} of {config.domain} already serves API {taken['restApiId']} stage "
-                f"{taken['stage']}: choose another [api] base_path"
+                f"{taken['stage']}: choose another base_path"
             )
         if ours is None:
             return Change(self.resource, wanted, "create")
@@ -348,7 +406,7 @@ def remove(run: Run, api_ids: list[str]) -> list[Change]:
     records = list(state.dns_records or [])
     if not records and found is not None and ours:  # a lost state: the records deployer would have written
         zone = dns.find_zone(run.aws.route53, domain)
-        target_name = {"name": found["regionalDomainName"], "zone": found["regionalHostedZoneId"]}
+        target_name = target_of(found, endpoint_of(found))
         if zone is not None:
             records = [{"zone": zone["Id"], "name": domain, "type": kind, "value": alias_value(target_name)}
                        for kind in ("A", "AAAA")]  # fmt: skip
@@ -356,13 +414,20 @@ def remove(run: Run, api_ids: list[str]) -> list[Change]:
         deleted = dns.delete(run.aws.route53, record)
         changes.append(Change("dns record", f"{record['type']} {record['name']}", "delete" if deleted else "absent"))
     arn = state.requested_certificate_arn
-    certificate = _describe(run.target, arn) if arn else None
-    if arn and certificate is not None:
-        acm_tags = {
-            tag["Key"]: tag.get("Value", "")
-            for tag in run.aws.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-        }
-        if config.owns(acm_tags) and not certificate.get("InUseBy"):
-            delete_if_present(lambda: run.aws.acm.delete_certificate(CertificateArn=arn))
-            changes.append(Change("certificate", arn, "delete"))
+    if arn and _delete_if_unused(run, arn):
+        changes.append(Change("certificate", arn, "delete"))
     return changes
+
+
+def _delete_if_unused(run: Run, arn: str) -> bool:
+    """Delete a certificate deployer requested (still tagged as the app's) that nothing uses: whether it did."""
+    certificate = _describe(run.target, arn)
+    if certificate is None:
+        return False
+    acm = run.aws.acm_in(region_of(arn))
+    tags = {
+        tag["Key"]: tag.get("Value", "") for tag in acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+    }
+    if not run.config.owns(tags) or certificate.get("InUseBy"):
+        return False
+    return delete_if_present(lambda: acm.delete_certificate(CertificateArn=arn))
