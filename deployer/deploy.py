@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from deployer import check
+from deployer import check, secrets
 from deployer.aws import read_or_none
 from deployer.context import Run, Target
 from deployer.errors import DeployerError, UsageError
@@ -54,6 +54,7 @@ Report = Callable[[Outcome], None]
 def plan(target: Target) -> Plan:
     """What `up` would do, from reads only: nothing is written, to AWS or to the state."""
     _check_region(target)
+    target = secrets.resolved(target)  # every reference read before anything is written
     changes: list[Change] = []
     for step in UP_ORDER:
         changes.append(step.plan(target, Plan(tuple(changes))))
@@ -102,6 +103,8 @@ def up(run: Run, report: Report = lambda _: None, action: str = "up") -> list[Ou
     A stack from before aliases (its API calls the function's $LATEST) is converted first, with no
     downtime and without serving anything new: what runs now is published and put behind the alias,
     the API is pointed at the alias, and only then does $LATEST take the new release."""
+    _check_region(run.target)
+    run.target = secrets.resolved(run.target)  # read once, before any write; apply puts the values in place
     planned = plan(run.target)
     converting = _serves_latest(planned)
     outcomes = []
@@ -229,9 +232,14 @@ def _republish(run: Run, report: Report) -> list[Outcome]:
         timeout=record["timeout"],
         architecture=record["architecture"],
         environment={name: config.environment[name] for name in record["environment"]},
+        secrets={name: pin["ref"] for name, pin in (record.get("secrets") or {}).items()},
+        kms_key_arn=record.get("kms_key_arn"),
     )
+    # Exactly the versions V was checked with (SSM name:3, the secret's VersionId), never today's.
+    pinned = secrets.resolve(target.aws, recorded.secrets, record.get("secrets"))
+    secrets.check_size(recorded.environment, pinned, config.stage)
     published = artifact.published_artifact(replace(target, config=recorded))
-    run.target = replace(target, config=recorded, artifact=published, canary=None)
+    run.target = replace(target, config=recorded, artifact=published, canary=None, secrets=pinned)
     return up(run, report, action="rollback")
 
 
