@@ -53,6 +53,11 @@ Report = Callable[[Outcome], None]
 
 def plan(target: Target) -> Plan:
     """What `up` would do, from reads only: nothing is written, to AWS or to the state."""
+    secrets.nudge(target.config)
+    return _walk(target)
+
+
+def _walk(target: Target) -> Plan:
     _check_region(target)
     target = secrets.resolved(target)  # every reference read before anything is written
     changes: list[Change] = []
@@ -104,16 +109,17 @@ def up(run: Run, report: Report = lambda _: None, action: str = "up") -> list[Ou
     downtime and without serving anything new: what runs now is published and put behind the alias,
     the API is pointed at the alias, and only then does $LATEST take the new release."""
     _check_region(run.target)
+    secrets.nudge(run.config)
     run.target = secrets.resolved(run.target)  # read once, before any write; apply puts the values in place
-    planned = plan(run.target)
+    planned = _walk(run.target)
     converting = _serves_latest(planned)
     outcomes = []
     if converting:
         as_it_is = replace(run.target, keep_live=True)
-        outcomes += execute(replace(run, target=as_it_is), plan(as_it_is), report, action="convert")
+        outcomes += execute(replace(run, target=as_it_is), _walk(as_it_is), report, action="convert")
         permission.remove_unqualified(run)
         run.target = replace(run.target, recorded=run.state.copy())
-        planned = plan(run.target)
+        planned = _walk(run.target)
     return outcomes + execute(run, planned, report, action)
 
 

@@ -232,3 +232,114 @@ def test_a_value_is_never_shown_nor_stored(
     for value in (DB_VALUE, API_VALUE, "postgres://rotated", "x" * 100):
         assert not [text for text in shown if value in text]
         assert [where for where, body in _everything_of_ours(aws_account, project) if value.encode() in body] == []
+
+
+def secrets_command(project: Path, *arguments: str, value: str | None = None) -> Any:
+    """`deployer secrets ...` in this process, the value on standard input (not a terminal: no prompt)."""
+    import contextlib
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from deployer.cli import app
+
+    with contextlib.chdir(project):
+        result = CliRunner().invoke(app, ["secrets", *arguments], input=value)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception  # no crash
+    return subprocess.CompletedProcess(arguments, result.exit_code, result.stdout, result.stderr)
+
+
+def test_secrets_set_writes_both_kinds_creating_them_tagged_and_list_shows_versions_only(
+    project: Path, aws_account: Account
+) -> None:
+    add(project, SECRETS_TABLE)
+    assert secrets_command(project, "set", "DB_URL", value=DB_VALUE + "\n").returncode == 0
+    assert secrets_command(project, "set", "API_KEY", value=API_VALUE).returncode == 0
+
+    ssm = aws_account.client("ssm")
+    parameter = ssm.get_parameter(Name="/app/test/db", WithDecryption=True)["Parameter"]
+    assert (parameter["Value"], parameter["Type"], parameter["Version"]) == (DB_VALUE, "SecureString", 1)
+    tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId="/app/test/db")["TagList"]
+    assert {"Key": "deployer:app", "Value": APP} in tags
+    manager = aws_account.client("secretsmanager")
+    assert json.loads(manager.get_secret_value(SecretId="test/creds")["SecretString"]) == {"key": API_VALUE}
+    assert {"Key": "deployer:app", "Value": APP} in manager.describe_secret(SecretId="test/creds")["Tags"]
+
+    put_secret(aws_account, API_VALUE)  # {"key", "user"}: setting the field keeps the other one
+    changed = secrets_command(project, "set", "API_KEY", value="new-key")
+    assert changed.returncode == 0 and "new-key" not in changed.stderr + changed.stdout
+    assert json.loads(manager.get_secret_value(SecretId="test/creds")["SecretString"]) == {
+        "key": "new-key",
+        "user": "app",
+    }
+    assert secrets_command(project, "set", "DB_URL", value="second").returncode == 0
+    ok(project, "up", "--version", "1.0.0")
+    assert secrets_command(project, "set", "DB_URL", value="third").returncode == 0
+
+    listed = secrets_command(project, "list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[1].startswith("DB_URL  ssm:/app/test/db  version 3  live 2  changed ")
+    assert lines[0].startswith("API_KEY  secretsmanager:test/creds#key  version ")
+    for value in (DB_VALUE, API_VALUE, "second", "third", "new-key"):
+        assert value not in listed.stdout + listed.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "value", "said"),
+    [
+        (("set", "NOPE"), "v", "'NOPE' is not in [function.secrets]"),
+        (("set", "DB_URL"), "", "no value for DB_URL"),
+        (("set", "DB_URL"), "x" * 70000, "over 65536 bytes"),
+        (("set", "DB_URL", "--stage", "1"), "v", "a stage name must be"),
+        (("list", "--stage", ""), None, "a stage name must be"),
+    ],
+)
+def test_the_commands_refuse_bad_input_in_one_line(
+    project: Path, aws_account: Account, arguments: tuple[str, ...], value: str | None, said: str
+) -> None:
+    add(project, SECRETS_TABLE)
+    refused = secrets_command(project, *arguments, value=value)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and said in refused.stderr, refused.stderr
+    assert aws_account.client("ssm").describe_parameters()["Parameters"] == []
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        ('[function]\nenvironment = { DB_URL = "x" }\n[function.secrets]\nDB_URL = "ssm:/a"', "DB_URL is both in"),
+        ('[function.secrets]\nDB_URL = "ssm:/a"\n[stages.test]\nenvironment = { DB_URL = "x" }', "DB_URL is both"),
+        ('[function.secrets]\nAWS_REGION = "ssm:/a"', "Lambda reserves"),
+        ('[function.secrets]\nDB_URL = "vault:/a"', "'vault:/a' is not a secret reference"),
+        ('[function.secrets]\nDB_URL = "secretsmanager:a#"', "is not a secret reference"),
+        ('[function.secrets]\nDB_URL = "arn:aws:s3:::bucket"', "is not the ARN of an SSM parameter"),
+        ("[function.secrets]\nDB_URL = 3", "must be a string"),
+        ('[stages.prod.secrets]\nX = "ssm:"', "secrets X: 'ssm:' is not"),
+        ('[function]\nkms_key_arn = "alias/mine"', "must be the ARN of a KMS key"),
+    ],
+)
+def test_bad_secret_configuration_is_one_line_and_exit_2(project: Path, table: str, said: str) -> None:
+    config = project / "deploy.toml"
+    text = config.read_text()
+    if table.startswith("[function]\n"):  # keys of the existing [function] table
+        text = text.replace("[function]\n", table.split("\n[function.secrets]")[0] + "\n", 1)
+        table = table.split("\n", 2)[2] if "[function.secrets]" in table else ""
+        table = table if table.startswith("[function.secrets]") else ""
+    config.write_text(text + "\n" + table + "\n")
+    refused = run_in_process(project, "plan", "--version", "1.0.0")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.count("\n") == 1 and said in refused.stderr, refused.stderr
+
+
+def test_up_and_plan_nudge_once_towards_secrets(project: Path, aws_account: Account) -> None:
+    config = project / "deploy.toml"
+    config.write_text(
+        config.read_text().replace("[function]\n", '[function]\nenvironment = { DB_PASSWORD = "pw", MODE = "x" }\n', 1)
+    )
+    for arguments in (("plan", "--version", "1.0.0"), ("up", "--version", "1.0.0")):
+        result = run_in_process(project, *arguments)
+        assert result.returncode in (0, 3), result.stderr
+        warnings = [line for line in result.stderr.splitlines() if "like a secret" in line]
+        assert len(warnings) == 1 and "DB_PASSWORD" in warnings[0] and "[function.secrets]" in warnings[0]
+        assert "MODE" not in warnings[0] and "pw" not in result.stderr.replace("PASSWORD", "")
