@@ -343,3 +343,50 @@ def test_up_and_plan_nudge_once_towards_secrets(project: Path, aws_account: Acco
         warnings = [line for line in result.stderr.splitlines() if "like a secret" in line]
         assert len(warnings) == 1 and "DB_PASSWORD" in warnings[0] and "[function.secrets]" in warnings[0]
         assert "MODE" not in warnings[0] and "pw" not in result.stderr.replace("PASSWORD", "")
+
+
+ECHO_SECRET = (
+    "import os\n\n\ndef handler(event, context):\n"
+    '    body = os.environ.get("DB_URL", "unset") + "|" + os.environ.get("API_KEY", "unset")\n'
+    '    return {"statusCode": 200, "body": body}\n'
+)
+
+
+def test_serve_takes_secret_values_from_the_dotenv_file_never_from_aws(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deployer.config import load_config
+    from deployer.serve import make_server
+    from tests.support import fetch
+    from tests.test_serve import running
+
+    add(project, SECRETS_TABLE)
+    (project / "function" / "main.py").write_text(ECHO_SECRET)
+    (project / ".env").write_text('# local values\nexport DB_URL="postgres://local"\nAPI_KEY=local-key\n')
+    monkeypatch.setattr("boto3.Session", lambda *_, **__: pytest.fail("serve asked AWS"))  # no account is read
+
+    with running(make_server(load_config(project / "deploy.toml"), "127.0.0.1", 0)) as server:
+        status, body, _ = fetch(server.url)
+    assert (status, body) == (200, b"postgres://local|local-key")
+
+    other = project / "other.env"
+    other.write_text("DB_URL=from-other\nAPI_KEY=k\n")
+    with running(make_server(load_config(project / "deploy.toml"), "127.0.0.1", 0, env_file=other)) as server:
+        assert fetch(server.url)[1] == b"from-other|k"
+
+
+@pytest.mark.parametrize(
+    ("dotenv", "said"),
+    [
+        (None, "API_KEY is a secret (secretsmanager:test/creds#key) with no value for serve"),
+        ("API_KEY=k\n", "DB_URL is a secret"),
+        ("DB_URL=ok\nAPI_KEY k-without-equals-s3cr3t\n", ".env, line 2: not NAME=value"),
+    ],
+)
+def test_serve_refuses_a_secret_without_a_value_naming_it(project: Path, dotenv: str | None, said: str) -> None:
+    add(project, SECRETS_TABLE)
+    if dotenv is not None:
+        (project / ".env").write_text(dotenv)
+    refused = run_in_process(project, "serve", "--port", "0")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.count("\n") == 1 and said in refused.stderr and "s3cr3t" not in refused.stderr
