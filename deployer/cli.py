@@ -771,4 +771,4 @@ def main() -> None:
     app()
 
 
-from deployer import cli_operate  # noqa: E402, F401 -- registers invoke and logs
+from deployer import cli_operate, cli_secrets  # noqa: E402, F401 -- registers invoke, logs and secrets list|set

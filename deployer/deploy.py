@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from deployer import check
+from deployer import check, secrets
 from deployer.aws import read_or_none
 from deployer.context import Run, Target
 from deployer.errors import DeployerError, UsageError
@@ -53,7 +53,13 @@ Report = Callable[[Outcome], None]
 
 def plan(target: Target) -> Plan:
     """What `up` would do, from reads only: nothing is written, to AWS or to the state."""
+    secrets.nudge(target.config)
+    return _walk(target)
+
+
+def _walk(target: Target) -> Plan:
     _check_region(target)
+    target = secrets.resolved(target)  # every reference read before anything is written
     changes: list[Change] = []
     for step in UP_ORDER:
         changes.append(step.plan(target, Plan(tuple(changes))))
@@ -102,15 +108,18 @@ def up(run: Run, report: Report = lambda _: None, action: str = "up") -> list[Ou
     A stack from before aliases (its API calls the function's $LATEST) is converted first, with no
     downtime and without serving anything new: what runs now is published and put behind the alias,
     the API is pointed at the alias, and only then does $LATEST take the new release."""
-    planned = plan(run.target)
+    _check_region(run.target)
+    secrets.nudge(run.config)
+    run.target = secrets.resolved(run.target)  # read once, before any write; apply puts the values in place
+    planned = _walk(run.target)
     converting = _serves_latest(planned)
     outcomes = []
     if converting:
         as_it_is = replace(run.target, keep_live=True)
-        outcomes += execute(replace(run, target=as_it_is), plan(as_it_is), report, action="convert")
+        outcomes += execute(replace(run, target=as_it_is), _walk(as_it_is), report, action="convert")
         permission.remove_unqualified(run)
         run.target = replace(run.target, recorded=run.state.copy())
-        planned = plan(run.target)
+        planned = _walk(run.target)
     return outcomes + execute(run, planned, report, action)
 
 
@@ -229,9 +238,14 @@ def _republish(run: Run, report: Report) -> list[Outcome]:
         timeout=record["timeout"],
         architecture=record["architecture"],
         environment={name: config.environment[name] for name in record["environment"]},
+        secrets={name: pin["ref"] for name, pin in (record.get("secrets") or {}).items()},
+        kms_key_arn=record.get("kms_key_arn"),
     )
+    # Exactly the versions V was checked with (SSM name:3, the secret's VersionId), never today's.
+    pinned = secrets.resolve(target.aws, recorded.secrets, record.get("secrets"))
+    secrets.check_size(recorded.environment, pinned, config.stage)
     published = artifact.published_artifact(replace(target, config=recorded))
-    run.target = replace(target, config=recorded, artifact=published, canary=None)
+    run.target = replace(target, config=recorded, artifact=published, canary=None, secrets=pinned)
     return up(run, report, action="rollback")
 
 
