@@ -48,6 +48,9 @@ from tests.support import (  # noqa: F401
 
 _free_port = free_port
 
+# The `emulation` fixtures (serve and the local cloud's data plane, one interface) of tests/test_gateway_fidelity*.py.
+pytest_plugins = ("tests.emulations",)
+
 
 @pytest.fixture(autouse=True)
 def fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:

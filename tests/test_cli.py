@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from deployer.cli import app
 from tests.account import BUCKET, Account
-from tests.conftest import run_deployer
+from tests.support import run_deployer
 
 
 def deploy_ok(project: Path, *arguments: str) -> str:

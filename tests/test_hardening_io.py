@@ -19,7 +19,7 @@ from deployer.cli import app
 from deployer.config import load_config
 from deployer.serve import make_server
 from tests.account import APP, BUCKET, Account
-from tests.test_serve import running
+from tests.support import running
 
 STATE_KEY = f"deployer-state/{APP}/test/state.json"
 LOCK_KEY = f"deployer-state/{APP}/test/lock.json"

@@ -7,6 +7,7 @@ are what both sides share, so they import the standard library only.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -59,3 +60,22 @@ def test_lambda_invoke_does_not_import_the_api_data_plane() -> None:
 def test_request_matching_is_api_gateways_own() -> None:
     """Which resource serves a path is API Gateway behaviour: it lives in gateway/, not in an emulation."""
     assert "deployer.gateway.routing" in imported_by("deployer.local.dataplane")
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers are in tests/support.py, shared fixtures in tests/conftest.py and its plugins (issue 21, item 7):
+    a test module importing another collects that module's tests twice and ties the two together."""
+    found = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                if name.split(".")[:2][-1].startswith(("test_", "conftest")) and name.startswith("tests."):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
+    assert found == []

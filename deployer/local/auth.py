@@ -12,7 +12,10 @@ page's own that resolves to 127.0.0.1), so the emulator trusts neither the conne
   header parsing, the clock skew and the payload-hash checks are this module's own). Refusals have
   AWS's 403 shape for the protocol, so boto3 raises a ClientError with AWS's code.
 - Every request, the data plane and the health check included, must name 127.0.0.1 or localhost in its
-  Host header: a rebinding page's requests name the page's host.
+  Host header: a rebinding page's requests name the page's host. The one exception is a custom domain's
+  data plane, `<domain>.localhost:<port>` (localhost_domain): browsers and curl resolve every `*.localhost` name
+  to the loopback themselves (RFC 6761; no DNS server is asked, so a rebinding page cannot point one at us), and
+  such a Host reaches nothing but the domain's API, never an AWS API call nor the control endpoints.
 - `POST /_deployer/shutdown` carries a token derived from the secret (shutdown_token).
 
 Standard library only at import: control.py reads the file and makes the token without botocore
@@ -43,6 +46,7 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = timedelta(minutes=15)  # what AWS allows between x-amz-date and its own clock
 AMZ_DATE = "%Y%m%dT%H%M%SZ"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
+MAX_DOMAIN = 253  # the longest DNS name
 # A body S3 does not hash into the signature (a signed header still says so): the rest of the request is checked.
 UNHASHED_PAYLOADS = frozenset(
     {
@@ -130,6 +134,18 @@ def is_local_host(host: str, port: int) -> bool:
     if not colon:
         name, given = given, str(port)
     return name in LOCAL_HOSTS and given == str(port)
+
+
+def localhost_domain(host: str, port: int) -> str | None:
+    """The custom domain a Host header `<domain>.localhost`, with no port or this emulator's, names; else None."""
+    name, colon, given = host.strip().lower().rpartition(":")
+    if not colon:
+        name, given = given, str(port)
+    name = name.rstrip(".")
+    domain, dot, suffix = name.rpartition(".")
+    if given != str(port) or not dot or suffix != "localhost" or not domain or len(domain) > MAX_DOMAIN:
+        return None
+    return domain
 
 
 @dataclass(frozen=True)
