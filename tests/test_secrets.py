@@ -358,7 +358,7 @@ def test_serve_takes_secret_values_from_the_dotenv_file_never_from_aws(
     from deployer.config import load_config
     from deployer.serve import make_server
     from tests.support import fetch
-    from tests.test_serve import running
+    from tests.support import running
 
     add(project, SECRETS_TABLE)
     (project / "function" / "main.py").write_text(ECHO_SECRET)
