@@ -222,7 +222,7 @@ def _connect(config: Config, endpoint_url: str | None, local: bool | None = None
         return local_connection(config, log=output.info)
     from deployer.aws import Aws
     from deployer.context import Connection
-    from deployer.state import store_for
+    from deployer.stores import store_for
 
     aws = Aws(config.region, endpoint_url)
     aws.check_credentials()
@@ -640,7 +640,8 @@ def status(
     endpoint_url: EndpointUrl = None,
 ) -> None:
     """What is deployed on a stage, from its state: the shared one (one S3 read), or the local file."""
-    from deployer.state import State, store_for
+    from deployer.state import State
+    from deployer.stores import store_for
 
     with reported_errors():
         config = load_config(config_path, stage)

@@ -22,7 +22,7 @@ from deployer import aws as aws_module
 from deployer.aws import Aws
 from deployer.cli import _aws_error_message, app
 from deployer.config import load_config
-from deployer.state import store_for
+from deployer.stores import store_for
 from tests.account import APP, BUCKET, Account, state_file
 from tests.faults import RawBody
 

@@ -23,7 +23,7 @@ from deployer.errors import DeployerError, UsageError
 from deployer.local import HOST, credentials_path, endpoint, resolve_port
 from deployer.local.auth import Credentials, read_credentials
 from deployer.local.control import start
-from deployer.state import store_for
+from deployer.stores import store_for
 
 DEFAULT_REGION = "us-east-1"
 
