@@ -171,7 +171,7 @@ def test_an_event_or_body_over_lambdas_6_mb_is_refused_without_reading_it_all(
         return stream
 
     monkeypatch.setattr(Path, "open", counted_open)
-    monkeypatch.setattr("deployer.cli_operate._connect", lambda *_: pytest.fail("AWS was called"))
+    monkeypatch.setattr("deployer.cli.common.connect", lambda *_: pytest.fail("AWS was called"))
     given = source if option == "--event" else f"@{source}"
     message = cli("invoke", option, given, expect=2)
     assert "is larger than 6 MB, Lambda's limit for an invocation's event" in message
