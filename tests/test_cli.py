@@ -228,10 +228,10 @@ def test_debug_shows_the_traceback_of_that_command_only(tmp_path: Path, capsys: 
     missing = str(tmp_path / "deploy.toml")
     debugged = CliRunner().invoke(app, ["--debug", "build", "--config", missing])
     assert isinstance(debugged.exception, UsageError)  # raised as it is: the traceback is shown
-    plain = CliRunner().invoke(app, ["build", "--config", missing])
-    assert plain.exit_code == 2 and "Traceback" not in plain.stderr
-    assert str(debugged.exception) in plain.stderr
     with pytest.raises(typer.Exit) as exited, common.reported_errors():
         raise UsageError("bad input")
     assert exited.value.exit_code == 2
     assert capsys.readouterr().err.strip().endswith("bad input")
+    plain = CliRunner().invoke(app, ["build", "--config", missing])
+    assert plain.exit_code == 2 and "Traceback" not in plain.stderr
+    assert str(debugged.exception) in plain.stderr
