@@ -53,7 +53,6 @@ Report = Callable[[Outcome], None]
 
 def plan(target: Target) -> Plan:
     """What `up` would do, from reads only: nothing is written, to AWS or to the state."""
-    secrets.nudge(target.config)
     return _walk(target)
 
 
@@ -109,7 +108,6 @@ def up(run: Run, report: Report = lambda _: None, action: str = "up") -> list[Ou
     downtime and without serving anything new: what runs now is published and put behind the alias,
     the API is pointed at the alias, and only then does $LATEST take the new release."""
     _check_region(run.target)
-    secrets.nudge(run.config)
     run.target = secrets.resolved(run.target)  # read once, before any write; apply puts the values in place
     planned = _walk(run.target)
     converting = _serves_latest(planned)

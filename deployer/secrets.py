@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,6 @@ from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
     from deployer.aws import Aws
-    from deployer.config import Config
     from deployer.context import Target
 
 SSM, SECRETS_MANAGER = "ssm", "secretsmanager"
@@ -190,16 +189,6 @@ def resolved(target: Target) -> Target:
 def secret_looking(environment: Mapping[str, str]) -> list[str]:
     """Literal variables whose names look like secrets: the nudge towards [function.secrets]."""
     return sorted(name for name, value in environment.items() if value and SECRET_LOOKING.search(name))
-
-
-on_warning: Callable[[list[str]], None] | None = None  # the CLI shows the nudge (deployer/cli_secrets.py)
-
-
-def nudge(config: Config) -> None:
-    """Warn (through on_warning) about literal variables that look like secrets: `up` and `plan` call it once."""
-    names = secret_looking(config.environment)
-    if names and on_warning is not None:
-        on_warning(names)
 
 
 def environment(literal: Mapping[str, str], secrets: Mapping[str, Secret] | None) -> dict[str, str]:

@@ -27,7 +27,7 @@ from deployer.build import build
 from deployer.cli import app
 from deployer.config import load_config
 from deployer.context import Artifact, Connection, Run
-from deployer.state import store_for
+from deployer.stores import store_for
 from tests.account import Account
 from tests.lambda_invoke import LambdaInvoke
 

@@ -84,17 +84,17 @@ def test_the_history_keeps_the_whole_command_line_that_ran(cli, project: Path, a
 
 
 def test_the_command_line_kept_holds_no_password_of_an_endpoint_url(project: Path, monkeypatch) -> None:
-    from deployer import cli as cli_module
+    from deployer.cli import common
     from deployer.errors import DeployerError
 
     seen: list[str] = []
-    real = cli_module._command_line
+    real = common.command_line
 
     def recorded(context: Any) -> str:
         seen.append(real(context))  # what the lock and the history would name
         raise DeployerError("stop here")
 
-    monkeypatch.setattr(cli_module, "_command_line", recorded)
+    monkeypatch.setattr(common, "command_line", recorded)
     url = "http://user:s3cret@127.0.0.1:9"
     CliRunner().invoke(app, ["down", "--yes", "--endpoint-url", url, "--config", str(project / "deploy.toml")])
     assert seen == [f"down --config {project / 'deploy.toml'} --endpoint-url http://127.0.0.1:9 --yes"]

@@ -357,8 +357,7 @@ def test_serve_takes_secret_values_from_the_dotenv_file_never_from_aws(
 ) -> None:
     from deployer.config import load_config
     from deployer.serve import make_server
-    from tests.support import fetch
-    from tests.support import running
+    from tests.support import fetch, running
 
     add(project, SECRETS_TABLE)
     (project / "function" / "main.py").write_text(ECHO_SECRET)

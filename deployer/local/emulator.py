@@ -52,8 +52,8 @@ from deployer.gateway.integration import with_request_ids
 from deployer.gateway.proxy import MAX_REQUEST_BODY, forwarded_headers
 from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port, worker_limits
 from deployer.local.auth import (
+    AuthRefusal,
     Credentials,
-    Refusal,
     check_identity,
     check_signature,
     is_local_host,
@@ -212,7 +212,7 @@ class Emulator:
             return self._invoke(environ, start_response, path)
         return self.moto_app(environ, start_response)
 
-    def _authenticate(self, environ: dict[str, Any], path: str) -> Refusal | None:
+    def _authenticate(self, environ: dict[str, Any], path: str) -> AuthRefusal | None:
         """None when the request is signed with this local cloud's credentials.
 
         The key and date are checked first, on the headers alone: a request that is not this local cloud's user's
@@ -221,7 +221,7 @@ class Emulator:
         moto or Invoke.
         """
         if self.credentials is None:
-            return Refusal("unknown key")
+            return AuthRefusal("unknown key")
         now = datetime.now(UTC)
         refusal = check_identity(environ, self.credentials, now)
         if refusal is not None:

@@ -92,20 +92,20 @@ def _inline(iam: Any, name: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Found:
+class OurRole:
     """The app's role, and the other regions whose deployments still use it."""
 
     name: str
     other_regions: frozenset[str]
 
 
-def find_ours(target: Target) -> Found | None:
+def find_ours(target: Target) -> OurRole | None:
     """The app's role when it exists and carries the app's tag (for `down`)."""
     name = target.config.role_name
     found = _read(target, name)
     if found is None or not target.config.owns(_tags(found)):
         return None
-    return Found(name, regions(_tags(found)) - {target.region})
+    return OurRole(name, regions(_tags(found)) - {target.region})
 
 
 class Role:
@@ -172,7 +172,7 @@ class Role:
             iam.detach_role_policy(RoleName=name, PolicyArn=policy)
 
 
-def leave(run: Run, found: Found) -> None:
+def leave(run: Run, found: OurRole) -> None:
     """This region no longer uses the role: take it off the role's list, and leave the role to the others."""
     run.aws.iam.tag_role(RoleName=found.name, Tags=[_regions_tag(found.other_regions)])
 

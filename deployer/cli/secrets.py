@@ -1,7 +1,7 @@
 """`deployer secrets list|set NAME`: the stage's secret references and their versions, and writing one.
 
 A value is read from standard input (or a prompt that does not echo) and written to AWS; it is never printed.
-Registered on deployer.cli's app when deployer.cli imports this module (its last lines).
+Registered on deployer.cli's app as the `secrets` command group.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from deployer import output, secrets
-from deployer.cli import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Local, Stage, _connect, app, reported_errors
+from deployer.cli import common
+from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Local, Stage
 from deployer.config import load_config
 from deployer.errors import DeployerError, UsageError
 
@@ -28,22 +29,11 @@ secrets_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-app.add_typer(secrets_app, name="secrets")
-
-
-def _nudge(names: list[str]) -> None:
-    text = (
-        f"{', '.join(names)} in [function] environment look{'s' if len(names) == 1 else ''} like a secret, in "
-        "deploy.toml in plain text: reference it from SSM or Secrets Manager in [function.secrets] (README, Secrets)"
-    )
-    output.info(f"[yellow]warning:[/] {output.escape(text)}")
-
-
-secrets.on_warning = _nudge  # `up` and `plan` warn through it, once
 
 
 @secrets_app.command("list")
 def list_secrets(
+    context: typer.Context,
     stage: Stage = None,
     config_path: ConfigPath = DEFAULT_CONFIG,
     endpoint_url: EndpointUrl = None,
@@ -51,12 +41,12 @@ def list_secrets(
 ) -> None:
     """Each secret of the stage: its reference, newest version, last change and the version the live release
     runs with. Never a value."""
-    with reported_errors():
+    with common.reported_errors(context):
         config = load_config(config_path, stage)
         if not config.secrets:
             output.info(f"stage {config.stage} has no [function.secrets]")
             return
-        connection = _connect(config, endpoint_url, local)
+        connection = common.connect(config, endpoint_url, local)
         state = connection.store.load()
         live = (state.releases.get(state.version or "") or {}).get("secrets") or {}
         for name, text in sorted(config.secrets.items()):
@@ -97,6 +87,7 @@ def _describe(aws: Aws, text: str) -> tuple[str, str]:
 
 @secrets_app.command("set")
 def set_secret(
+    context: typer.Context,
     name: Annotated[str, typer.Argument(help="A variable of [function.secrets].")],
     stage: Stage = None,
     config_path: ConfigPath = DEFAULT_CONFIG,
@@ -105,7 +96,7 @@ def set_secret(
 ) -> None:
     """Write NAME's referenced SSM SecureString or Secrets Manager secret (created, tagged, if missing); the value
     comes from standard input, or a prompt that does not echo it."""
-    with reported_errors():
+    with common.reported_errors(context):
         config = load_config(config_path, stage)
         if name not in config.secrets:
             known = ", ".join(sorted(config.secrets)) or "none"
@@ -115,7 +106,7 @@ def set_secret(
             )
         text = config.secrets[name]
         value = _read_value(name)
-        connection = _connect(config, endpoint_url, local)
+        connection = common.connect(config, endpoint_url, local)
         version = _write(connection.aws, config, text, value)
         output.info(f"{name}: {output.escape(text)} is now version {output.escape(version)}; `deployer up` releases it")
 
