@@ -428,6 +428,22 @@ def test_the_same_release_with_another_configuration_is_refused_unless_forced(
     )
 
 
+def test_promote_takes_force_as_up_does_for_a_release_shipped_again_with_another_configuration(
+    cli, project: Path, aws_account: Account
+) -> None:
+    """The refusal says "pass --force": promote takes it too (it had none, so the advice could not be followed)."""
+    cli("up", "--version", "1.0.0", expect=0)
+    cli("promote", "1.0.0", "--stage", "prod", expect=0)
+    config = project / "deploy.toml"
+    config.write_text(config.read_text() + "\n[stages.prod]\nmemory = 256\n")
+    assert "pass --force" in cli("promote", "1.0.0", "--stage", "prod", expect=1)
+    prod = f"{APP}-prod"
+    functions = aws_account.client("lambda")
+    assert functions.get_function(FunctionName=prod, Qualifier="prod")["Configuration"]["MemorySize"] == 128
+    cli("promote", "1.0.0", "--stage", "prod", "--force", expect=0)
+    assert functions.get_function(FunctionName=prod, Qualifier="prod")["Configuration"]["MemorySize"] == 256
+
+
 # 8. A state edited to name another app's API: rollback printed and stored that app's URL; errors advised adopting
 # another app's resources.
 

@@ -114,7 +114,12 @@ def up(
         bool, typer.Option("--no-check", help="Do not invoke the new release before traffic moves to it.")
     ] = False,
     endpoint_url: EndpointUrl = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a published version's different bytes.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace a published version's different bytes, or publish it with another configuration."
+        ),
+    ] = False,
     json_output: Json = False,
     local: Local = None,
 ) -> None:
@@ -146,6 +151,10 @@ def promote(
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Do not invoke the release before traffic moves to it.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Publish VERSION again on this stage with another configuration."),
+    ] = False,
     endpoint_url: EndpointUrl = None,
     json_output: Json = False,
     local: Local = None,
@@ -155,7 +164,7 @@ def promote(
         config = common.checked_config(version, config_path, stage, needs_source=False)
         connection = common.connect(config, endpoint_url, local)
         with common.locked(connection, common.command_line(context)) as state:
-            run = connection.run(state, version, check=not no_check)
+            run = connection.run(state, version, check=not no_check, force=force)
             _deploy(connection, run, "promote", json_output)
 
 
