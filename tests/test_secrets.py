@@ -389,3 +389,15 @@ def test_serve_refuses_a_secret_without_a_value_naming_it(project: Path, dotenv:
     refused = run_in_process(project, "serve", "--port", "0")
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.count("\n") == 1 and said in refused.stderr and "s3cr3t" not in refused.stderr
+
+
+def test_serve_takes_another_dotenv_file_from_env_file(project: Path) -> None:
+    """`serve --env-file FILE` reads FILE, not .env: a missing FILE is one line naming it, a complete one serves."""
+    add(project, SECRETS_TABLE)
+    (project / ".env").write_text("DB_URL=d\nAPI_KEY=k\n")
+    refused = run_in_process(project, "serve", "--port", "0", "--env-file", "missing.env")
+    assert refused.returncode == 2, refused.stderr
+    assert "missing.env: cannot read it" in refused.stderr and refused.stderr.count("\n") == 1
+    (project / "partial.env").write_text("DB_URL=d\n")
+    refused = run_in_process(project, "serve", "--port", "0", "--env-file", "partial.env")
+    assert refused.returncode == 2 and "API_KEY is a secret" in refused.stderr and "partial.env" in refused.stderr

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,6 +32,12 @@ def serve(
             help="Requests run at once, each in its own worker, as Lambda runs them; past it, API Gateway's 500.",
         ),
     ] = 10,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file", help="NAME=value lines: the values of [function.secrets] (default: .env beside deploy.toml)."
+        ),
+    ] = None,
 ) -> None:
     """Run the function locally behind an API Gateway proxy emulation."""
     from deployer.dependencies import bundle_dependencies
@@ -47,7 +54,7 @@ def serve(
         # Serve what would be deployed: the source plus its bundled dependencies, nothing of the tool's own.
         bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.plain)
         code_dirs = [] if bundled is None else [bundled if config.is_python else bundled / "node_modules"]
-        serve_locally(config, host=host, port=port, code_dirs=code_dirs, concurrency=concurrency)
+        serve_locally(config, host=host, port=port, code_dirs=code_dirs, concurrency=concurrency, env_file=env_file)
 
 
 local_app = typer.Typer(
