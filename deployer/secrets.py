@@ -31,8 +31,6 @@ SSM_ARN = re.compile(r"arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter(/[A-Za-
 SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@\-]{1,512}")
 # What each kind of read needs, named in the error when the read is refused.
 PERMISSIONS = {SSM: "ssm:GetParameter", SECRETS_MANAGER: "secretsmanager:GetSecretValue"}
-NOT_FOUND = {"ParameterNotFound", "ParameterVersionNotFound", "ResourceNotFoundException"}
-DENIED = {"AccessDeniedException", "AccessDenied", "KMSAccessDeniedException", "DecryptionFailure"}
 # Names that look like secrets: a literal value under one of them is nudged towards [function.secrets].
 SECRET_LOOKING = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY", re.IGNORECASE)
 
@@ -103,7 +101,7 @@ def read(aws: Aws, name: str, text: str, version: str | None = None) -> Secret:
     """Read one reference (at `version`, else its newest); one line naming it and the permission when refused."""
     from botocore.exceptions import ClientError
 
-    from deployer.aws import error_code
+    from deployer.aws import error_code, is_access_denied, is_not_found
 
     reference = parse(text)
     try:
@@ -116,12 +114,12 @@ def read(aws: Aws, name: str, text: str, version: str | None = None) -> Secret:
     except ClientError as error:
         code = error_code(error)
         where = f"{text}" + (f" (version {version})" if version else "")
-        if code in NOT_FOUND:
+        if is_not_found(error):
             raise DeployerError(
                 f"secret {name}: {where} does not exist; create it (`deployer secrets set {name}`) or fix "
                 "[function.secrets]; nothing was changed"
             ) from None
-        if code in DENIED:
+        if is_access_denied(error):
             raise DeployerError(
                 f"secret {name}: reading {where} was refused ({code}): the deploying identity needs "
                 f"{PERMISSIONS[reference.kind]} on it and kms:Decrypt on its KMS key; nothing was changed"

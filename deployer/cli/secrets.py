@@ -60,7 +60,7 @@ def _describe(aws: Aws, text: str) -> tuple[str, str]:
     """The reference's newest version and when it last changed, from metadata only (no value is read)."""
     from botocore.exceptions import ClientError
 
-    from deployer.aws import error_code
+    from deployer.aws import error_code, is_access_denied, is_not_found
 
     reference = secrets.parse(text)
     try:
@@ -75,9 +75,9 @@ def _describe(aws: Aws, text: str) -> tuple[str, str]:
         described = aws.client("secretsmanager").describe_secret(SecretId=reference.name)
     except ClientError as error:
         code = error_code(error)
-        if code in secrets.NOT_FOUND:
+        if is_not_found(error):
             return "missing", "-"
-        if code in secrets.DENIED:
+        if is_access_denied(error):
             return f"unreadable ({code})", "-"
         raise
     current = [key for key, stages in (described.get("VersionIdsToStages") or {}).items() if "AWSCURRENT" in stages]
@@ -133,7 +133,7 @@ def _write(aws: Aws, config: Config, text: str, value: str) -> str:
     """Write the value where `text` points; the new version. A missing one is created, tagged as the app's."""
     from botocore.exceptions import ClientError
 
-    from deployer.aws import error_code
+    from deployer.aws import error_code, is_access_denied
 
     reference = secrets.parse(text)
     tags = [{"Key": "deployer:app", "Value": config.app_name}]
@@ -148,7 +148,7 @@ def _write(aws: Aws, config: Config, text: str, value: str) -> str:
         return _write_secret(aws, reference, value, tags)
     except ClientError as error:
         code = error_code(error)
-        if code in secrets.DENIED:
+        if is_access_denied(error):
             permission = "ssm:PutParameter" if reference.kind == secrets.SSM else "secretsmanager:PutSecretValue"
             raise DeployerError(f"writing {text} was refused ({code}): the caller needs {permission} on it") from None
         if code == "ValidationException" or code.startswith("ParameterMaxVersion") or code.endswith("TooLong"):
