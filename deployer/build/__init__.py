@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployer.build.lock import build_lock
@@ -97,7 +97,7 @@ def _fingerprint(config: Config, entries: list[Entry]) -> str:
     """Cheap: names, sizes, modes and mtimes, no file contents. Decides whether the zip is stale."""
     digest = hashlib.sha256(f"{BUILD_FORMAT}\n".encode())
     for entry in entries:
-        info = entry.source.stat() if entry.source else None
+        info = entry.stat() if entry.source else None
         digest.update(
             f"{entry.name}\0{info and info.st_size}\0{info and info.st_mtime_ns}\0{entry.executable}\n".encode()
         )
@@ -111,7 +111,7 @@ def _check_size(entries: list[Entry]) -> None:
             parts = entry.name.split("/")
             # A package is a top-level entry, or one folder inside node_modules/.
             package = "/".join(parts[:2]) if parts[0] == "node_modules" and len(parts) > 2 else parts[0]
-            sizes[package] = sizes.get(package, 0) + entry.source.stat().st_size
+            sizes[package] = sizes.get(package, 0) + entry.stat().st_size
     total = sum(sizes.values())
     if total > LAMBDA_UNZIPPED_LIMIT:
         largest = sorted(sizes.items(), key=lambda item: -item[1])[:5]
@@ -223,7 +223,7 @@ def build(config: Config, *, force: bool = False, log: Log = lambda _: None) -> 
             {name: entry.as_json() for name, entry in zipped.entries.items()},
         )
         with replaced(manifest) as stream:
-            stream.write(json.dumps(asdict(written), separators=(",", ":")).encode())
+            stream.write(json.dumps(written.__dict__, separators=(",", ":")).encode())  # asdict would deep-copy
         if left_out:
             log(left_out_line(left_out))
         return Artifact(destination, zipped.sha256, zipped.content_sha256, size, True, left_out)

@@ -12,6 +12,9 @@ Our own writer, rather than `zipfile`, for two reasons:
   tree, not a recompression of it. An entry is reused only when its name, size, mode and sha256 all match
   what the previous build recorded, the compressor (zlib version and level) is the same, and the previous
   zip's bytes still have the digest its manifest names: the result is byte-identical to a clean build.
+  A file whose modification time, change time and inode are the ones recorded when it was last read (and
+  had settled, see SETTLE_NS) is not read again: no write leaves its change time alone, so its recorded
+  sha256 still holds (git's index trusts the same).
 
 Zip64 is written only for more than 65,535 entries (as `zipfile` does); a file or a zip over 4 GB is
 refused, as Lambda takes at most 250 MB unzipped.
@@ -24,6 +27,7 @@ import os
 import stat
 import struct
 import tempfile
+import time
 import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -58,7 +62,12 @@ ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
 ZIP64_END_LOCATOR = struct.Struct("<4sLQL")
 
 WORKERS = min(8, os.cpu_count() or 1)
-AHEAD_PER_WORKER = 16  # entries read ahead of the writer per worker: bounds the memory held at once
+# A file's timestamps are trusted to say it is unchanged only if they are older than the build by this much:
+# file systems stamp times at a coarse grain (a kernel tick), so a write just after a read can keep them.
+SETTLE_NS = 2_000_000_000
+BATCH_BYTES = 1 << 20  # a worker's task: consecutive entries of about this many bytes, or BATCH_ENTRIES of them
+BATCH_ENTRIES = 256
+BATCHES_AHEAD_PER_WORKER = 4  # tasks queued ahead of the writer per worker: bounds the memory held at once
 
 
 def compressor_name() -> str:
@@ -101,22 +110,29 @@ class Recorded:
     crc: int
     compressed_size: int
     offset: int  # of its local header in the zip
+    # The file's (mtime_ns, ctime_ns, inode) when it was read, if it had settled by then (see `_settled`).
+    # The same triple later means the same bytes (no write leaves ctime alone), so the sha256 above is known
+    # without reading the file; anything else, and the file is read and hashed again.
+    seen: tuple[int, int, int] | None = None
 
     def as_json(self) -> list[Any]:
-        return [self.size, self.executable, self.sha256, self.crc, self.compressed_size, self.offset]
+        seen = list(self.seen) if self.seen else None
+        return [self.size, self.executable, self.sha256, self.crc, self.compressed_size, self.offset, seen]
 
     @classmethod
     def from_json(cls, value: object) -> Recorded | None:
         """None for anything but the exact shape `as_json` writes (the manifest may have been edited)."""
-        if not isinstance(value, list) or len(value) != 6:
+        if not isinstance(value, list) or len(value) != 7:
             return None
-        size, executable, sha256, crc, compressed_size, offset = value
-        numbers = (size, crc, compressed_size, offset)
+        size, executable, sha256, crc, compressed_size, offset, seen = value
+        numbers = (size, crc, compressed_size, offset, *(seen if isinstance(seen, list) else ()))
         if not all(type(number) is int and number >= 0 for number in numbers):
             return None
         if type(executable) is not bool or not isinstance(sha256, str):
             return None
-        return cls(size, executable, sha256, crc, compressed_size, offset)
+        if seen is not None and (not isinstance(seen, list) or len(seen) != 3):
+            return None
+        return cls(size, executable, sha256, crc, compressed_size, offset, tuple(seen) if seen else None)
 
 
 @dataclass(frozen=True)
@@ -180,57 +196,90 @@ class _Written:
     size: int
     sha256: str
     stream: bytes | memoryview
-    executable: bool
+    seen: tuple[int, int, int] | None  # see Recorded.seen
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.attributes >> 16 & 0o111)
 
 
 def _directory(entry: Entry) -> _Written:
     attributes = (stat.S_IFDIR | 0o755) << 16 | MSDOS_DIRECTORY
-    return _Written(entry.name, attributes, 0, 0, 0, "", b"", True)
+    return _Written(entry.name, attributes, 0, 0, 0, "", b"", None)
 
 
-def _file(entry: Entry, previous: Previous | None, level: int) -> _Written:
-    """Read, hash and compress one file (or take its compressed bytes from the previous zip). Runs in a worker
-    thread: the read, sha256, crc32 and deflate all release the GIL."""
+def _seen(info: os.stat_result) -> tuple[int, int, int]:
+    return (info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+def _file(entry: Entry, previous: Previous | None, level: int, settled_before: int) -> _Written:
+    """Read, hash and compress one file, or take its compressed bytes from the previous zip when its bytes are
+    the ones recorded there. Runs in a worker thread: the read, sha256, crc32 and deflate all release the GIL."""
     assert entry.source is not None
+    attributes = (stat.S_IFREG | (0o755 if entry.executable else 0o644)) << 16
+    info = entry.stat()  # before the read: a write after it changes ctime, and the next build reads the file again
+    seen = _seen(info)
+    known = previous.entries.get(entry.name) if previous else None
+    if known and known.seen == seen and known.size == info.st_size and known.executable == entry.executable:
+        reused = previous.reusable(entry.name, known.size, known.executable, known.sha256)  # type: ignore[union-attr]
+        if reused is not None:
+            return _Written(entry.name, attributes, DEFLATED, known.crc, known.size, known.sha256, reused, seen)
     data = entry.source.read_bytes()
     if len(data) > ZIP32_LIMIT:
         raise DeployerError(f"{entry.name} is over 4 GB; Lambda takes at most 250 MB unzipped")
     sha256 = hashlib.sha256(data).hexdigest()
-    attributes = (stat.S_IFREG | (0o755 if entry.executable else 0o644)) << 16
+    # A file changed within the file system's timestamp grain of this read could keep its ctime: not recorded.
+    settled = seen if max(info.st_mtime_ns, info.st_ctime_ns) < settled_before else None
     reused = previous.reusable(entry.name, len(data), entry.executable, sha256) if previous else None
     if reused is not None:
         crc = previous.entries[entry.name].crc  # type: ignore[union-attr]
-        return _Written(entry.name, attributes, DEFLATED, crc, len(data), sha256, reused, entry.executable)
+        return _Written(entry.name, attributes, DEFLATED, crc, len(data), sha256, reused, settled)
     compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
     stream = compressor.compress(data) + compressor.flush()
-    return _Written(entry.name, attributes, DEFLATED, zlib.crc32(data), len(data), sha256, stream, entry.executable)
+    return _Written(entry.name, attributes, DEFLATED, zlib.crc32(data), len(data), sha256, stream, settled)
+
+
+def _batches(entries: list[Entry]) -> Iterator[list[Entry]]:
+    """Runs of consecutive entries of about BATCH_BYTES together: one task per small file would cost more in
+    the pool's bookkeeping (under the GIL) than the file costs to hash."""
+    batch: list[Entry] = []
+    size = 0
+    for entry in entries:
+        batch.append(entry)
+        size += entry.stat().st_size if entry.source else 0
+        if size >= BATCH_BYTES or len(batch) >= BATCH_ENTRIES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _prepare(batch: list[Entry], previous: Previous | None, level: int, settled_before: int) -> list[_Written]:
+    return [
+        _directory(entry) if entry.source is None else _file(entry, previous, level, settled_before) for entry in batch
+    ]
 
 
 def _prepared(entries: list[Entry], previous: Previous | None) -> Iterator[_Written]:
-    """The entries ready to write, in order, prepared by a thread pool a bounded number of entries ahead."""
+    """The entries ready to write, in order, prepared by a thread pool a bounded number of batches ahead."""
     level = COMPRESSION_LEVEL
+    settled_before = time.time_ns() - SETTLE_NS
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="zip") as pool:
-        pending: deque[Future[_Written] | _Written] = deque()
-        remaining = iter(entries)
+        pending: deque[Future[list[_Written]]] = deque()
+        batches = _batches(entries)
         try:
-            for entry in remaining:
-                pending.append(
-                    _directory(entry) if entry.source is None else pool.submit(_file, entry, previous, level)
-                )
-                if len(pending) >= WORKERS * AHEAD_PER_WORKER:
+            for batch in batches:
+                pending.append(pool.submit(_prepare, batch, previous, level, settled_before))
+                if len(pending) >= WORKERS * BATCHES_AHEAD_PER_WORKER:
                     break
             while pending:
-                first = pending.popleft()
-                yield first if isinstance(first, _Written) else first.result()
-                entry = next(remaining, None)
-                if entry is not None:
-                    pending.append(
-                        _directory(entry) if entry.source is None else pool.submit(_file, entry, previous, level)
-                    )
+                yield from pending.popleft().result()
+                batch = next(batches, None)
+                if batch is not None:
+                    pending.append(pool.submit(_prepare, batch, previous, level, settled_before))
         finally:
             for waiting in pending:
-                if isinstance(waiting, Future):
-                    waiting.cancel()
+                waiting.cancel()
 
 
 def _end_records(count: int, directory_offset: int, directory_size: int) -> bytes:
@@ -275,11 +324,21 @@ def write_zip(entries: Iterable[Entry], destination: Path, previous: Previous | 
     central: list[bytes] = []
     offset = 0
 
-    def put(stream: IO[bytes], chunk: bytes | memoryview) -> None:
-        nonlocal offset
-        stream.write(chunk)
-        digest.update(chunk)
+    pending: list[bytes | memoryview] = []
+    pending_size = 0
+
+    def put(stream: IO[bytes], chunk: bytes | memoryview, flush: bool = False) -> None:
+        """Write in blocks of about a megabyte: a write and a hash update per header would cost more."""
+        nonlocal offset, pending_size
+        pending.append(chunk)
+        pending_size += len(chunk)
         offset += len(chunk)
+        if pending_size >= 1 << 20 or flush:
+            block = b"".join(pending)
+            stream.write(block)
+            digest.update(block)
+            pending.clear()
+            pending_size = 0
 
     with replaced(destination) as stream:
         for item in _prepared(list(entries), previous):
@@ -290,7 +349,7 @@ def write_zip(entries: Iterable[Entry], destination: Path, previous: Previous | 
             central.append(_central_header(item, encoded, compressed_size, offset))
             if item.sha256:
                 recorded[item.name] = Recorded(
-                    item.size, item.executable, item.sha256, item.crc, compressed_size, offset
+                    item.size, item.executable, item.sha256, item.crc, compressed_size, offset, item.seen
                 )
                 content.update(f"{item.name}\0{item.executable}\0{item.sha256}\n".encode())
             else:
@@ -302,5 +361,5 @@ def write_zip(entries: Iterable[Entry], destination: Path, previous: Previous | 
             raise DeployerError("the zip would be over 4 GB; Lambda takes at most 250 MB unzipped")
         directory = b"".join(central)
         put(stream, directory)
-        put(stream, _end_records(len(central), directory_offset, len(directory)))
+        put(stream, _end_records(len(central), directory_offset, len(directory)), flush=True)
     return Zipped(digest.hexdigest(), content.hexdigest(), recorded)
