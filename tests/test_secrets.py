@@ -401,3 +401,24 @@ def test_serve_takes_another_dotenv_file_from_env_file(project: Path) -> None:
     (project / "partial.env").write_text("DB_URL=d\n")
     refused = run_in_process(project, "serve", "--port", "0", "--env-file", "partial.env")
     assert refused.returncode == 2 and "API_KEY is a secret" in refused.stderr and "partial.env" in refused.stderr
+
+
+def test_the_local_cloud_resolves_references_from_its_own_ssm_and_secrets_manager(
+    project: Path, local_cloud: str
+) -> None:
+    """`secrets set --local` fills the local cloud's own SSM and Secrets Manager; `up --local` reads them there
+    (never a real account: the local cloud's endpoint and credentials), and the deployed API answers with them."""
+    from tests.support import fetch
+
+    add(project, SECRETS_TABLE)
+    (project / "function" / "main.py").write_text(ECHO_SECRET)
+    for name, value in (("DB_URL", "postgres://local-cloud\n"), ("API_KEY", "k-local")):
+        written = secrets_command(project, "set", name, "--local", value=value)
+        assert written.returncode == 0, written.stderr
+    listed = secrets_command(project, "list", "--local")
+    assert listed.returncode == 0 and "ssm:/app/test/db  version 1" in listed.stdout
+    assert "postgres://local-cloud" not in listed.stdout + listed.stderr
+    deployed = run_in_process(project, "up", "--version", "1.0.0", "--local")
+    assert deployed.returncode == 0, deployed.stderr
+    url = deployed.stdout.strip().splitlines()[-1]
+    assert fetch(url)[:2] == (200, b"postgres://local-cloud|k-local")
