@@ -22,8 +22,9 @@ from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
     from deployer.build import Artifact as BuiltArtifact
-    from deployer.context import Artifact, Connection, Run
-    from deployer.deploy import Outcome
+    from deployer.context import ArtifactDigests, Connection, Run
+    from deployer.deploy import Applied
+    from deployer.retry import Waits
     from deployer.state import State
 
 PLAN_CHANGES_EXIT_CODE = 3  # `deployer plan`: 0 nothing to do, 3 something would change
@@ -213,26 +214,37 @@ def _say_wait(what: str, seconds: float) -> None:
 
 def _connect(config: Config, endpoint_url: str | None, local: bool | None = None) -> Connection:
     """The account (or the local cloud, started if needed) and the state store a command works with."""
-    from deployer import retry
-
-    retry.on_wait = _say_wait  # a long wait says what it waits for
+    waits = _waits()
     if _is_local(local, config, endpoint_url):
         from deployer.local.target import local_connection
 
-        return local_connection(config, log=output.info)
+        return local_connection(config, log=output.info, waits=waits)
     from deployer.aws import Aws
     from deployer.context import Connection
     from deployer.state import store_for
 
-    aws = Aws(config.region, endpoint_url)
+    aws = Aws(config.region, endpoint_url, waits=waits)
     aws.check_credentials()
     return Connection(config, aws, store_for(config, aws))
 
 
-def _artifact(built: BuiltArtifact) -> Artifact:
-    from deployer.context import Artifact
+def _waits() -> Waits:
+    """How a command waits: a long wait says what it waits for, a large upload shows a bar (on a terminal). The
+    clock and the sleep are the invoker's when it gives a Waits as click's context object (the tests' never
+    sleep), else the real ones."""
+    import click
 
-    return Artifact(built.sha256, built.content_sha256)
+    from deployer.retry import Waits
+
+    context = click.get_current_context(silent=True)
+    given = context.find_object(Waits) if context is not None else None
+    return dataclasses.replace(given or Waits(), on_wait=_say_wait, on_upload_progress=output.UploadBar())
+
+
+def _artifact(built: BuiltArtifact) -> ArtifactDigests:
+    from deployer.context import ArtifactDigests
+
+    return ArtifactDigests(built.sha256, built.content_sha256)
 
 
 def _can_ask() -> bool:
@@ -317,7 +329,7 @@ def _locked(connection: Connection, command: str) -> Iterator[State]:
             raise
 
 
-def _report(outcome: Outcome) -> None:
+def _report(outcome: Applied) -> None:
     change = outcome.change
     output.outcome_line(change.resource, change.name, change.action, outcome.seconds, change.diffs, change.note)
 
@@ -410,9 +422,6 @@ def up(
         config = _checked_config(version, config_path, stage, needs_source=True)
         connection = _connect(config, endpoint_url, local)
         command = _command_line(context)
-        from deployer.resources import artifact as artifact_step
-
-        artifact_step.on_upload_progress = output.UploadBar()  # a bar for a large zip, on a terminal
         # The build lock too, from the build to the upload: another build cannot swap dist/'s zip in between.
         with _locked(connection, command) as state, build_lock(config, command=command, log=output.plain):
             artifact = _artifact(build_zip(config, log=output.plain))

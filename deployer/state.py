@@ -33,6 +33,7 @@ from deployer.errors import DeployerError, UsageError
 if TYPE_CHECKING:
     from deployer.aws import Aws
     from deployer.config import Config
+    from deployer.plan import Learned
 
 HISTORY_LENGTH = 20
 # The command holding the lock, for the history's entries (set by each store's lock()).
@@ -49,7 +50,7 @@ def current_user() -> str:
 MOVE_ASIDE = "move it aside and run again: deployer finds its resources by their names and tags"
 
 
-@dataclass
+@dataclass(slots=True)  # a field it does not have is an error, never an attribute that is not saved
 class State:
     app: str | None = None
     stage: str | None = None
@@ -87,6 +88,12 @@ class State:
         None  # Route 53 records deployer wrote: {"zone", "name", "type", "value"}
     )
     dns_pending: list[dict[str, Any]] | None = None  # records to create by hand (no zone): {"name", "type", "value"}
+
+    def learn(self, learned: Learned) -> None:
+        """Take in what a plan found in the account, or what a step made: each key is one of the State's fields
+        (Learned's type says which; one it does not have raises here, as State has slots)."""
+        for name, value in learned.items():
+            setattr(self, name, value)
 
     def record(self, action: str, version: str | None) -> None:
         """Append to the short history of what was deployed when, by whom and how (newest last)."""

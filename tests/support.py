@@ -24,7 +24,32 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from deployer.retry import Waits
 from tests.account import Account
+
+NO_SLEEP = Waits(sleep=lambda seconds: None)  # what the in-process CLI waits with here: a retry never sleeps
+
+
+class Waiting:
+    """The Waits a test's runs get (make_run's, the `cli` fixture's): nothing sleeps, each delay is recorded, each
+    wait said is heard. A test may set `clock` and `sleep` (a clock that moves only when the deployer sleeps)
+    before or after it makes a run: the Waits reads them at each call."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.said: list[tuple[str, float]] = []
+        self.uploaded: list[tuple[int, int]] = []
+        self.clock = time.monotonic
+        self.sleep = self.delays.append
+
+    def waits(self) -> Waits:
+        return Waits(
+            sleep=lambda seconds: self.sleep(seconds),
+            clock=lambda: self.clock(),
+            on_wait=lambda what, seconds: self.said.append((what, seconds)),
+            on_upload_progress=lambda sent, total: self.uploaded.append((sent, total)),
+        )
+
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -134,7 +159,7 @@ def run_in_process(project: Path, *arguments: str) -> subprocess.CompletedProces
     from deployer.cli import app
 
     with contextlib.chdir(project):
-        result = CliRunner().invoke(app, list(arguments), catch_exceptions=True)
+        result = CliRunner().invoke(app, list(arguments), catch_exceptions=True, obj=NO_SLEEP)
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))

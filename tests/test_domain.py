@@ -19,6 +19,7 @@ import pytest
 from botocore.handlers import BUILTIN_HANDLERS
 
 from tests.account import Account
+from tests.support import NO_SLEEP
 
 DOMAIN = "api.example.com"
 ACCOUNT_ID = "123456789012"
@@ -123,7 +124,7 @@ def run_cli(project: Path, *arguments: str, expect: int) -> tuple[list[str], str
 
     from deployer.cli import app
 
-    result = CliRunner().invoke(app, [*arguments, "--config", str(project / "deploy.toml")])
+    result = CliRunner().invoke(app, [*arguments, "--config", str(project / "deploy.toml")], obj=NO_SLEEP)
     assert result.exit_code == expect, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     return result.stdout.splitlines(), result.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.plan import Change, Plan
-from deployer.resources import function
+from deployer.resources import function, rest_api
 from tests.account import BUCKET, Account, state_file
 from tests.support import run_in_process
 
@@ -36,7 +36,7 @@ def test_planning_writes_no_state_on_a_fresh_a_deployed_or_a_forgotten_account(
     state_file(project).unlink()
     run = make_run("1.0.0", force=True)
     planned = deploy.plan(run.target)
-    assert planned.of("rest api").learned["rest_api_id"] == aws_account.rest_apis()[0]["id"]
+    assert planned.of(rest_api.RestApi).learned["rest_api_id"] == aws_account.rest_apis()[0]["id"]
     assert not state_file(project).exists() and run.state.rest_api_id is None
     assert [call for call in run.aws.calls if is_mutating(call)] == []
 
@@ -81,7 +81,7 @@ def test_up_carries_out_the_very_plan_that_plan_shows(make_run, aws_account: Acc
     done = deploy.up(run)
     assert actions([outcome.change for outcome in done]) == actions(shown)
     # The function's two differences are named fields, and they alone chose the two update calls.
-    assert {diff.field for diff in shown.of("function").diffs} == {function.Field.CODE, function.Field.TIMEOUT}
+    assert {diff.field for diff in shown.of(function.Function).diffs} == {function.Field.CODE, function.Field.TIMEOUT}
     assert [call for call in run.aws.calls if is_mutating(call)] == [
         "PutObject",
         "UpdateFunctionCode",

@@ -30,8 +30,7 @@ from deployer.aws import (
     is_not_found,
     read_or_none,
 )
-from deployer.context import Artifact as ContextArtifact
-from deployer.context import Run, Target
+from deployer.context import ArtifactDigests, Run, Target
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
 
@@ -41,14 +40,6 @@ MULTIPART_THRESHOLD = 16 * 1024 * 1024  # from this size on, S3's managed transf
 # them, forever otherwise.
 STALE_UPLOAD = timedelta(hours=1)
 ABORT_UPLOADS_AFTER_DAYS = 1  # the lifecycle rule of the bucket deployer makes, for uploads nobody comes back to
-
-
-def _silent(sent: int, total: int) -> None:
-    return None
-
-
-# What the CLI shows of a large upload: (bytes sent so far, total). Silent by default (library use).
-on_upload_progress: Callable[[int, int], None] = _silent
 
 
 class Field(StrEnum):
@@ -124,7 +115,7 @@ def check_owner(target: Target, head_response: dict[str, Any], key: str) -> None
         )
 
 
-def published_artifact(target: Target) -> ContextArtifact:
+def published_artifact(target: Target) -> ArtifactDigests:
     """The artifact already in S3 for the target's version, as it was uploaded: what promote ships.
     A version never uploaded is refused, naming the ones that were."""
     found = head(target, target.artifact_key)
@@ -138,13 +129,15 @@ def published_artifact(target: Target) -> ContextArtifact:
             f"version {target.version} was never uploaded (no s3://{target.config.bucket}/{target.artifact_key}); "
             f"published versions: {listing}"
         )
-    return ContextArtifact(published, found.get("Metadata", {}).get("content-sha256") or "")
+    return ArtifactDigests(published, found.get("Metadata", {}).get("content-sha256") or "")
 
 
-class Artifact:
+class ArtifactObject:
+    """The artifact's S3 object: uploaded once per version (the bucket made first where it is missing)."""
+
     resource = "artifact"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         if target.keep_live:  # converting: what runs now stays as it is, nothing is uploaded
             return Change(self.resource, "(what runs now)", "unchanged")
         assert target.artifact is not None, "up and plan build the artifact first"
@@ -169,7 +162,7 @@ class Artifact:
             self.resource, name, "update", (Diff(Field.SHA256, published, ours.sha256),), observed=Observed(ours.sha256)
         )
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[Observed]) -> None:
         if run.state.unfinished_bucket == run.config.bucket:
             create_bucket(run)  # a run died after creating the bucket, before making it private and encrypted
         try:
@@ -212,7 +205,7 @@ class Artifact:
 
 def _managed_upload(run: Run, body: bytes, metadata: dict[str, str]) -> None:
     """A large artifact goes through S3's managed transfer: in parts, several at once, each part's SHA-256
-    checked by S3, its progress reported to on_upload_progress (bytes sent, total)."""
+    checked by S3, its progress reported to the run's Waits.on_upload_progress (bytes sent, total)."""
     from boto3.s3.transfer import TransferConfig
 
     sent = 0
@@ -220,7 +213,7 @@ def _managed_upload(run: Run, body: bytes, metadata: dict[str, str]) -> None:
     def progress(chunk: int) -> None:
         nonlocal sent
         sent += chunk
-        on_upload_progress(sent, len(body))
+        run.aws.waits.on_upload_progress(sent, len(body))
 
     run.aws.s3.upload_fileobj(
         io.BytesIO(body),

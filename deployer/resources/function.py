@@ -18,7 +18,9 @@ from deployer.aws import delete_if_present, function_busy, is_access_denied, rea
 from deployer.config import Config
 from deployer.context import Run, Target, arn_account, arn_partition, check_ours
 from deployer.digest import hex_sha256
-from deployer.plan import Change, Diff, Plan
+from deployer.plan import Change, Diff, Learned, Plan
+from deployer.resources.artifact import ArtifactObject
+from deployer.resources.role import Role
 from deployer.retry import retrying
 
 WAIT = {"Delay": 1, "MaxAttempts": 300}  # a second's grain, up to 5 minutes like Terraform
@@ -119,10 +121,10 @@ def role_arn(config: Config, partition: str, account: str | None) -> str | None:
 
 def planned_arn(target: Target, earlier: Plan) -> str:
     """The function's ARN as the plan knows it: read, or predicted from the account (it is created later)."""
-    function = earlier.of("function")
-    if function is not None and function.learned.get("function_arn"):
-        return str(function.learned["function_arn"])
-    role = earlier.of("role")
+    function = earlier.of(Function)
+    if function is not None and function.observed is not None:
+        return str(function.observed.configuration["FunctionArn"])
+    role = earlier.of(Role)
     known = [role.observed.arn if role and role.observed else None, target.recorded.role_arn]
     partition, account = arn_partition(*known), arn_account(*known) or "(account)"
     return f"arn:{partition}:lambda:{target.region}:{account}:function:{target.config.function_name}"
@@ -227,7 +229,7 @@ class Function:
 
     resource = "function"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         config, name = target.config, target.config.function_name
         found = _read(target)
         if found is None:
@@ -238,11 +240,11 @@ class Function:
         check_ours(config, self.resource, name, tags)
         versions = list_versions(target.aws, name)
         alias = read_or_none(lambda: target.aws.lambda_.get_alias(FunctionName=name, Name=config.alias))
-        role = earlier.of("role")
+        role = earlier.of(Role)
         desired_role = (
             role.observed.arn if role and role.observed else role_arn(config, arn_partition(arn), arn_account(arn))
         )
-        artifact = earlier.of("artifact")
+        artifact = earlier.of(ArtifactObject)
         if target.keep_live:  # converting a stack from before aliases: publish what runs now, as it is
             wanted = Release.of(current)
         else:
@@ -252,7 +254,7 @@ class Function:
         diffs = [] if matching else self._differences(current, wanted, config)
         if tags is not None and any(tags.get(key) != value for key, value in config.tags.items()):
             diffs.append(Diff(Field.TAGS, tags, config.tags))
-        learned = {"function_name": name, "function_arn": arn, "releases": _releases(target, versions)}
+        learned = Learned(function_name=name, function_arn=arn, releases=_releases(target, versions))
         return Change(
             self.resource,
             name,
@@ -279,7 +281,7 @@ class Function:
             diffs.append(Diff(Field.ENVIRONMENT, old_names, new_text))
         return diffs
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[Observed]) -> None:
         if change.action == "create":
             self._create(run)
         else:
@@ -296,6 +298,7 @@ class Function:
                 Tags=config.tags,
                 **_desired_configuration(config, run.state.role_arn),
             ),
+            waits=run.aws.waits,
             when=role_not_assumable,
             waiting_for="IAM to let Lambda assume the new role",
         )
@@ -303,8 +306,9 @@ class Function:
         run.save()
         wait_until_settled(run, response)
 
-    def _update(self, run: Run, change: Change) -> None:
+    def _update(self, run: Run, change: Change[Observed]) -> None:
         config = run.config
+        assert change.observed is not None, "an update is planned from what was read"
         wait_until_settled(run, change.observed.configuration)
         if change.touches(NEEDS_CODE_UPDATE):
             update_code(run, run.target.artifact_key)
@@ -313,6 +317,7 @@ class Function:
                 lambda: run.aws.lambda_.update_function_configuration(
                     FunctionName=config.function_name, **_desired_configuration(config, run.state.role_arn)
                 ),
+                waits=run.aws.waits,
                 when=lambda error: role_not_assumable(error) or function_busy(error),
                 before_retry=lambda: wait_until_ready(run),
                 waiting_for="the function to settle (or IAM to let Lambda assume its role)",
@@ -329,6 +334,7 @@ def update_code(run: Run, key: str) -> dict[str, Any]:
         lambda: run.aws.lambda_.update_function_code(
             FunctionName=config.function_name, S3Bucket=config.bucket, S3Key=key, Architectures=[config.architecture]
         ),
+        waits=run.aws.waits,
         when=function_busy,
         before_retry=lambda: wait_until_ready(run),
         waiting_for="the function's last update to finish",

@@ -92,26 +92,26 @@ def _inline(iam: Any, name: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Found:
-    """The app's role, and the other regions whose deployments still use it."""
+class OurRole:
+    """The app's role (found by `down`), and the other regions whose deployments still use it."""
 
     name: str
     other_regions: frozenset[str]
 
 
-def find_ours(target: Target) -> Found | None:
+def find_ours(target: Target) -> OurRole | None:
     """The app's role when it exists and carries the app's tag (for `down`)."""
     name = target.config.role_name
     found = _read(target, name)
     if found is None or not target.config.owns(_tags(found)):
         return None
-    return Found(name, regions(_tags(found)) - {target.region})
+    return OurRole(name, regions(_tags(found)) - {target.region})
 
 
 class Role:
     resource = "role"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         config, name = target.config, target.config.role_name
         role = _read(target, name)
         if role is None:
@@ -142,7 +142,7 @@ class Role:
             learned={"role_name": name, "role_arn": role["Arn"]},
         )
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[Observed]) -> None:
         iam, config, name = run.aws.iam, run.config, run.config.role_name
         tags = [{"Key": key, "Value": value} for key, value in config.tags.items()]
         attached: frozenset[str] = change.observed.attached if change.observed else frozenset()
@@ -172,7 +172,7 @@ class Role:
             iam.detach_role_policy(RoleName=name, PolicyArn=policy)
 
 
-def leave(run: Run, found: Found) -> None:
+def leave(run: Run, found: OurRole) -> None:
     """This region no longer uses the role: take it off the role's list, and leave the role to the others."""
     run.aws.iam.tag_role(RoleName=found.name, Tags=[_regions_tag(found.other_regions)])
 
