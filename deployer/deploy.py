@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from deployer import check
@@ -187,7 +188,9 @@ def rollback(run: Run, report: Reporter = lambda _: None) -> list[Applied]:
     _find_our_api(target, state)
     state.record("rollback", target.version)
     run.save()
-    change = Change("alias", config.alias, "update", (Diff(alias.Field.VERSION, previous, f"{target.version}"),))
+    change: Change[Any] = Change(
+        "alias", config.alias, "update", (Diff(alias.Field.VERSION, previous, f"{target.version}"),)
+    )
     outcome = Applied(change, time.monotonic() - started)
     report(outcome)
     return [outcome]
@@ -297,7 +300,7 @@ def down(run: Run, found: Deployed, report: Reporter = lambda _: None) -> list[A
         outcomes.append(outcome)
         started = time.monotonic()
     for api_id in found.rest_api_ids:
-        remove("rest api", api_id, lambda api_id=api_id: rest_api.delete(run, api_id))  # type: ignore[misc]
+        remove("rest api", api_id, partial(rest_api.delete, run, api_id))
     if found.function_name:
         name = found.function_name
         remove("function", name, lambda: function.delete(run, name))

@@ -128,7 +128,7 @@ class State:
         """The state a decoded JSON document holds; StateInvalid naming the field that is not what it must be."""
         if not isinstance(data, dict):
             raise StateInvalid(f"{where} holds {type(data).__name__}, not a deployer state")
-        values = {}
+        values: dict[str, Any] = {}
         for item in fields(cls):
             if item.name not in data:
                 continue

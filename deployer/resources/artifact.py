@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -238,11 +239,7 @@ def abort_unfinished_uploads(run: Run, also: str | None = None) -> list[str]:
                 version, _, file = key.partition("/")
                 if file != name or not version[1:] or (key != also and upload["Initiated"] > stale_before):
                     continue
-                read_or_none(
-                    lambda key=key, upload=upload: s3.abort_multipart_upload(  # type: ignore[misc]
-                        Bucket=bucket, Key=key, UploadId=upload["UploadId"]
-                    )
-                )
+                read_or_none(partial(s3.abort_multipart_upload, Bucket=bucket, Key=key, UploadId=upload["UploadId"]))
                 aborted.append(key)
     except ClientError as error:
         if not (is_not_found(error) or is_access_denied(error)):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from deployer import retry
@@ -412,9 +413,7 @@ def remove(run: Run, api_ids: list[str]) -> list[Change]:
         for mapping in mappings:
             if mapping["restApiId"] in api_ids:
                 base_path = mapping["basePath"]
-                delete_if_present(
-                    lambda base_path=base_path: gateway.delete_base_path_mapping(domainName=domain, basePath=base_path)
-                )  # type: ignore[misc]
+                delete_if_present(partial(gateway.delete_base_path_mapping, domainName=domain, basePath=base_path))
                 changes.append(Change("base path mapping", base_path, "delete"))
         if all(mapping["restApiId"] in api_ids for mapping in mappings):
             delete_if_present(lambda: gateway.delete_domain_name(domainName=domain))

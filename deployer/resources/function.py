@@ -181,8 +181,8 @@ def _matching(
     alike = [item for item in versions if Release.of(item) == wanted]
     serving = [item for item in alike if alias and item["Version"] == alias.get("FunctionVersion")]
     labelled = [item for item in alike if item.get("Description") == label]
-    chosen = (serving or labelled or alike or [None])[-1]
-    return chosen["Version"] if chosen else None
+    chosen = serving or labelled or alike
+    return chosen[-1]["Version"] if chosen else None
 
 
 def wait_until_settled(run: Run, response: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -110,7 +111,7 @@ class Permission:
         wanted = source_arn(
             target.region, planned_arn(target, earlier), api.observed.api_id if api and api.observed else None
         )
-        diffs = _differences(statement, wanted) + others
+        diffs = (*_differences(statement, wanted), *others)
         learned = Learned(permission_statement_id=sid)  # like the other IDs: a lost state file names it again
         return Change(self.resource, sid, "update" if diffs else "unchanged", diffs, observed=foreign, learned=learned)
 
@@ -132,12 +133,14 @@ class Permission:
         assert run.state.function_arn, "the function step runs first"
         for foreign in change.observed or ():
             retrying(
-                lambda foreign=foreign: delete_if_present(  # type: ignore[misc]
-                    lambda: functions.remove_permission(
+                partial(
+                    delete_if_present,
+                    partial(
+                        functions.remove_permission,
                         FunctionName=config.function_name,
                         StatementId=foreign.sid,
                         **({"Qualifier": foreign.qualifier} if foreign.qualifier else {}),
-                    )
+                    ),
                 ),
                 waits=run.aws.waits,
                 when=function_busy,

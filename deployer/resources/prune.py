@@ -4,6 +4,7 @@ published versions stay, and a version an alias points at (or routes a canary's 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from deployer.aws import delete_if_present, function_busy
@@ -44,9 +45,7 @@ class Prune:
         doomed = change.observed or ()
         for number in doomed:
             retrying(
-                lambda number=number: delete_if_present(
-                    lambda: functions.delete_function(FunctionName=name, Qualifier=number)
-                ),
+                partial(delete_if_present, partial(functions.delete_function, FunctionName=name, Qualifier=number)),
                 waits=run.aws.waits,
                 when=function_busy,
                 before_retry=lambda: wait_until_ready(run),

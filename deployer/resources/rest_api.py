@@ -106,7 +106,7 @@ class RestApi:
         name = target.config.function_name
         recorded = target.recorded.rest_api_id
         api = read_or_none(lambda: target.aws.apigateway.get_rest_api(restApiId=recorded)) if recorded else None
-        if api is not None:
+        if api is not None and recorded is not None:
             # The state names it: still, it is ours only if it says so (a state file can be copied or edited).
             check_ours(target.config, self.resource, f"{api.get('name')} ({recorded})", api.get("tags") or {})
             if api.get("name") != name:

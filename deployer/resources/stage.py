@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
+from functools import partial
 
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
@@ -97,7 +98,5 @@ class Stage:
             if diff.field != Field.OLD_STAGES:
                 continue
             for old in diff.old:  # the new stage is live: the old name goes, and the alias it called
-                delete_if_present(lambda old=old: gateway.delete_stage(restApiId=run.state.rest_api_id, stageName=old))  # type: ignore[misc]
-                delete_if_present(
-                    lambda old=old: run.aws.lambda_.delete_alias(FunctionName=config.function_name, Name=old)
-                )  # type: ignore[misc]
+                delete_if_present(partial(gateway.delete_stage, restApiId=run.state.rest_api_id, stageName=old))
+                delete_if_present(partial(run.aws.lambda_.delete_alias, FunctionName=config.function_name, Name=old))
