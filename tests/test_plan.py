@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.plan import Change, Plan
@@ -90,3 +92,21 @@ def test_up_carries_out_the_very_plan_that_plan_shows(make_run, aws_account: Acc
         "UpdateAlias",
     ]
     assert aws_account.functions()[0]["Timeout"] == 10
+
+
+def test_what_a_plan_learns_is_named_state_fields_of_their_types_and_a_misspelt_one_raises() -> None:
+    """A step's `learned` is recorded into the state as it is: each key must be a field the state saves."""
+    from dataclasses import fields
+
+    from deployer.plan import Learned
+    from deployer.state import State
+
+    saved = {item.name: item.type for item in fields(State)}
+    for name, kind in Learned.__annotations__.items():
+        assert str(getattr(kind, "__forward_arg__", kind)) == saved.get(name), name
+
+    state = State()
+    state.learn(Learned(rest_api_id="abc123"))
+    assert state.rest_api_id == "abc123"
+    with pytest.raises(AttributeError):
+        state.learn({"rest_api_idd": "abc123"})  # type: ignore[typeddict-unknown-key]
