@@ -229,16 +229,11 @@ def _connect(config: Config, endpoint_url: str | None, local: bool | None = None
 
 
 def _waits() -> Waits:
-    """How a command waits: a long wait says what it waits for, a large upload shows a bar (on a terminal). The
-    clock and the sleep are the invoker's when it gives a Waits as click's context object (the tests' never
-    sleep), else the real ones."""
-    import click
-
+    """How a command waits: the real clock and sleep; a long wait says what it waits for, a large upload shows
+    a bar (on a terminal). Given to the command's Aws, never set as a global (the tests replace this maker)."""
     from deployer.retry import Waits
 
-    context = click.get_current_context(silent=True)
-    given = context.find_object(Waits) if context is not None else None
-    return dataclasses.replace(given or Waits(), on_wait=_say_wait, on_upload_progress=output.UploadBar())
+    return Waits(on_wait=_say_wait, on_upload_progress=output.UploadBar())
 
 
 def _artifact(built: BuiltArtifact) -> ArtifactDigests:

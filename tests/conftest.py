@@ -71,6 +71,15 @@ def waiting() -> Waiting:
     return Waiting()
 
 
+@pytest.fixture(autouse=True)
+def in_process_cli_never_sleeps(monkeypatch: pytest.MonkeyPatch, waiting: Waiting) -> None:
+    """The in-process CLI's commands wait with the test's sleep and clock (what they say of it stays the CLI's)."""
+    from deployer import cli
+
+    made, given = cli._waits, waiting.waits()
+    monkeypatch.setattr(cli, "_waits", lambda: dataclasses.replace(made(), sleep=given.sleep, clock=given.clock))
+
+
 @pytest.fixture
 def no_waiting(waiting: Waiting) -> list[float]:
     """The delays deployer.retry would have slept, in order."""
@@ -149,13 +158,12 @@ def make_run(project: Path, aws_account: Account, waiting: Waiting):
 
 
 @pytest.fixture
-def cli(project: Path, aws_account: Account, waiting: Waiting):
+def cli(project: Path, aws_account: Account):
     """Run the CLI in-process (fast) against the in-process emulated account."""
     runner = CliRunner()
 
     def invoke(*arguments: str, expect: int, config: Path | None = None) -> str:
-        arguments = (*arguments, "--config", str(config or project / "deploy.toml"))
-        result = runner.invoke(app, arguments, obj=waiting.waits())  # the commands wait with it (click's obj)
+        result = runner.invoke(app, [*arguments, "--config", str(config or project / "deploy.toml")])
         assert result.exit_code == expect, (result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
         assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -27,8 +27,6 @@ from typing import Any
 from deployer.retry import Waits
 from tests.account import Account
 
-NO_SLEEP = Waits(sleep=lambda seconds: None)  # what the in-process CLI waits with here: a retry never sleeps
-
 
 class Waiting:
     """The Waits a test's runs get (make_run's, the `cli` fixture's): nothing sleeps, each delay is recorded, each
@@ -159,7 +157,7 @@ def run_in_process(project: Path, *arguments: str) -> subprocess.CompletedProces
     from deployer.cli import app
 
     with contextlib.chdir(project):
-        result = CliRunner().invoke(app, list(arguments), catch_exceptions=True, obj=NO_SLEEP)
+        result = CliRunner().invoke(app, list(arguments), catch_exceptions=True)
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))

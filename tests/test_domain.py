@@ -19,7 +19,6 @@ import pytest
 from botocore.handlers import BUILTIN_HANDLERS
 
 from tests.account import Account
-from tests.support import NO_SLEEP
 
 DOMAIN = "api.example.com"
 ACCOUNT_ID = "123456789012"
@@ -124,7 +123,7 @@ def run_cli(project: Path, *arguments: str, expect: int) -> tuple[list[str], str
 
     from deployer.cli import app
 
-    result = CliRunner().invoke(app, [*arguments, "--config", str(project / "deploy.toml")], obj=NO_SLEEP)
+    result = CliRunner().invoke(app, [*arguments, "--config", str(project / "deploy.toml")])
     assert result.exit_code == expect, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     return result.stdout.splitlines(), result.stderr
