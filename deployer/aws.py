@@ -52,9 +52,16 @@ CHANGES_NOTHING = frozenset({"Invoke"})  # the check before traffic calls the fu
 # How each service says "there is no such thing": IAM, Lambda, API Gateway, S3 (a HEAD has no body: "404").
 NOT_FOUND_CODES = frozenset(
     {"NoSuchEntity", "ResourceNotFoundException", "NotFoundException", "NoSuchKey", "NoSuchBucket", "NotFound", "404"}
+    | {"ParameterNotFound", "ParameterVersionNotFound"}  # SSM's
 )
 # "You may not": Lambda's and IAM's codes, S3's (a HEAD has no body: "403"; a disabled account or bucket).
-ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "403", "Forbidden", "AllAccessDisabled"})
+ACCESS_DENIED_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "403", "Forbidden", "AllAccessDisabled"}
+    | {
+        "KMSAccessDeniedException",
+        "DecryptionFailure",
+    }  # a secret's KMS key refused to this caller (SSM, Secrets Manager)
+)
 # Credentials AWS does not take: unknown, invalid or expired keys.
 CREDENTIALS_REFUSED_CODES = frozenset({"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken"})
 THROTTLED = frozenset(

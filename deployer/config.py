@@ -165,6 +165,23 @@ def _environment(value: dict[str, Any]) -> str | None:
     return None
 
 
+def _secrets(value: dict[str, Any]) -> str | None:
+    """NAME = reference: the variable must be one Lambda lets us set, the reference one deployer can read."""
+    from deployer.secrets import reference_problem
+
+    for key, item in value.items():
+        if key in RESERVED_VARIABLES:
+            return f"sets {key}, which Lambda reserves for itself; rename the variable"
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
+            return f"has an invalid variable name {key!r}"
+        if not isinstance(item, str):
+            return f'reference of {key} must be a string such as "ssm:/app/prod/db"'
+        problem = reference_problem(item)
+        if problem:
+            return f"{key}: {problem}"
+    return None
+
+
 # section -> key -> (type, default, check returning an error text or None)
 Schema = dict[str, tuple[type, Any, Callable[[Any], str | None] | None]]
 SCHEMA: dict[str, Schema] = {
@@ -190,6 +207,14 @@ SCHEMA: dict[str, Schema] = {
         "timeout": (int, 3, _between(1, 900)),
         "architecture": (str, "x86_64", _pattern(r"x86_64|arm64", "must be x86_64 or arm64")),
         "environment": (dict, {}, _environment),
+        # NAME = a reference to an SSM parameter or a Secrets Manager secret, read at deploy time (deployer/secrets.py).
+        "secrets": (dict, {}, _secrets),
+        # The KMS key Lambda encrypts the environment with at rest (None: Lambda's own key).
+        "kms_key_arn": (
+            str,
+            None,
+            _pattern(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+", "must be the ARN of a KMS key"),
+        ),
         "logs": (bool, True, None),
         # Days CloudWatch Logs keeps the function's log events (Lambda's own default keeps them forever).
         "log_retention_days": (int, 30, _retention),
@@ -271,6 +296,8 @@ class Config:
     timeout: int
     architecture: str
     environment: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)  # variable -> reference ([function.secrets]), never a value
+    kms_key_arn: str | None = None  # [function] kms_key_arn
     logs: bool = True
     exclude: tuple[str, ...] = ()  # [function] exclude: globs of paths left out of the zip
     stage: str = "test"  # the stage this configuration is for: [stages.<stage>] merged over [function]
@@ -460,6 +487,12 @@ def load_config(path: Path, stage: str | None = None) -> Config:
     overrides = _stage_overrides(data, chosen, where)
     # A stage's environment adds to [function]'s (and wins where both name a variable).
     environment = {**function["environment"], **overrides.pop("environment", {})}
+    secrets = {**function["secrets"], **overrides.pop("secrets", {})}  # the same for its secrets
+    both = sorted(set(environment) & set(secrets))
+    if both:
+        raise UsageError(
+            f"{where}: stage {chosen}: {both[0]} is both in environment and in secrets; keep it in one of them"
+        )
     domain = _domain_settings(api, overrides, chosen, where)
     function = {**function, **overrides}
     config = Config(
@@ -475,6 +508,8 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         timeout=function["timeout"],
         architecture=function["architecture"],
         environment=environment,
+        secrets=secrets,
+        kms_key_arn=function["kms_key_arn"],
         logs=function["logs"],
         exclude=tuple(function["exclude"]),
         stage=chosen,

@@ -12,14 +12,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from deployer.aws import Aws
 from deployer.config import Config
 from deployer.errors import DeployerError
 from deployer.plan import Change, Plan
 from deployer.state import State, StateStore
+
+if TYPE_CHECKING:
+    from deployer.secrets import Secret
 
 T = TypeVar("T")
 
@@ -66,6 +70,8 @@ class Target:
     check: bool = True  # invoke a new release before any traffic moves to it
     keep_live: bool = False  # publish what the function runs now, as it is (converting a pre-alias stack)
     local_endpoint: str | None = None  # `--local`: the local cloud, whose data plane serves the API
+    # [function.secrets] read (deployer.secrets.resolved): None until then; values never leave memory
+    secrets: Mapping[str, Secret] | None = None
 
     @property
     def region(self) -> str:

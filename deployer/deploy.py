@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from deployer import check
+from deployer import check, secrets
 from deployer.aws import read_or_none
 from deployer.context import Run, Step, Target
 from deployer.errors import DeployerError, UsageError
@@ -74,7 +74,12 @@ Reporter = Callable[[Applied], None]
 
 def plan(target: Target) -> Plan:
     """What `up` would do, from reads only: nothing is written, to AWS or to the state."""
+    return _walk(target)
+
+
+def _walk(target: Target) -> Plan:
     _check_region(target)
+    target = secrets.resolved(target)  # every reference read before anything is written
     changes: list[Change[Any]] = []
     for step in UP_ORDER:
         changes.append(step.plan(target, Plan(tuple(changes))))
@@ -124,15 +129,17 @@ def up(run: Run, report: Reporter = lambda _: None, action: str = "up") -> list[
     A stack from before aliases (its API calls the function's $LATEST) is converted first, with no
     downtime and without serving anything new: what runs now is published and put behind the alias,
     the API is pointed at the alias, and only then does $LATEST take the new release."""
-    planned = plan(run.target)
+    _check_region(run.target)
+    run.target = secrets.resolved(run.target)  # read once, before any write; apply puts the values in place
+    planned = _walk(run.target)
     converting = _serves_latest(planned)
     outcomes: list[Applied] = []
     if converting:
         as_it_is = replace(run.target, keep_live=True)
-        outcomes += execute(replace(run, target=as_it_is), plan(as_it_is), report, action="convert")
+        outcomes += execute(replace(run, target=as_it_is), _walk(as_it_is), report, action="convert")
         permission.remove_unqualified(run)
         run.target = replace(run.target, recorded=run.state.copy())
-        planned = plan(run.target)
+        planned = _walk(run.target)
     return outcomes + execute(run, planned, report, action)
 
 
@@ -254,9 +261,14 @@ def _republish(run: Run, report: Reporter) -> list[Applied]:
         timeout=record["timeout"],
         architecture=record["architecture"],
         environment={name: config.environment[name] for name in record["environment"]},
+        secrets={name: pin["ref"] for name, pin in (record.get("secrets") or {}).items()},
+        kms_key_arn=record.get("kms_key_arn"),
     )
+    # Exactly the versions V was checked with (SSM name:3, the secret's VersionId), never today's.
+    pinned = secrets.resolve(target.aws, recorded.secrets, record.get("secrets"))
+    secrets.check_size(recorded.environment, pinned, config.stage)
     published = artifact.published_artifact(replace(target, config=recorded))
-    run.target = replace(target, config=recorded, artifact=published, canary=None)
+    run.target = replace(target, config=recorded, artifact=published, canary=None, secrets=pinned)
     return up(run, report, action="rollback")
 
 

@@ -10,7 +10,8 @@ Terraform's S3 backend is the model, with conditional writes instead of a lock t
 - a run killed with SIGKILL leaves its lock: the next run names it and the way out, `deployer unlock`,
   which removes that very lock (If-Match on the ETag it showed), never one taken since.
 
-Objects are written with SSE-S3 encryption, in the bucket deployer makes private. An existing
+Objects are written with SSE-S3 encryption, in the bucket deployer makes private (deployer/bucket.py: the lock
+is the first write of an app's first deploy, so the bucket is made here when S3 says it is missing). An existing
 `.deployer/<name>.json` (the local store) is read when the bucket holds no state yet, and moved into S3 by the
 first write, under the lock.
 """
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,13 +41,22 @@ from deployer.aws import (
     is_s3_absent,
     is_s3_condition_failed,
 )
+from deployer.bucket import finish_if_unfinished, make_bucket
 from deployer.errors import DeployerError, UsageError
 from deployer.output import FIELD_LIMIT, untrusted
 from deployer.state import MOVE_ASIDE, LocalStateStore, State, StateInvalid, current_user, running_command
 
 
 class S3StateStore:
-    def __init__(self, aws: Aws, bucket: str, prefix: str, app: str, legacy: LocalStateStore | None = None) -> None:
+    def __init__(
+        self,
+        aws: Aws,
+        bucket: str,
+        prefix: str,
+        app: str,
+        legacy: LocalStateStore | None = None,
+        bucket_note: Path | None = None,
+    ) -> None:
         self.aws = aws
         self.bucket = bucket
         self.name = f"{prefix}state.json"
@@ -57,7 +68,7 @@ class S3StateStore:
         self._body: bytes | None = None  # what it held, to skip writing the very same bytes
         self._moving_legacy = False
         self._own_writes: list[int] = []  # where the state's and lock's writes are in aws.calls: not the run's changes
-        self._unfinished_bucket = legacy.folder / f"unfinished-bucket-{bucket}" if legacy is not None else None
+        self._bucket_note = bucket_note  # deployer/bucket.py's note of a bucket being made
 
     # ---- the state ----------------------------------------------------------------------------------------
 
@@ -173,8 +184,7 @@ class S3StateStore:
 
     def _take(self, holder: dict[str, Any]) -> str:
         body = json.dumps(holder).encode()
-        if self._unfinished_bucket is not None and self._unfinished_bucket.exists():
-            self._make_bucket()  # a run died after creating the bucket, before making it private and encrypted
+        finish_if_unfinished(self.aws, self.bucket, self._bucket_note)  # a run died before the bucket's settings
         for _ in range(2):  # a second time only after creating a bucket that was missing
             try:
                 return str(self._put(self.lock_key, body, IfNoneMatch="*")["ETag"])
@@ -185,28 +195,8 @@ class S3StateStore:
                     raise self._forbidden("s3:PutObject") from None
                 if not is_no_such_bucket(error):
                     raise
-                self._make_bucket()  # the first deploy of the app: the bucket comes first
+                make_bucket(self.aws, self.bucket, self._bucket_note)  # the first deploy of the app: the bucket first
         raise DeployerError(f"bucket {self.bucket} is still missing after creating it; run the command again")
-
-    def _make_bucket(self) -> None:
-        """Create the bucket private and encrypted. A note on this machine, from before the bucket exists until it
-        is private and encrypted, lets the next run finish the settings if this one dies in between (the state
-        cannot hold that note: it lives in the bucket)."""
-        from deployer.resources.artifact import make_private_bucket
-
-        marker = self._unfinished_bucket
-        if marker is not None:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-
-        def forget_the_note() -> None:
-            if marker is not None:
-                marker.unlink(missing_ok=True)
-
-        # Called only when S3 said the bucket is missing, or a note says an earlier run of ours made it: ours.
-        # When S3 refuses to create it, the note goes: a bucket someone makes later is not ours to change.
-        make_private_bucket(self.aws, self.bucket, created_before=True, not_made=forget_the_note)
-        forget_the_note()
 
     def _release(self, etag: str) -> None:
         self._own_writes.append(len(self.aws.calls))

@@ -4,7 +4,7 @@ By default the state is shared, in S3 (S3StateStore): one object per stage of th
 if it is still the version this run read (If-Match on its ETag), and a lock object created only if
 there is none (If-None-Match), naming its holder, so that CI and teammates deploy the same app safely.
 `[state] backend = "local"` keeps one file per stage in `.deployer/` beside deploy.toml instead,
-with a kernel lock (LocalStateStore), for a single user.
+with a kernel lock (LocalStateStore), for a single user. deployer/stores.py picks the store for a stage.
 
 A state is checked when it is read: its shape (every field the type it must be) and the app it names
 (a state copied from another app is refused, never used; deploy.py checks its region). Only IDs,
@@ -31,8 +31,6 @@ from deployer import filelock
 from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
-    from deployer.aws import Aws
-    from deployer.config import Config
     from deployer.plan import Learned
 
 HISTORY_LENGTH = 20
@@ -58,7 +56,6 @@ class State:
     version: str | None = None
     bucket: str | None = None
     key: str | None = None
-    unfinished_bucket: str | None = None  # created, not yet made private and encrypted (a run died in between)
     artifact_sha256: str | None = None
     role_name: str | None = None
     role_arn: str | None = None
@@ -108,7 +105,7 @@ class State:
 
     def forget_resources(self) -> None:
         """After `down`: nothing is deployed any more, the history stays."""
-        keep = {"app", "stage", "region", "history", "unfinished_bucket", "releases"}  # down leaves the artifacts
+        keep = {"app", "stage", "region", "history", "releases"}  # down leaves the artifacts
         for item in fields(self):
             if item.name not in keep:
                 setattr(self, item.name, None)
@@ -298,19 +295,3 @@ class LocalStateStore:
     def unlock(self, confirm: Callable[[str], bool]) -> str | None:
         """Nothing to remove: the kernel lock goes with its holder, however it ends."""
         return None
-
-
-def store_for(config: Config, aws: Aws | None = None, *, local: bool = False) -> StateStore:
-    """One state per stage of the app, named like the stage's function (the app's name on the default
-    stage): in S3 (the artifact bucket, or [state] bucket) unless [state] backend is "local". A
-    local-cloud deployment (`--local`) keeps its own, apart from the real one (in the local cloud's S3)."""
-    name = f"local-{config.function_name}" if local else config.function_name
-    files = LocalStateStore(config.root / ".deployer", name, config.app_name)
-    if config.state_backend == "local":
-        return files
-    if aws is None:
-        raise ValueError("the shared state needs the AWS connection")
-    from deployer.remote_state import S3StateStore
-
-    key_prefix = f"{config.state_prefix}{config.app_name}/{config.stage}/"
-    return S3StateStore(aws, config.state_bucket or config.bucket, key_prefix, config.app_name, legacy=files)

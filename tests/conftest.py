@@ -27,7 +27,7 @@ from deployer.build import build
 from deployer.cli import app
 from deployer.config import load_config
 from deployer.context import ArtifactDigests, Connection, Run
-from deployer.state import store_for
+from deployer.stores import store_for
 from tests.account import Account
 from tests.lambda_invoke import LambdaInvoke
 
@@ -48,6 +48,9 @@ from tests.support import (  # noqa: F401
 )
 
 _free_port = free_port
+
+# The `emulation` fixtures (serve and the local cloud's data plane, one interface) of tests/test_gateway_fidelity*.py.
+pytest_plugins = ("tests.emulations",)
 
 
 @pytest.fixture(autouse=True)
@@ -74,10 +77,10 @@ def waiting() -> Waiting:
 @pytest.fixture(autouse=True)
 def in_process_cli_never_sleeps(monkeypatch: pytest.MonkeyPatch, waiting: Waiting) -> None:
     """The in-process CLI's commands wait with the test's sleep and clock (what they say of it stays the CLI's)."""
-    from deployer import cli
+    from deployer.cli import common
 
-    made, given = cli._waits, waiting.waits()
-    monkeypatch.setattr(cli, "_waits", lambda: dataclasses.replace(made(), sleep=given.sleep, clock=given.clock))
+    made, given = common.make_waits, waiting.waits()
+    monkeypatch.setattr(common, "make_waits", lambda: dataclasses.replace(made(), sleep=given.sleep, clock=given.clock))
 
 
 @pytest.fixture

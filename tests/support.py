@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
 import io
 import json
 import os
@@ -16,16 +17,22 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployer.retry import Waits
 from tests.account import Account
+
+if TYPE_CHECKING:
+    from deployer.serve import LocalApiServer
 
 
 class Waiting:
@@ -51,6 +58,7 @@ class Waiting:
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
+APPS = Path(__file__).resolve().parent / "apps"  # the functions `deployer serve` tests run
 KILL_AFTER_CALL = Path(__file__).with_name("kill_after_call.py")
 
 # The one AWS managed policy deployer attaches (resources/role.py). moto would parse ~1,300 of them for every
@@ -368,3 +376,53 @@ def call(functions: Any, event: Any = None, **arguments: Any) -> tuple[dict[str,
     answer = functions.invoke(Payload=json.dumps(event if event is not None else {}).encode(), **arguments)
     payload = answer["Payload"].read()
     return answer, json.loads(payload) if payload else None
+
+
+# ---- HTTP to a local server (`deployer serve`, the local cloud) ------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_call(
+    port: int,
+    target: str = "/",
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+) -> Reply:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        connection.putrequest(method, target, skip_accept_encoding=True)
+        for name, value in headers:
+            connection.putheader(name, value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return Reply(response.status, response.getheaders(), response.read())
+    finally:
+        connection.close()
+
+
+@contextlib.contextmanager
+def running(server: LocalApiServer) -> Iterator[LocalApiServer]:
+    """Serve `server` (deployer serve's, or any socketserver) on a thread until the block ends."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -18,7 +18,7 @@ import pytest
 from deployer.build import LeftOut, build, build_lock, check_source
 from deployer.config import load_config
 from deployer.errors import DeployerError, UsageError
-from tests.conftest import run_deployer
+from tests.support import run_deployer
 
 
 def names(zip_path: Path) -> list[str]:

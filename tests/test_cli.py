@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from deployer.cli import app
 from tests.account import BUCKET, Account
-from tests.conftest import run_deployer
+from tests.support import run_deployer
 
 
 def deploy_ok(project: Path, *arguments: str) -> str:
@@ -204,7 +204,7 @@ def test_commands_that_never_call_aws_start_without_importing_boto3(
 
 def test_no_answer_at_the_down_prompt_deletes_nothing(project: Path, aws_account: Account, monkeypatch) -> None:
     CliRunner().invoke(app, ["up", "--version", "1.0.0", "--config", str(project / "deploy.toml")])
-    monkeypatch.setattr("deployer.cli._can_ask", lambda: True)  # as if at a terminal that then closes
+    monkeypatch.setattr("deployer.cli.common.can_ask", lambda: True)  # as if at a terminal that then closes
     result = CliRunner().invoke(app, ["down", "--config", str(project / "deploy.toml")], input="")  # end of input
     assert result.exit_code == 1, result.stderr
     assert "Traceback" not in result.stderr and "nothing" in result.stderr.splitlines()[-1]
@@ -215,3 +215,23 @@ def test_a_profile_that_does_not_exist_is_bad_configuration(cli, monkeypatch) ->
     monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
     message = cli("up", "--version", "1.0.0", expect=2)
     assert "no-such-profile" in message and "AWS_PROFILE" in message
+
+
+def test_debug_shows_the_traceback_of_that_command_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--debug holds for the command it is given to (it is kept on Typer's context): a later command, or a
+    library caller of the CLI's error reporting, gets one line again."""
+    import typer
+
+    from deployer.cli import common
+    from deployer.errors import UsageError
+
+    missing = str(tmp_path / "deploy.toml")
+    debugged = CliRunner().invoke(app, ["--debug", "build", "--config", missing])
+    assert isinstance(debugged.exception, UsageError)  # raised as it is: the traceback is shown
+    with pytest.raises(typer.Exit) as exited, common.reported_errors():
+        raise UsageError("bad input")
+    assert exited.value.exit_code == 2
+    assert capsys.readouterr().err.strip().endswith("bad input")
+    plain = CliRunner().invoke(app, ["build", "--config", missing])
+    assert plain.exit_code == 2 and "Traceback" not in plain.stderr
+    assert str(debugged.exception) in plain.stderr

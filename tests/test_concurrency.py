@@ -42,8 +42,7 @@ from deployer.local.dataplane import DataPlane, Request
 from deployer.local.invoke import answer_invoke
 from deployer.local.patches import install_binary_media_types, install_lambda_fixes, install_snapshots
 from deployer.serve import make_server
-from tests.test_local_dataplane import REGION, allow, make_function, put_lambda_proxy
-from tests.test_serve import call, running
+from tests.support import REGION, allow, http_call, make_function, put_lambda_proxy, running
 
 INTERNAL_SERVER_ERROR = b'{"message": "Internal server error"}'
 FUNCTION = """
@@ -88,7 +87,7 @@ def serve_api(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> Iterator[Sta
         contexts.append(context)
 
         def get(path: str) -> tuple[int, bytes]:
-            reply = call(server.port, path)
+            reply = http_call(server.port, path)
             return reply.status, reply.body
 
         return Api("serve", get, lambda: capfd.readouterr().err)

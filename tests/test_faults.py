@@ -23,8 +23,9 @@ import typer
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from deployer import cli, deploy
+from deployer import deploy
 from deployer.aws import RETRY_POLICY, Aws
+from deployer.cli import common
 from deployer.context import Run
 from deployer.resources.permission import statement_id
 from tests.account import APP, BUCKET, Account
@@ -526,7 +527,7 @@ def test_a_runtime_lambda_refuses_is_one_clear_line_and_exit_1(
 ) -> None:
     session = boto3.Session()
     fault = fail(session, "lambda", "CreateFunction", "InvalidParameterValueException", RUNTIME_RETIRED, times=5)
-    with pytest.raises(typer.Exit) as exited, cli.reported_errors():
+    with pytest.raises(typer.Exit) as exited, common.reported_errors():
         up(make_run, "1.0.0", session)
     assert exited.value.exit_code == 1
     assert fault.seen == 1 and no_waiting == []  # final at once: retrying would not help
@@ -553,7 +554,7 @@ def test_a_bucket_owned_by_another_account_is_one_clear_line_and_nothing_is_crea
     session = boto3.Session()
     fail(session, "s3", operation, code, "Access Denied" if status == 403 else "The requested bucket name is not "
          "available.", status=status, times=5)  # fmt: skip
-    with pytest.raises(typer.Exit) as exited, cli.reported_errors():
+    with pytest.raises(typer.Exit) as exited, common.reported_errors():
         up(make_run, "1.0.0", session)
     assert exited.value.exit_code == 1
     error = capsys.readouterr().err
@@ -592,7 +593,7 @@ def test_an_update_lambda_marks_failed_is_one_line_with_lambdas_reason(
         parsed["Configuration"].update(LastUpdateStatus="Failed", LastUpdateStatusReason="Unzipped size too large")
 
     rewrite(session, "lambda", "GetFunction", failed)
-    with pytest.raises(typer.Exit) as exited, cli.reported_errors():
+    with pytest.raises(typer.Exit) as exited, common.reported_errors():
         up(make_run, "1.0.1", session)
     assert exited.value.exit_code == 1
     error = capsys.readouterr().err
@@ -606,7 +607,7 @@ def test_a_403_on_your_own_bucket_names_the_missing_permissions(
     aws_account.client("s3").create_bucket(Bucket=BUCKET)
     session = boto3.Session()
     fail(session, "s3", "HeadObject", "403", "Forbidden", status=403, times=5)
-    with pytest.raises(typer.Exit) as exited, cli.reported_errors():
+    with pytest.raises(typer.Exit) as exited, common.reported_errors():
         up(make_run, "1.0.0", session)
     assert exited.value.exit_code == 1
     error = capsys.readouterr().err

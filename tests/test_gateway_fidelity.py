@@ -19,9 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,41 +28,20 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from deployer.config import load_config
 from deployer.errors import DeployerError
 from deployer.gateway import integration
 from deployer.gateway.integration import answer_from_function
-from deployer.gateway.proxy import build_event, forwarded_headers, to_http_response
-from deployer.local.dataplane import RAW_HEADERS_KEY, DataPlane, Request, client_headers
+from deployer.gateway.proxy import build_event, to_http_response
+from deployer.local.dataplane import RAW_HEADERS_KEY, client_headers
 from deployer.local.patches import (
     install_binary_media_types,
     install_http_fixes,
-    install_lambda_fixes,
-    install_snapshots,
 )
-from deployer.serve import make_server
 from deployer.serve.sandbox import check_runtime, find_interpreter
-from tests.test_local_dataplane import REGION, allow, make_function, put_lambda_proxy
-from tests.test_serve import APPS, Reply, call, running
+from tests.emulations import STAGE, Start
+from tests.support import APPS, REGION, http_call
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "gateway"
-STAGE = "fidelity"
-# The function both emulations run: /reply answers what the request body says, /sleep/N sleeps, the rest
-# echoes the event, /big/N answers N bytes.
-FUNCTION = """
-import base64, json, time
-
-def handler(event, context):
-    route = event["path"].strip("/").split("/")
-    if route[0] == "reply":
-        body = event["body"]
-        return json.loads(base64.b64decode(body) if event["isBase64Encoded"] else body)
-    if route[0] == "sleep":
-        time.sleep(float(route[1]))
-    if route[0] == "big":
-        return {"statusCode": 200, "body": "x" * int(route[1])}
-    return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(event)}
-"""
 SHAPES: dict[str, str] = {
     "<uuid>": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
     "<trace-id>": r"Root=1-[0-9a-f]{8}-[0-9a-f]{24}",
@@ -106,119 +84,6 @@ def assert_subset(actual: dict[str, Any], expected: dict[str, Any]) -> None:
     for key, value in expected.items():
         if not key.startswith("_"):
             assert_shaped(actual[key], value, f"event.{key}")
-
-
-# --- the two emulations, behind one interface ---------------------------------------------------------------
-
-
-Send = Callable[[str, str, Sequence[tuple[str, str]], bytes | None], Reply]
-
-
-@dataclass
-class Emulation:
-    name: str
-    send: Send
-
-    def request(
-        self, target: str, method: str = "GET", headers: Sequence[tuple[str, str]] = (), body: bytes | None = None
-    ) -> Reply:
-        return self.send(target, method, headers, body)
-
-    def event(self, target: str, method: str = "GET", **options: Any) -> dict[str, Any]:
-        reply = self.request(target, method, **options)
-        assert reply.status == 200, (reply.status, reply.body)
-        return json.loads(reply.body)
-
-    def reply_with(self, result: Any, accept: str | None = None) -> Reply:
-        headers = [("Content-Type", "application/json")] + ([("Accept", accept)] if accept else [])
-        return self.request("/reply", "POST", headers, json.dumps(result).encode())
-
-
-Start = Callable[..., Emulation]
-
-
-@pytest.fixture
-def serve_emulation(tmp_path: Path) -> Iterator[Start]:
-    """`deployer serve` for FUNCTION, configured by a deploy.toml."""
-    with_servers: list[Any] = []
-
-    def start(binary_media_types: Sequence[str] = ("*/*",), timeout: int = 5) -> Emulation:
-        source = tmp_path / f"function{len(with_servers)}"
-        source.mkdir()
-        (source / "main.py").write_text(FUNCTION)
-        config = tmp_path / f"deploy{len(with_servers)}.toml"
-        config.write_text(
-            f'[app]\nname = "Fidelity"\nregion = "eu-west-1"\n[artifact]\nbucket = "fidelity-artifacts"\n'
-            f'[function]\nsource = "{source.name}"\nhandler = "main.handler"\nruntime = "python3.13"\n'
-            f'timeout = {timeout}\n[api]\nstage = "{STAGE}"\n'
-            f"binary_media_types = {json.dumps(list(binary_media_types))}\n"
-        )
-        context = running(make_server(load_config(config), "127.0.0.1", 0))
-        server = context.__enter__()
-        with_servers.append(context)
-        return Emulation(
-            "serve", lambda target, method, headers, body: call(server.port, target, method, body, headers)
-        )
-
-    yield start
-    for context in reversed(with_servers):
-        context.__exit__(None, None, None)
-
-
-@pytest.fixture
-def local_emulation(tmp_path: Path) -> Iterator[Start]:
-    """The local cloud's data plane over in-process moto: FUNCTION deployed behind `/` and `/{proxy+}`."""
-    install_snapshots()
-    install_binary_media_types()
-    install_lambda_fixes()
-    plane = DataPlane(tmp_path / "code", console=lambda _: None)
-    with mock_aws():
-        session = boto3.Session(region_name=REGION)
-        clients = {name: session.client(name) for name in ("iam", "lambda", "apigateway")}
-
-        made: list[str] = []
-
-        def start(binary_media_types: Sequence[str] = ("*/*",), timeout: int = 5) -> Emulation:
-            """`timeout` is the helper's 5 s, whatever is asked."""
-            gateway = clients["apigateway"]
-            name = f"fidelity{len(made)}"
-            made.append(name)
-            alias_arn = make_function(clients, FUNCTION, name=name)
-            api_id = gateway.create_rest_api(name="fidelity", binaryMediaTypes=list(binary_media_types))["id"]
-            root = gateway.get_resources(restApiId=api_id)["items"][0]["id"]
-            proxy = gateway.create_resource(restApiId=api_id, parentId=root, pathPart="{proxy+}")["id"]
-            for resource in (root, proxy):
-                put_lambda_proxy(gateway, api_id, resource, "ANY", alias_arn)
-            allow(clients, api_id, name)
-            gateway.create_deployment(restApiId=api_id, stageName=STAGE)
-
-            def send(target: str, method: str, headers: Sequence[tuple[str, str]], body: bytes | None) -> Reply:
-                path, _, query = target.partition("?")
-                sent = [("Host", "127.0.0.1:4566"), *headers]
-                if body is not None:
-                    sent.append(("Content-Length", str(len(body))))
-                request = Request(
-                    method=method,
-                    api_id=api_id,
-                    stage=STAGE,
-                    path=path,
-                    query=query,
-                    headers=forwarded_headers(sent, "127.0.0.1", 4566),
-                    body=body or b"",
-                    source_ip="127.0.0.1",
-                )
-                status, response_headers, payload = plane.answer(request)
-                return Reply(status, response_headers, payload)
-
-            return Emulation("local", send)
-
-        yield start
-    plane.close()
-
-
-@pytest.fixture(params=["serve", "local"])
-def emulation(request: pytest.FixtureRequest) -> Start:
-    return request.getfixturevalue(f"{request.param}_emulation")  # type: ignore[no-any-return]
 
 
 # --- 1. binary payloads ---------------------------------------------------------------------------------------
@@ -376,7 +241,7 @@ def test_the_local_clouds_server_hands_over_the_headers_as_sent() -> None:
     thread.start()
     try:
         headers = [("tEsT-HEADeR", "aValUE"), ("Cookie", "a=1"), ("Cookie", "b=2, c=3")]
-        received = json.loads(call(server.port, "/", headers=headers).body)
+        received = json.loads(http_call(server.port, "/", headers=headers).body)
     finally:
         server.shutdown()
         thread.join(timeout=10)
@@ -503,20 +368,20 @@ def test_a_flask_app_behind_apig_wsgi_is_served_as_aws_would(tmp_path: Path) -> 
     """Flask through apig-wsgi under `deployer serve` with deploy.toml's default binary_media_types (*/*): an
     image and an uploaded body round-trip as bytes, two cookies stay two, header names are as sent."""
     with serving_app(tmp_path, "flask_apig", "FlaskFidelity", "main.handler", "python3.13") as port:
-        page = call(port, "/", headers=[("Accept", "text/html")])
+        page = http_call(port, "/", headers=[("Accept", "text/html")])
         assert (page.status, page.body) == (200, b"<h1>Hello from Flask</h1>")
-        pixel = call(port, "/pixel.png", headers=[("Accept", "image/png")])
+        pixel = http_call(port, "/pixel.png", headers=[("Accept", "image/png")])
         assert pixel.header("Content-Type") == ["image/png"] and pixel.body.startswith(b"\x89PNG\r\n\x1a\n")
-        upload = call(port, "/upload", "POST", bytes(range(256)), [("Content-Type", "application/octet-stream")])
+        upload = http_call(port, "/upload", "POST", bytes(range(256)), [("Content-Type", "application/octet-stream")])
         assert json.loads(upload.body) == {"size": 256, "first": "00010203"}
         browser = [("Cookie", "session=abc; theme=dark"), ("x-CUSTOM", "Kept")]
-        whoami = json.loads(call(port, "/whoami", headers=browser).body)
+        whoami = json.loads(http_call(port, "/whoami", headers=browser).body)
         assert whoami == {"cookies": {"session": "abc", "theme": "dark"}, "custom": "Kept", "path": "/whoami"}
         # Two Cookie headers reach the event as two values, as on AWS; apig-wsgi joins them with a comma, so
         # Flask reads one cookie: what the deployed app would do with such a client, seen locally.
         twice = [("Cookie", "session=abc"), ("Cookie", "theme=dark")]
-        assert json.loads(call(port, "/whoami", headers=twice).body)["cookies"] == {"session": "abc,theme=dark"}
-        assert len(call(port, "/cookies").header("Set-Cookie")) == 2
+        assert json.loads(http_call(port, "/whoami", headers=twice).body)["cookies"] == {"session": "abc,theme=dark"}
+        assert len(http_call(port, "/cookies").header("Set-Cookie")) == 2
 
 
 @contextmanager
@@ -546,15 +411,15 @@ def serving_app(tmp_path: Path, app: str, name: str, handler: str, runtime: str)
 def check_framework_app(port: int, greeting: bytes, source: str, path_key: str) -> None:
     """What a user of any of the framework apps relies on: a page, a JSON body echoed, a query string, a path
     parameter and a header the app sets."""
-    page = call(port, "/", headers=[("Accept", "text/html")])
+    page = http_call(port, "/", headers=[("Accept", "text/html")])
     assert (page.status, page.body) == (200, greeting)
     assert page.header("Content-Type")[0].startswith("text/html")
     sent = {"name": "café", "tags": ["a", "b"], "n": 3}
-    echo = call(port, "/echo", "POST", json.dumps(sent).encode(), [("Content-Type", "application/json")])
+    echo = http_call(port, "/echo", "POST", json.dumps(sent).encode(), [("Content-Type", "application/json")])
     assert (echo.status, echo.json()) == (200, {"echo": sent})
-    search = call(port, "/search?q=hello%20world&page=2")
+    search = http_call(port, "/search?q=hello%20world&page=2")
     assert search.status == 200 and search.json()["q"] == "hello world" and str(search.json()["page"]) == "2"
-    item = call(port, "/items/42")
+    item = http_call(port, "/items/42")
     assert item.status == 200 and str(item.json()[path_key]) == "42"
     assert item.header("X-Item-Source") == [source]
 
@@ -565,9 +430,9 @@ def test_a_fastapi_app_behind_mangum_is_served_as_aws_would(tmp_path: Path) -> N
     header set by the app, and an image returned as bytes."""
     with serving_app(tmp_path, "fastapi_mangum", "FastapiFidelity", "main.handler", "python3.13") as port:
         check_framework_app(port, b"<h1>Hello from FastAPI</h1>", "fastapi", "item_id")
-        pixel = call(port, "/pixel.png", headers=[("Accept", "image/png")])
+        pixel = http_call(port, "/pixel.png", headers=[("Accept", "image/png")])
         assert pixel.header("Content-Type") == ["image/png"] and pixel.body.startswith(b"\x89PNG\r\n\x1a\n")
-        assert call(port, "/items/not-a-number").status == 422
+        assert http_call(port, "/items/not-a-number").status == 422
 
 
 @pytest.mark.network  # installs aws-lambda-powertools from PyPI into the function's bundle
@@ -576,9 +441,9 @@ def test_a_powertools_rest_resolver_app_is_served_as_aws_would(tmp_path: Path) -
     path parameters, a header set by the app, and an image returned as bytes."""
     with serving_app(tmp_path, "powertools", "PowertoolsFidelity", "main.handler", "python3.13") as port:
         check_framework_app(port, b"<h1>Hello from Powertools</h1>", "powertools", "item_id")
-        pixel = call(port, "/pixel.png", headers=[("Accept", "image/png")])
+        pixel = http_call(port, "/pixel.png", headers=[("Accept", "image/png")])
         assert pixel.header("Content-Type") == ["image/png"] and pixel.body.startswith(b"\x89PNG\r\n\x1a\n")
-        assert call(port, "/nowhere").status == 404
+        assert http_call(port, "/nowhere").status == 404
 
 
 @pytest.mark.network  # installs Express and serverless-http from the npm registry into the function's bundle
@@ -589,5 +454,5 @@ def test_an_express_app_behind_serverless_http_is_served_as_aws_would(tmp_path: 
         pytest.skip("no node here")
     with serving_app(tmp_path, "express_serverless_http", "ExpressFidelity", "main.handler", "nodejs22.x") as port:
         check_framework_app(port, b"<h1>Hello from Express</h1>", "express", "itemId")
-        pixel = call(port, "/pixel.png", headers=[("Accept", "image/png")])
+        pixel = http_call(port, "/pixel.png", headers=[("Accept", "image/png")])
         assert pixel.header("Content-Type") == ["image/png"] and pixel.body.startswith(b"\x89PNG\r\n\x1a\n")

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 (the fixtures imported from tests/test_gateway_fidelity.py are parameters here)
 """Issue 22: `deployer serve` and the local cloud answer as API Gateway answers, round two; and issue 20's bounds
 on what the local cloud reads (items 13, 14).
 
@@ -31,13 +30,7 @@ from deployer.local.auth import new_credentials
 from deployer.local.dataplane import DataPlane
 from deployer.local.emulator import Emulator
 from deployer.serve import server as serve_server
-from tests.test_gateway_fidelity import (  # noqa: F401 (fixtures, used by name)
-    Emulation,
-    Start,
-    emulation,
-    local_emulation,
-    serve_emulation,
-)
+from tests.emulations import Emulation, Start
 
 # AWS's numbers, not imported from the code under test: Lambda's payload limit ("must be smaller than 6291556
 # bytes"), API Gateway's 10 MB body and 10,240 bytes of request line and header values.

@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 
 from deployer import aws as aws_module
 from deployer.aws import Aws
-from deployer.cli import _aws_error_message, app
+from deployer.cli import app
+from deployer.cli.common import aws_error_message
 from deployer.config import load_config
-from deployer.state import store_for
+from deployer.stores import store_for
 from tests.account import APP, BUCKET, Account, state_file
 from tests.faults import RawBody
 from tests.support import Waiting
@@ -282,12 +283,12 @@ def test_an_error_page_instead_of_an_answer_is_one_line_without_html() -> None:
     aws = Aws("us-east-1", session=session)
     with pytest.raises(ClientError) as caught:
         aws.lambda_.get_function(FunctionName="anything")  # a REST-JSON service gives the page as its message
-    message, code = _aws_error_message(caught.value) or ("", 0)
+    message, code = aws_error_message(caught.value) or ("", 0)
     assert code == 1 and "\n" not in message and "<" not in message
     assert "AWS refused GetFunction: 403: 403 Forbidden Blocked by policy" in message
     with pytest.raises(ClientError) as caught:
         aws.iam.get_role(RoleName="anything")  # a query service parses nothing out of it
-    message, code = _aws_error_message(caught.value) or ("", 0)
+    message, code = aws_error_message(caught.value) or ("", 0)
     assert message.startswith("AWS refused GetRole: HTTP 403: an answer that is not AWS's") and "{" not in message
 
 

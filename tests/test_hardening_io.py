@@ -19,7 +19,7 @@ from deployer.cli import app
 from deployer.config import load_config
 from deployer.serve import make_server
 from tests.account import APP, BUCKET, Account
-from tests.test_serve import running
+from tests.support import running
 
 STATE_KEY = f"deployer-state/{APP}/test/state.json"
 LOCK_KEY = f"deployer-state/{APP}/test/lock.json"
@@ -171,7 +171,7 @@ def test_an_event_or_body_over_lambdas_6_mb_is_refused_without_reading_it_all(
         return stream
 
     monkeypatch.setattr(Path, "open", counted_open)
-    monkeypatch.setattr("deployer.cli_operate._connect", lambda *_: pytest.fail("AWS was called"))
+    monkeypatch.setattr("deployer.cli.common.connect", lambda *_: pytest.fail("AWS was called"))
     given = source if option == "--event" else f"@{source}"
     message = cli("invoke", option, given, expect=2)
     assert "is larger than 6 MB, Lambda's limit for an invocation's event" in message
@@ -191,16 +191,14 @@ def test_a_refused_bucket_creation_leaves_no_note_and_someone_elses_bucket_keeps
 
     from tests.faults import fail
 
-    if backend == "local":  # the note lives in the state, and the artifact's upload makes the bucket
+    if backend == "local":  # the artifact's upload makes the bucket, not the shared state's lock
         config = project / "deploy.toml"
         config.write_text(config.read_text() + '\n[state]\nbackend = "local"\n')
     session = boto3.Session()
     fail(session, "s3", "CreateBucket", "AccessDenied", "Access Denied", 403, times=99)
     monkeypatch.setattr("deployer.aws.boto3.Session", lambda: session)
     cli("up", "--version", "1.0.0", expect=1)
-    assert not list((project / ".deployer").glob("unfinished-bucket-*"))
-    for state in (project / ".deployer").glob("*.json"):
-        assert json.loads(state.read_text()).get("unfinished_bucket") is None
+    assert not list((project / ".deployer").glob("unfinished-*"))
 
     # Someone else (in the same account) makes the bucket, with settings of their own; the next up uses it.
     s3 = aws_account.client("s3")
@@ -212,6 +210,39 @@ def test_a_refused_bucket_creation_leaves_no_note_and_someone_elses_bucket_keeps
     assert [rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for rule in rules] == ["aws:kms"]
     with pytest.raises(s3.exceptions.ClientError, match="NoSuchPublicAccessBlockConfiguration"):
         s3.get_public_access_block(Bucket=BUCKET)
+
+
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_a_bucket_left_half_made_is_noted_the_same_way_whoever_made_it_and_the_next_up_finishes_it(
+    cli, project: Path, aws_account: Account, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """The shared state's lock and the artifact's upload both make the bucket; a run stopped between CreateBucket
+    and its settings leaves one note, a file beside the local state (the state cannot hold it: it may live in
+    that very bucket), and the next up, of either backend, makes that bucket private and encrypted."""
+    import boto3
+
+    from tests.faults import fail
+
+    if backend == "local":
+        config = project / "deploy.toml"
+        config.write_text(config.read_text() + '\n[state]\nbackend = "local"\n')
+    session = boto3.Session()
+    fail(session, "s3", "PutPublicAccessBlock", "AccessDenied", "Access Denied", 403, times=1)
+    monkeypatch.setattr("deployer.aws.boto3.Session", lambda: session)
+    cli("up", "--version", "1.0.0", expect=1)
+    s3 = aws_account.client("s3")
+    assert [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]] == [BUCKET]
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchPublicAccessBlockConfiguration"):
+        s3.get_public_access_block(Bucket=BUCKET)
+    assert [note.name for note in (project / ".deployer").glob("unfinished-*")] == [f"unfinished-bucket-{BUCKET}"]
+
+    monkeypatch.setattr("deployer.aws.boto3.Session", boto3.Session)
+    cli("up", "--version", "1.0.0", expect=0)
+    blocked = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
+    assert all(blocked.values())
+    [rule] = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert list((project / ".deployer").glob("unfinished-*")) == []
 
 
 # ---- 9: installs run without the caller's AWS credentials; npm's install scripts only when asked ----------------

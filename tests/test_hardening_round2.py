@@ -84,17 +84,17 @@ def test_the_history_keeps_the_whole_command_line_that_ran(cli, project: Path, a
 
 
 def test_the_command_line_kept_holds_no_password_of_an_endpoint_url(project: Path, monkeypatch) -> None:
-    from deployer import cli as cli_module
+    from deployer.cli import common
     from deployer.errors import DeployerError
 
     seen: list[str] = []
-    real = cli_module._command_line
+    real = common.command_line
 
     def recorded(context: Any) -> str:
         seen.append(real(context))  # what the lock and the history would name
         raise DeployerError("stop here")
 
-    monkeypatch.setattr(cli_module, "_command_line", recorded)
+    monkeypatch.setattr(common, "command_line", recorded)
     url = "http://user:s3cret@127.0.0.1:9"
     CliRunner().invoke(app, ["down", "--yes", "--endpoint-url", url, "--config", str(project / "deploy.toml")])
     assert seen == [f"down --config {project / 'deploy.toml'} --endpoint-url http://127.0.0.1:9 --yes"]
@@ -426,6 +426,22 @@ def test_the_same_release_with_another_configuration_is_refused_unless_forced(
         aws_account.client("lambda").get_function(FunctionName=APP, Qualifier="test")["Configuration"]["MemorySize"]
         == 256
     )
+
+
+def test_promote_takes_force_as_up_does_for_a_release_shipped_again_with_another_configuration(
+    cli, project: Path, aws_account: Account
+) -> None:
+    """The refusal says "pass --force": promote takes it too (it had none, so the advice could not be followed)."""
+    cli("up", "--version", "1.0.0", expect=0)
+    cli("promote", "1.0.0", "--stage", "prod", expect=0)
+    config = project / "deploy.toml"
+    config.write_text(config.read_text() + "\n[stages.prod]\nmemory = 256\n")
+    assert "pass --force" in cli("promote", "1.0.0", "--stage", "prod", expect=1)
+    prod = f"{APP}-prod"
+    functions = aws_account.client("lambda")
+    assert functions.get_function(FunctionName=prod, Qualifier="prod")["Configuration"]["MemorySize"] == 128
+    cli("promote", "1.0.0", "--stage", "prod", "--force", expect=0)
+    assert functions.get_function(FunctionName=prod, Qualifier="prod")["Configuration"]["MemorySize"] == 256
 
 
 # 8. A state edited to name another app's API: rollback printed and stored that app's URL; errors advised adopting

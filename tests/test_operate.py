@@ -159,7 +159,7 @@ def test_bad_input_is_one_line_and_no_aws_call(cli, monkeypatch, arguments: list
     def no_aws(*_: Any) -> None:
         raise AssertionError("AWS was called")
 
-    monkeypatch.setattr("deployer.cli_operate._connect", no_aws)
+    monkeypatch.setattr("deployer.cli.common.connect", no_aws)
     assert message in cli("invoke", *arguments, expect=2)
 
 
@@ -238,11 +238,11 @@ def test_a_line_without_a_request_id_belongs_to_the_request_its_stream_runs() ->
 
 def test_follow_prints_new_events_once(app_project: Path, aws_account) -> None:
     """Each poll asks from the last event's time on: what it printed already is never printed again."""
-    from deployer.cli import _connect
+    from deployer.cli.common import connect
     from deployer.config import load_config
 
     ok(app_project, "up", "--version", "1.0.0")
-    connection = _connect(load_config(app_project / "deploy.toml"), None)
+    connection = connect(load_config(app_project / "deploy.toml"), None)
     requests = iter(["/first", "/second"])
     printed: list[str] = []
 

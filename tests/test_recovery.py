@@ -215,7 +215,7 @@ HOLD_THE_LOCK = """
 import sys, time
 from pathlib import Path
 from deployer.config import load_config
-from deployer.state import store_for
+from deployer.stores import store_for
 with store_for(load_config(Path(sys.argv[1]))).lock("up --version 0.9.0"):
     print("held", flush=True)
     time.sleep(120)

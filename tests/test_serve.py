@@ -8,7 +8,6 @@ ask: echo the event, count, sleep, crash, raise, reply with the request body as 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import re
 import shutil
@@ -16,10 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +30,9 @@ from deployer.gateway.proxy import MAX_REQUEST_BODY
 from deployer.process import alive
 from deployer.serve import LocalApiServer, make_server
 from tests.browser import chromium_page
+from tests.support import APPS, Reply, http_call, running
 
 REPO = Path(__file__).resolve().parent.parent
-APPS = Path(__file__).resolve().parent / "apps"
 ERROR_BODY = {"message": "Internal server error"}
 # Not deploy.toml's default */* (every body binary, tests/test_gateway_fidelity.py): JSON and text stay text here.
 BINARY_MEDIA_TYPES = '["application/octet-stream", "image/*"]'
@@ -43,19 +41,6 @@ FUNCTIONS = {
     "python": ("serve_python", "main.handler", "python3.13"),
     "node": ("serve_node", "index.handler", "nodejs22.x"),
 }
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> list[str]:
-        return [value for key, value in self.headers if key.lower() == name.lower()]
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -70,7 +55,7 @@ class Served:
     def request(
         self, target: str = "/", method: str = "GET", body: bytes | None = None, headers: Sequence[tuple[str, str]] = ()
     ) -> Reply:
-        return call(self.port, target, method, body, headers)
+        return http_call(self.port, target, method, body, headers)
 
     def json(self, target: str) -> Any:
         reply = self.request(target)
@@ -81,39 +66,6 @@ class Served:
         """Have the function return `result` (sent as the request body) as its answer."""
         headers = [("Content-Type", "application/json")] + ([("Accept", accept)] if accept else [])
         return self.request("/reply", "POST", json.dumps(result).encode(), headers)
-
-
-def call(
-    port: int,
-    target: str = "/",
-    method: str = "GET",
-    body: bytes | None = None,
-    headers: Sequence[tuple[str, str]] = (),
-) -> Reply:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    try:
-        connection.putrequest(method, target, skip_accept_encoding=True)
-        for name, value in headers:
-            connection.putheader(name, value)
-        if body is not None:
-            connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body)
-        response = connection.getresponse()
-        return Reply(response.status, response.getheaders(), response.read())
-    finally:
-        connection.close()
-
-
-@contextmanager
-def running(server: LocalApiServer) -> Iterator[LocalApiServer]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def write_config(
@@ -546,7 +498,7 @@ def test_serve_prints_the_url_and_stops_on_ctrl_c_killing_its_worker(tmp_path: P
         line = process.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         assert found, line
-        pid = call(int(found.group(1)), "/pid").json()["pid"]
+        pid = http_call(int(found.group(1)), "/pid").json()["pid"]
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=15)
     finally:
@@ -576,7 +528,7 @@ def test_the_serve_command_runs_the_function_with_its_bundled_dependencies(tmp_p
         assert process.stdout is not None
         found = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
         assert found, process.stderr.read() if process.stderr else ""
-        body = call(int(found.group(1)), "/").body.decode()
+        body = http_call(int(found.group(1)), "/").body.decode()
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=15)
     finally:

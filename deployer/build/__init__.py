@@ -5,7 +5,8 @@ package must not import boto3: `deployer build` has to start fast. Its parts, on
 
 - rules.py: what is never packed, and why (secrets by name and content, `[function] exclude`);
 - walk.py: the source and dependency folders as the zip's entries, and the source's checks;
-- zipwriter.py: the zip's bytes, written as temp file, fsync, rename;
+- zipwriter.py: the zip's bytes (compressed in parallel, unchanged entries reused from the previous zip),
+  written as temp file, fsync, rename;
 - lock.py: the build lock (deployer.filelock's kernel lock, re-entrant in a process);
 - here: build() itself, the manifest that says whether the zip is stale, and the upload's read.
 
@@ -20,13 +21,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployer.build.lock import build_lock
 from deployer.build.rules import LeftOut, compile_exclude, left_out_line, sorted_left_out
 from deployer.build.walk import Entry, check_source, zip_entries
-from deployer.build.zipwriter import BUILD_FORMAT, remove_temporary_files, replaced, write_zip
+from deployer.build.zipwriter import (
+    BUILD_FORMAT,
+    Previous,
+    compressor_name,
+    load_previous,
+    remove_temporary_files,
+    replaced,
+    write_zip,
+)
 from deployer.config import Config
 from deployer.dependencies import folder_blocker
 from deployer.errors import DeployerError, UsageError
@@ -88,7 +97,7 @@ def _fingerprint(config: Config, entries: list[Entry]) -> str:
     """Cheap: names, sizes, modes and mtimes, no file contents. Decides whether the zip is stale."""
     digest = hashlib.sha256(f"{BUILD_FORMAT}\n".encode())
     for entry in entries:
-        info = entry.source.stat() if entry.source else None
+        info = entry.stat() if entry.source else None
         digest.update(
             f"{entry.name}\0{info and info.st_size}\0{info and info.st_mtime_ns}\0{entry.executable}\n".encode()
         )
@@ -102,7 +111,7 @@ def _check_size(entries: list[Entry]) -> None:
             parts = entry.name.split("/")
             # A package is a top-level entry, or one folder inside node_modules/.
             package = "/".join(parts[:2]) if parts[0] == "node_modules" and len(parts) > 2 else parts[0]
-            sizes[package] = sizes.get(package, 0) + entry.source.stat().st_size
+            sizes[package] = sizes.get(package, 0) + entry.stat().st_size
     total = sum(sizes.values())
     if total > LAMBDA_UNZIPPED_LIMIT:
         largest = sorted(sizes.items(), key=lambda item: -item[1])[:5]
@@ -143,6 +152,10 @@ class _Manifest:
     sha256: str
     content_sha256: str
     size: int
+    # What the next build needs to reuse this zip's compressed entries (see zipwriter.Previous); a manifest
+    # without them (an older deployer's) is still valid, its zip is just compressed afresh.
+    compressor: str = ""
+    entries: dict[str, list[object]] = field(default_factory=dict)
 
 
 def _read_manifest(manifest: Path) -> _Manifest | None:
@@ -157,6 +170,13 @@ def _read_manifest(manifest: Path) -> _Manifest | None:
     if not all(isinstance(text, str) for text in texts) or type(found.size) is not int:
         return None
     return found
+
+
+def _previous(destination: Path, recorded: _Manifest | None) -> Previous | None:
+    """The zip being replaced, for its unchanged entries' compressed bytes; None when there is none to trust."""
+    if recorded is None:
+        return None
+    return load_previous(destination, recorded.sha256, recorded.compressor, recorded.entries)
 
 
 # ---- build -----------------------------------------------------------------------------------------------------
@@ -179,17 +199,31 @@ def build(config: Config, *, force: bool = False, log: Log = lambda _: None) -> 
         destination = artifact_path(config)
         manifest = destination.with_name(destination.name + ".json")
         fingerprint = _fingerprint(config, entries)
-        recorded = None if force or not destination.is_file() else _read_manifest(manifest)
-        if recorded and recorded.fingerprint == fingerprint and recorded.size == destination.stat().st_size:
+        recorded = _read_manifest(manifest) if destination.is_file() else None
+        if (
+            not force
+            and recorded
+            and recorded.fingerprint == fingerprint
+            and recorded.size == destination.stat().st_size
+        ):
             return Artifact(destination, recorded.sha256, recorded.content_sha256, recorded.size, False, left_out)
         _check_size(entries)
         destination.parent.mkdir(parents=True, exist_ok=True)
         remove_temporary_files(destination.parent)
+        previous = _previous(destination, recorded)  # read before the old manifest goes
         manifest.unlink(missing_ok=True)  # a zip never sits beside a manifest describing other bytes
-        sha256, content_sha256 = write_zip(entries, destination)
+        zipped = write_zip(entries, destination, previous)
         size = destination.stat().st_size
+        written = _Manifest(
+            fingerprint,
+            zipped.sha256,
+            zipped.content_sha256,
+            size,
+            compressor_name(),
+            {name: entry.as_json() for name, entry in zipped.entries.items()},
+        )
         with replaced(manifest) as stream:
-            stream.write(json.dumps(asdict(_Manifest(fingerprint, sha256, content_sha256, size))).encode())
+            stream.write(json.dumps(written.__dict__, separators=(",", ":")).encode())  # asdict would deep-copy
         if left_out:
             log(left_out_line(left_out))
-        return Artifact(destination, sha256, content_sha256, size, True, left_out)
+        return Artifact(destination, zipped.sha256, zipped.content_sha256, size, True, left_out)

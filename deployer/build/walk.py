@@ -7,7 +7,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployer.build.rules import (
@@ -31,6 +31,13 @@ class Entry:
     name: str  # the path inside the zip, "/"-separated, directories ending in "/"
     source: Path | None  # None for directories
     executable: bool
+    # The file's stat as the walk saw it (following symlinks), so the build's later steps need no stat of
+    # their own: the staleness fingerprint, the size check and the zip writer's unchanged-file check.
+    info: os.stat_result | None = field(default=None, compare=False)
+
+    def stat(self) -> os.stat_result:
+        assert self.source is not None
+        return self.info or os.stat(self.source)
 
 
 def _children(folder: Path) -> list[os.DirEntry[str]]:
@@ -102,9 +109,10 @@ def walk(root: Path, rules: Rules, left_out: list[LeftOut]) -> Iterator[Entry]:
                         "copy the file into the source folder instead"
                     )
             try:
-                mode = child.stat().st_mode
+                info = child.stat()
             except OSError as error:
                 raise unreadable(path, error) from None
+            mode = info.st_mode
             if stat.S_ISDIR(mode):
                 real = real or real_folder / child.name
                 if real in rules.outputs:
@@ -121,7 +129,7 @@ def walk(root: Path, rules: Rules, left_out: list[LeftOut]) -> Iterator[Entry]:
                 if rules.sniff_keys and holds_private_key(path):
                     left_out.append(LeftOut(name, PRIVATE_KEY))
                     continue
-                yield Entry(name, path, bool(mode & 0o111))
+                yield Entry(name, path, bool(mode & 0o111), info)
 
     yield from visit(root, real_root, "", frozenset({real_root}))
 

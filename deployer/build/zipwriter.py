@@ -1,7 +1,23 @@
-"""The reproducible zip, and the temp-file-then-rename that puts it (and its manifest) in place.
+"""The reproducible zip, written by our own small writer, and the temp-file-then-rename that puts it in place.
 
 Reproducible means the same entries give the same sha256 wherever they are zipped: entries in the given
-(sorted) order, one fixed timestamp, permissions normalised to 644/755, Unix "made by", no extra attributes.
+(sorted) order, one fixed timestamp, permissions normalised to 644/755, Unix "made by", no extra fields.
+The layout is the one Python's `zipfile` writes for `writestr` to a seekable file (sizes and CRC in the
+local header, no data descriptor), so an artifact keeps its bytes across this writer's introduction.
+
+Our own writer, rather than `zipfile`, for two reasons:
+- files are compressed in parallel (zlib, hashlib and file reads release the GIL, so threads use every core);
+- a rebuild reuses the raw deflate stream of every unchanged entry from the previous zip, read straight out
+  of it (no recompression), so changing one file of a 100 MB dependency tree costs a read and a hash of the
+  tree, not a recompression of it. An entry is reused only when its name, size, mode and sha256 all match
+  what the previous build recorded, the compressor (zlib version and level) is the same, and the previous
+  zip's bytes still have the digest its manifest names: the result is byte-identical to a clean build.
+  A file whose modification time, change time and inode are the ones recorded when it was last read (and
+  had settled, see SETTLE_NS) is not read again: no write leaves its change time alone, so its recorded
+  sha256 still holds (git's index trusts the same).
+
+Zip64 is written only for more than 65,535 entries (as `zipfile` does); a file or a zip over 4 GB is
+refused, as Lambda takes at most 250 MB unzipped.
 """
 
 from __future__ import annotations
@@ -9,19 +25,54 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 import tempfile
-import zipfile
-from collections.abc import Iterator
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from deployer.build.walk import Entry
+from deployer.errors import DeployerError
 
-FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
-BUILD_FORMAT = 2  # bump when the zip layout changes, so cached builds are redone
+BUILD_FORMAT = 2  # bump when what the content digest covers changes (it names published versions)
 COMPRESSION_LEVEL = 6
 TEMPORARY_PREFIX = ".build-"
+
+# 1980-01-01 00:00:00, the earliest time a zip entry can hold, as MS-DOS date and time.
+DOS_DATE = (1980 - 1980) << 9 | 1 << 5 | 1
+DOS_TIME = 0
+VERSION = 20  # "2.0": deflate, folders; what zipfile writes as made-by and needed-to-extract
+UNIX = 3
+DEFLATED = 8
+UTF8_NAME = 0x800  # general purpose flag bit 11: the name is UTF-8 (set only when it is not ASCII)
+MSDOS_DIRECTORY = 0x10
+ZIP32_LIMIT = 0xFFFFFFFF
+ENTRY_COUNT_LIMIT = 0xFFFF
+
+LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")
+END_RECORD = struct.Struct("<4s4H2LH")
+ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
+ZIP64_END_LOCATOR = struct.Struct("<4sLQL")
+
+WORKERS = min(8, os.cpu_count() or 1)
+# A file's timestamps are trusted to say it is unchanged only if they are older than the build by this much:
+# file systems stamp times at a coarse grain (a kernel tick), so a write just after a read can keep them.
+SETTLE_NS = 2_000_000_000
+BATCH_BYTES = 1 << 20  # a worker's task: consecutive entries of about this many bytes, or BATCH_ENTRIES of them
+BATCH_ENTRIES = 256
+BATCHES_AHEAD_PER_WORKER = 4  # tasks queued ahead of the writer per worker: bounds the memory held at once
+
+
+def compressor_name() -> str:
+    """What decides the compressed bytes besides the input: reused bytes must come from the same one."""
+    return f"zlib {zlib.ZLIB_RUNTIME_VERSION} raw deflate level {COMPRESSION_LEVEL}"
 
 
 @contextmanager
@@ -40,33 +91,275 @@ def replaced(destination: Path) -> Iterator[IO[bytes]]:
         raise
 
 
-def write_zip(entries: list[Entry], destination: Path) -> tuple[str, str]:
-    """Write the zip; return the digest of its bytes (read back before the rename, so they are the bytes
-    renamed into place) and the digest of its content, which another zlib cannot change."""
-    content = hashlib.sha256(f"{BUILD_FORMAT}\n".encode())
-    digest = hashlib.sha256()
-    with replaced(destination) as raw:
-        with zipfile.ZipFile(raw, "w") as archive:
-            for entry in entries:
-                info = zipfile.ZipInfo(entry.name, date_time=FIXED_TIMESTAMP)
-                info.create_system = 3  # Unix, wherever it is built
-                if entry.source is None:
-                    info.external_attr = (stat.S_IFDIR | 0o755) << 16 | 0x10  # 0x10: MS-DOS directory flag
-                    archive.writestr(info, b"")
-                    content.update(f"{entry.name}\0\n".encode())
-                    continue
-                info.external_attr = (stat.S_IFREG | (0o755 if entry.executable else 0o644)) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                data = entry.source.read_bytes()
-                archive.writestr(info, data, compresslevel=COMPRESSION_LEVEL)
-                content.update(f"{entry.name}\0{entry.executable}\0{hashlib.sha256(data).hexdigest()}\n".encode())
-        raw.seek(0)
-        for block in iter(lambda: raw.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest(), content.hexdigest()
-
-
 def remove_temporary_files(folder: Path) -> None:
     """Temp files of a build that was killed; under the build lock no other build is writing one."""
     for temporary in folder.glob(f"{TEMPORARY_PREFIX}*"):
         temporary.unlink(missing_ok=True)
+
+
+# ---- what a build records per entry, and the previous zip it can reuse ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One file entry as written: the manifest keeps these so the next build can reuse its compressed bytes."""
+
+    size: int
+    executable: bool
+    sha256: str
+    crc: int
+    compressed_size: int
+    offset: int  # of its local header in the zip
+    # The file's (mtime_ns, ctime_ns, inode) when it was read, if it had settled by then (see `_settled`).
+    # The same triple later means the same bytes (no write leaves ctime alone), so the sha256 above is known
+    # without reading the file; anything else, and the file is read and hashed again.
+    seen: tuple[int, int, int] | None = None
+
+    def as_json(self) -> list[Any]:
+        seen = list(self.seen) if self.seen else None
+        return [self.size, self.executable, self.sha256, self.crc, self.compressed_size, self.offset, seen]
+
+    @classmethod
+    def from_json(cls, value: object) -> Recorded | None:
+        """None for anything but the exact shape `as_json` writes (the manifest may have been edited)."""
+        if not isinstance(value, list) or len(value) != 7:
+            return None
+        size, executable, sha256, crc, compressed_size, offset, seen = value
+        numbers = (size, crc, compressed_size, offset, *(seen if isinstance(seen, list) else ()))
+        if not all(type(number) is int and number >= 0 for number in numbers):
+            return None
+        if type(executable) is not bool or not isinstance(sha256, str):
+            return None
+        if seen is not None and (not isinstance(seen, list) or len(seen) != 3):
+            return None
+        return cls(size, executable, sha256, crc, compressed_size, offset, tuple(seen) if seen else None)
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The previous zip's bytes, and what its manifest recorded for each of its file entries."""
+
+    data: memoryview
+    entries: dict[str, Recorded]
+
+    def reusable(self, name: str, size: int, executable: bool, sha256: str) -> memoryview | None:
+        """The raw deflate stream of `name` in the previous zip if it holds exactly these bytes under this mode."""
+        recorded = self.entries.get(name)
+        if recorded is None or (recorded.size, recorded.executable, recorded.sha256) != (size, executable, sha256):
+            return None
+        encoded = name.encode()
+        start = recorded.offset + LOCAL_HEADER.size + len(encoded)
+        end = start + recorded.compressed_size
+        if end > len(self.data):
+            return None
+        expected = _local_header(encoded, recorded.crc, recorded.compressed_size, size, DEFLATED)
+        if self.data[recorded.offset : start] != expected:
+            return None
+        return self.data[start:end]
+
+
+def load_previous(zip_path: Path, sha256: str, compressor: str, entries: object) -> Previous | None:
+    """The previous build's zip, if it still has the digest its manifest names and was compressed by the same
+    compressor as this build would use; otherwise None (everything is compressed afresh)."""
+    if compressor != compressor_name() or not isinstance(entries, dict):
+        return None
+    try:
+        data = zip_path.read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return None
+    recorded = {name: Recorded.from_json(value) for name, value in entries.items() if isinstance(name, str)}
+    return Previous(memoryview(data), {name: value for name, value in recorded.items() if value is not None})
+
+
+# ---- the zip's records ------------------------------------------------------------------------------------------
+
+
+def _flags(encoded: bytes) -> int:
+    return 0 if encoded.isascii() else UTF8_NAME
+
+
+def _local_header(encoded: bytes, crc: int, compressed_size: int, size: int, method: int) -> bytes:
+    fields = (VERSION, 0, _flags(encoded), method, DOS_TIME, DOS_DATE, crc, compressed_size, size, len(encoded), 0)
+    return LOCAL_HEADER.pack(b"PK\x03\x04", *fields) + encoded
+
+
+@dataclass(frozen=True)
+class _Written:
+    """An entry ready to write: its name, external attributes, method, CRC, sizes, sha256 and deflate stream."""
+
+    name: str
+    attributes: int
+    method: int
+    crc: int
+    size: int
+    sha256: str
+    stream: bytes | memoryview
+    seen: tuple[int, int, int] | None  # see Recorded.seen
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.attributes >> 16 & 0o111)
+
+
+def _directory(entry: Entry) -> _Written:
+    attributes = (stat.S_IFDIR | 0o755) << 16 | MSDOS_DIRECTORY
+    return _Written(entry.name, attributes, 0, 0, 0, "", b"", None)
+
+
+def _seen(info: os.stat_result) -> tuple[int, int, int]:
+    return (info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+def _file(entry: Entry, previous: Previous | None, level: int, settled_before: int) -> _Written:
+    """Read, hash and compress one file, or take its compressed bytes from the previous zip when its bytes are
+    the ones recorded there. Runs in a worker thread: the read, sha256, crc32 and deflate all release the GIL."""
+    assert entry.source is not None
+    attributes = (stat.S_IFREG | (0o755 if entry.executable else 0o644)) << 16
+    info = entry.stat()  # before the read: a write after it changes ctime, and the next build reads the file again
+    seen = _seen(info)
+    known = previous.entries.get(entry.name) if previous else None
+    if known and known.seen == seen and known.size == info.st_size and known.executable == entry.executable:
+        reused = previous.reusable(entry.name, known.size, known.executable, known.sha256)  # type: ignore[union-attr]
+        if reused is not None:
+            return _Written(entry.name, attributes, DEFLATED, known.crc, known.size, known.sha256, reused, seen)
+    data = entry.source.read_bytes()
+    if len(data) > ZIP32_LIMIT:
+        raise DeployerError(f"{entry.name} is over 4 GB; Lambda takes at most 250 MB unzipped")
+    sha256 = hashlib.sha256(data).hexdigest()
+    # A file changed within the file system's timestamp grain of this read could keep its ctime: not recorded.
+    settled = seen if max(info.st_mtime_ns, info.st_ctime_ns) < settled_before else None
+    reused = previous.reusable(entry.name, len(data), entry.executable, sha256) if previous else None
+    if reused is not None:
+        crc = previous.entries[entry.name].crc  # type: ignore[union-attr]
+        return _Written(entry.name, attributes, DEFLATED, crc, len(data), sha256, reused, settled)
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    stream = compressor.compress(data) + compressor.flush()
+    return _Written(entry.name, attributes, DEFLATED, zlib.crc32(data), len(data), sha256, stream, settled)
+
+
+def _batches(entries: list[Entry]) -> Iterator[list[Entry]]:
+    """Runs of consecutive entries of about BATCH_BYTES together: one task per small file would cost more in
+    the pool's bookkeeping (under the GIL) than the file costs to hash."""
+    batch: list[Entry] = []
+    size = 0
+    for entry in entries:
+        batch.append(entry)
+        size += entry.stat().st_size if entry.source else 0
+        if size >= BATCH_BYTES or len(batch) >= BATCH_ENTRIES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _prepare(batch: list[Entry], previous: Previous | None, level: int, settled_before: int) -> list[_Written]:
+    return [
+        _directory(entry) if entry.source is None else _file(entry, previous, level, settled_before) for entry in batch
+    ]
+
+
+def _prepared(entries: list[Entry], previous: Previous | None) -> Iterator[_Written]:
+    """The entries ready to write, in order, prepared by a thread pool a bounded number of batches ahead."""
+    level = COMPRESSION_LEVEL
+    settled_before = time.time_ns() - SETTLE_NS
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="zip") as pool:
+        pending: deque[Future[list[_Written]]] = deque()
+        batches = _batches(entries)
+        try:
+            for batch in batches:
+                pending.append(pool.submit(_prepare, batch, previous, level, settled_before))
+                if len(pending) >= WORKERS * BATCHES_AHEAD_PER_WORKER:
+                    break
+            while pending:
+                yield from pending.popleft().result()
+                batch = next(batches, None)
+                if batch is not None:
+                    pending.append(pool.submit(_prepare, batch, previous, level, settled_before))
+        finally:
+            for waiting in pending:
+                waiting.cancel()
+
+
+def _end_records(count: int, directory_offset: int, directory_size: int) -> bytes:
+    """The end of central directory record, after zip64's end record and locator when there are too many
+    entries for the classic one (as zipfile writes them)."""
+    records = b""
+    if count > ENTRY_COUNT_LIMIT:
+        zip64_end = directory_offset + directory_size
+        records += ZIP64_END_RECORD.pack(
+            b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, directory_size, directory_offset
+        )
+        records += ZIP64_END_LOCATOR.pack(b"PK\x06\x07", 0, zip64_end, 1)
+    return records + END_RECORD.pack(
+        b"PK\x05\x06", 0, 0, min(count, ENTRY_COUNT_LIMIT), min(count, ENTRY_COUNT_LIMIT),
+        directory_size, directory_offset, 0,
+    )  # fmt: skip
+
+
+def _central_header(item: _Written, encoded: bytes, compressed_size: int, offset: int) -> bytes:
+    # fmt: off
+    fields = (
+        VERSION, UNIX, VERSION, 0, _flags(encoded), item.method, DOS_TIME, DOS_DATE, item.crc, compressed_size,
+        item.size, len(encoded), 0, 0, 0, 0, item.attributes, offset,
+    )
+    # fmt: on
+    return CENTRAL_HEADER.pack(b"PK\x01\x02", *fields) + encoded
+
+
+@dataclass(frozen=True)
+class Zipped:
+    sha256: str  # of the zip's bytes
+    content_sha256: str  # of what it holds (names, modes, file bytes), whatever the compressor
+    entries: dict[str, Recorded]  # every file entry, for the next build to reuse
+
+
+def write_zip(entries: Iterable[Entry], destination: Path, previous: Previous | None = None) -> Zipped:
+    """Write the zip (temp file, fsync, rename); return the digest of the bytes written, the digest of its
+    content (which another zlib cannot change) and what the next build needs to reuse its entries."""
+    content = hashlib.sha256(f"{BUILD_FORMAT}\n".encode())
+    digest = hashlib.sha256()
+    recorded: dict[str, Recorded] = {}
+    central: list[bytes] = []
+    offset = 0
+
+    pending: list[bytes | memoryview] = []
+    pending_size = 0
+
+    def put(stream: IO[bytes], chunk: bytes | memoryview, flush: bool = False) -> None:
+        """Write in blocks of about a megabyte: a write and a hash update per header would cost more."""
+        nonlocal offset, pending_size
+        pending.append(chunk)
+        pending_size += len(chunk)
+        offset += len(chunk)
+        if pending_size >= 1 << 20 or flush:
+            block = b"".join(pending)
+            stream.write(block)
+            digest.update(block)
+            pending.clear()
+            pending_size = 0
+
+    with replaced(destination) as stream:
+        for item in _prepared(list(entries), previous):
+            encoded = item.name.encode()
+            compressed_size = len(item.stream)
+            if offset > ZIP32_LIMIT or compressed_size > ZIP32_LIMIT:
+                raise DeployerError("the zip would be over 4 GB; Lambda takes at most 250 MB unzipped")
+            central.append(_central_header(item, encoded, compressed_size, offset))
+            if item.sha256:
+                recorded[item.name] = Recorded(
+                    item.size, item.executable, item.sha256, item.crc, compressed_size, offset, item.seen
+                )
+                content.update(f"{item.name}\0{item.executable}\0{item.sha256}\n".encode())
+            else:
+                content.update(f"{item.name}\0\n".encode())
+            put(stream, _local_header(encoded, item.crc, compressed_size, item.size, item.method))
+            put(stream, item.stream)
+        directory_offset = offset
+        if directory_offset > ZIP32_LIMIT:
+            raise DeployerError("the zip would be over 4 GB; Lambda takes at most 250 MB unzipped")
+        directory = b"".join(central)
+        put(stream, directory)
+        put(stream, _end_records(len(central), directory_offset, len(directory)), flush=True)
+    return Zipped(digest.hexdigest(), content.hexdigest(), recorded)

@@ -54,7 +54,7 @@ FUNCTION_ARN = re.compile(
 )
 
 # (reason, lines of detail such as a stack trace): where a failed request is told.
-Report = Callable[[str, Sequence[str]], None]
+OnFailure = Callable[[str, Sequence[str]], None]
 
 
 def lambda_integration_uri(partition: str, region: str, function_arn: str) -> str:
@@ -141,7 +141,7 @@ def with_request_ids(response: Response, event: Mapping[str, Any] | None = None)
 def answer_from_function(
     invoke: Callable[[dict[str, Any]], Any],
     event: dict[str, Any],
-    report: Report,
+    report: OnFailure,
     binary_media_types: Iterable[str] = DEFAULT_BINARY_MEDIA_TYPES,
     timeout: float | None = None,
 ) -> Response:

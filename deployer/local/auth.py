@@ -12,7 +12,10 @@ page's own that resolves to 127.0.0.1), so the emulator trusts neither the conne
   header parsing, the clock skew and the payload-hash checks are this module's own). Refusals have
   AWS's 403 shape for the protocol, so boto3 raises a ClientError with AWS's code.
 - Every request, the data plane and the health check included, must name 127.0.0.1 or localhost in its
-  Host header: a rebinding page's requests name the page's host.
+  Host header: a rebinding page's requests name the page's host. The one exception is a custom domain's
+  data plane, `<domain>.localhost:<port>` (localhost_domain): browsers and curl resolve every `*.localhost` name
+  to the loopback themselves (RFC 6761; no DNS server is asked, so a rebinding page cannot point one at us), and
+  such a Host reaches nothing but the domain's API, never an AWS API call nor the control endpoints.
 - `POST /_deployer/shutdown` carries a token derived from the secret (shutdown_token).
 
 Standard library only at import: control.py reads the file and makes the token without botocore
@@ -43,6 +46,7 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = timedelta(minutes=15)  # what AWS allows between x-amz-date and its own clock
 AMZ_DATE = "%Y%m%dT%H%M%SZ"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
+MAX_DOMAIN = 253  # the longest DNS name
 # A body S3 does not hash into the signature (a signed header still says so): the rest of the request is checked.
 UNHASHED_PAYLOADS = frozenset(
     {
@@ -132,8 +136,20 @@ def is_local_host(host: str, port: int) -> bool:
     return name in LOCAL_HOSTS and given == str(port)
 
 
+def localhost_domain(host: str, port: int) -> str | None:
+    """The custom domain a Host header `<domain>.localhost`, with no port or this emulator's, names; else None."""
+    name, colon, given = host.strip().lower().rpartition(":")
+    if not colon:
+        name, given = given, str(port)
+    name = name.rstrip(".")
+    domain, dot, suffix = name.rpartition(".")
+    if given != str(port) or not dot or suffix != "localhost" or not domain or len(domain) > MAX_DOMAIN:
+        return None
+    return domain
+
+
 @dataclass(frozen=True)
-class Refusal:
+class AuthRefusal:
     """Why a control-plane request was refused: one of the `kind`s in ANSWERS, and the scope's service."""
 
     kind: str
@@ -141,29 +157,29 @@ class Refusal:
     detail: str = ""
 
 
-def check_identity(environ: Mapping[str, Any], credentials: Credentials, now: datetime) -> Refusal | None:
+def check_identity(environ: Mapping[str, Any], credentials: Credentials, now: datetime) -> AuthRefusal | None:
     """What check_signature checks before it needs the body: a SigV4 Authorization header naming this local
     cloud's key, a fresh X-Amz-Date, a scope of that date. A request that fails here is refused unread."""
     fields = parse_authorization(environ.get("HTTP_AUTHORIZATION", ""))
     if fields is None:
-        return Refusal("missing")
+        return AuthRefusal("missing")
     key_id, date, _, service, signed_headers, _ = fields
     if not hmac.compare_digest(key_id.encode(), credentials.access_key_id.encode()):
-        return Refusal("unknown key", service)
+        return AuthRefusal("unknown key", service)
     try:
         stamp = datetime.strptime(environ.get("HTTP_X_AMZ_DATE", ""), AMZ_DATE).replace(tzinfo=UTC)
     except ValueError:
-        return Refusal("bad signature", service, "no valid X-Amz-Date header")
+        return AuthRefusal("bad signature", service, "no valid X-Amz-Date header")
     if abs(now - stamp) > MAX_SKEW:
-        return Refusal("expired", service, f"X-Amz-Date {stamp:%Y%m%dT%H%M%SZ} is over 15 minutes from now")
+        return AuthRefusal("expired", service, f"X-Amz-Date {stamp:%Y%m%dT%H%M%SZ} is over 15 minutes from now")
     if date != stamp.strftime("%Y%m%d") or not {"host", "x-amz-date"} <= set(signed_headers):
-        return Refusal("bad signature", service, "the scope's date, or host and x-amz-date not signed")
+        return AuthRefusal("bad signature", service, "the scope's date, or host and x-amz-date not signed")
     return None
 
 
 def check_signature(
     environ: Mapping[str, Any], raw_path: str, body: bytes | None, credentials: Credentials, now: datetime
-) -> Refusal | None:
+) -> AuthRefusal | None:
     """None when the request is signed with `credentials` (SigV4, header form); else why not.
 
     `body` is the whole request body, or None when the caller has not read it: then only a request whose
@@ -181,12 +197,12 @@ def check_signature(
         raise ValueError("check_signature needs the body of a request without X-Amz-Content-SHA256")
     expected = _signature(environ, raw_path, body, signed_headers, credentials, region, service)
     if not hmac.compare_digest(expected, signature):
-        return Refusal("bad signature", service)
+        return AuthRefusal("bad signature", service)
     if claimed is not None and claimed not in UNHASHED_PAYLOADS:
         if not SHA256_HEX.match(claimed):
-            return Refusal("bad signature", service, f"X-Amz-Content-SHA256 {claimed!r} is not a SHA-256")
+            return AuthRefusal("bad signature", service, f"X-Amz-Content-SHA256 {claimed!r} is not a SHA-256")
         if body is not None and not hmac.compare_digest(hashlib.sha256(body).hexdigest(), claimed):
-            return Refusal("payload", service)
+            return AuthRefusal("payload", service)
     return None
 
 
@@ -292,7 +308,7 @@ def protocol(service: str | None, environ: Mapping[str, Any], raw_path: str) -> 
 
 
 def refusal_answer(
-    refusal: Refusal, environ: Mapping[str, Any], raw_path: str
+    refusal: AuthRefusal, environ: Mapping[str, Any], raw_path: str
 ) -> tuple[int, list[tuple[str, str]], bytes]:
     """(status, headers, body) in AWS's shape for the request's protocol."""
     kind = protocol(refusal.service, environ, raw_path)

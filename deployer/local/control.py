@@ -44,7 +44,7 @@ Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Emulator:
+class EmulatorProcess:
     """A running local cloud, as its health endpoint describes it."""
 
     pid: int
@@ -94,15 +94,15 @@ def _listening(port: int) -> bool:
         return probe.connect_ex((HOST, port)) == 0
 
 
-def health(port: int, timeout: float = 2.0) -> Emulator | None:
+def health(port: int, timeout: float = 2.0) -> EmulatorProcess | None:
     """The emulator on this port, or None when nothing of ours answers there."""
     data = _request(port, "/_deployer/health", timeout=timeout)
     if data is None or data.get("service") != SERVICE or not isinstance(data.get("pid"), int):
         return None
-    return Emulator(pid=data["pid"], port=port, started_at=data.get("started_at"), moto=data.get("moto"))
+    return EmulatorProcess(pid=data["pid"], port=port, started_at=data.get("started_at"), moto=data.get("moto"))
 
 
-def status(port: int) -> Emulator | None:
+def status(port: int) -> EmulatorProcess | None:
     """The running emulator, None if nothing listens on the port; PortTaken if something else does."""
     found = health(port)
     if found is None and _listening(port):
@@ -160,7 +160,7 @@ def require_emulator() -> None:
         )
 
 
-def start(port: int, log: Log = lambda _: None) -> tuple[Emulator, bool]:
+def start(port: int, log: Log = lambda _: None) -> tuple[EmulatorProcess, bool]:
     """The emulator on `port`, started if it was not running; (emulator, True if started now)."""
     require_emulator()  # first: without moto, a `--local` command must not probe, log or spawn anything
     worker_limits()  # a bad DEPLOYER_LOCAL_CONCURRENCY or DEPLOYER_LOCAL_IDLE_SECONDS is refused before anything starts
@@ -233,7 +233,7 @@ def _terminate(pid: int, port: int | None = None) -> bool:
     return False
 
 
-def stop(port: int, log: Log = lambda _: None) -> Emulator | None:
+def stop(port: int, log: Log = lambda _: None) -> EmulatorProcess | None:
     """Stop the emulator on `port`; what was stopped, or None when none was running."""
     found = status(port)
     if found is None:
@@ -246,7 +246,7 @@ def stop(port: int, log: Log = lambda _: None) -> Emulator | None:
             raise DeployerError(f"could not stop the local cloud (pid {pid}); kill it with: kill -9 {pid}")
         pid_path(port).unlink(missing_ok=True)
         credentials_path(port).unlink(missing_ok=True)
-        return Emulator(pid=pid, port=port, started_at=None, moto=None)
+        return EmulatorProcess(pid=pid, port=port, started_at=None, moto=None)
     credentials = read_credentials(port)
     if credentials is not None and credentials.pid == found.pid:
         headers = {"X-Deployer-Shutdown": shutdown_token(credentials)}

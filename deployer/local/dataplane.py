@@ -9,6 +9,12 @@ backends, the way API Gateway resolves it against the deployed configuration (ne
              this API invoke it) -> the version that runs: an alias's, or the one its routing weights pick
           -> that version's own code and configuration
 
+A request to a custom domain, `<domain>.localhost:<port>/{base path}/{path}` (the emulator's Host rule, auth.py),
+is first mapped as API Gateway maps it (find_domain_route): the domain name in moto's backend, the base path mapping
+whose base path is the path's first segment, else the root's `(none)` one, names the API and stage; the rest of the
+path is routed as above. The function sees the path as the client sent it, base path included, as it does on AWS.
+A domain that is not there, or a path no mapping takes, is API Gateway's 403 `{"message":"Forbidden"}`.
+
 What is not wired gets API Gateway's answers (deployer/gateway/answers.py): 403 `Missing Authentication
 Token` for no such API, stage, resource or method; 500 `Internal server error` for an integration that
 cannot be invoked or a function whose policy does not allow this API (the reason goes to the emulator's
@@ -32,6 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from deployer.gateway.answers import (
     CONTENT_LENGTH_EXCEEDED,
@@ -153,6 +160,45 @@ def find_rest_api(api_id: str) -> tuple[str, str, Any] | None:
     return None
 
 
+ROOT_BASE_PATH = "(none)"  # API Gateway's name of the mapping of the domain's root
+
+
+@dataclass(frozen=True)
+class DomainRoute:
+    """Where a base path mapping sends a request to a custom domain."""
+
+    api_id: str
+    stage: str
+    base_path: str  # the part of the path the mapping took, as sent ("" for the root's mapping)
+    path: str  # the rest, routed within the API: "/" at least
+
+
+def find_domain_route(domain: str, path: str) -> DomainRoute | None:
+    """The API and stage a request for `domain` and `path` (as sent) goes to, by the domain's base path mappings:
+    the one named by the path's first segment, else the root's. None: no such domain, or no mapping takes it."""
+    from moto.apigateway.models import apigateway_backends
+
+    for _, _, backend in _instantiated(apigateway_backends):
+        if domain not in backend.domain_names:
+            continue
+        mappings = dict(backend.base_path_mappings.get(domain) or {})
+        first, _, rest = path.lstrip("/").partition("/")
+        named = mappings.get(unquote(first)) if first and unquote(first) != ROOT_BASE_PATH else None
+        mapping, base_path, rest = (
+            (named, "/" + first, "/" + rest) if named else (mappings.get(ROOT_BASE_PATH), "", path)
+        )
+        if mapping is None:
+            return None
+        stage = mapping.stage
+        if stage is None:  # a mapping without a stage takes it from the path's next segment
+            stage, _, remaining = rest.lstrip("/").partition("/")
+            if not stage:
+                return None
+            base_path, rest = f"{base_path}/{stage}", "/" + remaining
+        return DomainRoute(mapping.rest_api_id, stage, base_path, rest or "/")
+    return None
+
+
 @dataclass
 class Invocation:
     """Everything needed to run one request, found in the backends."""
@@ -187,6 +233,8 @@ class Request:
     body: bytes
     source_ip: str
     protocol: str = "HTTP/1.1"
+    domain: str | None = None  # a custom domain's request: its name, and the base path its mapping took
+    base_path: str = ""
 
 
 class DataPlane:
@@ -332,6 +380,12 @@ class DataPlane:
             unmatched = missing_token(str(error))
             self.console(f"{request.method} {request.api_id}/{request.stage}{request.path}: {unmatched.reason}")
             return with_request_ids(unmatched.response())
+        if request.domain is not None:  # what the client asked for: the base path stays in, no stage is added
+            root, base = request.path == "/", request.base_path
+            event["path"] = (base or "/") if root else base + event["path"]
+            event["requestContext"]["path"] = (base or "/") if root else base + request.path
+            event["requestContext"]["domainName"] = request.domain
+            event["requestContext"]["domainPrefix"] = request.domain.split(".", 1)[0]
         event["pathParameters"] = invocation.parameters or None
         event["stageVariables"] = invocation.stage_variables or None
         event["requestContext"]["resourceId"] = invocation.resource.id

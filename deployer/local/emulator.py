@@ -9,6 +9,9 @@ checked, to moto's `DomainDispatcherApplication`, unchanged:
   (dataplane.py), the URL scheme LocalStack uses for the same thing; open to all, as on AWS;
 - `POST /2015-03-31/functions/{function}/invocations`: Lambda Invoke (invoke.py), which moto could only
   answer with Docker; it runs the version in the data plane's warm workers; signed, as every API call;
+- any path with the Host `<domain>.localhost:<port>`: a custom domain's data plane (the same pipeline, after the
+  domain's base path mapping named the API and stage: dataplane.find_domain_route); such a Host reaches nothing
+  else, and a domain the emulated account does not have is API Gateway's 403 Forbidden;
 - `GET /_deployer/health`: `{"service": "deployer-local", "pid": ..., "port": ..., ...}`; open;
 - `POST /_deployer/shutdown` (with the header `X-Deployer-Shutdown: {auth.shutdown_token}`, which only
   the credentials' holder can make): stop serving, close the function workers, delete the unpacked code.
@@ -36,6 +39,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from http import HTTPStatus
 from types import FrameType
@@ -43,16 +47,17 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from deployer.errors import UsageError
-from deployer.gateway.answers import CONTENT_LENGTH_EXCEEDED
+from deployer.gateway.answers import CONTENT_LENGTH_EXCEEDED, FORBIDDEN
 from deployer.gateway.integration import with_request_ids
 from deployer.gateway.proxy import MAX_REQUEST_BODY, forwarded_headers
 from deployer.local import HOST, SERVICE, code_cache, pid_path, resolve_port, worker_limits
 from deployer.local.auth import (
+    AuthRefusal,
     Credentials,
-    Refusal,
     check_identity,
     check_signature,
     is_local_host,
+    localhost_domain,
     needs_body,
     new_credentials,
     refusal_answer,
@@ -61,7 +66,14 @@ from deployer.local.auth import (
     write_credentials,
 )
 from deployer.local.control import require_emulator
-from deployer.local.dataplane import CLOSE_CONNECTION_KEY, DATA_PLANE_PATH, DataPlane, Request, client_headers
+from deployer.local.dataplane import (
+    CLOSE_CONNECTION_KEY,
+    DATA_PLANE_PATH,
+    DataPlane,
+    Request,
+    client_headers,
+    find_domain_route,
+)
 from deployer.local.invoke import INVOKE_PATH, MAX_PAYLOAD, answer_invoke
 from deployer.serve.plumbing import carries_body
 from deployer.serve.plumbing import stamped_console as console  # the log file gets the time of day
@@ -171,6 +183,9 @@ class Emulator:
         self.request_shutdown: Callable[[], None] = lambda: None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        domain = localhost_domain(environ.get("HTTP_HOST", ""), self.port)
+        if domain is not None:  # a custom domain's API, and nothing else
+            return self._domain(environ, start_response, domain)
         if not is_local_host(environ.get("HTTP_HOST", ""), self.port):
             console(f"refused a request for the host {environ.get('HTTP_HOST', '')[:100]!r}")
             return self._answer(start_response, 403, [("Content-Type", "text/plain")], FOREIGN_HOST, environ)
@@ -197,7 +212,7 @@ class Emulator:
             return self._invoke(environ, start_response, path)
         return self.moto_app(environ, start_response)
 
-    def _authenticate(self, environ: dict[str, Any], path: str) -> Refusal | None:
+    def _authenticate(self, environ: dict[str, Any], path: str) -> AuthRefusal | None:
         """None when the request is signed with this local cloud's credentials.
 
         The key and date are checked first, on the headers alone: a request that is not this local cloud's user's
@@ -206,7 +221,7 @@ class Emulator:
         moto or Invoke.
         """
         if self.credentials is None:
-            return Refusal("unknown key")
+            return AuthRefusal("unknown key")
         now = datetime.now(UTC)
         refusal = check_identity(environ, self.credentials, now)
         if refusal is not None:
@@ -254,25 +269,58 @@ class Emulator:
         }
 
     def _data_plane(self, environ: dict[str, Any], start_response: Callable[..., Any], matched: Any) -> list[bytes]:
+        def request(body: bytes) -> Request:
+            return self._request(environ, body, matched.group("api"), matched.group("stage"), matched.group("path"))
+
+        return self._serve(environ, start_response, matched.group(0), request)
+
+    def _domain(self, environ: dict[str, Any], start_response: Callable[..., Any], domain: str) -> list[bytes]:
+        """A request to `<domain>.localhost`: the API and stage its base path mapping names, as API Gateway does."""
+        path = raw_path(environ)
+        route = find_domain_route(domain, path)
+
+        def request(body: bytes) -> Request | None:
+            if route is None:
+                return None
+            found = self._request(environ, body, route.api_id, route.stage, route.path)
+            return replace(found, domain=domain, base_path=route.base_path)
+
+        return self._serve(environ, start_response, f"{domain[:100]}{path[:200]}", request)
+
+    def _request(self, environ: dict[str, Any], body: bytes, api_id: str, stage: str, path: str | None) -> Request:
+        return Request(
+            method=environ.get("REQUEST_METHOD", "GET"),
+            api_id=api_id,
+            stage=stage,
+            path=path or "/",
+            query=environ.get("QUERY_STRING", ""),
+            headers=request_headers(environ, self.port),
+            body=body,
+            source_ip=environ.get("REMOTE_ADDR", HOST),
+            protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+        )
+
+    def _serve(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        shown: str,
+        request: Callable[[bytes], Request | None],
+    ) -> list[bytes]:
+        """The data plane's answer to a request (None: no API takes it, API Gateway's 403), with its log line."""
         started = time.monotonic()
         method = environ.get("REQUEST_METHOD", "GET")
         body = read_body(environ)
         if body is None:
             status, headers, payload = with_request_ids(CONTENT_LENGTH_EXCEEDED.response())
         else:
-            request = Request(
-                method=method,
-                api_id=matched.group("api"),
-                stage=matched.group("stage"),
-                path=matched.group("path") or "/",
-                query=environ.get("QUERY_STRING", ""),
-                headers=request_headers(environ, self.port),
-                body=body,
-                source_ip=environ.get("REMOTE_ADDR", HOST),
-                protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
-            )
-            status, headers, payload = self.dataplane.answer(request)
-        console(f"{method} {matched.group(0)} {status} {(time.monotonic() - started) * 1000:.0f}ms")
+            made = request(body)
+            if made is None:
+                console(f"{method} {shown}: no API of the emulated account is mapped there")
+                status, headers, payload = with_request_ids(FORBIDDEN.response())
+            else:
+                status, headers, payload = self.dataplane.answer(made)
+        console(f"{method} {shown} {status} {(time.monotonic() - started) * 1000:.0f}ms")
         with_body = carries_body(status)
         headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
         if with_body:
@@ -326,6 +374,9 @@ def run(host: str, port: int) -> int:
     # Before moto's IAM is imported: `up` attaches the AWS managed policy AWSLambdaBasicExecutionRole.
     os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs of its own (S3, SQS) with it
+    # No DNS validates a certificate here: ACM issues a requested one at once (moto's default waits 60 s), so that
+    # `up --local` with a custom domain makes its domain name and mapping in one run.
+    os.environ["MOTO_ACM_VALIDATION_WAIT"] = "0"
     from moto import __version__ as moto_version
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug import serving
@@ -336,7 +387,9 @@ def run(host: str, port: int) -> int:
         """moto's handler; the access log keeps AWS API calls only (data-plane requests log their own line)."""
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            if not self.path.startswith("/_deployer/") and not DATA_PLANE_PATH.match(self.path.split("?", 1)[0]):
+            path = self.path.split("?", 1)[0]
+            domain = localhost_domain(self.headers.get("Host", ""), port)
+            if not path.startswith("/_deployer/") and not DATA_PLANE_PATH.match(path) and domain is None:
                 super().log_request(code, size)
 
     serving._log_add_style = False  # a log file, not a terminal: no colours

@@ -22,7 +22,9 @@ Each `install_*` patches moto's classes once per process (calling it again does 
   GetPolicy and RemovePermission; Lambda keeps one per qualifier (alias or version) besides the function's
   own. moto does record each statement's Resource (the alias ARN for AddPermission with a Qualifier), so
   GetPolicy and RemovePermission are made to see only the statements of the ARN they name. The local cloud
-  installs it; the in-process test account does not (its tests read moto's single policy).
+  and the tests' moto (in-process and moto_server: tests/support.install_moto_fixes) both install it.
+- install_rest_api_tags: moto tags an API's stages only, and fails on TagResource with a REST API's ARN; API
+  Gateway tags the API. The local cloud and the tests' moto install it.
 """
 
 from __future__ import annotations

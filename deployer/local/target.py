@@ -7,7 +7,8 @@ What differs from a real deployment, and only this:
   (auth.py): it answers no one else. A new user has no AWS account, and a `--local` command never reads
   your AWS profile (resolving one can call STS or SSO on real AWS);
 - the region is deploy.toml's `[app] region`, else us-east-1;
-- the state is `.deployer/local-{app}.json`, apart from a real deployment's `.deployer/{app}.json`;
+- the state is the local cloud's own, apart from a real deployment's: in the local cloud's S3 (the shared
+  state, by default), or `.deployer/local-{function}.json` with `[state] backend = "local"` (stores.py);
 - the URL printed and stored is the local data plane's (Connection.local_endpoint).
 """
 
@@ -23,7 +24,7 @@ from deployer.errors import DeployerError, UsageError
 from deployer.local import HOST, credentials_path, endpoint, resolve_port
 from deployer.local.auth import Credentials, read_credentials
 from deployer.local.control import start
-from deployer.state import store_for
+from deployer.stores import store_for
 
 if TYPE_CHECKING:
     from deployer.retry import Waits

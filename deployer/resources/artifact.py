@@ -6,31 +6,29 @@ sha256 of the zip and of its content are stored with the object (metadata `app`,
 `up` of the same version compares without downloading; different content under a published version is
 refused. The content digest ignores compression, so the same
 source built where zlib compresses differently is still the same version.
-The bucket is created on the first upload that finds it missing: private and encrypted.
+The bucket is created on the first upload that finds it missing: private and encrypted (deployer/bucket.py).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from deployer.aws import (
-    S3_BUCKET_OURS_ALREADY,
-    S3_BUCKET_TAKEN,
-    error_code,
     is_access_denied,
     is_no_such_bucket,
     is_not_found,
     read_or_none,
 )
+from deployer.bucket import finish_if_unfinished, make_bucket, not_yours, unfinished_note
 from deployer.context import ArtifactDigests, Run, Target
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
@@ -40,7 +38,6 @@ MULTIPART_THRESHOLD = 16 * 1024 * 1024  # from this size on, S3's managed transf
 # stage's run may be uploading a newer one right now): `up` and `down` abort it. S3 keeps its parts, and bills
 # them, forever otherwise.
 STALE_UPLOAD = timedelta(hours=1)
-ABORT_UPLOADS_AFTER_DAYS = 1  # the lifecycle rule of the bucket deployer makes, for uploads nobody comes back to
 
 
 class Field(StrEnum):
@@ -52,13 +49,6 @@ class Observed:
     """The digest of the bytes the function will run: ours, or the same content already in S3."""
 
     sha256: str
-
-
-def _not_yours(bucket: str) -> DeployerError:
-    return DeployerError(
-        f"bucket {bucket} exists but belongs to another AWS account (or you may not use it); "
-        "choose another [artifact] bucket name"
-    )
 
 
 def head(target: Target, key: str) -> dict[str, Any] | None:
@@ -78,7 +68,7 @@ def _forbidden(target: Target) -> DeployerError:
     try:
         target.aws.s3.head_bucket(Bucket=config.bucket)
     except ClientError:
-        return _not_yours(config.bucket)
+        return not_yours(config.bucket)
     return DeployerError(
         f"you may not use s3://{config.bucket}/v*/{config.artifact_name}: your credentials need "
         "s3:GetObject, s3:PutObject and s3:ListBucket on that bucket"
@@ -164,14 +154,14 @@ class ArtifactObject:
         )
 
     def apply(self, run: Run, change: Change[Observed]) -> None:
-        if run.state.unfinished_bucket == run.config.bucket:
-            create_bucket(run)  # a run died after creating the bucket, before making it private and encrypted
+        note = _bucket_note(run)
+        finish_if_unfinished(run.aws, run.config.bucket, note)
         try:
             self._upload(run)
         except ClientError as error:
             if not is_no_such_bucket(error):
                 raise
-            create_bucket(run)
+            make_bucket(run.aws, run.config.bucket, note)
             self._upload(run)
         # An unfinished upload of this very key is a killed run's (we hold the lock, and ours is complete): abort
         # it, and our stale ones. After the upload, so that a missing bucket costs no extra call.
@@ -226,6 +216,13 @@ def _managed_upload(run: Run, body: bytes, metadata: dict[str, str]) -> None:
     )
 
 
+def _bucket_note(run: Run) -> Path:
+    """The note of a bucket being made, beside the local state (the state itself may live in that bucket)."""
+    return unfinished_note(
+        run.config.root / ".deployer", run.config.bucket, local=run.target.local_endpoint is not None
+    )
+
+
 def abort_unfinished_uploads(run: Run, also: str | None = None) -> list[str]:
     """Abort the multipart uploads of this app's artifacts (`v*/<artifact name>`) begun more than STALE_UPLOAD
     ago, and any of the key `also`; the keys aborted. Another app's uploads are never touched."""
@@ -245,72 +242,3 @@ def abort_unfinished_uploads(run: Run, also: str | None = None) -> list[str]:
         if not (is_not_found(error) or is_access_denied(error)):
             raise  # no bucket, or no s3:ListBucketMultipartUploads: nothing we can clean up here
     return aborted
-
-
-def create_bucket(run: Run) -> None:
-    """A private, encrypted bucket in the app's region; safe to run again on a bucket it created."""
-    # Noted before the bucket exists, cleared once it is private and encrypted: a run killed in between
-    # leaves the note, and the next run finishes the settings (a bucket found later is never ours to change).
-    run.state.unfinished_bucket = run.config.bucket
-    run.save()
-
-    def forget_the_note() -> None:
-        run.state.unfinished_bucket = None
-        run.save()
-
-    make_private_bucket(run.aws, run.config.bucket, created_before=True, not_made=forget_the_note)
-    forget_the_note()
-
-
-def make_private_bucket(
-    aws: Any, bucket: str, created_before: bool = False, not_made: Callable[[], None] = lambda: None
-) -> None:
-    """Create the bucket in the client's region, block public access and encrypt by default. A bucket that
-    already exists is left as it is, unless `created_before` says an earlier run of ours made it.
-
-    When S3 refuses to create it (someone else's name, no permission, a bucket of ours already), `not_made()`
-    runs first: the caller's note "we are making this bucket" goes, so no later run takes the bucket for ours
-    and rewrites its settings. (Killed during CreateBucket, the note stays: the bucket may be ours.)"""
-    options: dict[str, Any] = {}
-    if aws.region != "us-east-1":  # us-east-1 refuses an explicit location constraint
-        options["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
-    try:
-        aws.s3.create_bucket(Bucket=bucket, **options)
-    except ClientError as error:
-        if error_code(error) == S3_BUCKET_OURS_ALREADY and created_before:
-            pass  # made by the run that left the note, which died before its settings: finish them
-        else:
-            not_made()
-            if error_code(error) == S3_BUCKET_TAKEN:
-                raise _not_yours(bucket) from None
-            if error_code(error) != S3_BUCKET_OURS_ALREADY:
-                raise
-            return
-    aws.s3.put_public_access_block(
-        Bucket=bucket,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True,
-            "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True,
-        },
-    )
-    aws.s3.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-        },
-    )
-    aws.s3.put_bucket_lifecycle_configuration(  # the parts of an upload killed half-way go after a day
-        Bucket=bucket,
-        LifecycleConfiguration={
-            "Rules": [
-                {
-                    "ID": "deployer-abort-incomplete-uploads",
-                    "Filter": {"Prefix": ""},
-                    "Status": "Enabled",
-                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_UPLOADS_AFTER_DAYS},
-                }
-            ]
-        },
-    )

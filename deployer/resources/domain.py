@@ -13,6 +13,9 @@ DNS records in Route 53.
 - DNS: alias A and AAAA records to API Gateway's target (REGIONAL: its regional name and zone; EDGE: its
   CloudFront distribution, in CloudFront's zone), written only where none is, or where deployer wrote the one
   there (deployer/resources/dns.py). Without a zone, the CNAME to create is named.
+- The local cloud (`--local`): the same resources in its emulated account; its ACM issues a requested certificate at
+  once (no DNS validates it there), and without a Route 53 zone there is no DNS to write: its data plane answers
+  the domain as http://<domain>.localhost:<port>/<base_path> (a `*.localhost` name is the loopback), its URL.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import hashlib
 from enum import StrEnum
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 from deployer import retry
 from deployer.aws import delete_if_present, read_or_none
@@ -48,6 +52,16 @@ class Field(StrEnum):
 
 def _none(resource: str) -> Change[Any]:
     return Change(resource, "none", "unchanged")
+
+
+def domain_url(target: Target) -> str | None:
+    """The URL the domain serves the stage at: https://<domain>/<base_path>, or on the local cloud its data plane's
+    http://<domain>.localhost:<port>/<base_path>."""
+    config = target.config
+    if config.domain is None or not target.local_endpoint:
+        return config.domain_url
+    url = f"http://{config.domain}.localhost:{urlsplit(target.local_endpoint).port}"
+    return f"{url}/{config.base_path}" if config.base_path else url
 
 
 def covers(pattern: str, name: str) -> bool:
@@ -123,7 +137,7 @@ class Certificate:
         arn = certificate["CertificateArn"]
         status = certificate["Status"]
         diffs = (Diff(Field.STATUS, status, "ISSUED"),) if status != "ISSUED" else ()
-        learned = Learned(certificate_arn=arn, domain=config.domain, domain_url=config.domain_url)
+        learned = Learned(certificate_arn=arn, domain=config.domain, domain_url=domain_url(target))
         if not diffs and target.recorded.domain_status == "validating":  # validated since: the records were made
             learned |= Learned(domain_status=None, dns_pending=None)
         return Change(self.resource, arn, "update" if diffs else "unchanged", diffs, observed=arn, learned=learned)
@@ -131,7 +145,7 @@ class Certificate:
     def apply(self, run: Run, change: Change[str]) -> None:
         config, acm, state = run.config, run.aws.acm_in(certificate_region(run.target)), run.state
         assert config.domain is not None
-        state.domain, state.domain_url = config.domain, config.domain_url
+        state.domain, state.domain_url = config.domain, domain_url(run.target)
         if change.action == "create":
             previous = state.requested_certificate_arn  # one requested for the other endpoint type: unused now
             token = hashlib.sha256(f"{config.app_name}/{config.stage}/{config.domain}".encode()).hexdigest()[:32]
@@ -338,7 +352,7 @@ class BasePathMapping:
                 basePath=change.observed["basePath"],
                 patchOperations=[{"op": "replace", "path": "/basePath", "value": config.base_path or ""}],
             )
-        state.domain_url = config.domain_url
+        state.domain_url = domain_url(run.target)
         return None
 
 
@@ -358,6 +372,9 @@ class DnsRecords:
         zone = dns.find_zone(target.aws.route53, config.domain)
         domain = earlier.of(DomainName)
         target_name = domain.observed if domain else None
+        if zone is None and target.local_endpoint:  # nothing resolves the name there: the data plane answers it
+            note = f"the local cloud has no DNS to write: it answers {domain_url(target)}"
+            return Change(self.resource, config.domain, "skip", observed=None, note=note)
         if zone is None:  # apply names the record to create by hand
             return Change(self.resource, config.domain, "skip", observed=None, note="no Route 53 zone holds it")
         if target_name is None:
@@ -377,6 +394,9 @@ class DnsRecords:
             return Change(self.resource, change.name, "skip", note="waiting for the certificate's DNS record")
         target_name = state.domain_target
         assert target_name is not None, "the domain name comes first"
+        if change.observed is None and run.target.local_endpoint:
+            state.domain_status, state.dns_pending = "ready", None
+            return None
         if change.observed is None:
             state.domain_status = "waiting for DNS"
             state.dns_pending = [{"name": config.domain, "type": "CNAME", "value": target_name["name"]}]

@@ -8,9 +8,10 @@ refusals botocore does not (docs/ARCHITECTURE.md, "What real AWS does").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -22,6 +23,9 @@ from deployer.plan import Change, Diff, Learned, Plan
 from deployer.resources.artifact import ArtifactObject
 from deployer.resources.role import Role
 from deployer.retry import retrying
+
+if TYPE_CHECKING:
+    from deployer.secrets import Secret
 
 WAIT = {"Delay": 1, "MaxAttempts": 300}  # a second's grain, up to 5 minutes like Terraform
 RELEASE_LABEL = "deployer release "
@@ -36,14 +40,32 @@ class Field(StrEnum):
     TIMEOUT = "timeout"
     ROLE = "role"
     ENVIRONMENT = "environment"
+    SECRETS = "secrets"  # a secret's reference or version: compared by version, never by value
+    KMS_KEY = "kms key"
     TAGS = "tags"
 
 
 # Which call each difference needs (terraform-provider-aws's needsFunctionCodeUpdate / ...ConfigUpdate).
 NEEDS_CODE_UPDATE = frozenset({Field.CODE, Field.ARCHITECTURE})  # Lambda takes the architecture with the code
 NEEDS_CONFIGURATION_UPDATE = frozenset(
-    {Field.RUNTIME, Field.HANDLER, Field.MEMORY, Field.TIMEOUT, Field.ROLE, Field.ENVIRONMENT}
+    {
+        Field.RUNTIME,
+        Field.HANDLER,
+        Field.MEMORY,
+        Field.TIMEOUT,
+        Field.ROLE,
+        Field.ENVIRONMENT,
+        Field.SECRETS,
+        Field.KMS_KEY,
+    }
 )
+# What a secret's value is compared as: its reference and version (a version's value never changes).
+PIN_MARK = "\0pinned "
+Pins = Mapping[str, Mapping[str, str]]  # variable -> {"ref": reference, "version": version}, as the state records
+
+
+def _pinned(reference: str, version: str) -> str:
+    return f"{PIN_MARK}{reference}@{version}"
 
 
 @dataclass(frozen=True)
@@ -57,12 +79,22 @@ class Release:
     timeout: int
     role: str | None
     architecture: str
-    environment: tuple[tuple[str, str], ...]  # sorted; compared here, never stored nor printed
+    # sorted; literal values compared here, never stored nor printed; a secret's value stands as its pin
+    environment: tuple[tuple[str, str], ...]
+    secrets: tuple[tuple[str, str, str], ...] = ()  # sorted (variable, reference, version)
+    kms_key_arn: str | None = None
 
     @classmethod
-    def of(cls, configuration: dict[str, Any]) -> Release:
-        """The release a GetFunction / ListVersionsByFunction configuration runs."""
-        variables = (configuration.get("Environment") or {}).get("Variables") or {}
+    def of(cls, configuration: dict[str, Any], pins: Pins | None = None) -> Release:
+        """The release a GetFunction / ListVersionsByFunction configuration runs; `pins`: the secrets the state
+        recorded for that version (unknown ones leave their variables as they are: then it matches nothing)."""
+        variables = dict((configuration.get("Environment") or {}).get("Variables") or {})
+        secrets = tuple(
+            sorted(
+                (name, str(pin["ref"]), str(pin["version"])) for name, pin in (pins or {}).items() if name in variables
+            )
+        )
+        variables.update({name: _pinned(reference, version) for name, reference, version in secrets})
         return cls(
             code_sha256=hex_sha256(configuration.get("CodeSha256") or ""),
             runtime=configuration.get("Runtime", ""),
@@ -72,10 +104,16 @@ class Release:
             role=configuration.get("Role"),
             architecture=(configuration.get("Architectures") or ["x86_64"])[0],
             environment=tuple(sorted(variables.items())),
+            secrets=secrets,
+            kms_key_arn=configuration.get("KMSKeyArn") or None,
         )
 
     @classmethod
-    def wanted(cls, config: Config, code_sha256: str, role: str | None) -> Release:
+    def wanted(
+        cls, config: Config, code_sha256: str, role: str | None, secrets: Mapping[str, Secret] | None = None
+    ) -> Release:
+        pins = tuple(sorted((name, secret.reference, secret.version) for name, secret in (secrets or {}).items()))
+        variables = {**config.environment, **{name: _pinned(ref, version) for name, ref, version in pins}}
         return cls(
             code_sha256=code_sha256,
             runtime=config.runtime,
@@ -84,20 +122,29 @@ class Release:
             timeout=config.timeout,
             role=role,
             architecture=config.architecture,
-            environment=tuple(sorted(config.environment.items())),
+            environment=tuple(sorted(variables.items())),
+            secrets=pins,
+            kms_key_arn=config.kms_key_arn,
         )
 
     def record(self) -> dict[str, Any]:
-        """What the state keeps of it, for a rollback to rebuild it: environment variable names, never values."""
-        return {
+        """What the state keeps of it, for a rollback to rebuild it: environment variable names and the secrets'
+        references and versions, never a value."""
+        secret_names = {name for name, _, _ in self.secrets}
+        record: dict[str, Any] = {
             "code_sha256": self.code_sha256,
             "runtime": self.runtime,
             "handler": self.handler,
             "memory": self.memory,
             "timeout": self.timeout,
             "architecture": self.architecture,
-            "environment": [name for name, _ in self.environment],
+            "environment": [name for name, _ in self.environment if name not in secret_names],
         }
+        if self.secrets:
+            record["secrets"] = {name: {"ref": ref, "version": version} for name, ref, version in self.secrets}
+        if self.kms_key_arn:
+            record["kms_key_arn"] = self.kms_key_arn
+        return record
 
 
 @dataclass(frozen=True)
@@ -135,14 +182,28 @@ def alias_arn(function_arn: str, alias: str) -> str:
     return f"{function_arn}:{alias}"
 
 
-def _desired_configuration(config: Config, role: str | None) -> dict[str, Any]:
-    return {
+def _desired_configuration(config: Config, role: str | None, secrets: Mapping[str, Secret] | None) -> dict[str, Any]:
+    from deployer.secrets import environment
+
+    desired = {
         "Runtime": config.runtime,
         "Handler": config.handler,
         "MemorySize": config.memory,
         "Timeout": config.timeout,
         "Role": role,
-        "Environment": {"Variables": dict(config.environment)},
+        "Environment": {"Variables": environment(config.environment, secrets)},
+    }
+    if config.kms_key_arn:  # Lambda encrypts the variables at rest with it (else with its own key)
+        desired["KMSKeyArn"] = config.kms_key_arn
+    return desired
+
+
+def pins_by_version(target: Target) -> dict[str, Pins]:
+    """The secrets' versions each published version runs with, as the state recorded them per release."""
+    return {
+        str(record["lambda_version"]): record.get("secrets") or {}
+        for record in target.recorded.releases.values()
+        if record.get("lambda_version")
     }
 
 
@@ -158,8 +219,9 @@ def release_of(description: str | None) -> str | None:
 def _releases(target: Target, versions: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
     """The state's release records, with what the published versions say of themselves: a lost state gets
     back every release still published, its version and its configuration."""
+    pins = pins_by_version(target)
     found = {
-        release: {**Release.of(item).record(), "lambda_version": item["Version"]}
+        release: {**Release.of(item, pins.get(item["Version"])).record(), "lambda_version": item["Version"]}
         for item in versions
         if (release := release_of(item.get("Description")))
     }
@@ -174,11 +236,15 @@ def list_versions(aws: Any, name: str) -> tuple[dict[str, Any], ...]:
 
 
 def _matching(
-    versions: tuple[dict[str, Any], ...], wanted: Release, alias: dict[str, Any] | None, label: str
+    versions: tuple[dict[str, Any], ...],
+    wanted: Release,
+    alias: dict[str, Any] | None,
+    label: str,
+    pins: dict[str, Pins],
 ) -> str | None:
     """The published version that already is the wanted release: the one serving, else the one labelled for
     this release, else the newest."""
-    alike = [item for item in versions if Release.of(item) == wanted]
+    alike = [item for item in versions if Release.of(item, pins.get(item["Version"])) == wanted]
     serving = [item for item in alike if alias and item["Version"] == alias.get("FunctionVersion")]
     labelled = [item for item in alike if item.get("Description") == label]
     chosen = serving or labelled or alike
@@ -249,9 +315,11 @@ class Function:
             wanted = Release.of(current)
         else:
             code = artifact.observed.sha256 if artifact and artifact.observed else Release.of(current).code_sha256
-            wanted = Release.wanted(config, code, desired_role)
-        matching = _matching(versions, wanted, alias, release_label(target.version or ""))
-        diffs = [] if matching else self._differences(current, wanted, config)
+            wanted = Release.wanted(config, code, desired_role, target.secrets)
+        pins = pins_by_version(target)
+        matching = _matching(versions, wanted, alias, release_label(target.version or ""), pins)
+        serving = pins.get((alias or {}).get("FunctionVersion", ""), {})
+        diffs = [] if matching else self._differences(current, wanted, config, serving, target.secrets or {})
         if tags is not None and any(tags.get(key) != value for key, value in config.tags.items()):
             diffs.append(Diff(Field.TAGS, tags, config.tags))
         learned = Learned(function_name=name, function_arn=arn, releases=_releases(target, versions))
@@ -265,9 +333,16 @@ class Function:
         )
 
     @staticmethod
-    def _differences(current: dict[str, Any], wanted: Release, config: Config) -> list[Diff]:
-        """What differs between $LATEST and the release: each a named field, old -> new."""
+    def _differences(
+        current: dict[str, Any], wanted: Release, config: Config, serving: Pins, secrets: Mapping[str, Secret]
+    ) -> list[Diff]:
+        """What differs between $LATEST and the release: each a named field, old -> new. Secrets are shown by
+        reference and version against the release serving now, never by value."""
         now = Release.of(current)
+        secret_names = {name for name, _, _ in wanted.secrets}
+        literal = tuple(item for item in now.environment if item[0] not in secret_names)
+        now = replace(now, environment=literal)
+        wanted_literal = tuple(item for item in wanted.environment if item[0] not in secret_names)
         diffs = []
         if now.code_sha256 != wanted.code_sha256:
             diffs.append(Diff(Field.CODE, now.code_sha256[:12], wanted.code_sha256[:12]))
@@ -275,10 +350,15 @@ class Function:
             old, new = getattr(now, field.value), getattr(wanted, field.value)
             if old != new and not (field is Field.ROLE and new is None):
                 diffs.append(Diff(field, old, new))
-        if now.environment != wanted.environment:
+        if now.environment != wanted_literal:
             old_names, new_names = _environment_summary(dict(now.environment)), _environment_summary(config.environment)
             new_text = f"{new_names} (values changed)" if old_names == new_names else new_names
             diffs.append(Diff(Field.ENVIRONMENT, old_names, new_text))
+        diffs.extend(_secret_differences(current, wanted, serving, secrets))
+        if now.kms_key_arn != wanted.kms_key_arn:
+            diffs.append(
+                Diff(Field.KMS_KEY, now.kms_key_arn or "(Lambda's own)", wanted.kms_key_arn or "(Lambda's own)")
+            )
         return diffs
 
     def apply(self, run: Run, change: Change[Observed]) -> None:
@@ -296,7 +376,7 @@ class Function:
                 Architectures=[config.architecture],
                 Description="Deployed by deployer",
                 Tags=config.tags,
-                **_desired_configuration(config, run.state.role_arn),
+                **_desired_configuration(config, run.state.role_arn, run.target.secrets),
             ),
             waits=run.aws.waits,
             when=role_not_assumable,
@@ -315,7 +395,10 @@ class Function:
         if change.touches(NEEDS_CONFIGURATION_UPDATE):
             response = retrying(
                 lambda: run.aws.lambda_.update_function_configuration(
-                    FunctionName=config.function_name, **_desired_configuration(config, run.state.role_arn)
+                    FunctionName=config.function_name,
+                    **_desired_configuration(config, run.state.role_arn, run.target.secrets),
+                    # "": back to Lambda's own key, once kms_key_arn is gone from deploy.toml
+                    **({"KMSKeyArn": ""} if change.touches([Field.KMS_KEY]) and not config.kms_key_arn else {}),
                 ),
                 waits=run.aws.waits,
                 when=lambda error: role_not_assumable(error) or function_busy(error),
@@ -325,6 +408,22 @@ class Function:
             wait_until_settled(run, response)
         if change.touches([Field.TAGS]):
             run.aws.lambda_.tag_resource(Resource=run.state.function_arn, Tags=config.tags)
+
+
+def _secret_differences(
+    current: dict[str, Any], wanted: Release, serving: Pins, secrets: Mapping[str, Secret]
+) -> list[Diff]:
+    """One Diff per secret whose reference or version differs from the serving release's: `NAME  ref  version
+    3` -> `4`. $LATEST's own copy is checked as well (it is what gets published); only that it differs is kept."""
+    variables = (current.get("Environment") or {}).get("Variables") or {}
+    diffs = []
+    for name, reference, version in wanted.secrets:
+        pin = serving.get(name) or {}
+        was = str(pin["version"]) if pin.get("ref") == reference and "version" in pin else None
+        stale = name in secrets and variables.get(name) != secrets[name].value  # in memory only, never shown
+        if was != version or stale:
+            diffs.append(Diff(Field.SECRETS, f"{name}  {reference}  version {was or '(none)'}", version))
+    return diffs
 
 
 def update_code(run: Run, key: str) -> dict[str, Any]:

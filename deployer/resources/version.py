@@ -21,7 +21,15 @@ from deployer.context import Run, Target
 from deployer.digest import lambda_sha256
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
-from deployer.resources.function import WAIT, Function, Observed, Release, release_label, wait_until_ready
+from deployer.resources.function import (
+    WAIT,
+    Function,
+    Observed,
+    Release,
+    pins_by_version,
+    release_label,
+    wait_until_ready,
+)
 from deployer.retry import retrying
 
 
@@ -94,7 +102,9 @@ class Version:
             functions.get_waiter("published_version_active").wait(
                 FunctionName=config.function_name, Qualifier=number, WaiterConfig=WAIT
             )
-        record = Release.of(published).record()
+        # The secrets' versions $LATEST was given by this run (converting, it runs what it ran: none of ours).
+        secrets = {} if run.target.keep_live else (run.target.secrets or {})
+        record = Release.of(published, {name: secret.pin() for name, secret in secrets.items()}).record()
         run.state.releases = {**run.state.releases, name: {**record, "lambda_version": number}}
         run.save()
         return replace(change, observed=number)  # the steps after it invoke it, and move the alias to it
@@ -107,7 +117,8 @@ class Version:
         observed = function_observed(run.done)
         assert observed is not None
         configuration = next(item for item in observed.versions if item["Version"] == number)
-        record = {**Release.of(configuration).record(), "lambda_version": number}
+        pins = pins_by_version(run.target).get(number)
+        record = {**Release.of(configuration, pins).record(), "lambda_version": number}
         run.state.releases = {**run.state.releases, name: record}
         if observed.alias is not None and observed.alias.get("FunctionVersion") == number:
             run.state.version = name
@@ -125,8 +136,9 @@ def _refuse_another_configuration(target: Target, observed: Observed, name: str)
     labelled = [item for item in observed.versions if item.get("Description") == release_label(name)]
     record = target.recorded.releases.get(name)
     if labelled:
-        differs = _differences(Release.of(labelled[-1]).record(), wanted.record())
-        if not differs and replace(Release.of(labelled[-1]), role=None) != wanted:
+        found = Release.of(labelled[-1], pins_by_version(target).get(labelled[-1]["Version"]))
+        differs = _differences(found.record(), wanted.record())
+        if not differs and replace(found, role=None) != wanted:
             differs = ["environment values"]
     elif record is not None:
         differs = _differences({key: record.get(key) for key in wanted.record()}, wanted.record())
@@ -140,7 +152,7 @@ def _refuse_another_configuration(target: Target, observed: Observed, name: str)
 
 
 def _differences(published: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    names = {"code_sha256": "code", "environment": "environment variables"}
+    names = {"code_sha256": "code", "environment": "environment variables", "secrets": "secret versions"}
     return [names.get(key, key) for key in wanted if published.get(key) != wanted[key]]
 
 

@@ -40,6 +40,7 @@ from deployer.gateway.proxy import (
     forwarded_headers,
     request_headers_size,
 )
+from deployer.serve.envfile import secret_values
 from deployer.serve.lambda_log import end_line, report_line, start_line
 from deployer.serve.plumbing import carries_body, console
 from deployer.serve.pool import DEFAULT_CONCURRENCY, IDLE_SECONDS, Reaper, RunnerPool, reap_interval
@@ -236,6 +237,7 @@ def make_server(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     idle_seconds: float = IDLE_SECONDS,
+    env_file: Path | None = None,
 ) -> LocalApiServer:
     """A bound, not yet serving, server for `config`'s function; port 0 picks a free port. Up to `concurrency`
     requests run at once, each in its own worker; a worker idle for `idle_seconds` is shut down."""
@@ -244,6 +246,7 @@ def make_server(
     if not config.source.is_dir():
         raise UsageError(f"{config.path}: [function] source {config.source} is not a folder; create it or fix the path")
     region = config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    environment = {**config.environment, **secret_values(config, env_file)}  # secrets from .env, never from AWS
 
     def start() -> FunctionRunner:
         return FunctionRunner(
@@ -254,7 +257,7 @@ def make_server(
             config.memory,
             config.app_name,
             code_dirs=list(code_dirs or ()),
-            environment=config.environment,
+            environment=environment,
             region=region,
             console=console,
             capture_output=True,  # what the function prints reaches the terminal through console(): escaped
@@ -283,9 +286,10 @@ def serve(
     port: int = 3000,
     code_dirs: list[Path] | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    env_file: Path | None = None,
 ) -> None:
     """Blocks serving HTTP until KeyboardInterrupt (or SIGTERM); prints one startup line with the URL."""
-    server = make_server(config, host, port, code_dirs, concurrency=concurrency)
+    server = make_server(config, host, port, code_dirs, concurrency=concurrency, env_file=env_file)
     if server.note:
         console(server.note)
     in_main_thread = threading.current_thread() is threading.main_thread()

@@ -1,7 +1,4 @@
-"""`deployer invoke` and `deployer logs`: operate what is deployed on a stage (the logic is deployer/operate.py).
-
-Registered on deployer.cli's app when deployer.cli imports this module (its last line).
-"""
+"""`deployer invoke` and `deployer logs`: operate what is deployed on a stage (the logic is deployer/operate.py)."""
 
 from __future__ import annotations
 
@@ -13,18 +10,9 @@ from typing import Annotated
 import typer
 
 from deployer import output
-from deployer.cli import (
-    DEFAULT_CONFIG,
-    ConfigPath,
-    EndpointUrl,
-    Local,
-    Stage,
-    _connect,
-    _is_local,
-    app,
-    load_config,
-    reported_errors,
-)
+from deployer.cli import common
+from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Local, Stage
+from deployer.config import load_config
 from deployer.errors import UsageError
 
 
@@ -36,8 +24,8 @@ def _print_line(line: str) -> None:
         raise typer.Exit(0) from None
 
 
-@app.command()
 def invoke(
+    context: typer.Context,
     stage: Stage = None,
     path: Annotated[
         str | None, typer.Option("--path", help="The request's path, with its query string if any (default /).")
@@ -60,24 +48,24 @@ def invoke(
     """Call the stage's function as its API would: the body on stdout, the status and headers on stderr."""
     from deployer import operate
 
-    with reported_errors():
+    with common.reported_errors(context):
         config = load_config(config_path, stage)
-        _is_local(local, config, endpoint_url)  # refuses --local with --endpoint-url before anything else
+        common.is_local(local, config, endpoint_url)  # refuses --local with --endpoint-url before anything else
         if event is not None:
             given = [name for name, value in (("--data", data), ("--path", path), ("--method", method)) if value]
             given += ["-H"] if header else []
             if given:
                 raise UsageError(f"--event sends the event as it is: leave out {', '.join(given)}")
             payload = operate.read_event(event)
-            connection = _connect(config, endpoint_url, local)
+            connection = common.connect(config, endpoint_url, local)
             raise typer.Exit(operate.invoke_raw(connection, payload))
         request = operate.http_request(method or "GET", path or "/", header or [], data)
-        connection = _connect(config, endpoint_url, local)
+        connection = common.connect(config, endpoint_url, local)
         raise typer.Exit(operate.invoke(connection, request))
 
 
-@app.command()
 def logs(
+    context: typer.Context,
     stage: Stage = None,
     since: Annotated[
         str, typer.Option("--since", help="From when: 30s, 10m, 2h, 1d back, or an ISO time (UTC by default).")
@@ -93,10 +81,10 @@ def logs(
     """Print the stage's function's log events: time (UTC), request id, message; --follow for new ones."""
     from deployer import operate
 
-    with reported_errors():
+    with common.reported_errors(context):
         config = load_config(config_path, stage)
         operate.parse_since(since)  # a bad --since is refused before any AWS call
-        connection = _connect(config, endpoint_url, local)
+        connection = common.connect(config, endpoint_url, local)
         if follow:
             operate.follow_logs(connection, since, filter_pattern, _print_line)
         else:

@@ -1,0 +1,405 @@
+"""The commands that deploy and inspect a stage: build, up, promote, plan, rollback, down, unlock, status.
+
+Parse, delegate (deployer.build, deployer.deploy, the state stores), report. boto3 is imported inside them only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from deployer import output
+from deployer.cli import common
+from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Json, Local, Stage, Yes
+from deployer.config import Config, load_config
+from deployer.errors import DeployerError
+
+if TYPE_CHECKING:
+    from deployer.build import Artifact as BuiltArtifact
+    from deployer.context import ArtifactDigests, Connection, Run
+    from deployer.deploy import Applied
+    from deployer.state import State
+
+PLAN_CHANGES_EXIT_CODE = 3  # `deployer plan`: 0 nothing to do, 3 something would change
+
+
+WAITING_EXIT_CODE = 4  # deployed, but waiting on something outside AWS the output names (DNS records to create)
+
+
+def _artifact(built: BuiltArtifact) -> ArtifactDigests:
+    from deployer.context import ArtifactDigests
+
+    return ArtifactDigests(built.sha256, built.content_sha256)
+
+
+def _report(outcome: Applied) -> None:
+    change = outcome.change
+    output.outcome_line(change.resource, change.name, change.action, outcome.seconds, change.diffs, change.note)
+
+
+def _summary(connection: Connection, started: float) -> str:
+    from deployer.aws import is_mutating
+
+    calls = connection.aws.calls
+    writes = sum(1 for call in calls if is_mutating(call))
+    changes = "change" if writes == 1 else "changes"
+    return f"{len(calls)} AWS calls ({writes} {changes}) in {time.monotonic() - started:.1f}s"
+
+
+STATUS_FIELDS = (
+    "version",
+    "base_url",
+    "function_name",
+    "rest_api_id",
+    "role_name",
+    "stage",
+    "bucket",
+    "key",
+    "lambda_version",
+    "canary",
+    "alias",
+    "region",
+    "domain_url",
+    "domain_status",
+)
+
+
+def _status_fields(state: State, config: Config) -> dict[str, Any]:
+    """`status --json`'s object: the contract's fields, all null when nothing is deployed."""
+    deployed = state.deployed
+    data: dict[str, Any] = {name: getattr(state, name) if deployed else None for name in STATUS_FIELDS}
+    data["stage"] = config.stage if deployed else None
+    if data["canary"]:
+        data["canary"] = {"version": data["canary"]["version"], "weight": data["canary"]["weight"]}
+    data["app"] = config.app_name
+    data["history"] = state.history
+    return data
+
+
+def build(context: typer.Context, config_path: ConfigPath = DEFAULT_CONFIG, json_output: Json = False) -> None:
+    """Zip the function folder into a reproducible archive; print its path, size and sha256."""
+    from deployer.build import build as build_zip
+
+    with common.reported_errors(context):
+        config = load_config(config_path)
+        artifact = build_zip(config, force=True, log=output.plain)
+        if json_output:
+            left_out = [{"path": item.path, "reason": item.reason} for item in artifact.left_out]
+            output.result_json(
+                {"path": str(artifact.path), "size": artifact.size, "sha256": artifact.sha256, "left_out": left_out}
+            )
+            return
+        output.info(f"built {artifact.path.name}: {artifact.size:,} bytes")
+        output.result(f"{artifact.path}  {artifact.size} bytes  sha256:{artifact.sha256}")
+
+
+def up(
+    context: typer.Context,
+    version: Annotated[str, typer.Option("--version", "-v", help="Version to deploy, e.g. 1.0.0.")],
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
+    canary: Annotated[
+        float | None,
+        typer.Option(
+            "--canary",
+            min=0.01,
+            max=99.99,
+            help="Send this percentage of the stage's traffic to the new release; the rest stays on the current one.",
+        ),
+    ] = None,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Do not invoke the new release before traffic moves to it.")
+    ] = False,
+    endpoint_url: EndpointUrl = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace a published version's different bytes, or publish it with another configuration."
+        ),
+    ] = False,
+    json_output: Json = False,
+    local: Local = None,
+) -> None:
+    """Build if needed, upload, publish the release, check it, move the stage to it; print the URL."""
+    from deployer.build import build as build_zip
+    from deployer.build import build_lock
+
+    with common.reported_errors(context):
+        config = common.checked_config(version, config_path, stage, needs_source=True)
+        common.warn_of_secret_looking_variables(config)
+        connection = common.connect(config, endpoint_url, local)
+        command = common.command_line(context)
+        # The build lock too, from the build to the upload: another build cannot swap dist/'s zip in between.
+        with common.locked(connection, command) as state, build_lock(config, command=command, log=output.plain):
+            artifact = _artifact(build_zip(config, log=output.plain))
+            share = canary / 100 if canary is not None else None
+            run = connection.run(state, version, artifact=artifact, force=force, canary=share, check=not no_check)
+            _deploy(connection, run, "up", json_output)
+
+
+def promote(
+    context: typer.Context,
+    version: Annotated[str, typer.Argument(help="A version already uploaded (by `up` on another stage).")],
+    stage: Annotated[str, typer.Option("--stage", "-s", help="The stage to ship it to.")],
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Do not invoke the release before traffic moves to it.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Publish VERSION again on this stage with another configuration."),
+    ] = False,
+    endpoint_url: EndpointUrl = None,
+    json_output: Json = False,
+    local: Local = None,
+) -> None:
+    """Ship the artifact already published for VERSION to a stage, as it is: nothing is built."""
+    with common.reported_errors(context):
+        config = common.checked_config(version, config_path, stage, needs_source=False)
+        connection = common.connect(config, endpoint_url, local)
+        with common.locked(connection, common.command_line(context)) as state:
+            run = connection.run(state, version, check=not no_check, force=force)
+            _deploy(connection, run, "promote", json_output)
+
+
+def _deploy(connection: Connection, run: Run, command: str, json_output: bool) -> None:
+    """Carry out `up` or `promote` and report it: a line per resource, then the URL alone on stdout."""
+    from deployer import deploy
+
+    started = time.monotonic()
+    config, target = run.config, run.target
+    local_endpoint = connection.local_endpoint
+    where = f"on the local cloud {local_endpoint}" if local_endpoint else f"in {connection.aws.region}"
+    share = f" ({target.canary:.0%} of its traffic)" if target.canary else ""
+    output.info(f"deploying [bold]{config.app_name}[/] {target.version} to stage {config.stage}{share} {where}")
+    report = (lambda _: None) if json_output else _report
+    outcomes = deploy.promote(run, report) if command == "promote" else deploy.up(run, report)
+    if json_output:
+        data = _status_fields(run.state, config)
+        data["resources"] = [
+            {
+                "resource": item.change.resource,
+                "name": item.change.name,
+                "action": item.change.action,
+                "seconds": round(item.seconds, 3),
+            }
+            for item in outcomes
+        ]
+        data["aws_calls"] = len(connection.aws.calls)
+        data["dns_records_to_create"] = run.state.dns_pending or []
+        output.result_json(data)
+        if run.state.domain_status == "validating":
+            raise typer.Exit(WAITING_EXIT_CODE)
+        return
+    output.info(_summary(connection, started))
+    _report_domain(run.state)
+
+
+def _report_domain(state: State) -> None:
+    """The URL last on stdout: the domain's once it serves, the execute-api one (then on stderr) otherwise.
+    DNS records the user must create are named exactly; while the certificate waits for them, exit 4."""
+    for record in state.dns_pending or []:
+        line = f"{record['name']} {record['type']} {record['value']}"
+        output.info(f"create this DNS record: {output.escape(line)}")
+        if state.domain_status == "validating":
+            output.result(line)
+    if state.domain_status == "validating":
+        output.info(
+            f"{state.domain} waits for its certificate: create the record above where its DNS is served, then run "
+            f"`deployer up` again; until then the stage answers at {state.base_url}"
+        )
+        raise typer.Exit(WAITING_EXIT_CODE)
+    if state.domain_url:
+        output.info(f"execute-api URL: {state.base_url}")
+        output.result(state.domain_url)
+        return
+    output.result(state.base_url or "")
+
+
+def plan(
+    context: typer.Context,
+    version: Annotated[str, typer.Option("--version", "-v", help="Version `up` would deploy.")],
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
+    endpoint_url: EndpointUrl = None,
+    json_output: Json = False,
+    local: Local = None,
+) -> None:
+    """Show what `up` would change, reading only. Exit 0: nothing; 3: something would change."""
+    from deployer import deploy
+    from deployer.build import build as build_zip
+
+    with common.reported_errors(context):
+        config = common.checked_config(version, config_path, stage, needs_source=True)
+        common.warn_of_secret_looking_variables(config)
+        connection = common.connect(config, endpoint_url, local)
+        artifact = _artifact(build_zip(config, log=output.plain))
+        changes = deploy.plan(connection.target(connection.store.load(), version, artifact=artifact))
+        pending = changes.pending
+        if json_output:
+            output.result_json(
+                {
+                    "changes": [
+                        {
+                            "resource": change.resource,
+                            "name": change.name,
+                            "action": change.action,
+                            "diffs": {diff.field: {"old": diff.old, "new": diff.new} for diff in change.diffs},
+                        }
+                        for change in changes
+                    ],
+                    "pending": len(pending),
+                }
+            )
+        else:
+            for change in changes:
+                output.plan_line(change.resource, change.name, change.action, change.diffs)
+            output.info(f"{len(pending)} to change, {len(changes.changes) - len(pending)} unchanged")
+        if pending:
+            raise typer.Exit(PLAN_CHANGES_EXIT_CODE)
+
+
+def rollback(
+    context: typer.Context,
+    version: Annotated[str, typer.Argument(help="An earlier release of this stage.")],
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
+    endpoint_url: EndpointUrl = None,
+    local: Local = None,
+) -> None:
+    """Put an earlier release back, whole: its code and its configuration (one alias move)."""
+    from deployer import deploy
+
+    with common.reported_errors(context):
+        started = time.monotonic()
+        config = common.checked_config(version, config_path, stage, needs_source=False)
+        connection = common.connect(config, endpoint_url, local)
+        with common.locked(connection, common.command_line(context)) as state:
+            run = connection.run(state, version)
+            deploy.rollback(run, report=_report)
+        output.info(_summary(connection, started))
+        output.result(run.state.base_url or "")
+
+
+def down(
+    context: typer.Context,
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
+    endpoint_url: EndpointUrl = None,
+    yes: Yes = False,
+    local: Local = None,
+    keep_logs: Annotated[
+        bool, typer.Option("--keep-logs", help="Leave the function's log group (its events and retention).")
+    ] = False,
+) -> None:
+    """Delete everything deployed on this stage, newest first; other stages are left alone."""
+    from deployer import deploy
+
+    with common.reported_errors(context):
+        started = time.monotonic()
+        config = load_config(config_path, stage)
+        common.require_an_answer(yes, "down deletes resources")
+        connection = common.connect(config, endpoint_url, local)
+        with common.locked(connection, common.command_line(context)) as state:
+            run = connection.run(state)
+            found = deploy.find_deployed(run.target)
+            if keep_logs:
+                found = dataclasses.replace(found, log_group=None)
+            if found.empty:
+                output.info(f"nothing deployed for {config.app_name} on stage {config.stage}")
+                run.state.forget_resources()
+                run.save()
+                return
+            names = [f"rest api {api_id}" for api_id in found.rest_api_ids]
+            names += [f"function {found.function_name}"] if found.function_name else []
+            names += [f"log group {found.log_group}"] if found.log_group else []
+            if found.role:
+                shared = found.role.other_regions
+                names += [
+                    f"role {found.role.name}"
+                    + (f" (kept: still used in {', '.join(sorted(shared))})" if shared else "")
+                ]
+            if not yes and not typer.confirm(f"Delete {', '.join(names)}?", err=True, default=False):
+                raise DeployerError("nothing deleted")
+            deploy.down(run, found, report=_report)
+        output.info(f"artifacts stay in s3://{config.bucket}/ for rollbacks; " + _summary(connection, started))
+
+
+def unlock(
+    context: typer.Context,
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
+    endpoint_url: EndpointUrl = None,
+    yes: Yes = False,
+    local: Local = None,
+) -> None:
+    """Remove the shared state's lock left by a run that is gone (killed): only that very lock."""
+    with common.reported_errors(context):
+        config = load_config(config_path, stage)
+        common.require_an_answer(yes, "unlock removes another run's lock")
+        store = common.connect(config, endpoint_url, local).store
+
+        def confirm(holder: str) -> bool:
+            return yes or typer.confirm(f"Remove the lock held by {holder}? Only if that run is gone.", err=True)
+
+        removed = store.unlock(confirm)
+        if removed is None:
+            output.info(f"nothing to unlock: no deployer holds the lock of {config.app_name} on stage {config.stage}")
+        else:
+            output.plain(f"removed the lock held by {removed}")
+
+
+def status(
+    context: typer.Context,
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    stage: Stage = None,
+    json_output: Json = False,
+    local: Local = None,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """What is deployed on a stage, from its state: the shared one (one S3 read), or the local file."""
+    from deployer.state import State
+    from deployer.stores import store_for
+
+    with common.reported_errors(context):
+        config = load_config(config_path, stage)
+        is_local = common.is_local(local, config)
+        if config.state_backend == "local":
+            state = store_for(config, local=is_local).load()
+        elif is_local:
+            from deployer.local import control, resolve_port
+
+            # The local cloud is not started for a status: not running, it holds nothing.
+            running = control.status(resolve_port()) is not None
+            state = common.connect(config, None, True).store.load() if running else State()
+        else:
+            state = common.connect(config, endpoint_url, False).store.load()
+        data = _status_fields(state, config)
+        if is_local:
+            from deployer.local import control, resolve_port
+
+            data["local"] = control.describe(resolve_port())  # the emulator; no AWS call, it is not started
+        where = " on the local cloud" if is_local else ""
+        if json_output:
+            output.result_json(data)
+            return
+        if not state.deployed:
+            output.result(f"nothing deployed for {config.app_name} on stage {config.stage}{where}")
+            return
+        shown = {name: output.untrusted(value, output.FIELD_LIMIT) for name, value in data.items()}  # the state's
+        for name in ("version", "base_url", "stage", "function_name", "alias", "lambda_version", "rest_api_id"):
+            output.result(f"{name:<14} {shown[name]}")
+        if data["domain_url"]:
+            domain_status = shown["domain_status"] or "ready"
+            output.result(f"{'domain_url':<14} {shown['domain_url']} ({domain_status})")
+        if data["canary"]:
+            canary = data["canary"]
+            version = output.untrusted(canary["version"], output.FIELD_LIMIT)
+            output.result(f"{'canary':<14} {version} gets {canary['weight']:.0%} of the traffic")
+        for name in ("role_name", "bucket", "key"):
+            output.result(f"{name:<14} {shown[name]}")
+        if is_local and not data["local"]["running"]:
+            output.info("the local cloud is not running: what it held is gone; `deployer up --local` deploys again")
