@@ -171,8 +171,11 @@ def delete_if_present(call: Callable[[], Any], still_there: Callable[[], Any] | 
 class Aws:
     """Lazily made clients for one region and endpoint, and a log of every API call they made."""
 
-    def __init__(self, region: str | None, endpoint_url: str | None = None, session: Any = None) -> None:
+    def __init__(
+        self, region: str | None, endpoint_url: str | None = None, session: Any = None, waits: retry.Waits | None = None
+    ) -> None:
         self.session = session or boto3.Session()
+        self.waits = waits or retry.Waits()  # how its calls, and the steps using them, wait and say they wait
         resolved = region or self.session.region_name
         if not resolved:
             raise UsageError("no AWS region: set [app] region in deploy.toml, or AWS_REGION")
@@ -218,14 +221,52 @@ class Aws:
             client = self.session.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
             client.meta.events.register("before-call", self._count)
             client.meta.events.register_first("needs-retry", _give_up_on_a_dead_connection)
-            client.meta.events.register_first("needs-retry", _say_throttling)
+            client.meta.events.register_first("needs-retry", self._say_throttling)
             if service == "apigateway":
-                client.meta.events.register_first("needs-retry", _retry_concurrent_modification)
+                client.meta.events.register_first("needs-retry", self._retry_concurrent_modification)
             self._clients[key] = client
         return self._clients[key]
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)
+
+    def _say_throttling(self, response: Any, operation: Any, request_dict: dict[str, Any], **_: Any) -> None:
+        """botocore backs off a throttled call by itself (API Gateway allows one CreateDeployment per 5 s, one
+        DeleteRestApi per 30 s per account): say so when that wait gets long, as deployer.retry says its own.
+        When it was first refused is kept on the request's context, the same dict for every try of one call."""
+        context = request_dict["context"]
+        code = (response[1].get("Error", {}).get("Code") if response else None) or ""
+        if code not in THROTTLED:
+            context.pop("deployer_throttled_since", None)
+            return
+        now = self.waits.clock()
+        waited = now - context.setdefault("deployer_throttled_since", now)
+        if waited >= retry.SPEAK_AFTER:
+            service = operation.service_model.service_id if operation is not None else "AWS"
+            self.waits.on_wait(f"{service} to accept more requests ({operation.name} is throttled)", waited)
+
+    def _retry_concurrent_modification(
+        self, response: Any, attempts: int, request_dict: dict[str, Any], **_: Any
+    ) -> float | None:
+        """API Gateway answers 409 ConflictException ("concurrent modification ... try again later") while another
+        change to the API settles; botocore takes it as final. Every API Gateway call is retried here: the delay
+        to wait before the next try, for up to CONCURRENT_MODIFICATION_LIMIT seconds from the first refusal, then
+        None (the refusal stands). botocore sleeps the delay and counts the try in RetryAttempts."""
+        if response is None or not _concurrent_modification(response[1].get("Error", {})):
+            return None
+        context = request_dict["context"]  # the same dict for every try of one call
+        now = self.waits.clock()
+        started = context.setdefault("deployer_conflict_since", now)
+        first, grain = CONCURRENT_MODIFICATION_DELAYS
+        delay = first if attempts == 1 else grain
+        if now + delay > started + CONCURRENT_MODIFICATION_LIMIT:
+            return None
+        waited = now - started + delay
+        said = context.get("deployer_conflict_said")
+        if waited >= retry.SPEAK_AFTER and (said is None or waited - said >= 5):  # then every 5 s at most
+            self.waits.on_wait("API Gateway to finish another change to the API", waited)
+            context["deployer_conflict_said"] = waited
+        return delay
 
     def invoker(self, function_timeout: int) -> Any:
         """A Lambda client for Invoke: it waits for the function's whole run, and a little more."""
@@ -294,50 +335,8 @@ def check_endpoint_url(url: str) -> str:
     return url
 
 
-_throttled_since: dict[int, float] = {}  # a request botocore is retrying for throttling -> when it was first refused
-
-
-def _say_throttling(response: Any, attempts: int, operation: Any, request_dict: dict[str, Any], **_: Any) -> None:
-    """botocore backs off a throttled call by itself (API Gateway allows one CreateDeployment per 5 s, one
-    DeleteRestApi per 30 s per account): say so when that wait gets long, as deployer.retry says its own."""
-    key = id(request_dict)
-    code = (response[1].get("Error", {}).get("Code") if response else None) or ""
-    if code not in THROTTLED:
-        _throttled_since.pop(key, None)
-        return
-    started = _throttled_since.setdefault(key, retry.clock())
-    waited = retry.clock() - started
-    if waited >= retry.SPEAK_AFTER:
-        service = operation.service_model.service_id if operation is not None else "AWS"
-        retry.on_wait(f"{service} to accept more requests ({operation.name} is throttled)", waited)
-
-
 def _give_up_on_a_dead_connection(attempts: int, caught_exception: Exception | None = None, **_: Any) -> None:
     """Botocore retries a failed connection as often as a throttled call; a dead endpoint does not get better
     with ten tries of half a minute each. Raising here ends the retries with the connection's own error."""
     if isinstance(caught_exception, (ConnectionError, HTTPClientError)) and attempts >= CONNECTION_ATTEMPTS:
         raise caught_exception
-
-
-def _retry_concurrent_modification(
-    response: Any, attempts: int, request_dict: dict[str, Any], **_: Any
-) -> float | None:
-    """API Gateway answers 409 ConflictException ("concurrent modification ... try again later") while another
-    change to the API settles; botocore takes it as final. Every API Gateway call is retried here: the delay
-    to wait before the next try, for up to CONCURRENT_MODIFICATION_LIMIT seconds from the first refusal, then
-    None (the refusal stands). botocore sleeps the delay and counts the try in RetryAttempts."""
-    if response is None or not _concurrent_modification(response[1].get("Error", {})):
-        return None
-    context = request_dict["context"]  # the same dict for every try of one call
-    now = retry.clock()
-    started = context.setdefault("deployer_conflict_since", now)
-    first, grain = CONCURRENT_MODIFICATION_DELAYS
-    delay = first if attempts == 1 else grain
-    if now + delay > started + CONCURRENT_MODIFICATION_LIMIT:
-        return None
-    waited = now - started + delay
-    said = context.get("deployer_conflict_said")
-    if waited >= retry.SPEAK_AFTER and (said is None or waited - said >= 5):  # then every 5 s at most
-        retry.on_wait("API Gateway to finish another change to the API", waited)
-        context["deployer_conflict_said"] = waited
-    return delay

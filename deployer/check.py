@@ -18,7 +18,7 @@ from deployer.context import Run, Target, arn_account
 from deployer.errors import DeployerError
 from deployer.gateway import MalformedResponseError, build_event, to_http_response
 from deployer.plan import Change, Plan
-from deployer.resources.version import function_observed, published, release_name
+from deployer.resources.version import Version, function_observed, published, release_name
 
 NO_INVOKE_HERE = b"error running docker"  # moto's answer when it has no Docker to run a function in
 GATEWAY_TIMEOUT = 29  # seconds API Gateway waits for an integration; its clients get 504 after that
@@ -32,9 +32,9 @@ def _first_line(text: Any) -> str:
 class Check:
     resource = "check"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = f"GET {target.config.check_path}"
-        version = earlier.of("version")
+        version = earlier.of(Version)
         if target.keep_live:  # what runs now is already serving: nothing new reaches users
             return Change(self.resource, name, "unchanged")
         observed = function_observed(earlier)
@@ -44,15 +44,15 @@ class Check:
                 alias["FunctionVersion"],
                 *((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}),
             }
-            if str(version.observed) in serving:
+            if version.observed in serving:
                 return Change(self.resource, name, "unchanged")  # it serves already: it was checked then
         return Change(self.resource, name, "check" if target.check else "skip")
 
-    def apply(self, run: Run, change: Change) -> Change | None:
+    def apply(self, run: Run, change: Change[None]) -> Change[None] | None:
         if change.action == "skip":
             return None
         target = run.target
-        number = published(run.planned.of("version"), run)
+        number = published(run)
         event = build_event(
             "GET",
             target.config.check_path,

@@ -4,28 +4,34 @@
   the state as it was read when the command started. `plan()` methods get only this: they read AWS
   and never write, neither to AWS nor to the state.
 - `Run`: the Target plus the live state and its store. `apply()` methods record the IDs of what
-  they create in `run.state` and save it at once, so a crash never loses track of what exists.
+  they create in `run.state` and save it at once, so a crash never loses track of what exists. `run.done`
+  holds the changes carried out so far, as each step's apply returned them: how a later step learns what an
+  earlier one made (`run.done.of(version.Version).observed`: the version it published).
+- `Step`: one resource in the deploy order (deploy.UP_ORDER), its plan and its apply, typed by what it observes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from deployer.aws import Aws
 from deployer.config import Config
 from deployer.errors import DeployerError
-from deployer.plan import Plan
+from deployer.plan import Change, Plan
 from deployer.state import State, StateStore
 
 if TYPE_CHECKING:
     from deployer.secrets import Secret
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
-class Artifact:
-    """The built zip being deployed: its bytes' digest and its content's (see deployer.build)."""
+class ArtifactDigests:
+    """The zip being deployed, as its digests: its bytes' and its content's (see deployer.build). Built by `up`,
+    or read from the published artifact's metadata (`promote`, `rollback`)."""
 
     sha256: str
     content_sha256: str
@@ -58,7 +64,7 @@ class Target:
     aws: Aws
     recorded: State
     version: str | None = None
-    artifact: Artifact | None = None
+    artifact: ArtifactDigests | None = None
     force: bool = False  # replace a published artifact's different bytes
     canary: float | None = None  # route this share (0-1) of the stage's traffic to the release, the rest stays
     check: bool = True  # invoke a new release before any traffic moves to it
@@ -84,8 +90,7 @@ class Run:
     target: Target
     state: State
     store: StateStore
-    planned: Plan = field(default_factory=lambda: Plan(()))  # what is being carried out: earlier steps' reads
-    published: str | None = None  # the Lambda version this run published, once it has
+    done: Plan = field(default_factory=lambda: Plan(()))  # the changes carried out so far, as carried out
 
     @property
     def config(self) -> Config:
@@ -97,6 +102,19 @@ class Run:
 
     def save(self) -> None:
         self.store.save(self.state)
+
+
+class Step(Protocol[T]):
+    """One resource in the deploy order: plan reads, apply writes (see deploy.py). T: what its plan observes."""
+
+    resource: str
+
+    def plan(self, target: Target, earlier: Plan) -> Change[T]: ...
+
+    def apply(self, run: Run, change: Change[T]) -> Change[T] | None:
+        """Carry the change out; the change as carried out when it differs from the plan's (what it made, a
+        check's answer, why it was skipped), else None."""
+        ...
 
 
 def arn_partition(*arns: str | None) -> str:

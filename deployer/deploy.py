@@ -5,6 +5,11 @@
 state after every resource it creates. A release is code and configuration published as one Lambda
 version; the stage's alias moves to it once it passed its check, and the API calls the alias, so
 `rollback` is one alias move. `down` removes what the state (or the app's tags) names, newest first.
+
+Steps hand data on in two typed ways only: a plan step asks the plan so far for an earlier step's change
+(`earlier.of(function.Function)`: a `Change[function.Observed]`), and an apply asks what the steps before it
+did (`run.done.of(version.Version)`: the version published). What a plan learned for the state is a `Learned`,
+recorded before anything is applied.
 """
 
 from __future__ import annotations
@@ -12,17 +17,31 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
 
 from deployer import check, secrets
 from deployer.aws import read_or_none
-from deployer.context import Run, Target
+from deployer.context import Run, Step, Target
 from deployer.errors import DeployerError, UsageError
-from deployer.plan import Change, Diff, Plan, Step
-from deployer.resources import alias, artifact, domain, function, log_group, permission, rest_api, role, stage, version
+from deployer.plan import Change, Diff, Plan
+from deployer.resources import (
+    alias,
+    artifact,
+    domain,
+    function,
+    log_group,
+    permission,
+    prune,
+    rest_api,
+    role,
+    stage,
+    version,
+)
 from deployer.state import State
 
-UP_ORDER: tuple[Step, ...] = (
-    artifact.Artifact(),
+UP_ORDER: tuple[Step[Any], ...] = (
+    artifact.ArtifactObject(),
     role.Role(),
     log_group.LogGroup(),  # before the function: else Lambda makes it at the first log line, kept forever
     function.Function(),  # $LATEST: code and configuration; never served
@@ -38,17 +57,19 @@ UP_ORDER: tuple[Step, ...] = (
     permission.Permission(),  # the API may invoke the alias: before a deployment makes it call it
     stage.Stage(),
     *domain.STEPS,  # certificate, domain name, base path mapping, DNS records: the stage's own domain, if any
-    version.Prune(),
+    prune.Prune(),
 )
 
 
 @dataclass
-class Outcome:
-    change: Change
+class Applied:
+    """A change as carried out, and how long it took: what a command reports, line by line."""
+
+    change: Change[Any]
     seconds: float
 
 
-Report = Callable[[Outcome], None]
+Reporter = Callable[[Applied], None]
 
 
 def plan(target: Target) -> Plan:
@@ -59,7 +80,7 @@ def plan(target: Target) -> Plan:
 def _walk(target: Target) -> Plan:
     _check_region(target)
     target = secrets.resolved(target)  # every reference read before anything is written
-    changes: list[Change] = []
+    changes: list[Change[Any]] = []
     for step in UP_ORDER:
         changes.append(step.plan(target, Plan(tuple(changes))))
     return Plan(tuple(changes))
@@ -81,18 +102,19 @@ def _identify(run: Run) -> None:
     run.state.app, run.state.stage, run.state.region = run.config.app_name, run.config.stage, run.target.region
 
 
-def execute(run: Run, planned: Plan, report: Report = lambda _: None, action: str = "up") -> list[Outcome]:
-    """Apply each change of the plan in order; what the plan found in the account is recorded first."""
+def execute(run: Run, planned: Plan, report: Reporter = lambda _: None, action: str = "up") -> list[Applied]:
+    """Apply each change of the plan in order; what the plan found in the account is recorded first. Each change
+    as carried out joins `run.done`, where the steps after it find what it made."""
     _identify(run)
     for change in planned:
-        for key, value in change.learned.items():
-            setattr(run.state, key, value)
-    run.planned = planned
+        run.state.learn(change.learned)
+    run.done = Plan(())
     outcomes = []
     for step, change in zip(UP_ORDER, planned, strict=True):
         started = time.monotonic()
-        shown = step.apply(run, change) if change.action not in ("unchanged", "absent") else None
-        outcome = Outcome(shown or change, time.monotonic() - started)
+        done = (step.apply(run, change) if change.action not in ("unchanged", "absent") else None) or change
+        run.done = Plan((*run.done.changes, done))
+        outcome = Applied(done, time.monotonic() - started)
         report(outcome)
         outcomes.append(outcome)
     if planned.pending:  # an up that changed nothing is no event: the shared state is not even written
@@ -101,7 +123,7 @@ def execute(run: Run, planned: Plan, report: Report = lambda _: None, action: st
     return outcomes
 
 
-def up(run: Run, report: Report = lambda _: None, action: str = "up") -> list[Outcome]:
+def up(run: Run, report: Reporter = lambda _: None, action: str = "up") -> list[Applied]:
     """Create or update every resource, in order; a second run with nothing changed writes nothing.
 
     A stack from before aliases (its API calls the function's $LATEST) is converted first, with no
@@ -111,7 +133,7 @@ def up(run: Run, report: Report = lambda _: None, action: str = "up") -> list[Ou
     run.target = secrets.resolved(run.target)  # read once, before any write; apply puts the values in place
     planned = _walk(run.target)
     converting = _serves_latest(planned)
-    outcomes = []
+    outcomes: list[Applied] = []
     if converting:
         as_it_is = replace(run.target, keep_live=True)
         outcomes += execute(replace(run, target=as_it_is), _walk(as_it_is), report, action="convert")
@@ -123,7 +145,8 @@ def up(run: Run, report: Report = lambda _: None, action: str = "up") -> list[Ou
 
 def _serves_latest(planned: Plan) -> bool:
     """The function exists with no alias yet, and the API calls it unqualified."""
-    function_change, alias_change, api = planned.of("function"), planned.of("alias"), planned.of("rest api")
+    function_change, alias_change = planned.of(function.Function), planned.of(alias.Alias)
+    api = planned.of(rest_api.RestApi)
     return bool(
         function_change is not None
         and function_change.action != "create"
@@ -135,14 +158,14 @@ def _serves_latest(planned: Plan) -> bool:
     )
 
 
-def promote(run: Run, report: Report = lambda _: None) -> list[Outcome]:
+def promote(run: Run, report: Reporter = lambda _: None) -> list[Applied]:
     """Ship the artifact already published for the version to this stage, as it is: nothing is built."""
     published = artifact.published_artifact(run.target)
     run.target = replace(run.target, artifact=published)
     return up(run, report, action="promote")
 
 
-def rollback(run: Run, report: Report = lambda _: None) -> list[Outcome]:
+def rollback(run: Run, report: Reporter = lambda _: None) -> list[Applied]:
     """Put release V back, whole: one alias move to its published version, code and configuration as
     they ran. A version pruned since is published again from V's artifact and V's recorded configuration."""
     started = time.monotonic()
@@ -172,8 +195,10 @@ def rollback(run: Run, report: Report = lambda _: None) -> list[Outcome]:
     _find_our_api(target, state)
     state.record("rollback", target.version)
     run.save()
-    change = Change("alias", config.alias, "update", (Diff(alias.Field.VERSION, previous, f"{target.version}"),))
-    outcome = Outcome(change, time.monotonic() - started)
+    change: Change[Any] = Change(
+        "alias", config.alias, "update", (Diff(alias.Field.VERSION, previous, f"{target.version}"),)
+    )
+    outcome = Applied(change, time.monotonic() - started)
     report(outcome)
     return [outcome]
 
@@ -195,15 +220,15 @@ def _find_our_api(target: Target, state: State) -> None:
         state.base_url = stage.base_url(target, apis[0]["id"])
 
 
-def _republish(run: Run, report: Report) -> list[Outcome]:
+def _republish(run: Run, report: Reporter) -> list[Applied]:
     """Publish release V again from its artifact and the configuration recorded when it was deployed."""
     target, config = run.target, run.target.config
     assert target.version is not None
     record = run.state.releases.get(target.version)
     if record is None:
-        published = artifact.published_versions(target)
-        if target.version not in published:
-            listing = ", ".join(published) if published else "none"
+        uploaded = artifact.published_versions(target)
+        if target.version not in uploaded:
+            listing = ", ".join(uploaded) if uploaded else "none"
             raise DeployerError(
                 f"version {target.version} was never uploaded (no s3://{config.bucket}/{target.artifact_key}); "
                 f"published versions: {listing}"
@@ -248,12 +273,12 @@ def _republish(run: Run, report: Report) -> list[Outcome]:
 
 
 @dataclass
-class Found:
+class Deployed:
     """What `down` will remove: from the state file, else found by name and tags."""
 
     rest_api_ids: list[str]
     function_name: str | None
-    role: role.Found | None
+    role: role.OurRole | None
     log_group: str | None = None  # only one deployer made (tagged): an adopted group is not ours to delete
 
     @property
@@ -261,33 +286,33 @@ class Found:
         return not (self.rest_api_ids or self.function_name or self.role or self.log_group)
 
 
-def find_deployed(target: Target) -> Found:
+def find_deployed(target: Target) -> Deployed:
     """What this stage's down removes: the APIs, function and role named after it that carry the app's tag
     (an API a retried CreateRestApi orphaned too). Never what a state file names without that proof."""
     _check_region(target)
     api_ids = [api["id"] for api in rest_api.find_tagged(target)]
-    return Found(api_ids, function.find_ours(target), role.find_ours(target), log_group.find_ours(target))
+    return Deployed(api_ids, function.find_ours(target), role.find_ours(target), log_group.find_ours(target))
 
 
-def down(run: Run, found: Found, report: Report = lambda _: None) -> list[Outcome]:
+def down(run: Run, found: Deployed, report: Reporter = lambda _: None) -> list[Applied]:
     """Remove what `found` names, newest first; what is already gone counts as removed."""
-    outcomes = []
+    outcomes: list[Applied] = []
 
     def remove(resource: str, name: str, delete: Callable[[], bool]) -> None:
         started = time.monotonic()
         existed = delete()
-        outcome = Outcome(Change(resource, name, "delete" if existed else "absent"), time.monotonic() - started)
+        outcome = Applied(Change(resource, name, "delete" if existed else "absent"), time.monotonic() - started)
         report(outcome)
         outcomes.append(outcome)
 
     started = time.monotonic()
     for change in domain.remove(run, found.rest_api_ids):  # mappings go before their API can
-        outcome = Outcome(change, time.monotonic() - started)
+        outcome = Applied(change, time.monotonic() - started)
         report(outcome)
         outcomes.append(outcome)
         started = time.monotonic()
     for api_id in found.rest_api_ids:
-        remove("rest api", api_id, lambda api_id=api_id: rest_api.delete(run, api_id))  # type: ignore[misc]
+        remove("rest api", api_id, partial(rest_api.delete, run, api_id))
     if found.function_name:
         name = found.function_name
         remove("function", name, lambda: function.delete(run, name))
@@ -298,7 +323,7 @@ def down(run: Run, found: Found, report: Report = lambda _: None) -> list[Outcom
         started, shared = time.monotonic(), found.role
         role.leave(run, shared)
         note = f"still used in {', '.join(sorted(shared.other_regions))}"
-        outcome = Outcome(Change("role", shared.name, "keep", note=note), time.monotonic() - started)
+        outcome = Applied(Change("role", shared.name, "keep", note=note), time.monotonic() - started)
         report(outcome)
         outcomes.append(outcome)
     elif found.role:

@@ -360,7 +360,7 @@ def follow_logs(
     polls and `polls` bounds them (tests)."""
     config = connection.config
     client = connection.aws.client("logs")
-    last, printed = parse_since(since), set()  # printed: the ids of the events at `last`
+    last, printed = parse_since(since), set[str]()  # printed: the ids of the events at `last`
     lines = LogLines()
     said_waiting = False
     try:

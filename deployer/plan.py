@@ -1,30 +1,31 @@
 """A plan is data: what `up` would do to each resource, computed by reads only.
 
 `deployer plan` prints a Plan; `deployer up` computes the very same Plan, then executes it
-(deploy.py). Each resource step (deployer/resources/) turns what it reads into a Change:
+(deploy.py). Each resource step (deployer/resources/) turns what it reads into a `Change[T]`:
 
-- `action`: create, update or unchanged;
+- `action`: what applying it does (see Action below);
 - `diffs`: which named fields differ, old -> new. The fields are constants of the resource's module
   (a StrEnum), and they alone decide which AWS call apply makes; their values are only for display;
-- `observed`: what the reads found, for the steps after it and for apply (never written back);
-- `learned`: IDs found in the account that the state does not hold yet (a lost state file); the
-  executor records them, planning never does.
+- `observed`: what the reads found, of the step's own type T (its module's `Observed`, an ID, ...): for the
+  steps after it, which ask for it by step (`earlier.of(function.Function)`), and for apply. Never written back;
+- `learned`: IDs found in the account that the state does not hold yet (a lost state file), as named fields
+  of the State (`Learned`); the executor records them, planning never does.
 
 Planning never writes state and never writes to AWS: see docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypedDict, TypeVar, cast
 
-if TYPE_CHECKING:
-    from deployer.context import Run, Target
+T = TypeVar("T")
 
-# create/update/delete change the account; check invokes a new release before traffic reaches it (skip: not
-# this time); unchanged and absent (already gone, for down) change nothing.
-Action = Literal["create", "update", "unchanged", "delete", "absent", "check", "skip"]
+# create, update and delete change the account; check invokes a new release before traffic reaches it (skip: not
+# this time, or not yet); unchanged, absent (already gone, for down) and keep (a shared role another region still
+# uses, for down) change nothing.
+Action = Literal["create", "update", "unchanged", "delete", "absent", "check", "skip", "keep"]
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,44 @@ class Diff:
     new: Any
 
 
+class Learned(TypedDict, total=False):
+    """What a plan found in the account that the state should name: each key is a State field, of its type
+    (tests/test_plan.py holds them to it). The executor records them before anything is applied."""
+
+    role_name: str | None
+    role_arn: str | None
+    log_group: str | None
+    function_name: str | None
+    function_arn: str | None
+    releases: dict[str, dict[str, Any]]
+    alias: str | None
+    lambda_version: str | None
+    canary: dict[str, Any] | None
+    version: str | None
+    bucket: str | None
+    key: str | None
+    rest_api_id: str | None
+    root_resource_id: str | None
+    proxy_resource_id: str | None
+    permission_statement_id: str | None
+    deployment_id: str | None
+    base_url: str | None
+    certificate_arn: str | None
+    domain: str | None
+    domain_url: str | None
+    domain_status: str | None
+    domain_target: dict[str, Any] | None
+    dns_pending: list[dict[str, Any]] | None
+
+
 @dataclass(frozen=True)
-class Change:
+class Change(Generic[T]):
     resource: str  # what kind of thing: "role", "function", ...
     name: str  # which one: its name or ID
     action: Action
     diffs: tuple[Diff, ...] = ()
-    observed: Any = None
-    learned: Mapping[str, Any] = field(default_factory=dict)
+    observed: T | None = None
+    learned: Learned = field(default_factory=lambda: Learned())
     note: str = ""  # what applying it found, for the report (a check's answer, why it was skipped)
 
     @property
@@ -54,27 +85,27 @@ class Change:
         return any(diff.field in wanted for diff in self.diffs)
 
 
-@dataclass(frozen=True)
-class Plan:
-    changes: tuple[Change, ...]
-
-    def __iter__(self) -> Iterator[Change]:
-        return iter(self.changes)
-
-    def of(self, resource: str) -> Change | None:
-        """The (first) change of this kind of resource, if it was planned already."""
-        return next((change for change in self.changes if change.resource == resource), None)
-
-    @property
-    def pending(self) -> list[Change]:
-        return [change for change in self.changes if change.changes_something]
-
-
-class Step(Protocol):
-    """One resource in the deploy order: plan reads, apply writes (see deploy.py)."""
+class StepKind(Protocol[T]):
+    """A step class, as a plan is asked for its change (`earlier.of(function.Function)`): the `resource` its
+    changes name, and the type of what it observes (read from its plan's return type)."""
 
     resource: str
 
-    def plan(self, target: Target, earlier: Plan) -> Change: ...
+    def plan(self, *args: Any) -> Change[T]: ...
 
-    def apply(self, run: Run, change: Change) -> Change | None: ...  # a Change to report instead, if any
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change[Any], ...]
+
+    def __iter__(self) -> Iterator[Change[Any]]:
+        return iter(self.changes)
+
+    def of(self, step: type[StepKind[T]]) -> Change[T] | None:
+        """The change of this step's resource, typed as that step observes, if it was planned already."""
+        found = next((change for change in self.changes if change.resource == step.resource), None)
+        return cast("Change[T] | None", found)
+
+    @property
+    def pending(self) -> list[Change[Any]]:
+        return [change for change in self.changes if change.changes_something]

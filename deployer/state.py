@@ -25,10 +25,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer import filelock
 from deployer.errors import DeployerError, UsageError
+
+if TYPE_CHECKING:
+    from deployer.plan import Learned
 
 HISTORY_LENGTH = 20
 # The command holding the lock, for the history's entries (set by each store's lock()).
@@ -45,7 +48,7 @@ def current_user() -> str:
 MOVE_ASIDE = "move it aside and run again: deployer finds its resources by their names and tags"
 
 
-@dataclass
+@dataclass(slots=True)  # a field it does not have is an error, never an attribute that is not saved
 class State:
     app: str | None = None
     stage: str | None = None
@@ -83,6 +86,12 @@ class State:
     )
     dns_pending: list[dict[str, Any]] | None = None  # records to create by hand (no zone): {"name", "type", "value"}
 
+    def learn(self, learned: Learned) -> None:
+        """Take in what a plan found in the account, or what a step made: each key is one of the State's fields
+        (Learned's type says which; one it does not have raises here, as State has slots)."""
+        for name, value in learned.items():
+            setattr(self, name, value)
+
     def record(self, action: str, version: str | None) -> None:
         """Append to the short history of what was deployed when, by whom and how (newest last)."""
         entry = {
@@ -116,7 +125,7 @@ class State:
         """The state a decoded JSON document holds; StateInvalid naming the field that is not what it must be."""
         if not isinstance(data, dict):
             raise StateInvalid(f"{where} holds {type(data).__name__}, not a deployer state")
-        values = {}
+        values: dict[str, Any] = {}
         for item in fields(cls):
             if item.name not in data:
                 continue

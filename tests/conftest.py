@@ -26,7 +26,7 @@ from deployer.aws import Aws
 from deployer.build import build
 from deployer.cli import app
 from deployer.config import load_config
-from deployer.context import Artifact, Connection, Run
+from deployer.context import ArtifactDigests, Connection, Run
 from deployer.stores import store_for
 from tests.account import Account
 from tests.lambda_invoke import LambdaInvoke
@@ -36,6 +36,7 @@ from tests.support import (  # noqa: F401
     MOTO_SERVER,
     REGION,
     REPO,
+    Waiting,
     free_port,
     install_moto_fixes,
     keep_only_the_managed_policies_we_use,
@@ -66,12 +67,26 @@ def fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
 
 
+@pytest.fixture
+def waiting() -> Waiting:
+    """What the runs made here wait with (given to their Aws): deployer.retry backs off for real on AWS; here it
+    records the delays instead of sleeping, and what it says of a long wait."""
+    return Waiting()
+
+
 @pytest.fixture(autouse=True)
-def no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """deployer.retry backs off for real on AWS; here it records the delays instead of sleeping."""
-    delays: list[float] = []
-    monkeypatch.setattr("deployer.retry.sleep", delays.append)
-    return delays
+def in_process_cli_never_sleeps(monkeypatch: pytest.MonkeyPatch, waiting: Waiting) -> None:
+    """The in-process CLI's commands wait with the test's sleep and clock (what they say of it stays the CLI's)."""
+    from deployer.cli import common
+
+    made, given = common.make_waits, waiting.waits()
+    monkeypatch.setattr(common, "make_waits", lambda: dataclasses.replace(made(), sleep=given.sleep, clock=given.clock))
+
+
+@pytest.fixture
+def no_waiting(waiting: Waiting) -> list[float]:
+    """The delays deployer.retry would have slept, in order."""
+    return waiting.delays
 
 
 @pytest.fixture
@@ -119,7 +134,7 @@ def lambda_invoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LambdaIn
 
 
 @pytest.fixture
-def make_run(project: Path, aws_account: Account):
+def make_run(project: Path, aws_account: Account, waiting: Waiting):
     """A fresh Run on the scratch project, as each CLI command makes one: state loaded from disk, and with
     a version, the artifact built (or found up to date) as `up` builds it."""
 
@@ -132,14 +147,14 @@ def make_run(project: Path, aws_account: Account):
         **options: Any,
     ) -> Run:
         config = load_config(config_path or project / "deploy.toml", stage)
-        aws = Aws(config.region, session=session or boto3.Session())
+        aws = Aws(config.region, session=session or boto3.Session(), waits=waiting.waits())
         # Resource tests keep the state in .deployer/ (their pinned calls are the resources'); the shared state's
         # own calls are pinned by tests/test_shared_state.py, and the CLI tests run with it.
         store = (
             store_for(config, aws) if shared_state else store_for(dataclasses.replace(config, state_backend="local"))
         )
         built = build(config) if version and config.source.is_dir() else None
-        artifact = Artifact(built.sha256, built.content_sha256) if built else None
+        artifact = ArtifactDigests(built.sha256, built.content_sha256) if built else None
         return Connection(config, aws, store).run(store.load(), version, artifact=artifact, **options)
 
     return make

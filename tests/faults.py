@@ -27,6 +27,8 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
+from tests.support import Waiting
+
 # The service part of botocore's event names (the service id, hyphenised) and each service's protocol.
 EVENT_SERVICE = {
     "lambda": "lambda", "apigateway": "api-gateway", "iam": "iam", "s3": "s3", "logs": "cloudwatch-logs",
@@ -217,10 +219,10 @@ def no_botocore_sleep(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
     return sleeps
 
 
-def give_up_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def give_up_at_once(monkeypatch: pytest.MonkeyPatch, waiting: Waiting) -> None:
     """deployer.retry's deadline passes at once: the first refusal is final, as if nothing retried it."""
     ticks = iter(range(0, 10**9, 10**6))
-    monkeypatch.setattr("deployer.retry.clock", lambda: float(next(ticks)))
+    monkeypatch.setattr(waiting, "clock", lambda: float(next(ticks)))
 
 
 def without_botocore_retries(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,10 +28,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deployer.retry import Waits
 from tests.account import Account
 
 if TYPE_CHECKING:
     from deployer.serve import LocalApiServer
+
+
+class Waiting:
+    """The Waits a test's runs get (make_run's, the `cli` fixture's): nothing sleeps, each delay is recorded, each
+    wait said is heard. A test may set `clock` and `sleep` (a clock that moves only when the deployer sleeps)
+    before or after it makes a run: the Waits reads them at each call."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.said: list[tuple[str, float]] = []
+        self.uploaded: list[tuple[int, int]] = []
+        self.clock = time.monotonic
+        self.sleep = self.delays.append
+
+    def waits(self) -> Waits:
+        return Waits(
+            sleep=lambda seconds: self.sleep(seconds),
+            clock=lambda: self.clock(),
+            on_wait=lambda what, seconds: self.said.append((what, seconds)),
+            on_upload_progress=lambda sent, total: self.uploaded.append((sent, total)),
+        )
+
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"

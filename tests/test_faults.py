@@ -47,6 +47,7 @@ from tests.faults import (
     without_botocore_retries,
 )
 from tests.faults import no_botocore_sleep as _no_botocore_sleep
+from tests.support import Waiting
 
 # The 25 calls of a fresh up into an account without the bucket (pinned in test_deploy.py).
 FRESH_UP_CALLS = [
@@ -92,13 +93,18 @@ def statements(account: Account) -> list[dict[str, Any]]:
 
 
 def test_create_function_is_retried_at_a_seconds_grain_while_the_new_role_cannot_be_assumed(
-    make_run, aws_account: Account, no_waiting: list[float], sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+    make_run,
+    aws_account: Account,
+    no_waiting: list[float],
+    sleeps: Sleeps,
+    monkeypatch: pytest.MonkeyPatch,
+    waiting: Waiting,
 ) -> None:
     session = boto3.Session()
     fault = fail(session, "lambda", "CreateFunction", "InvalidParameterValueException", ROLE_NOT_ASSUMABLE, times=4)
 
     with monkeypatch.context() as patch:  # without the deployer's retry, the first refusal is final
-        give_up_at_once(patch)
+        give_up_at_once(patch, waiting)
         with pytest.raises(ClientError, match="cannot be assumed by Lambda"):
             up(make_run, "1.0.0", session)
     assert (fault.seen, no_waiting) == (1, [])  # botocore did not retry it either
@@ -111,14 +117,11 @@ def test_create_function_is_retried_at_a_seconds_grain_while_the_new_role_cannot
     aws_account.assert_stack("v1.0.0/example.zip")
 
 
-def test_a_long_wait_says_what_it_waits_for_and_for_how_long(
-    make_run, aws_account: Account, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_long_wait_says_what_it_waits_for_and_for_how_long(make_run, aws_account: Account, waiting: Waiting) -> None:
     now = [0.0]  # a clock that moves only when the deployer sleeps
-    monkeypatch.setattr("deployer.retry.clock", lambda: now[0])
-    monkeypatch.setattr("deployer.retry.sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
-    said: list[tuple[str, float]] = []
-    monkeypatch.setattr("deployer.retry.on_wait", lambda what, seconds: said.append((what, seconds)))
+    waiting.clock = lambda: now[0]
+    waiting.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    said = waiting.said
     session = boto3.Session()
     fail(session, "lambda", "CreateFunction", "InvalidParameterValueException", ROLE_NOT_ASSUMABLE, times=9)
     up(make_run, "1.0.0", session)
@@ -159,7 +162,12 @@ def test_a_role_change_is_retried_until_lambda_can_assume_the_role(
 
 
 def test_an_update_in_progress_is_waited_for_then_the_code_update_is_retried(
-    make_run, aws_account: Account, project: Path, no_waiting: list[float], monkeypatch: pytest.MonkeyPatch
+    make_run,
+    aws_account: Account,
+    project: Path,
+    no_waiting: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+    waiting: Waiting,
 ) -> None:
     up(make_run, "1.0.0")
     edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
@@ -170,7 +178,7 @@ def test_an_update_in_progress_is_waited_for_then_the_code_update_is_retried(
     )
 
     with monkeypatch.context() as patch:  # a 409 botocore does not retry: alone, it fails the deploy
-        give_up_at_once(patch)
+        give_up_at_once(patch, waiting)
         with pytest.raises(ClientError, match="An update is in progress"):
             up(make_run, "1.0.1", session)
     assert fault.seen == 1
@@ -302,20 +310,19 @@ def test_api_gateway_concurrent_modification_is_retried_on_integrations_and_depl
 
 
 def test_api_gateway_concurrent_modification_is_retried_for_two_minutes_then_stands(
-    aws_account: Account, monkeypatch: pytest.MonkeyPatch
+    aws_account: Account, monkeypatch: pytest.MonkeyPatch, waiting: Waiting
 ) -> None:
     now = [0.0]  # a clock that moves only when botocore sleeps
-    monkeypatch.setattr("deployer.retry.clock", lambda: now[0])
+    waiting.clock = lambda: now[0]
     monkeypatch.setattr(
         "botocore.endpoint.time", SimpleNamespace(sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
     )
-    said: list[tuple[str, float]] = []
-    monkeypatch.setattr("deployer.retry.on_wait", lambda what, seconds: said.append((what, seconds)))
+    said = waiting.said
     session = boto3.Session(region_name="us-east-1")
     fault = fail(session, "apigateway", "GetRestApis", "ConflictException", CONCURRENT_MODIFICATION, 409, times=10**6)
 
     with pytest.raises(ClientError, match="concurrent modification"):
-        Aws("us-east-1", session=session).apigateway.get_rest_apis()
+        Aws("us-east-1", session=session, waits=waiting.waits()).apigateway.get_rest_apis()
     assert fault.seen == 121  # refused at 0 s, 0.5 s, then every second to 119.5 s: a second more would pass 2 minutes
     assert now[0] == 119.5
     assert said[0] == ("API Gateway to finish another change to the API", 2.5)
@@ -608,13 +615,14 @@ def test_a_403_on_your_own_bucket_names_the_missing_permissions(
     assert "belongs to another AWS account" not in error
 
 
-def test_a_long_throttling_wait_says_what_it_waits_for(make_run, aws_account: Account, monkeypatch) -> None:
+def test_a_long_throttling_wait_says_what_it_waits_for(
+    make_run, aws_account: Account, monkeypatch: pytest.MonkeyPatch, waiting: Waiting
+) -> None:
     """botocore's own backoff (API Gateway allows one CreateDeployment per 5 s per account) is said too."""
     now = [0.0]  # a clock that moves only when botocore sleeps between tries
-    monkeypatch.setattr("deployer.retry.clock", lambda: now[0])
+    waiting.clock = lambda: now[0]
     monkeypatch.setattr("botocore.endpoint.time", SimpleNamespace(sleep=lambda seconds: now.__setitem__(0, now[0] + 3)))
-    said: list[tuple[str, float]] = []
-    monkeypatch.setattr("deployer.retry.on_wait", lambda what, seconds: said.append((what, seconds)))
+    said = waiting.said
     session = boto3.Session()
     throttled = throttle(session, "apigateway", "CreateDeployment", times=3)
     up(make_run, "1.0.0", session)

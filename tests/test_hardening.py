@@ -26,6 +26,7 @@ from deployer.config import load_config
 from deployer.stores import store_for
 from tests.account import APP, BUCKET, Account, state_file
 from tests.faults import RawBody
+from tests.support import Waiting
 
 OTHER = "Other"
 ROLE = f"{APP}-lambda-exec"
@@ -461,15 +462,14 @@ def test_the_endpoint_type_changes_in_place_and_the_url_keeps_its_shape(
 
 
 def test_a_large_artifact_goes_up_in_parts_with_its_progress_and_its_records(
-    make_run, aws_account: Account, project: Path, monkeypatch: pytest.MonkeyPatch
+    make_run, aws_account: Account, project: Path, monkeypatch: pytest.MonkeyPatch, waiting: Waiting
 ) -> None:
     from deployer import deploy
     from deployer.build import artifact_path
     from deployer.resources import artifact
 
     monkeypatch.setattr(artifact, "MULTIPART_THRESHOLD", 1)  # every zip is "large" here
-    seen: list[tuple[int, int]] = []
-    monkeypatch.setattr(artifact, "on_upload_progress", lambda sent, total: seen.append((sent, total)))
+    seen = waiting.uploaded  # the run's Waits.on_upload_progress
     run = make_run("1.0.0")
     deploy.up(run)
     size = artifact_path(run.config).stat().st_size

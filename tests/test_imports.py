@@ -204,3 +204,44 @@ def test_nothing_imports_what_sits_above_it(package: str) -> None:
         if any(imported == name or imported.startswith(f"{name}.") for name in ABOVE[package])
     }
     assert upward == set()
+
+
+DEPLOY_CORE = ("deployer.plan", "deployer.context", "deployer.deploy", "deployer.check")
+
+
+def every_import_of(module: str) -> set[str]:
+    """The deployer modules a module's source names in any import: at the top, in a function, or for type
+    checking only (a circle through `if TYPE_CHECKING:` is a circle for the reader, and for the next import)."""
+    path = REPO / (module.replace(".", "/") + ".py")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from deployer.resources import x`
+    return {name for name in found if name.startswith("deployer.")}
+
+
+def test_the_deploy_core_has_no_import_circles() -> None:
+    """plan is data, context is what steps work with, each step imports only the steps before it, deploy walks them:
+    nothing in the deploy core imports, even for types only, a module that imports it back."""
+    modules = [*DEPLOY_CORE, *(name for name in modules_under("deployer.resources") if name != "deployer.resources")]
+    graph = {module: every_import_of(module) & set(modules) for module in modules}
+
+    def circle_from(start: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
+        for name in sorted(graph[path[-1]]):
+            if name == start:
+                return (*path, name)
+            if name not in path:
+                found = circle_from(start, (*path, name))
+                if found:
+                    return found
+        return None
+
+    circles = [found for module in modules if (found := circle_from(module, (module,)))]
+    assert circles == [], " -> ".join(circles[0])
+
+
+def test_plan_is_data_that_imports_no_other_part_of_deployer() -> None:
+    assert every_import_of("deployer.plan") == set()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from deployer import deploy
 from deployer.aws import is_mutating
+from deployer.resources import log_group
 from tests.account import APP, Account
 
 GROUP = f"/aws/lambda/{APP}"
@@ -29,7 +30,7 @@ def test_up_makes_the_log_group_first_tagged_with_30_days(make_run, aws_account:
 def test_a_retention_change_is_planned_and_is_one_write(make_run, aws_account: Account, project: Path) -> None:
     deploy.up(make_run("1.0.0"))
     edit(project / "deploy.toml", "[function]\n", "[function]\nlog_retention_days = 7\n")
-    change = deploy.plan(make_run("1.0.0").target).of("log group")
+    change = deploy.plan(make_run("1.0.0").target).of(log_group.LogGroup)
     assert change is not None and change.action == "update"
     assert [(diff.field, diff.old, diff.new) for diff in change.diffs] == [("retention days", 30, 7)]
     run = make_run("1.0.0")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.plan import Change, Plan
-from deployer.resources import function
+from deployer.resources import function, rest_api
 from tests.account import BUCKET, Account, state_file
 from tests.support import run_in_process
 
@@ -36,7 +38,7 @@ def test_planning_writes_no_state_on_a_fresh_a_deployed_or_a_forgotten_account(
     state_file(project).unlink()
     run = make_run("1.0.0", force=True)
     planned = deploy.plan(run.target)
-    assert planned.of("rest api").learned["rest_api_id"] == aws_account.rest_apis()[0]["id"]
+    assert planned.of(rest_api.RestApi).learned["rest_api_id"] == aws_account.rest_apis()[0]["id"]
     assert not state_file(project).exists() and run.state.rest_api_id is None
     assert [call for call in run.aws.calls if is_mutating(call)] == []
 
@@ -81,7 +83,7 @@ def test_up_carries_out_the_very_plan_that_plan_shows(make_run, aws_account: Acc
     done = deploy.up(run)
     assert actions([outcome.change for outcome in done]) == actions(shown)
     # The function's two differences are named fields, and they alone chose the two update calls.
-    assert {diff.field for diff in shown.of("function").diffs} == {function.Field.CODE, function.Field.TIMEOUT}
+    assert {diff.field for diff in shown.of(function.Function).diffs} == {function.Field.CODE, function.Field.TIMEOUT}
     assert [call for call in run.aws.calls if is_mutating(call)] == [
         "PutObject",
         "UpdateFunctionCode",
@@ -90,3 +92,21 @@ def test_up_carries_out_the_very_plan_that_plan_shows(make_run, aws_account: Acc
         "UpdateAlias",
     ]
     assert aws_account.functions()[0]["Timeout"] == 10
+
+
+def test_what_a_plan_learns_is_named_state_fields_of_their_types_and_a_misspelt_one_raises() -> None:
+    """A step's `learned` is recorded into the state as it is: each key must be a field the state saves."""
+    from dataclasses import fields
+
+    from deployer.plan import Learned
+    from deployer.state import State
+
+    saved = {item.name: item.type for item in fields(State)}
+    for name, kind in Learned.__annotations__.items():
+        assert str(getattr(kind, "__forward_arg__", kind)) == saved.get(name), name
+
+    state = State()
+    state.learn(Learned(rest_api_id="abc123"))
+    assert state.rest_api_id == "abc123"
+    with pytest.raises(AttributeError):
+        state.learn({"rest_api_idd": "abc123"})  # type: ignore[typeddict-unknown-key]

@@ -274,9 +274,9 @@ def _prepared(entries: list[Entry], previous: Previous | None) -> Iterator[_Writ
                     break
             while pending:
                 yield from pending.popleft().result()
-                batch = next(batches, None)
-                if batch is not None:
-                    pending.append(pool.submit(_prepare, batch, previous, level, settled_before))
+                following = next(batches, None)  # a name of its own: `batch` above is never None
+                if following is not None:
+                    pending.append(pool.submit(_prepare, following, previous, level, settled_before))
         finally:
             for waiting in pending:
                 waiting.cancel()

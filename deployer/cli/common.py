@@ -21,6 +21,7 @@ from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
     from deployer.context import Connection
+    from deployer.retry import Waits
     from deployer.state import State
 
 
@@ -230,22 +231,26 @@ def _say_wait(what: str, seconds: float) -> None:
 
 def connect(config: Config, endpoint_url: str | None, local: bool | None = None) -> Connection:
     """The account (or the local cloud, started if needed) and the state store a command works with."""
-    # ---- the UI of a long wait: where retry.py reports it (one spot, to change when the UI is passed in) ----
-    from deployer import retry
-
-    retry.on_wait = _say_wait  # a long wait says what it waits for
-    # ----
+    waits = make_waits()
     if is_local(local, config, endpoint_url):
         from deployer.local.target import local_connection
 
-        return local_connection(config, log=output.info)
+        return local_connection(config, log=output.info, waits=waits)
     from deployer.aws import Aws
     from deployer.context import Connection
     from deployer.stores import store_for
 
-    aws = Aws(config.region, endpoint_url)
+    aws = Aws(config.region, endpoint_url, waits=waits)
     aws.check_credentials()
     return Connection(config, aws, store_for(config, aws))
+
+
+def make_waits() -> Waits:
+    """How a command waits: the real clock and sleep; a long wait says what it waits for, a large upload shows
+    a bar (on a terminal). Given to the command's Aws, never set as a global (the tests replace this maker)."""
+    from deployer.retry import Waits
+
+    return Waits(on_wait=_say_wait, on_upload_progress=output.UploadBar())
 
 
 def can_ask() -> bool:

@@ -19,8 +19,8 @@ from deployer.errors import DeployerError
 
 if TYPE_CHECKING:
     from deployer.build import Artifact as BuiltArtifact
-    from deployer.context import Artifact, Connection, Run
-    from deployer.deploy import Outcome
+    from deployer.context import ArtifactDigests, Connection, Run
+    from deployer.deploy import Applied
     from deployer.state import State
 
 PLAN_CHANGES_EXIT_CODE = 3  # `deployer plan`: 0 nothing to do, 3 something would change
@@ -29,13 +29,13 @@ PLAN_CHANGES_EXIT_CODE = 3  # `deployer plan`: 0 nothing to do, 3 something woul
 WAITING_EXIT_CODE = 4  # deployed, but waiting on something outside AWS the output names (DNS records to create)
 
 
-def _artifact(built: BuiltArtifact) -> Artifact:
-    from deployer.context import Artifact
+def _artifact(built: BuiltArtifact) -> ArtifactDigests:
+    from deployer.context import ArtifactDigests
 
-    return Artifact(built.sha256, built.content_sha256)
+    return ArtifactDigests(built.sha256, built.content_sha256)
 
 
-def _report(outcome: Outcome) -> None:
+def _report(outcome: Applied) -> None:
     change = outcome.change
     output.outcome_line(change.resource, change.name, change.action, outcome.seconds, change.diffs, change.note)
 
@@ -132,9 +132,6 @@ def up(
         common.warn_of_secret_looking_variables(config)
         connection = common.connect(config, endpoint_url, local)
         command = common.command_line(context)
-        from deployer.resources import artifact as artifact_step
-
-        artifact_step.on_upload_progress = output.UploadBar()  # a bar for a large zip, on a terminal
         # The build lock too, from the build to the upload: another build cannot swap dist/'s zip in between.
         with common.locked(connection, command) as state, build_lock(config, command=command, log=output.plain):
             artifact = _artifact(build_zip(config, log=output.plain))

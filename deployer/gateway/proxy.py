@@ -341,7 +341,7 @@ def _multi_value_headers(value: Any) -> list[tuple[str, str]]:
         return []
     if not isinstance(value, Mapping):
         raise MalformedResponseError(f"multiValueHeaders must be an object, not {_kind(value)}")
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for name, items in value.items():
         if not isinstance(items, list):
             raise MalformedResponseError(f"multiValueHeaders {name!r} must be a list, not {_kind(items)}")

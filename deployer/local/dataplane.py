@@ -347,8 +347,11 @@ class DataPlane:
 
     def answer(self, request: Request) -> Response:
         """The HTTP answer to one data-plane request; never raises for what a client sends."""
-        target = f"/{request.stage}{request.path}" + (f"?{request.query}" if request.query else "")
-        if request_headers_size(request.method, target, request.protocol, request.headers) > MAX_REQUEST_HEADERS:
+        request_target = f"/{request.stage}{request.path}" + (f"?{request.query}" if request.query else "")
+        if (
+            request_headers_size(request.method, request_target, request.protocol, request.headers)
+            > MAX_REQUEST_HEADERS
+        ):
             return with_request_ids(HEADERS_TOO_LARGE.response())
         if len(request.body) > MAX_REQUEST_BODY:
             return with_request_ids(CONTENT_LENGTH_EXCEEDED.response())
@@ -374,9 +377,9 @@ class DataPlane:
                 binary_media_types=invocation.binary_media_types,
             )
         except ValueError as error:  # a path spelled so that it matches a resource only once normalised
-            refusal = missing_token(str(error))
-            self.console(f"{request.method} {request.api_id}/{request.stage}{request.path}: {refusal.reason}")
-            return with_request_ids(refusal.response())
+            unmatched = missing_token(str(error))
+            self.console(f"{request.method} {request.api_id}/{request.stage}{request.path}: {unmatched.reason}")
+            return with_request_ids(unmatched.response())
         if request.domain is not None:  # what the client asked for: the base path stays in, no stage is added
             root, base = request.path == "/", request.base_path
             event["path"] = (base or "/") if root else base + event["path"]

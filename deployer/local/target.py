@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployer.config import Config
 from deployer.context import Connection
@@ -25,6 +25,9 @@ from deployer.local import HOST, credentials_path, endpoint, resolve_port
 from deployer.local.auth import Credentials, read_credentials
 from deployer.local.control import start
 from deployer.stores import store_for
+
+if TYPE_CHECKING:
+    from deployer.retry import Waits
 
 DEFAULT_REGION = "us-east-1"
 
@@ -81,8 +84,8 @@ def _bypass_proxies() -> None:
             os.environ[name] = ",".join([*current, HOST])
 
 
-def local_connection(config: Config, log: Callable[[str], None]) -> Connection:
-    """A Connection to the local cloud, the emulator started if needed."""
+def local_connection(config: Config, log: Callable[[str], None], waits: Waits | None = None) -> Connection:
+    """A Connection to the local cloud, the emulator started if needed; its calls wait with `waits`."""
     from deployer.aws import Aws
 
     region = config.region or DEFAULT_REGION
@@ -92,5 +95,5 @@ def local_connection(config: Config, log: Callable[[str], None]) -> Connection:
     if started:
         log(f"local cloud running on {emulator.url} (pid {emulator.pid}); `deployer local stop` stops it")
     _bypass_proxies()
-    aws = Aws(region, endpoint(port), session=session(region, port, emulator.pid))
+    aws = Aws(region, endpoint(port), session=session(region, port, emulator.pid), waits=waits)
     return Connection(config, aws, store_for(config, aws, local=True), local_endpoint=endpoint(port))

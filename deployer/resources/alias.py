@@ -12,9 +12,9 @@ from enum import StrEnum
 from typing import Any
 
 from deployer.context import Run, Target
-from deployer.plan import Change, Diff, Plan
-from deployer.resources.function import release_of
-from deployer.resources.version import function_observed, published, release_name
+from deployer.plan import Change, Diff, Learned, Plan
+from deployer.resources.function import Observed, release_of
+from deployer.resources.version import Version, function_observed, published, published_now, release_name
 
 NEW = "(new)"  # the version this run publishes, before it has a number
 
@@ -47,12 +47,12 @@ def describe(version: str, weight: float | None = None) -> str:
 class Alias:
     resource = "alias"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[Wanted]:
         config = target.config
         observed = function_observed(earlier)
         alias = observed.alias if observed else None
-        version = earlier.of("version")
-        new = str(version.observed) if version is not None and version.action != "create" else NEW
+        version = earlier.of(Version)
+        new = version.observed if version is not None and version.action != "create" and version.observed else NEW
         current = alias["FunctionVersion"] if alias else None
         if target.canary is not None and current is not None and current != new:
             wanted = Wanted(current, new, target.canary)
@@ -69,12 +69,13 @@ class Alias:
             old = ", ".join(describe(number, weight) for number, weight in now.items()) or "none"
             new_text = describe(wanted.canary, wanted.weight) if wanted.canary else "none"
             diffs.append(Diff(Field.CANARY, old, new_text))
-        learned = self._record(target, observed, current, now) if not diffs else {}
+        learned = self._record(target, observed, current, now) if not diffs else Learned()
         return Change(self.resource, config.alias, "update" if diffs else "unchanged", tuple(diffs), wanted, learned)
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[Wanted]) -> None:
         config, functions = run.config, run.aws.lambda_
-        wanted: Wanted = change.observed.resolve(published(run.planned.of("version"), run))
+        assert change.observed is not None, "the alias step always plans where the alias goes"
+        wanted = change.observed.resolve(published(run))
         arguments: dict[str, Any] = {
             "FunctionName": config.function_name,
             "Name": config.alias,
@@ -85,35 +86,34 @@ class Alias:
             functions.create_alias(**arguments, Description=f"Stage {config.stage} (deployer)")
         else:
             functions.update_alias(**arguments)
-        observed = function_observed(run.planned)
+        observed = function_observed(run.done)
         record = self._record(
             run.target, observed, wanted.primary, {wanted.canary: wanted.weight} if wanted.canary else {}, run
         )
-        for key, value in record.items():
-            setattr(run.state, key, value)
+        run.state.learn(record)
         run.save()
 
     @staticmethod
     def _record(
-        target: Target, observed: Any, primary: str | None, shares: dict[str, float], run: Run | None = None
-    ) -> dict[str, Any]:
+        target: Target, observed: Observed | None, primary: str | None, shares: dict[str, float], run: Run | None = None
+    ) -> Learned:
         """What the state says the alias serves: the primary release, and the canary's, by their names."""
         names = _release_names(target, observed, run)
         canary = None
         for number, weight in shares.items():
             canary = {"version": names.get(number), "lambda_version": number, "weight": weight}
         version = names.get(primary) if primary else None
-        return {
-            "alias": target.config.alias,
-            "lambda_version": primary,
-            "canary": canary,
-            "version": version,
-            "key": target.config.artifact_key(version) if version else None,
-            "bucket": target.config.bucket if version else None,
-        }
+        return Learned(
+            alias=target.config.alias,
+            lambda_version=primary,
+            canary=canary,
+            version=version,
+            key=target.config.artifact_key(version) if version else None,
+            bucket=target.config.bucket if version else None,
+        )
 
 
-def _release_names(target: Target, observed: Any, run: Run | None) -> dict[str, str]:
+def _release_names(target: Target, observed: Observed | None, run: Run | None) -> dict[str, str]:
     """Lambda version number -> release name, from the versions' descriptions and the state's records."""
     names: dict[str, str] = {}
     for item in observed.versions if observed else ():
@@ -124,8 +124,9 @@ def _release_names(target: Target, observed: Any, run: Run | None) -> dict[str, 
     for release, record in releases.items():
         if record.get("lambda_version"):
             names[str(record["lambda_version"])] = release
-    if run is not None and run.published is not None:
-        names[run.published] = release_name(target)
+    new = published_now(run) if run is not None else None
+    if new is not None:
+        names[new] = release_name(target)
     if run is not None and not target.keep_live and target.version in releases:  # several names, one version:
         number = releases[target.version].get("lambda_version")  # the one deployed now is what the stage serves
         if number:

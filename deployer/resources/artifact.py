@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,7 @@ from deployer.aws import (
     read_or_none,
 )
 from deployer.bucket import finish_if_unfinished, make_bucket, not_yours, unfinished_note
-from deployer.context import Artifact as ContextArtifact
-from deployer.context import Run, Target
+from deployer.context import ArtifactDigests, Run, Target
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
 
@@ -39,14 +38,6 @@ MULTIPART_THRESHOLD = 16 * 1024 * 1024  # from this size on, S3's managed transf
 # stage's run may be uploading a newer one right now): `up` and `down` abort it. S3 keeps its parts, and bills
 # them, forever otherwise.
 STALE_UPLOAD = timedelta(hours=1)
-
-
-def _silent(sent: int, total: int) -> None:
-    return None
-
-
-# What the CLI shows of a large upload: (bytes sent so far, total). Silent by default (library use).
-on_upload_progress: Callable[[int, int], None] = _silent
 
 
 class Field(StrEnum):
@@ -115,7 +106,7 @@ def check_owner(target: Target, head_response: dict[str, Any], key: str) -> None
         )
 
 
-def published_artifact(target: Target) -> ContextArtifact:
+def published_artifact(target: Target) -> ArtifactDigests:
     """The artifact already in S3 for the target's version, as it was uploaded: what promote ships.
     A version never uploaded is refused, naming the ones that were."""
     found = head(target, target.artifact_key)
@@ -129,13 +120,15 @@ def published_artifact(target: Target) -> ContextArtifact:
             f"version {target.version} was never uploaded (no s3://{target.config.bucket}/{target.artifact_key}); "
             f"published versions: {listing}"
         )
-    return ContextArtifact(published, found.get("Metadata", {}).get("content-sha256") or "")
+    return ArtifactDigests(published, found.get("Metadata", {}).get("content-sha256") or "")
 
 
-class Artifact:
+class ArtifactObject:
+    """The artifact's S3 object: uploaded once per version (the bucket made first where it is missing)."""
+
     resource = "artifact"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         if target.keep_live:  # converting: what runs now stays as it is, nothing is uploaded
             return Change(self.resource, "(what runs now)", "unchanged")
         assert target.artifact is not None, "up and plan build the artifact first"
@@ -160,7 +153,7 @@ class Artifact:
             self.resource, name, "update", (Diff(Field.SHA256, published, ours.sha256),), observed=Observed(ours.sha256)
         )
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[Observed]) -> None:
         note = _bucket_note(run)
         finish_if_unfinished(run.aws, run.config.bucket, note)
         try:
@@ -203,7 +196,7 @@ class Artifact:
 
 def _managed_upload(run: Run, body: bytes, metadata: dict[str, str]) -> None:
     """A large artifact goes through S3's managed transfer: in parts, several at once, each part's SHA-256
-    checked by S3, its progress reported to on_upload_progress (bytes sent, total)."""
+    checked by S3, its progress reported to the run's Waits.on_upload_progress (bytes sent, total)."""
     from boto3.s3.transfer import TransferConfig
 
     sent = 0
@@ -211,7 +204,7 @@ def _managed_upload(run: Run, body: bytes, metadata: dict[str, str]) -> None:
     def progress(chunk: int) -> None:
         nonlocal sent
         sent += chunk
-        on_upload_progress(sent, len(body))
+        run.aws.waits.on_upload_progress(sent, len(body))
 
     run.aws.s3.upload_fileobj(
         io.BytesIO(body),
@@ -243,11 +236,7 @@ def abort_unfinished_uploads(run: Run, also: str | None = None) -> list[str]:
                 version, _, file = key.partition("/")
                 if file != name or not version[1:] or (key != also and upload["Initiated"] > stale_before):
                     continue
-                read_or_none(
-                    lambda key=key, upload=upload: s3.abort_multipart_upload(  # type: ignore[misc]
-                        Bucket=bucket, Key=key, UploadId=upload["UploadId"]
-                    )
-                )
+                read_or_none(partial(s3.abort_multipart_upload, Bucket=bucket, Key=key, UploadId=upload["UploadId"]))
                 aborted.append(key)
     except ClientError as error:
         if not (is_not_found(error) or is_access_denied(error)):

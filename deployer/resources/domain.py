@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,8 +31,9 @@ from deployer.aws import delete_if_present, read_or_none
 from deployer.config import EDGE_CERTIFICATE_REGION
 from deployer.context import Run, Target, check_ours
 from deployer.errors import DeployerError
-from deployer.plan import Change, Diff, Plan
+from deployer.plan import Change, Diff, Learned, Plan
 from deployer.resources import dns
+from deployer.resources.rest_api import RestApi
 
 SECURITY_POLICY = "TLS_1_2"
 ROOT = "(none)"  # API Gateway's name of the empty base path
@@ -48,7 +50,7 @@ class Field(StrEnum):
     RECORDS = "records"
 
 
-def _none(resource: str) -> Change:
+def _none(resource: str) -> Change[Any]:
     return Change(resource, "none", "unchanged")
 
 
@@ -108,9 +110,11 @@ def validation_records(certificate: dict[str, Any]) -> list[dict[str, str]]:
 
 
 class Certificate:
+    """Observes the certificate's ARN, once there is one: the domain name's."""
+
     resource = "certificate"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[str]:
         config = target.config
         if config.domain is None:
             return _none(self.resource)
@@ -133,14 +137,12 @@ class Certificate:
         arn = certificate["CertificateArn"]
         status = certificate["Status"]
         diffs = (Diff(Field.STATUS, status, "ISSUED"),) if status != "ISSUED" else ()
-        learned: dict[str, Any] = {"certificate_arn": arn, "domain": config.domain, "domain_url": domain_url(target)}
+        learned = Learned(certificate_arn=arn, domain=config.domain, domain_url=domain_url(target))
         if not diffs and target.recorded.domain_status == "validating":  # validated since: the records were made
-            learned |= {"domain_status": None, "dns_pending": None}
-        return Change(
-            self.resource, arn, "update" if diffs else "unchanged", diffs, observed=certificate, learned=learned
-        )
+            learned |= Learned(domain_status=None, dns_pending=None)
+        return Change(self.resource, arn, "update" if diffs else "unchanged", diffs, observed=arn, learned=learned)
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[str]) -> None:
         config, acm, state = run.config, run.aws.acm_in(certificate_region(run.target)), run.state
         assert config.domain is not None
         state.domain, state.domain_url = config.domain, domain_url(run.target)
@@ -163,7 +165,9 @@ class Certificate:
             certificate.update(_describe(run.target, arn) or {})
             return certificate.get("Status") != "PENDING_VALIDATION" or bool(validation_records(certificate))
 
-        retry.wait_for(named, waiting_for="ACM to name the certificate's validation record", limit_seconds=60)
+        retry.wait_for(
+            named, waits=run.aws.waits, waiting_for="ACM to name the certificate's validation record", limit_seconds=60
+        )
         if certificate.get("Status") == "ISSUED":
             return
         records = validation_records(certificate)
@@ -184,8 +188,14 @@ class Certificate:
         def issued() -> bool:
             return (_describe(run.target, arn) or {}).get("Status") == "ISSUED"
 
-        if not retry.wait_for(issued, waiting_for=f"ACM to validate the certificate of {config.domain}",
-                              limit_seconds=VALIDATION_WAIT, delay=10):  # fmt: skip
+        validated = retry.wait_for(
+            issued,
+            waits=run.aws.waits,
+            waiting_for=f"ACM to validate the certificate of {config.domain}",
+            limit_seconds=VALIDATION_WAIT,
+            delay=10,
+        )
+        if not validated:
             state.domain_status = "validating"  # what `status` shows, and the next `up` waits on again
             run.save()
             raise DeployerError(
@@ -219,9 +229,11 @@ def target_of(found: dict[str, Any], endpoint: str) -> dict[str, str]:
 
 
 class DomainName:
+    """Observes what the domain's records are to point at (API Gateway's target: {"name", "zone"})."""
+
     resource = "domain name"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[dict[str, str]]:
         config = target.config
         if config.domain is None:
             return _none(self.resource)
@@ -243,8 +255,8 @@ class DomainName:
                 f"it); set domain_endpoint back to {current}, or delete the domain name (aws apigateway "
                 f"delete-domain-name --domain-name {config.domain}) and run `deployer up` to make it anew"
             )
-        certificate = earlier.of("certificate")
-        wanted = certificate.learned.get("certificate_arn") if certificate else None
+        certificate = earlier.of(Certificate)
+        wanted = certificate.observed if certificate else None
         diffs = []
         key = certificate_key(endpoint)
         if found.get(key) != wanted:
@@ -257,11 +269,11 @@ class DomainName:
             config.domain,
             "update" if diffs else "unchanged",
             tuple(diffs),
-            observed=found,
-            learned={"domain_target": target_name},
+            observed=target_name,
+            learned=Learned(domain_target=target_name),
         )
 
-    def apply(self, run: Run, change: Change) -> Change | None:
+    def apply(self, run: Run, change: Change[dict[str, str]]) -> Change[dict[str, str]] | None:
         config, gateway, state = run.config, run.aws.apigateway, run.state
         if not _issued(run):
             return Change(self.resource, change.name, "skip", note="waiting for the certificate's DNS record")
@@ -294,16 +306,18 @@ def _mappings(target: Target, domain: str) -> list[dict[str, Any]]:
 
 
 class BasePathMapping:
+    """Observes this stage's mapping as API Gateway answers it, when there is one."""
+
     resource = "base path mapping"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[dict[str, Any]]:
         config = target.config
         if config.domain is None:
             return _none(self.resource)
         wanted = config.base_path or ROOT
-        domain = earlier.of("domain name")
-        api = earlier.of("rest api")
-        api_id = api.learned.get("rest_api_id") if api else None
+        domain = earlier.of(DomainName)
+        api = earlier.of(RestApi)
+        api_id = api.observed.api_id if api and api.observed else None
         if domain is None or domain.action == "create" or api_id is None:
             return Change(self.resource, wanted, "create")
         mappings = _mappings(target, config.domain)
@@ -319,7 +333,7 @@ class BasePathMapping:
         diffs = (Diff(Field.BASE_PATH, ours["basePath"], wanted),) if ours["basePath"] != wanted else ()
         return Change(self.resource, wanted, "update" if diffs else "unchanged", diffs, observed=ours)
 
-    def apply(self, run: Run, change: Change) -> Change | None:
+    def apply(self, run: Run, change: Change[dict[str, Any]]) -> Change[dict[str, Any]] | None:
         config, gateway, state = run.config, run.aws.apigateway, run.state
         if not _issued(run):
             return Change(self.resource, change.name, "skip", note="waiting for the certificate's DNS record")
@@ -332,6 +346,7 @@ class BasePathMapping:
                 **arguments,
             )
         else:
+            assert change.observed is not None, "an update is planned from the mapping found"
             gateway.update_base_path_mapping(
                 domainName=config.domain,
                 basePath=change.observed["basePath"],
@@ -346,15 +361,17 @@ def alias_value(target_name: dict[str, str]) -> str:
 
 
 class DnsRecords:
+    """Observes the Route 53 zone that holds the domain (None: there is none, the user writes the record)."""
+
     resource = "dns records"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[dict[str, Any]]:
         config = target.config
         if config.domain is None:
             return _none(self.resource)
         zone = dns.find_zone(target.aws.route53, config.domain)
-        domain = earlier.of("domain name")
-        target_name = domain.learned.get("domain_target") if domain else None
+        domain = earlier.of(DomainName)
+        target_name = domain.observed if domain else None
         if zone is None and target.local_endpoint:  # nothing resolves the name there: the data plane answers it
             note = f"the local cloud has no DNS to write: it answers {domain_url(target)}"
             return Change(self.resource, config.domain, "skip", observed=None, note=note)
@@ -370,7 +387,7 @@ class DnsRecords:
         )
         return Change(self.resource, config.domain, "update" if diffs else "unchanged", diffs, observed=zone)
 
-    def apply(self, run: Run, change: Change) -> Change | None:
+    def apply(self, run: Run, change: Change[dict[str, Any]]) -> Change[dict[str, Any]] | None:
         config, state = run.config, run.state
         assert config.domain is not None
         if not _issued(run):
@@ -416,9 +433,7 @@ def remove(run: Run, api_ids: list[str]) -> list[Change]:
         for mapping in mappings:
             if mapping["restApiId"] in api_ids:
                 base_path = mapping["basePath"]
-                delete_if_present(
-                    lambda base_path=base_path: gateway.delete_base_path_mapping(domainName=domain, basePath=base_path)
-                )  # type: ignore[misc]
+                delete_if_present(partial(gateway.delete_base_path_mapping, domainName=domain, basePath=base_path))
                 changes.append(Change("base path mapping", base_path, "delete"))
         if all(mapping["restApiId"] in api_ids for mapping in mappings):
             delete_if_present(lambda: gateway.delete_domain_name(domainName=domain))

@@ -19,7 +19,9 @@ from deployer.aws import delete_if_present, function_busy, is_access_denied, rea
 from deployer.config import Config
 from deployer.context import Run, Target, arn_account, arn_partition, check_ours
 from deployer.digest import hex_sha256
-from deployer.plan import Change, Diff, Plan
+from deployer.plan import Change, Diff, Learned, Plan
+from deployer.resources.artifact import ArtifactObject
+from deployer.resources.role import Role
 from deployer.retry import retrying
 
 if TYPE_CHECKING:
@@ -166,10 +168,10 @@ def role_arn(config: Config, partition: str, account: str | None) -> str | None:
 
 def planned_arn(target: Target, earlier: Plan) -> str:
     """The function's ARN as the plan knows it: read, or predicted from the account (it is created later)."""
-    function = earlier.of("function")
-    if function is not None and function.learned.get("function_arn"):
-        return str(function.learned["function_arn"])
-    role = earlier.of("role")
+    function = earlier.of(Function)
+    if function is not None and function.observed is not None:
+        return str(function.observed.configuration["FunctionArn"])
+    role = earlier.of(Role)
     known = [role.observed.arn if role and role.observed else None, target.recorded.role_arn]
     partition, account = arn_partition(*known), arn_account(*known) or "(account)"
     return f"arn:{partition}:lambda:{target.region}:{account}:function:{target.config.function_name}"
@@ -245,8 +247,8 @@ def _matching(
     alike = [item for item in versions if Release.of(item, pins.get(item["Version"])) == wanted]
     serving = [item for item in alike if alias and item["Version"] == alias.get("FunctionVersion")]
     labelled = [item for item in alike if item.get("Description") == label]
-    chosen = (serving or labelled or alike or [None])[-1]
-    return chosen["Version"] if chosen else None
+    chosen = serving or labelled or alike
+    return chosen[-1]["Version"] if chosen else None
 
 
 def wait_until_settled(run: Run, response: dict[str, Any]) -> None:
@@ -293,7 +295,7 @@ class Function:
 
     resource = "function"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         config, name = target.config, target.config.function_name
         found = _read(target)
         if found is None:
@@ -304,11 +306,11 @@ class Function:
         check_ours(config, self.resource, name, tags)
         versions = list_versions(target.aws, name)
         alias = read_or_none(lambda: target.aws.lambda_.get_alias(FunctionName=name, Name=config.alias))
-        role = earlier.of("role")
+        role = earlier.of(Role)
         desired_role = (
             role.observed.arn if role and role.observed else role_arn(config, arn_partition(arn), arn_account(arn))
         )
-        artifact = earlier.of("artifact")
+        artifact = earlier.of(ArtifactObject)
         if target.keep_live:  # converting a stack from before aliases: publish what runs now, as it is
             wanted = Release.of(current)
         else:
@@ -320,7 +322,7 @@ class Function:
         diffs = [] if matching else self._differences(current, wanted, config, serving, target.secrets or {})
         if tags is not None and any(tags.get(key) != value for key, value in config.tags.items()):
             diffs.append(Diff(Field.TAGS, tags, config.tags))
-        learned = {"function_name": name, "function_arn": arn, "releases": _releases(target, versions)}
+        learned = Learned(function_name=name, function_arn=arn, releases=_releases(target, versions))
         return Change(
             self.resource,
             name,
@@ -359,7 +361,7 @@ class Function:
             )
         return diffs
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[Observed]) -> None:
         if change.action == "create":
             self._create(run)
         else:
@@ -376,6 +378,7 @@ class Function:
                 Tags=config.tags,
                 **_desired_configuration(config, run.state.role_arn, run.target.secrets),
             ),
+            waits=run.aws.waits,
             when=role_not_assumable,
             waiting_for="IAM to let Lambda assume the new role",
         )
@@ -383,8 +386,9 @@ class Function:
         run.save()
         wait_until_settled(run, response)
 
-    def _update(self, run: Run, change: Change) -> None:
+    def _update(self, run: Run, change: Change[Observed]) -> None:
         config = run.config
+        assert change.observed is not None, "an update is planned from what was read"
         wait_until_settled(run, change.observed.configuration)
         if change.touches(NEEDS_CODE_UPDATE):
             update_code(run, run.target.artifact_key)
@@ -396,6 +400,7 @@ class Function:
                     # "": back to Lambda's own key, once kms_key_arn is gone from deploy.toml
                     **({"KMSKeyArn": ""} if change.touches([Field.KMS_KEY]) and not config.kms_key_arn else {}),
                 ),
+                waits=run.aws.waits,
                 when=lambda error: role_not_assumable(error) or function_busy(error),
                 before_retry=lambda: wait_until_ready(run),
                 waiting_for="the function to settle (or IAM to let Lambda assume its role)",
@@ -428,6 +433,7 @@ def update_code(run: Run, key: str) -> dict[str, Any]:
         lambda: run.aws.lambda_.update_function_code(
             FunctionName=config.function_name, S3Bucket=config.bucket, S3Key=key, Architectures=[config.architecture]
         ),
+        waits=run.aws.waits,
         when=function_busy,
         before_retry=lambda: wait_until_ready(run),
         waiting_for="the function's last update to finish",

@@ -31,7 +31,7 @@ def _read(logs: Any, name: str) -> dict[str, Any] | None:
 class LogGroup:
     resource = "log group"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name, wanted = target.config.log_group, target.config.log_retention_days
         group = _read(target.aws.logs, name)
         if group is None:
@@ -40,7 +40,7 @@ class LogGroup:
         diffs = (Diff(Field.RETENTION, retention or "never expire", wanted),) if retention != wanted else ()
         return Change(self.resource, name, "update" if diffs else "unchanged", diffs, learned={"log_group": name})
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[None]) -> None:
         logs, name = run.aws.logs, run.config.log_group
         if change.action == "create":
             # Lambda may have made it since the plan (a log line of the running function): adopted as it is.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -20,8 +21,10 @@ from botocore.exceptions import ClientError
 from deployer.aws import delete_if_present, function_busy, read_or_none, statement_exists
 from deployer.context import Run, Target, arn_account, arn_partition
 from deployer.gateway.integration import APIGATEWAY_PRINCIPAL, INVOKE_ACTION, execute_api_arn
-from deployer.plan import Change, Diff, Plan
-from deployer.resources.function import planned_arn, wait_until_ready
+from deployer.plan import Change, Diff, Learned, Plan
+from deployer.resources.alias import Alias
+from deployer.resources.function import Function, planned_arn, wait_until_ready
+from deployer.resources.rest_api import RestApi
 from deployer.retry import retrying
 
 UNQUALIFIED_STATEMENT_ID = "deployer-apigateway-invoke"  # what stacks from before aliases granted
@@ -89,26 +92,27 @@ def _differences(statement: dict[str, Any], wanted_arn: str) -> tuple[Diff, ...]
 class Permission:
     resource = "permission"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[tuple[Foreign, ...]]:
         config = target.config
         sid = statement_id(config.alias)
-        alias, function = earlier.of("alias"), earlier.of("function")
+        alias, function = earlier.of(Alias), earlier.of(Function)
+        foreign: tuple[Foreign, ...]
         if alias is None or alias.action == "create":  # a new alias has no policy yet: no need to ask
-            foreign = () if function is None or function.action == "create" else self._foreign(target, None, ())
+            foreign = () if function is None or function.action == "create" else self._foreign(target, None, [])
             diffs = (Diff(Field.OTHER_STATEMENTS, [str(item) for item in foreign], []),) if foreign else ()
             return Change(self.resource, sid, "create", diffs, observed=foreign)
         on_alias = _statements(target.aws, config.function_name, config.alias)
         statement = next((item for item in on_alias if item.get("Sid") == sid), None)
-        foreign = self._foreign(target, config.alias, on_alias) + self._foreign(target, None, ())
+        foreign = self._foreign(target, config.alias, on_alias) + self._foreign(target, None, [])
         others = (Diff(Field.OTHER_STATEMENTS, [str(item) for item in foreign], []),) if foreign else ()
         if statement is None:
             return Change(self.resource, sid, "create", others, observed=foreign)
-        api = earlier.of("rest api")
+        api = earlier.of(RestApi)
         wanted = source_arn(
-            target.region, planned_arn(target, earlier), api.learned.get("rest_api_id") if api else None
+            target.region, planned_arn(target, earlier), api.observed.api_id if api and api.observed else None
         )
-        diffs = _differences(statement, wanted) + others
-        learned = {"permission_statement_id": sid}  # like the other IDs: a lost state file names it again
+        diffs = (*_differences(statement, wanted), *others)
+        learned = Learned(permission_statement_id=sid)  # like the other IDs: a lost state file names it again
         return Change(self.resource, sid, "update" if diffs else "unchanged", diffs, observed=foreign, learned=learned)
 
     @staticmethod
@@ -123,19 +127,22 @@ class Permission:
             if item.get("Sid") not in ours and _qualifier_of(item.get("Resource")) == alias
         )
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[tuple[Foreign, ...]]) -> None:
         functions, config = run.aws.lambda_, run.config
         sid = statement_id(config.alias)
         assert run.state.function_arn, "the function step runs first"
         for foreign in change.observed or ():
             retrying(
-                lambda foreign=foreign: delete_if_present(  # type: ignore[misc]
-                    lambda: functions.remove_permission(
+                partial(
+                    delete_if_present,
+                    partial(
+                        functions.remove_permission,
                         FunctionName=config.function_name,
                         StatementId=foreign.sid,
                         **({"Qualifier": foreign.qualifier} if foreign.qualifier else {}),
-                    )
+                    ),
                 ),
+                waits=run.aws.waits,
                 when=function_busy,
                 before_retry=lambda: wait_until_ready(run),
             )
@@ -147,6 +154,7 @@ class Permission:
                 lambda: functions.remove_permission(
                     FunctionName=config.function_name, StatementId=sid, Qualifier=config.alias
                 ),
+                waits=run.aws.waits,
                 when=function_busy,
                 before_retry=lambda: wait_until_ready(run),
             )
@@ -160,6 +168,7 @@ class Permission:
                     Principal=APIGATEWAY_PRINCIPAL,
                     SourceArn=wanted,
                 ),
+                waits=run.aws.waits,
                 when=function_busy,
                 before_retry=lambda: wait_until_ready(run),
             )
@@ -185,6 +194,7 @@ def remove_unqualified(run: Run) -> bool:
         lambda: delete_if_present(
             lambda: functions.remove_permission(FunctionName=name, StatementId=UNQUALIFIED_STATEMENT_ID)
         ),
+        waits=run.aws.waits,
         when=function_busy,
         before_retry=lambda: wait_until_ready(run),
     )

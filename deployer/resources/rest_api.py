@@ -17,7 +17,7 @@ from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target, arn_partition, check_ours
 from deployer.errors import DeployerError
 from deployer.gateway.integration import lambda_integration_uri
-from deployer.plan import Change, Diff, Plan
+from deployer.plan import Action, Change, Diff, Learned, Plan
 from deployer.resources.function import alias_arn, planned_arn
 
 ROOT, PROXY = "/", "/{proxy+}"
@@ -91,7 +91,7 @@ def _read_resources(target: Target, api_id: str) -> tuple[dict[str, Any], ...] |
 
 
 def _observed_api(earlier: Plan) -> Observed | None:
-    change = earlier.of("rest api")
+    change = earlier.of(RestApi)
     return change.observed if change is not None else None
 
 
@@ -102,11 +102,11 @@ def _resource_id(run: Run, path: str) -> str | None:
 class RestApi:
     resource = "rest api"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         name = target.config.function_name
         recorded = target.recorded.rest_api_id
         api = read_or_none(lambda: target.aws.apigateway.get_rest_api(restApiId=recorded)) if recorded else None
-        if api is not None:
+        if api is not None and recorded is not None:
             # The state names it: still, it is ours only if it says so (a state file can be copied or edited).
             check_ours(target.config, self.resource, f"{api.get('name')} ({recorded})", api.get("tags") or {})
             if api.get("name") != name:
@@ -128,7 +128,7 @@ class RestApi:
             return self._found(target, found[0], _read_resources(target, found[0]["id"]) or ())
         return Change(self.resource, name, "create")
 
-    def _found(self, target: Target, api: dict[str, Any], resources: tuple[dict[str, Any], ...]) -> Change:
+    def _found(self, target: Target, api: dict[str, Any], resources: tuple[dict[str, Any], ...]) -> Change[Observed]:
         api_id = api["id"]
         config, diffs = target.config, []
         endpoint = (api.get("endpointConfiguration") or {}).get("types") or ["EDGE"]
@@ -142,18 +142,19 @@ class RestApi:
             diffs.append(Diff(Field.TAGS, tags, config.tags))
         observed = Observed(api_id, resources)
         root, proxy = observed.resource(ROOT), observed.resource(PROXY)
-        learned = {
-            "rest_api_id": api_id,
-            "root_resource_id": root["id"] if root else None,
-            "proxy_resource_id": proxy["id"] if proxy else None,
-        }
-        action = "update" if diffs else "unchanged"
+        learned = Learned(
+            rest_api_id=api_id,
+            root_resource_id=root["id"] if root else None,
+            proxy_resource_id=proxy["id"] if proxy else None,
+        )
+        action: Action = "update" if diffs else "unchanged"
         return Change(self.resource, api_id, action, tuple(diffs), observed=observed, learned=learned)
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[Observed]) -> None:
         gateway, config = run.aws.apigateway, run.config
         if change.action == "update":
-            api_id = change.learned["rest_api_id"]
+            assert change.observed is not None, "an update is planned from the API found"
+            api_id = change.observed.api_id
             if change.touches([Field.ENDPOINT]):  # in place: the API, its ID and its URL stay
                 old = next(diff.old for diff in change.diffs if diff.field == Field.ENDPOINT)
                 operation = {"op": "replace", "path": f"/endpointConfiguration/types/{old}", "value": config.endpoint}
@@ -188,12 +189,12 @@ class RestApi:
 class ProxyResource:
     resource = "resource"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[None]:
         api = _observed_api(earlier)
         found = api.resource(PROXY) if api else None
         return Change(self.resource, PROXY, "unchanged" if found else "create")
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[None]) -> None:
         created = run.aws.apigateway.create_resource(
             restApiId=run.state.rest_api_id,
             parentId=run.state.root_resource_id,
@@ -211,7 +212,7 @@ class Method:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = f"{METHOD} {self.path}"
         api = _observed_api(earlier)
         found = api.resource(self.path) if api else None
@@ -223,7 +224,7 @@ class Method:
             return Change(self.resource, name, "update", (diff,))
         return Change(self.resource, name, "unchanged")
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[None]) -> None:
         gateway = run.aws.apigateway
         where = {"restApiId": run.state.rest_api_id, "resourceId": _resource_id(run, self.path), "httpMethod": METHOD}
         if change.action == "create":
@@ -241,7 +242,7 @@ class Integration:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = f"{METHOD} {self.path}"
         api = _observed_api(earlier)
         found = (api.resource(self.path) if api else None) or {}
@@ -260,7 +261,7 @@ class Integration:
         )
         return Change(self.resource, name, "update" if diffs else "unchanged", diffs)
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[None]) -> None:
         assert run.state.function_arn, "the function step runs first"
         run.aws.apigateway.put_integration(  # creates or replaces
             restApiId=run.state.rest_api_id,

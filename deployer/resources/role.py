@@ -93,7 +93,7 @@ def _inline(iam: Any, name: str) -> list[str]:
 
 @dataclass(frozen=True)
 class OurRole:
-    """The app's role, and the other regions whose deployments still use it."""
+    """The app's role (found by `down`), and the other regions whose deployments still use it."""
 
     name: str
     other_regions: frozenset[str]
@@ -111,7 +111,7 @@ def find_ours(target: Target) -> OurRole | None:
 class Role:
     resource = "role"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         config, name = target.config, target.config.role_name
         role = _read(target, name)
         if role is None:
@@ -142,7 +142,7 @@ class Role:
             learned={"role_name": name, "role_arn": role["Arn"]},
         )
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[Observed]) -> None:
         iam, config, name = run.aws.iam, run.config, run.config.role_name
         tags = [{"Key": key, "Value": value} for key, value in config.tags.items()]
         attached: frozenset[str] = change.observed.attached if change.observed else frozenset()

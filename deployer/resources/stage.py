@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
+from functools import partial
 
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
-from deployer.plan import Change, Diff, Plan
+from deployer.plan import Change, Diff, Learned, Plan
 from deployer.resources.function import planned_arn
-from deployer.resources.rest_api import METHOD, PROXY, ROOT, integration_uri
+from deployer.resources.rest_api import METHOD, PROXY, ROOT, RestApi, integration_uri
 
 FINGERPRINT_PREFIX = "deployer wiring "
 WIRING = frozenset({"rest api", "resource", "method", "integration"})  # the steps a deployment publishes
@@ -52,10 +53,10 @@ def base_url(target: Target, api_id: str) -> str:
 class Stage:
     resource = "stage"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = target.config.stage
-        api = earlier.of("rest api")
-        api_id = api.learned.get("rest_api_id") if api else None
+        api = earlier.of(RestApi)
+        api_id = api.observed.api_id if api and api.observed else None
         if api_id is None:
             return Change(self.resource, name, "create")
         gateway = target.aws.apigateway
@@ -72,14 +73,14 @@ class Stage:
         )
         if not stage or not deployment:
             return Change(self.resource, name, "create", cleanup)
-        learned = {"deployment_id": stage["deploymentId"], "base_url": base_url(target, api_id)}
+        learned = Learned(deployment_id=stage["deploymentId"], base_url=base_url(target, api_id))
         published = deployment.get("description", "").removeprefix(FINGERPRINT_PREFIX)
         config = target.config
         wanted = fingerprint(target.region, planned_arn(target, earlier), config.alias, config.binary_media_types)
         diffs = (Diff(Field.WIRING, published, wanted),) if published != wanted else ()
         return Change(self.resource, name, "update" if diffs or old else "unchanged", diffs + cleanup, learned=learned)
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[None]) -> None:
         assert run.state.rest_api_id and run.state.function_arn, "the API and the function come first"
         config, gateway = run.config, run.aws.apigateway
         if change.action == "create" or not change.diffs or change.touches([Field.WIRING]):
@@ -97,7 +98,5 @@ class Stage:
             if diff.field != Field.OLD_STAGES:
                 continue
             for old in diff.old:  # the new stage is live: the old name goes, and the alias it called
-                delete_if_present(lambda old=old: gateway.delete_stage(restApiId=run.state.rest_api_id, stageName=old))  # type: ignore[misc]
-                delete_if_present(
-                    lambda old=old: run.aws.lambda_.delete_alias(FunctionName=config.function_name, Name=old)
-                )  # type: ignore[misc]
+                delete_if_present(partial(gateway.delete_stage, restApiId=run.state.rest_api_id, stageName=old))
+                delete_if_present(partial(run.aws.lambda_.delete_alias, FunctionName=config.function_name, Name=old))

@@ -1,12 +1,12 @@
-"""Published Lambda versions: one per release, immutable, and the pruning of old ones.
+"""Published Lambda versions: one per release, immutable (their pruning: deployer/resources/prune.py).
 
 `up --version V` publishes $LATEST once it holds V's code and configuration (PublishVersion, guarded by
 the expected CodeSha256 so a concurrent change is refused, with `deployer release V` as its
 description so V -> version is recovered from AWS after a lost state). A release that is already
 published, code and configuration alike, is not published again: the alias moves to it.
 
-Lambda's code storage per region is limited: only the newest `[releases] keep` versions stay, and a
-version an alias points at (or routes a canary's share to) is never deleted.
+The Version change observes the Lambda version number: the one found alike when nothing is published, the one
+published once applied (`published(run)`: what the check invokes and the alias moves to).
 """
 
 from __future__ import annotations
@@ -16,18 +16,26 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deployer.aws import LAMBDA_PRECONDITION_FAILED, delete_if_present, error_code, function_busy, read_or_none
+from deployer.aws import LAMBDA_PRECONDITION_FAILED, error_code, function_busy, read_or_none
 from deployer.context import Run, Target
 from deployer.digest import lambda_sha256
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
-from deployer.resources.function import WAIT, Observed, Release, pins_by_version, release_label, wait_until_ready
+from deployer.resources.function import (
+    WAIT,
+    Function,
+    Observed,
+    Release,
+    pins_by_version,
+    release_label,
+    wait_until_ready,
+)
 from deployer.retry import retrying
 
 
 def function_observed(earlier: Plan) -> Observed | None:
     """What the function step read: its versions, its alias, the release wanted (None: it is created)."""
-    change = earlier.of("function")
+    change = earlier.of(Function)
     return change.observed if change is not None else None
 
 
@@ -42,7 +50,7 @@ def release_name(target: Target) -> str:
 class Version:
     resource = "version"
 
-    def plan(self, target: Target, earlier: Plan) -> Change:
+    def plan(self, target: Target, earlier: Plan) -> Change[str]:
         observed = function_observed(earlier)
         name = release_name(target)
         if observed is None or observed.matching is None:
@@ -63,10 +71,11 @@ class Version:
         was = target.recorded.version if serving else None
         return Change(self.resource, shown, "update", (Diff(RELEASE, was, name),), observed=number)
 
-    def apply(self, run: Run, change: Change) -> None:
+    def apply(self, run: Run, change: Change[str]) -> Change[str] | None:
         if change.action == "update":
-            self._record_alike(run, str(change.observed))
-            return
+            assert change.observed is not None, "a release recorded under this name is a version found"
+            self._record_alike(run, change.observed)
+            return None
         config, name = run.config, release_name(run.target)
         functions = run.aws.lambda_
         expected = run.target.artifact.sha256 if run.target.artifact and not run.target.keep_live else None
@@ -77,6 +86,7 @@ class Version:
                     Description=release_label(name),
                     **({"CodeSha256": lambda_sha256(expected)} if expected else {}),
                 ),
+                waits=run.aws.waits,
                 when=function_busy,
                 before_retry=lambda: wait_until_ready(run),
             )
@@ -92,19 +102,19 @@ class Version:
             functions.get_waiter("published_version_active").wait(
                 FunctionName=config.function_name, Qualifier=number, WaiterConfig=WAIT
             )
-        run.published = number
         # The secrets' versions $LATEST was given by this run (converting, it runs what it ran: none of ours).
         secrets = {} if run.target.keep_live else (run.target.secrets or {})
         record = Release.of(published, {name: secret.pin() for name, secret in secrets.items()}).record()
         run.state.releases = {**run.state.releases, name: {**record, "lambda_version": number}}
         run.save()
+        return replace(change, observed=number)  # the steps after it invoke it, and move the alias to it
 
     @staticmethod
     def _record_alike(run: Run, number: str) -> None:
         """Record this release as the published version that already is it, code and configuration; if that version
         is the one serving, this release is what the stage serves now."""
         name = release_name(run.target)
-        observed = function_observed(run.planned)
+        observed = function_observed(run.done)
         assert observed is not None
         configuration = next(item for item in observed.versions if item["Version"] == number)
         pins = pins_by_version(run.target).get(number)
@@ -146,69 +156,17 @@ def _differences(published: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     return [names.get(key, key) for key in wanted if published.get(key) != wanted[key]]
 
 
-def published(change: Change | None, run: Run) -> str:
+def published(run: Run) -> str:
     """The Lambda version the release runs as: the one this run published, or the one found."""
-    if run.published is not None:
-        return run.published
+    change = run.done.of(Version)
     assert change is not None and change.observed, "the version step plans a version or publishes one"
-    return str(change.observed)
+    return change.observed
 
 
-class Prune:
-    """Delete the oldest published versions beyond `[releases] keep`; never one an alias uses."""
-
-    resource = "old versions"
-
-    def plan(self, target: Target, earlier: Plan) -> Change:
-        observed = function_observed(earlier)
-        version = earlier.of("version")
-        publishing = version is not None and version.action == "create"
-        if observed is None or target.keep_live:
-            return Change(self.resource, "none", "unchanged")
-        numbers = [item["Version"] for item in observed.versions]
-        surplus = len(numbers) + (1 if publishing else 0) - target.config.keep_releases
-        if surplus <= 0:
-            return Change(self.resource, "none", "unchanged")
-        protected = _aliased(target)
-        alias = earlier.of("alias")
-        if alias is not None and alias.observed:  # where the stage's alias points once this run has moved it
-            protected.update(number for number in (alias.observed.primary, alias.observed.canary) if number)
-        doomed = tuple(number for number in numbers[:surplus] if number not in protected)
-        if not doomed:
-            return Change(self.resource, "none", "unchanged")
-        return Change(self.resource, ", ".join(doomed), "delete", observed=doomed)
-
-    def apply(self, run: Run, change: Change) -> None:
-        name, functions = run.config.function_name, run.aws.lambda_
-        for number in change.observed:
-            retrying(
-                lambda number=number: delete_if_present(
-                    lambda: functions.delete_function(FunctionName=name, Qualifier=number)
-                ),
-                when=function_busy,
-                before_retry=lambda: wait_until_ready(run),
-            )
-        doomed = set(change.observed)
-        run.state.releases = {
-            release: {**record, "lambda_version": None} if record.get("lambda_version") in doomed else record
-            for release, record in run.state.releases.items()
-        }
-        run.save()
-
-
-def _aliased(target: Target) -> set[str]:
-    """Every version another alias of the function points at or routes to (one made by hand, say)."""
-    paginator = target.aws.lambda_.get_paginator("list_aliases")
-    aliases: list[dict[str, Any]] = [
-        item for page in paginator.paginate(FunctionName=target.config.function_name) for item in page["Aliases"]
-    ]
-    protected: set[str] = set()
-    for alias in aliases:
-        if alias["Name"] == target.config.alias:
-            continue  # ours moves in this run: the plan says where to
-        protected.add(alias["FunctionVersion"])
-        protected.update((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights", {}))
-    return protected
+def published_now(run: Run) -> str | None:
+    """The Lambda version this very run published, if it did."""
+    change = run.done.of(Version)
+    return change.observed if change is not None and change.action == "create" else None
 
 
 def versions_by_number(target: Target) -> dict[str, dict[str, Any]] | None:

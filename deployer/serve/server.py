@@ -219,9 +219,10 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         if with_body:
             self.send_header("Content-Length", str(len(payload)))
         self.send_header("Connection", "close" if self.close_connection else "keep-alive")
-        self._headers_buffer.append(b"\r\n")
+        # BaseHTTPRequestHandler's own buffer (undeclared in typeshed): the body joins the headers' single write.
+        self._headers_buffer.append(b"\r\n")  # type: ignore[attr-defined]
         if with_body and self.command != "HEAD":
-            self._headers_buffer.append(payload)
+            self._headers_buffer.append(payload)  # type: ignore[attr-defined]
         self.flush_headers()  # status line, headers and body in one write
 
     def _report(self, reason: str, details: Sequence[str]) -> None:
