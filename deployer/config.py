@@ -154,12 +154,20 @@ def _media_types(value: list[Any]) -> str | None:
     return None
 
 
+def _variable_name(key: str) -> str | None:
+    """A variable Lambda lets a function set: not one it reserves, and a plain name."""
+    if key in RESERVED_VARIABLES:
+        return f"sets {key}, which Lambda reserves for itself; rename the variable"
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
+        return f"has an invalid variable name {key!r}"
+    return None
+
+
 def _environment(value: dict[str, Any]) -> str | None:
     for key, item in value.items():
-        if key in RESERVED_VARIABLES:
-            return f"sets {key}, which Lambda reserves for itself; rename the variable"
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
-            return f"has an invalid variable name {key!r}"
+        problem = _variable_name(key)
+        if problem:
+            return problem
         if not isinstance(item, str):
             return f"value of {key} must be a string"
     return None
@@ -170,10 +178,9 @@ def _secrets(value: dict[str, Any]) -> str | None:
     from deployer.secrets import reference_problem
 
     for key, item in value.items():
-        if key in RESERVED_VARIABLES:
-            return f"sets {key}, which Lambda reserves for itself; rename the variable"
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
-            return f"has an invalid variable name {key!r}"
+        name_problem = _variable_name(key)
+        if name_problem:
+            return name_problem
         if not isinstance(item, str):
             return f'reference of {key} must be a string such as "ssm:/app/prod/db"'
         problem = reference_problem(item)
