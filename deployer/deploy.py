@@ -74,10 +74,6 @@ Reporter = Callable[[Applied], None]
 
 def plan(target: Target) -> Plan:
     """What `up` would do, from reads only: nothing is written, to AWS or to the state."""
-    return _walk(target)
-
-
-def _walk(target: Target) -> Plan:
     _check_region(target)
     target = secrets.resolved(target)  # every reference read before anything is written
     changes: list[Change[Any]] = []
@@ -131,15 +127,15 @@ def up(run: Run, report: Reporter = lambda _: None, action: str = "up") -> list[
     the API is pointed at the alias, and only then does $LATEST take the new release."""
     _check_region(run.target)
     run.target = secrets.resolved(run.target)  # read once, before any write; apply puts the values in place
-    planned = _walk(run.target)
+    planned = plan(run.target)
     converting = _serves_latest(planned)
     outcomes: list[Applied] = []
     if converting:
         as_it_is = replace(run.target, keep_live=True)
-        outcomes += execute(replace(run, target=as_it_is), _walk(as_it_is), report, action="convert")
+        outcomes += execute(replace(run, target=as_it_is), plan(as_it_is), report, action="convert")
         permission.remove_unqualified(run)
         run.target = replace(run.target, recorded=run.state.copy())
-        planned = _walk(run.target)
+        planned = plan(run.target)
     return outcomes + execute(run, planned, report, action)
 
 
