@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 
 APP = "ServerlessExample"
+OTHER = "Other"  # a second app sharing the account and the bucket (conftest's other_project)
 BUCKET = "deployer-example-artifacts"
 
 

@@ -28,7 +28,7 @@ from deployer.cli import app
 from deployer.config import load_config
 from deployer.context import ArtifactDigests, Connection, Run
 from deployer.stores import store_for
-from tests.account import Account
+from tests.account import APP, OTHER, Account
 from tests.lambda_invoke import LambdaInvoke
 
 # Shared helpers live in tests/support.py; these names stay importable from here for the modules that use them.
@@ -95,6 +95,16 @@ def project(tmp_path: Path) -> Path:
     shutil.copy(REPO / "deploy.toml", tmp_path / "deploy.toml")
     shutil.copytree(REPO / "function", tmp_path / "function", ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
+
+
+@pytest.fixture
+def other_project(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second app, Other, in its own folder, sharing the bucket (and the account) with the example app."""
+    folder = tmp_path_factory.mktemp("other")
+    shutil.copytree(project / "function", folder / "function")
+    text = (project / "deploy.toml").read_text().replace(f'name = "{APP}"', f'name = "{OTHER}"')
+    (folder / "deploy.toml").write_text(text.replace('name = "example.zip"\n', ""))
+    return folder
 
 
 @pytest.fixture(scope="session", autouse=True)

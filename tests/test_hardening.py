@@ -24,11 +24,10 @@ from deployer.cli import app
 from deployer.cli.common import aws_error_message
 from deployer.config import load_config
 from deployer.stores import store_for
-from tests.account import APP, BUCKET, Account, state_file
+from tests.account import APP, BUCKET, OTHER, Account, state_file
 from tests.faults import RawBody
 from tests.support import Waiting
 
-OTHER = "Other"
 ROLE = f"{APP}-lambda-exec"
 
 
@@ -37,16 +36,6 @@ def local_state(project: Path) -> None:
     """The state in .deployer/ ([state] backend = "local"): these tests are about a state *file*."""
     config = project / "deploy.toml"
     config.write_text(config.read_text() + '\n[state]\nbackend = "local"\n')
-
-
-@pytest.fixture
-def other_project(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second app, Other, in its own folder, sharing the bucket (and the account) with the example app."""
-    folder = tmp_path_factory.mktemp("other")
-    shutil.copytree(project / "function", folder / "function")
-    text = (project / "deploy.toml").read_text().replace(f'name = "{APP}"', f'name = "{OTHER}"')
-    (folder / "deploy.toml").write_text(text.replace('name = "example.zip"\n', ""))
-    return folder
 
 
 def victims_stack(account: Account) -> dict[str, object]:

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deployer.cli import app
-from tests.account import APP, BUCKET, Account
+from tests.account import APP, BUCKET, OTHER, Account
 from tests.support import run_deployer
 
 STATE_KEY = f"deployer-state/{APP}/test/state.json"
@@ -446,20 +446,6 @@ def test_promote_takes_force_as_up_does_for_a_release_shipped_again_with_another
 
 # 8. A state edited to name another app's API: rollback printed and stored that app's URL; errors advised adopting
 # another app's resources.
-
-OTHER = "Other"
-
-
-@pytest.fixture
-def other_project(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second app, Other, in its own folder, sharing the bucket and the account with the example app."""
-    import shutil
-
-    folder = tmp_path_factory.mktemp("other")
-    shutil.copytree(project / "function", folder / "function")
-    text = (project / "deploy.toml").read_text().replace(f'name = "{APP}"', f'name = "{OTHER}"')
-    (folder / "deploy.toml").write_text(text.replace('name = "example.zip"\n', ""))
-    return folder
 
 
 def test_rollback_never_prints_nor_stores_the_url_of_another_apps_api(
