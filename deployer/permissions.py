@@ -384,15 +384,36 @@ def _sid(kinds: tuple[str, ...], condition: dict[str, dict[str, str]] | None) ->
     return "".join(word[:1].upper() + word[1:] for part in words for word in re.split(r"_", part))
 
 
-def needed(service: str, operation: str, message: str, config: Config | None = None) -> tuple[str, str]:
-    """What a refused call needs: the IAM action, and the resource (from AWS's message when it names one, else the
-    table's ARN pattern for it, else "*")."""
+def needed(service: str, operation: str, message: str, params: dict[str, Any], region: str) -> tuple[str, str]:
+    """What a refused call needs: the IAM action, and the resource: the one AWS's message names ("... is not
+    authorized to perform: lambda:GetFunction on resource: arn:..."), else the one the call was about (from its
+    parameters, as the table's ARN patterns write it; an account AWS did not say is "*"), else "*"."""
     action = iam_action(service, operation)
-    named = re.search(r"on resource:? (arn:\S+?)(?: because|[,;]|\s|$)", message)
+    named = NAMED_RESOURCE.search(message)
     if named:
         return action, named.group(1).rstrip(".")
-    if config is not None:
-        for row in CALLS:
-            if row.service == service and operation in row.operations:
-                return action, resource_arns(row.resources[0], config, "<account>", config.region or "<region>")[0]
-    return action, "*"
+    return action, _resource_of(service, params, region) or "*"
+
+
+NAMED_RESOURCE = re.compile(r"on resource:? (\S+(?: \S+)??)(?: because\b|\s*$|[,;] )")
+
+
+def _resource_of(service: str, params: dict[str, Any], region: str) -> str | None:
+    """The ARN a call's parameters name, as the table writes it (account "*" when the call does not say it)."""
+    partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    if service == "s3" and params.get("Bucket"):
+        key = params.get("Key")
+        return f"arn:{partition}:s3:::{params['Bucket']}" + (f"/{key}" if key else "")
+    if service == "lambda" and params.get("FunctionName"):
+        name = str(params["FunctionName"])
+        arn = name if name.startswith("arn:") else f"arn:{partition}:lambda:{region}:*:function:{name}"
+        return f"{arn}:{params['Qualifier']}" if params.get("Qualifier") else arn
+    if service == "iam" and params.get("RoleName"):
+        return f"arn:{partition}:iam::*:role/{params['RoleName']}"
+    if service == "logs" and params.get("logGroupName"):
+        return f"arn:{partition}:logs:{region}:*:log-group:{params['logGroupName']}:*"
+    if service == "apigateway":
+        return f"arn:{partition}:apigateway:{region}::/restapis" + (
+            f"/{params['restApiId']}" if params.get("restApiId") else ""
+        )
+    return None
