@@ -80,6 +80,9 @@ LAMBDA_INVALID_PARAMETER = "InvalidParameterValueException"
 API_GATEWAY_CONFLICT = "ConflictException"
 
 
+NEEDS = "DeployerNeeds"  # in an AccessDenied error's details: "<action> on <resource>" (set by Aws's clients)
+
+
 def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
@@ -94,6 +97,12 @@ def is_not_found(error: ClientError) -> bool:
 
 def is_access_denied(error: ClientError) -> bool:
     return error_code(error) in ACCESS_DENIED_CODES
+
+
+def what_was_denied(error: ClientError) -> str | None:
+    """ "<action> on <resource>" for an AccessDenied answer to one of Aws's clients, else None."""
+    needs = error.response.get("Error", {}).get(NEEDS)
+    return str(needs) if needs else None
 
 
 def is_s3_condition_failed(error: ClientError) -> bool:
@@ -220,6 +229,8 @@ class Aws:
             config = self._config.merge(BotoConfig(read_timeout=read_timeout)) if read_timeout else self._config
             client = self.session.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
             client.meta.events.register("before-call", self._count)
+            client.meta.events.register("before-parameter-build", _keep_params)
+            client.meta.events.register("after-call", _name_what_was_denied)
             client.meta.events.register_first("needs-retry", _give_up_on_a_dead_connection)
             client.meta.events.register_first("needs-retry", self._say_throttling)
             if service == "apigateway":
@@ -333,6 +344,28 @@ def check_endpoint_url(url: str) -> str:
             "http://127.0.0.1:4566: fix --endpoint-url or AWS_ENDPOINT_URL"
         )
     return url
+
+
+def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """Keep the call's parameters on its context: a refusal names the resource it was about (below)."""
+    context["deployer_params"] = params
+
+
+def _name_what_was_denied(parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+    """An AccessDenied answer gets what the caller needs, as one phrase: "<action> on <resource>" (the action from
+    the operation, the resource from AWS's message when it names one, else from the call's parameters). It goes
+    into the error's own Error details (`NEEDS`), where the CLI's one line for the error finds it."""
+    from deployer.permissions import needed
+
+    details = parsed.get("Error") if isinstance(parsed, dict) else None
+    if not isinstance(details, dict) or str(details.get("Code", "")) not in ACCESS_DENIED_CODES:
+        return
+    params = context.get("deployer_params") or {}
+    region = str(context.get("client_region") or "")
+    action, resource = needed(
+        model.service_model.service_name, model.name, str(details.get("Message", "")), params, region
+    )
+    details[NEEDS] = f"{action} on {resource}"
 
 
 def _give_up_on_a_dead_connection(attempts: int, caught_exception: Exception | None = None, **_: Any) -> None:

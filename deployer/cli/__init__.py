@@ -1,10 +1,9 @@
 """The command line: parse, delegate, report. No AWS logic lives here.
 
 The commands live by group: deploy.py (build, up, promote, plan, rollback, down, unlock, status), operate.py
-(invoke, logs), local.py (serve, and the local cloud's `local start|stop|status`), secrets.py, ci.py (`ci github|
-bootstrap|remove`); common.py holds what they
-share (the options, the connection, the state lock, how errors are reported). They are registered here, in
-the order `--help` lists them.
+(invoke, logs), local.py (serve, and the local cloud's `local start|stop|status`), policy.py (policy), secrets.py,
+ci.py (`ci github|bootstrap|remove`); common.py holds what they share (the options, the connection, the state lock,
+how errors are reported). They are registered here, in the order `--help` lists them.
 
 boto3 is imported only inside the commands that talk to AWS, so `deployer --help` and `deployer build`
 start fast.
@@ -17,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from deployer.cli import ci, deploy, local, operate, secrets
+from deployer.cli import ci, deploy, local, operate, policy, secrets
 from deployer.cli.common import Options
 
 app = typer.Typer(
@@ -50,6 +49,7 @@ COMMANDS: tuple[Callable[..., None], ...] = (
     local.serve,
     operate.invoke,
     operate.logs,
+    policy.policy,
 )
 for command in COMMANDS:
     app.command()(command)

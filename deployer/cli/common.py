@@ -91,6 +91,13 @@ def aws_error_message(error: Exception) -> tuple[str, int] | None:
         # A proxy or firewall in the way answers with its own page: its words, never its HTML or many lines.
         code = details.get("Code") or f"HTTP {error.response.get('ResponseMetadata', {}).get('HTTPStatusCode')}"
         message = output.one_line(str(details.get("Message") or "")) or "an answer that is not AWS's (a proxy?)"
+        needs = aws.what_was_denied(error)
+        if needs is not None:  # one line naming the permission: the action, and the resource AWS named
+            return (
+                f"AWS refused {operation} ({code}): needs {output.one_line(needs)}; grant it to these credentials "
+                "(`deployer policy` prints every permission a deploy of this stage needs)",
+                1,
+            )
         hint = ""
         if code in aws.ACCESS_DENIED_CODES | aws.CREDENTIALS_REFUSED_CODES:
             hint = "; check that your credentials are valid and allowed to do this"
