@@ -81,6 +81,8 @@ PLAN_WORDS = {
     "unchanged": ("  unchanged", "dim"),
     "check": ("? check", "cyan"),
     "skip": ("  skip", "dim"),
+    "absent": ("  absent", "dim"),
+    "keep": ("  keep", "dim"),
 }
 
 
@@ -95,9 +97,9 @@ def outcome_line(resource: str, name: str, action: str, seconds: float, diffs: S
     console().print(f"  {resource:<12} {escape(name):<44} [{colour}]{word:<12}[/] {seconds:6.2f}s{detail}")
 
 
-def plan_line(resource: str, name: str, action: str, diffs: Sequence[Diff]) -> None:
+def plan_line(resource: str, name: str, action: str, diffs: Sequence[Diff], note: str = "") -> None:
     word, colour = PLAN_WORDS[action]
-    detail = f"  {escape(describe_diffs(diffs))}" if diffs else ""
+    detail = f"  {escape(describe_diffs(diffs) if diffs else note)}" if diffs or note else ""
     console().print(f"[{colour}]{word:<12}[/] {resource:<12} {escape(name)}{detail}")
 
 

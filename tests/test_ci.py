@@ -3,16 +3,21 @@ of it on moto: GitHub's OIDC provider and the two roles, planned first, made wit
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from botocore.handlers import BUILTIN_HANDLERS
 
-from tests.account import APP
+from deployer.config import load_config
+from deployer.permissions import policy_document
+from tests.account import APP, Account
 
 WORKFLOW = Path(".github/workflows/deployer.yml")
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -185,3 +190,215 @@ def test_a_bad_account_id_is_refused(cli, project: Path) -> None:
     as_ours(project)
     assert "is not an AWS account ID" in cli("ci", "github", "--account", "12345", expect=2)
     assert not (project / WORKFLOW).exists()
+
+
+# ---- ci bootstrap / ci remove ----
+
+REPO_NAME = "octo-org/my-app"
+PROVIDER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/token.actions.githubusercontent.com"
+DEPLOY_ROLE, PLAN_ROLE = f"{APP}-github-deploy", f"{APP}-github-plan"
+
+
+@pytest.fixture
+def iam_writes() -> Iterator[list[str]]:
+    """Every IAM call that is not a read, made from now on by any client."""
+    made: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        if not model.name.startswith(("Get", "List")):
+            made.append(model.name)
+
+    entry = ("before-call.iam", record)
+    BUILTIN_HANDLERS.append(entry)
+    yield made
+    BUILTIN_HANDLERS.remove(entry)
+
+
+def providers(account: Account) -> list[str]:
+    return [item["Arn"] for item in account.client("iam").list_open_id_connect_providers()["OpenIDConnectProviderList"]]
+
+
+def role_or_none(account: Account, name: str) -> dict[str, Any] | None:
+    iam = account.client("iam")
+    try:
+        return iam.get_role(RoleName=name)["Role"]
+    except iam.exceptions.NoSuchEntityException:
+        return None
+
+
+def inline_policy(account: Account, name: str) -> dict[str, Any]:
+    return account.client("iam").get_role_policy(RoleName=name, PolicyName="deployer")["PolicyDocument"]
+
+
+def test_bootstrap_lists_what_it_would_make_and_changes_nothing_without_yes(
+    cli, aws_account: Account, iam_writes: list[str]
+) -> None:
+    said = cli("ci", "bootstrap", "--repo", REPO_NAME, expect=0)
+
+    assert "+ create     provider     token.actions.githubusercontent.com" in said
+    assert f"+ create     role         {DEPLOY_ROLE}" in said and f"+ create     role         {PLAN_ROLE}" in said
+    assert "again with --yes" in said
+    assert iam_writes == []
+    assert providers(aws_account) == [] and role_or_none(aws_account, DEPLOY_ROLE) is None
+
+
+def test_bootstrap_makes_the_provider_and_roles_trusting_only_the_repository(
+    cli, project: Path, aws_account: Account
+) -> None:
+    cli("ci", "bootstrap", "--repo", REPO_NAME, "--yes", expect=0)
+
+    iam = aws_account.client("iam")
+    assert providers(aws_account) == [PROVIDER_ARN]
+    provider = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=PROVIDER_ARN)
+    assert provider["ClientIDList"] == ["sts.amazonaws.com"]
+    config = load_config(project / "deploy.toml")
+    for name, subject, commands in (
+        (DEPLOY_ROLE, f"repo:{REPO_NAME}:ref:refs/heads/main", ("plan", "up", "rollback", "promote", "logs", "down")),
+        (PLAN_ROLE, f"repo:{REPO_NAME}:pull_request", ("plan",)),
+    ):
+        role = role_or_none(aws_account, name)
+        assert role is not None
+        [statement] = role["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Federated": PROVIDER_ARN}
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert statement["Condition"] == {
+            "StringEquals": {
+                "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+                "token.actions.githubusercontent.com:sub": subject,
+            }
+        }
+        assert inline_policy(aws_account, name) == policy_document(config, ACCOUNT_ID, "us-east-1", commands)
+        assert iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"] == []
+        tags = {tag["Key"]: tag["Value"] for tag in role["Tags"]}
+        assert tags["deployer:app"] == APP and tags["deployer:stage"] == "test"
+    plan_actions = {a for s in inline_policy(aws_account, PLAN_ROLE)["Statement"] for a in s["Action"]}
+    assert "lambda:UpdateFunctionCode" not in plan_actions and "s3:PutObject" not in plan_actions  # reads only
+
+
+def test_a_second_bootstrap_changes_nothing(cli, aws_account: Account, iam_writes: list[str]) -> None:
+    cli("ci", "bootstrap", "--repo", REPO_NAME, "--yes", expect=0)
+    made = len(iam_writes)
+
+    said = cli("ci", "bootstrap", "--repo", REPO_NAME, "--yes", expect=0)
+
+    assert "nothing to change" in said
+    assert iam_writes[made:] == []
+
+
+def test_bootstrap_puts_back_a_changed_policy_and_follows_a_new_repository(
+    cli, project: Path, aws_account: Account
+) -> None:
+    cli("ci", "bootstrap", "--repo", REPO_NAME, "--yes", expect=0)
+    iam = aws_account.client("iam")
+    widened = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_role_policy(RoleName=PLAN_ROLE, PolicyName="deployer", PolicyDocument=json.dumps(widened))
+
+    said = cli("ci", "bootstrap", "--repo", "octo-org/other", expect=0)
+    assert f"~ update     role         {PLAN_ROLE}  trusts repo:{REPO_NAME}:pull_request → repo:octo-org/other:" in said
+    assert inline_policy(aws_account, PLAN_ROLE) == widened  # listed only
+
+    cli("ci", "bootstrap", "--repo", "octo-org/other", "--yes", expect=0)
+    config = load_config(project / "deploy.toml")
+    assert inline_policy(aws_account, PLAN_ROLE) == policy_document(config, ACCOUNT_ID, "us-east-1", ("plan",))
+    trust = role_or_none(aws_account, DEPLOY_ROLE)["AssumeRolePolicyDocument"]  # type: ignore[index]
+    subject = trust["Statement"][0]["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+    assert subject == "repo:octo-org/other:ref:refs/heads/main"
+
+
+def test_an_existing_provider_is_used_and_kept_by_remove(cli, aws_account: Account, iam_writes: list[str]) -> None:
+    iam = aws_account.client("iam")
+    iam.create_open_id_connect_provider(
+        Url="https://token.actions.githubusercontent.com", ClientIDList=["sts.amazonaws.com"]
+    )
+    iam_writes.clear()
+
+    said = cli("ci", "bootstrap", "--repo", REPO_NAME, "--yes", expect=0)
+    assert "  unchanged  provider     token.actions.githubusercontent.com" in said
+    assert "CreateOpenIDConnectProvider" not in iam_writes
+
+    said = cli("ci", "remove", "--yes", expect=0)
+
+    assert "keep       provider     token.actions.githubusercontent.com  deployer did not make it" in said
+    assert role_or_none(aws_account, DEPLOY_ROLE) is None and role_or_none(aws_account, PLAN_ROLE) is None
+    assert providers(aws_account) == [PROVIDER_ARN]
+    assert "nothing to change" in cli("ci", "remove", "--yes", expect=0)
+
+
+def test_an_existing_provider_without_stss_audience_gets_it(cli, aws_account: Account) -> None:
+    """Listed only: moto has no AddClientIDToOpenIDConnectProvider to apply it against."""
+    iam = aws_account.client("iam")
+    iam.create_open_id_connect_provider(Url="https://token.actions.githubusercontent.com", ClientIDList=["other"])
+
+    said = cli("ci", "bootstrap", "--repo", REPO_NAME, expect=0)
+
+    assert (
+        "~ update     provider     token.actions.githubusercontent.com  audiences other → other sts.amazonaws.com"
+        in said
+    )
+
+
+def test_remove_leaves_nothing_of_ours_and_asks_first(cli, aws_account: Account, iam_writes: list[str]) -> None:
+    cli("ci", "bootstrap", "--repo", REPO_NAME, "--yes", expect=0)
+    iam_writes.clear()
+
+    said = cli("ci", "remove", expect=0)
+    assert f"- delete     role         {DEPLOY_ROLE}" in said and "- delete     provider" in said
+    assert iam_writes == []
+
+    cli("ci", "remove", "--yes", expect=0)
+
+    assert providers(aws_account) == []
+    assert role_or_none(aws_account, DEPLOY_ROLE) is None and role_or_none(aws_account, PLAN_ROLE) is None
+    iam_writes.clear()
+    assert "nothing to change" in cli("ci", "remove", "--yes", expect=0)
+    assert iam_writes == []
+
+
+def test_remove_keeps_the_provider_while_another_role_trusts_it(cli, aws_account: Account) -> None:
+    cli("ci", "bootstrap", "--repo", REPO_NAME, "--yes", expect=0)
+    iam = aws_account.client("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Federated": PROVIDER_ARN}, "Action": "sts:AssumeRoleWithWebIdentity"}
+        ],
+    }
+    iam.create_role(RoleName="someone-elses", AssumeRolePolicyDocument=json.dumps(trust))
+
+    said = cli("ci", "remove", "--yes", expect=0)
+
+    assert "keep       provider     token.actions.githubusercontent.com  still trusted by someone-elses" in said
+    assert providers(aws_account) == [PROVIDER_ARN]
+    assert role_or_none(aws_account, "someone-elses") is not None
+    iam.delete_role(RoleName="someone-elses")
+    cli("ci", "remove", "--yes", expect=0)
+    assert providers(aws_account) == []
+
+
+def test_a_role_of_that_name_deployer_did_not_make_is_refused_and_kept(cli, aws_account: Account) -> None:
+    iam = aws_account.client("iam")
+    iam.create_role(
+        RoleName=DEPLOY_ROLE, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )
+
+    error = cli("ci", "bootstrap", "--repo", REPO_NAME, "--yes", expect=1)
+
+    assert f"a role named {DEPLOY_ROLE} already exists but deployer did not make it" in error
+    assert providers(aws_account) == []  # refused while planning: nothing made
+    assert "keep       role         " + DEPLOY_ROLE in cli("ci", "remove", "--yes", expect=0)
+    assert role_or_none(aws_account, DEPLOY_ROLE) is not None
+
+
+@pytest.mark.parametrize(
+    "repository",
+    ["octo-org", "octo-org/", "/my-app", "-octo/my-app", "octo--org/my-app", "octo/my app", "octo/..", "a/b/c",
+     "octo/app\x1b[2J", "o" * 40 + "/app", "octo/" + "a" * 101],
+)  # fmt: skip
+def test_a_repository_github_would_not_accept_is_refused_in_one_line(
+    cli, aws_account: Account, iam_writes: list[str], repository: str
+) -> None:
+    error = cli("ci", "bootstrap", "--repo", repository, "--yes", expect=2)
+
+    assert "is not a GitHub repository: give OWNER/NAME" in error
+    assert "\x1b" not in error
+    assert iam_writes == [] and providers(aws_account) == []

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Annotated
+import time
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +21,7 @@ from deployer.errors import UsageError
 
 if TYPE_CHECKING:
     from deployer.context import Connection
+    from deployer.plan import Change
 
 ACCOUNT_ID = re.compile(r"\d{12}")
 
@@ -105,3 +107,83 @@ def _region(config: Config) -> str:
 
 def _account_id(connection: Connection) -> str:
     return str(connection.aws.client("sts").get_caller_identity()["Account"])
+
+
+Repository = Annotated[
+    str, typer.Option("--repo", help="The GitHub repository whose workflow may deploy, as OWNER/NAME.")
+]
+Apply = Annotated[bool, typer.Option("--yes", "-y", help="Apply the changes listed (without it, only list them).")]
+
+
+@ci_app.command("bootstrap")
+def bootstrap(
+    context: typer.Context,
+    repo: Repository,
+    stage: Stage = None,
+    yes: Apply = False,
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    endpoint_url: EndpointUrl = None,
+    local: Local = None,
+) -> None:
+    """In the stage's account: GitHub's OIDC provider (if missing), a deploy role trusting only the repository's
+    main branch and a read-only plan role trusting only its pull requests. Lists the changes; --yes applies them."""
+    from deployer.ci import bootstrap as account_side
+
+    with common.reported_errors(context):
+        repository = ci.check_repository(repo)
+        config = load_config(config_path, stage)
+        connection = common.connect(config, endpoint_url, local)
+        aws, account = connection.aws, _account_id(connection)
+        setup = account_side.wanted(config, account, aws.region, repository)
+        changes = account_side.plan(aws, config, setup)
+        if not _list_then_confirm(changes, yes, "bootstrap"):
+            return
+        for change in changes:
+            if change.changes_something:
+                started = time.monotonic()
+                account_side.apply(aws, change)
+                output.outcome_line(change.resource, change.name, change.action, time.monotonic() - started, ())
+        for role in setup.roles:
+            output.result(f"{role.purpose} {ci.role_arn(aws.region, account, role.name)}")
+
+
+@ci_app.command("remove")
+def remove(
+    context: typer.Context,
+    stage: Stage = None,
+    yes: Apply = False,
+    config_path: ConfigPath = DEFAULT_CONFIG,
+    endpoint_url: EndpointUrl = None,
+    local: Local = None,
+) -> None:
+    """Undo `ci bootstrap` for the stage: its roles (those carrying deployer's tags), and GitHub's OIDC provider if
+    deployer made it and no role left in the account trusts it. Lists the changes; --yes applies them."""
+    from deployer.ci import bootstrap as account_side
+
+    with common.reported_errors(context):
+        config = load_config(config_path, stage)
+        connection = common.connect(config, endpoint_url, local)
+        aws = connection.aws
+        changes = account_side.plan_removal(aws, config, _account_id(connection), aws.region)
+        if not _list_then_confirm(changes, yes, "remove"):
+            return
+        for change in changes:
+            if change.changes_something:
+                started = time.monotonic()
+                account_side.remove(aws, change)
+                output.outcome_line(change.resource, change.name, change.action, time.monotonic() - started, ())
+
+
+def _list_then_confirm(changes: list[Change[Any]], yes: bool, command: str) -> bool:
+    """Print the planned changes; whether to apply them (there are some, and --yes was given)."""
+    for change in changes:
+        note = getattr(change.observed, "note", "") if change.action == "keep" else ""
+        output.plan_line(change.resource, change.name, change.action, change.diffs, note)
+    pending = sum(1 for change in changes if change.changes_something)
+    if not pending:
+        output.info("nothing to change")
+        return False
+    if not yes:
+        output.info(f"{pending} to change; nothing changed: run `deployer ci {command}` again with --yes to apply")
+        return False
+    return True
