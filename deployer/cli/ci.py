@@ -136,14 +136,15 @@ def bootstrap(
         aws, account = connection.aws, _account_id(connection)
         setup = account_side.wanted(config, account, aws.region, repository)
         changes = account_side.plan(aws, config, setup)
-        if not _list_then_confirm(changes, yes, "bootstrap"):
+        if _list_then_confirm(changes, yes, "bootstrap"):
+            for change in changes:
+                if change.changes_something:
+                    started = time.monotonic()
+                    account_side.apply(aws, change)
+                    output.outcome_line(change.resource, change.name, change.action, time.monotonic() - started, ())
+        elif any(change.changes_something for change in changes):
             return
-        for change in changes:
-            if change.changes_something:
-                started = time.monotonic()
-                account_side.apply(aws, change)
-                output.outcome_line(change.resource, change.name, change.action, time.monotonic() - started, ())
-        for role in setup.roles:
+        for role in setup.roles:  # they exist: the ARNs for a workflow of one's own
             output.result(f"{role.purpose} {ci.role_arn(aws.region, account, role.name)}")
 
 
