@@ -80,7 +80,7 @@ def test_the_workflow_plans_pull_requests_deploys_main_with_oidc_and_passes_acti
     path = project / WORKFLOW
     linted = lint(path)
     assert linted.returncode == 0, linted.stdout + linted.stderr
-    assert "shellcheck" not in linted.stderr  # not "disabled: shellcheck not found": the scripts were checked
+    assert 'Rule "shellcheck" was disabled' not in linted.stderr  # the run: scripts were checked too
     workflow = yaml.safe_load(path.read_text())
     assert workflow["permissions"] == {"id-token": "write", "contents": "read"}
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
@@ -180,6 +180,20 @@ def test_deploy_toml_below_the_repository_root_is_named_with_config(cli, project
     steps = steps_named(yaml.safe_load(path.read_text()), "deploy")
     assert "--config app/deploy.toml" in steps["deployer up"]["run"]
     assert steps["Install deployer"]["run"] == "python -m pip install deployer==0.1.0"
+
+
+def test_a_javascript_function_gets_its_nodejs_to_build_with(cli, project: Path) -> None:
+    as_ours(project)
+    toml = project / "deploy.toml"
+    toml.write_text(toml.read_text().replace('runtime = "python3.13"', 'runtime = "nodejs22.x"'))
+
+    cli("ci", "github", "--account", ACCOUNT_ID, expect=0)
+
+    path = project / WORKFLOW
+    assert lint(path).returncode == 0
+    steps = steps_named(yaml.safe_load(path.read_text()), "deploy")
+    assert steps["actions/setup-node@v4"]["with"] == {"node-version": "22"}
+    assert steps["actions/setup-python@v5"]["with"] == {"python-version": "3.13"}  # deployer's own
 
 
 def test_without_deployers_checkout_the_install_must_be_given(cli, project: Path) -> None:
