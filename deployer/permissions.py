@@ -68,7 +68,14 @@ CALLS: tuple[Calls, ...] = (
         frozenset({"up"}),
         when="an artifact of 16 MB or more (uploaded in parts)",
     ),
-    Calls("artifact", "s3", ("ListMultipartUploads",), ("bucket",), frozenset({"up", "down"})),
+    Calls(
+        "artifact",
+        "s3",
+        ("ListMultipartUploads",),
+        ("bucket",),
+        frozenset({"up", "down"}),
+        when="every up and down, but a refusal is let pass: it only looks for a killed run's upload to abort",
+    ),
     Calls(
         "artifact",
         "s3",
@@ -385,16 +392,19 @@ def _sid(kinds: tuple[str, ...], condition: dict[str, dict[str, str]] | None) ->
 
 
 def needed(service: str, operation: str, message: str, params: dict[str, Any], region: str) -> tuple[str, str]:
-    """What a refused call needs: the IAM action, and the resource: the one AWS's message names ("... is not
-    authorized to perform: lambda:GetFunction on resource: arn:..."), else the one the call was about (from its
-    parameters, as the table's ARN patterns write it; an account AWS did not say is "*"), else "*"."""
-    action = iam_action(service, operation)
+    """What a refused call needs: the IAM action and the resource AWS's message names ("... is not authorized to
+    perform: iam:PassRole on resource: arn:..."; CreateFunction needs iam:PassRole too); else the action of the
+    operation and the resource the call was about (from its parameters, as the table's ARN patterns write it; an
+    account AWS did not say is "*"), else "*"."""
+    named_action = NAMED_ACTION.search(message)
+    action = named_action.group(1) if named_action else iam_action(service, operation)
     named = NAMED_RESOURCE.search(message)
     if named:
-        return action, named.group(1).rstrip(".")
+        return action, named.group(1).strip('"').rstrip(".")  # S3 quotes the ARN
     return action, _resource_of(service, params, region) or "*"
 
 
+NAMED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
 NAMED_RESOURCE = re.compile(r"on resource:? (\S+(?: \S+)??)(?: because\b|\s*$|[,;] )")
 
 

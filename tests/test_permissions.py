@@ -1,0 +1,229 @@
+"""deployer/permissions.py: the table of every AWS call per command cannot drift from the calls the commands make,
+`deployer policy` prints the stage's policy from it, and a user holding exactly that policy can deploy, while one
+lacking any single action of it is stopped with one line naming that action (tests/enforcement.py evaluates it)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployer.config import load_config
+from deployer.permissions import CALLS, COMMANDS, iam_action, policy_document, rows_for
+from tests.account import APP, BUCKET, Account
+from tests.enforcement import ACCOUNT, NEEDS_LINE, Enforcer, enforcing, without
+from tests.support import REGION, REPO, run_in_process
+
+# The flows the proof runs, in order: (stage, arguments, exit code). Every command of `deployer policy` is in it:
+# a fresh up, a new version as a canary, then all of it, a rollback, a plan, logs, a promote to another stage, and
+# both stages' down.
+FLOW: tuple[tuple[str, tuple[str, ...], int], ...] = (
+    ("test", ("up", "--version", "1.0.0"), 0),
+    ("test", ("up", "--version", "1.1.0", "--canary", "10"), 0),
+    ("test", ("up", "--version", "1.1.0"), 0),
+    ("test", ("rollback", "1.0.0"), 0),
+    ("test", ("plan", "--version", "1.1.0"), 3),
+    ("test", ("logs", "--since", "1h"), 0),
+    ("prod", ("promote", "1.1.0", "--stage", "prod"), 0),
+    ("prod", ("down", "--yes", "--stage", "prod"), 0),
+    ("test", ("down", "--yes"), 0),
+)
+NEW_VERSION_AT = 1  # the source changes before this step: 1.1.0 is other code
+# Steps a step needs run first (beyond the first up): the rollback needs 1.1.0 live, the promote 1.1.0's artifact,
+# the prod stage's down the promote.
+PREREQUISITES = {3: (1, 2), 6: (1,), 7: (6,)}
+
+
+def _default_policy(stage: str = "test") -> dict[str, Any]:
+    return policy_document(load_config(REPO / "deploy.toml", stage), ACCOUNT, REGION)
+
+
+def _common_path_actions() -> list[str]:
+    """The actions of the test stage's policy that the flow's commands make on every run (rows without `when`)."""
+    config = load_config(REPO / "deploy.toml", "test")
+    actions = {iam_action(row.service, name) for row in rows_for(config) if row.when is None for name in row.operations}
+    return sorted(actions)
+
+
+def _actions(policy: dict[str, Any]) -> list[str]:
+    return [action for statement in policy["Statement"] for action in statement["Action"]]
+
+
+def _deployer(project: Path, *arguments: str) -> tuple[int, str, str]:
+    result = run_in_process(project, *arguments)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, result.stdout, result.stderr
+
+
+def _change_the_source(project: Path) -> None:
+    main = project / "function" / "main.py"
+    main.write_text(main.read_text() + "\n# release 1.1.0\n")
+
+
+@pytest.fixture
+def enforcer(aws_account: Account) -> Iterator[Enforcer]:
+    with enforcing(Enforcer(region=REGION)) as enforcer:
+        yield enforcer
+
+
+def _printed_policies(project: Path) -> dict[str, dict[str, Any]]:
+    """What `deployer policy --json` prints for each stage (the account asked of STS)."""
+    policies = {}
+    for stage in ("test", "prod"):
+        code, stdout, stderr = _deployer(project, "policy", "--json", "--stage", stage)
+        assert code == 0, stderr
+        policies[stage] = json.loads(stdout)
+    return policies
+
+
+# ---- deployer policy --------------------------------------------------------------------------------------------
+
+
+def test_policy_is_scoped_to_the_stage_and_its_account(project: Path, aws_account: Account) -> None:
+    policies = _printed_policies(project)
+    assert policies["test"] == _default_policy("test") and policies["prod"] == _default_policy("prod")
+    statements = {statement["Sid"]: statement for statement in policies["prod"]["Statement"]}
+    function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{APP}-prod"
+    assert statements["Function"]["Resource"] == [function, f"{function}:*"]
+    assert statements["Role"]["Resource"] == f"arn:aws:iam::{ACCOUNT}:role/{APP}-prod-lambda-exec"
+    assert statements["RolePassedToService"] == {
+        "Sid": "RolePassedToService",
+        "Effect": "Allow",
+        "Action": ["iam:PassRole"],
+        "Resource": f"arn:aws:iam::{ACCOUNT}:role/{APP}-prod-lambda-exec",
+        "Condition": {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
+    }
+    assert statements["State"]["Resource"] == f"arn:aws:s3:::{BUCKET}/deployer-state/{APP}/prod/*"
+    assert statements["Artifacts"]["Resource"] == f"arn:aws:s3:::{BUCKET}/v*/example.zip"
+    assert statements["RestApiPartsResourceTag"]["Condition"] == {"StringEquals": {"aws:ResourceTag/deployer:app": APP}}
+    every_resource = [r for s in policies["prod"]["Statement"] for r in json.dumps(s["Resource"]).split(",")]
+    assert all(f"{APP}-prod" in r or APP not in r or "/prod/" in r for r in every_resource)  # no other stage's
+
+
+def test_policy_without_json_summarises_on_stderr_and_prints_the_document_on_stdout(
+    project: Path, aws_account: Account
+) -> None:
+    code, stdout, stderr = _deployer(project, "policy", "--account", "111122223333")
+    assert code == 0
+    assert json.loads(stdout)["Statement"][0]["Effect"] == "Allow"
+    assert f"Least-privilege policy for stage test in 111122223333 ({REGION}):" in stderr
+    assert f"on arn:aws:lambda:{REGION}:111122223333:function:{APP}, " in stderr
+
+
+def test_policy_with_account_makes_no_aws_call(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")  # no credentials and no emulator: any call would fail
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    code, stdout, stderr = _deployer(project, "policy", "--json", "--account", "111122223333")
+    assert code == 0, stderr
+    assert "arn:aws:iam::111122223333:role/ServerlessExample-lambda-exec" in stdout
+
+
+@pytest.mark.parametrize("account", ["12345", "abcdefghijkl", "1234567890123"])
+def test_a_bad_account_is_one_line_and_exit_2(project: Path, account: str) -> None:
+    code, stdout, stderr = _deployer(project, "policy", "--account", account)
+    assert (code, stdout) == (2, "")
+    assert stderr.strip().splitlines() == [f"error: --account '{account}' is not a 12-digit AWS account ID"]
+
+
+def test_the_plan_policy_reads_only() -> None:
+    config = load_config(REPO / "deploy.toml", "test")
+    actions = {a for s in policy_document(config, ACCOUNT, REGION, ("plan",))["Statement"] for a in s["Action"]}
+    reads = ("Get", "List", "Describe", "Head")
+    assert actions and all(action.split(":")[1].startswith(reads) or action == "apigateway:GET" for action in actions)
+    assert "s3:GetObject" in actions and "lambda:GetFunction" in actions
+
+
+# ---- the table cannot drift ---------------------------------------------------------------------------------------
+
+
+def test_every_call_of_every_command_is_in_its_rows_of_the_table(project: Path, enforcer: Enforcer) -> None:
+    """The flow's every (service, operation), as the clients send it, is listed in the table for its command; and
+    every common-path row (no `when`) is called by at least one of its commands."""
+    seen: dict[str, set[tuple[str, str]]] = {command: set() for command in COMMANDS}
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    current = ["?"]
+
+    def record(model: Any, **_: Any) -> None:
+        seen[current[0]].add((model.service_model.service_name, model.name))
+
+    entry = ("before-call", record)
+    BUILTIN_HANDLERS.append(entry)
+    try:
+        for index, (_, arguments, expected) in enumerate(FLOW):
+            if index == NEW_VERSION_AT:
+                _change_the_source(project)
+            current[0] = arguments[0]
+            code, _, stderr = _deployer(project, *arguments)
+            assert code == expected, stderr
+    finally:
+        BUILTIN_HANDLERS.remove(entry)
+    config = load_config(project / "deploy.toml", "test")
+    for command, calls in seen.items():
+        listed = {(row.service, name) for row in rows_for(config, (command,)) for name in row.operations}
+        assert calls - listed == set(), f"`{command}` makes calls the table does not list for it"
+    made = set().union(*seen.values())
+    for row in CALLS:
+        if row.when is None and row.needs is None and row.operations != ("PassRole",):
+            assert {(row.service, name) for name in row.operations} <= made, f"no flow made {row}"
+
+
+# ---- proof by enforcement -----------------------------------------------------------------------------------------
+
+
+def test_a_user_holding_exactly_the_printed_policy_deploys_promotes_rolls_back_and_removes(
+    project: Path, aws_account: Account, enforcer: Enforcer
+) -> None:
+    policies = _printed_policies(project)
+    for index, (stage, arguments, expected) in enumerate(FLOW):
+        if index == NEW_VERSION_AT:
+            _change_the_source(project)
+        enforcer.policy = policies[stage]
+        code, _, stderr = _deployer(project, *arguments)
+        assert code == expected, stderr
+        if arguments[:2] == ("up", "--version") and index == 0:
+            assert [f["FunctionName"] for f in aws_account.functions()] == [APP]
+        if arguments[0] == "promote":
+            assert aws_account.alias(f"{APP}-prod", "prod")["FunctionVersion"] == "1"
+    assert enforcer.refused == []
+    # The flow used every action of the policy's common path, and no action the policy lacks.
+    used, granted = {request.action for request in enforcer.checked}, set(_actions(policies["test"]))
+    assert set(_common_path_actions()) <= used <= granted | set(_actions(policies["prod"]))
+    assert aws_account.functions() == [] and aws_account.rest_apis() == [] and aws_account.roles() == []
+
+
+@pytest.mark.parametrize("action", _common_path_actions())
+def test_without_any_one_action_the_first_command_needing_it_fails_with_one_line_naming_it(
+    project: Path, aws_account: Account, enforcer: Enforcer, action: str
+) -> None:
+    """Only the steps of FLOW whose command the table says makes `action` run (and what they need first): the first
+    up with the whole policy unless up needs the action, then each with the policy less the action."""
+    policies = {stage: _default_policy(stage) for stage in ("test", "prod")}
+    users = {command for row in CALLS if _has(row, action) for command in row.commands}
+    steps = {0} | {index for index, (_, arguments, _) in enumerate(FLOW) if arguments[0] in users}
+    while needed := {before for index in steps for before in PREREQUISITES.get(index, ())} - steps:
+        steps |= needed
+    for index in sorted(steps):
+        stage, arguments, expected = FLOW[index]
+        if index == NEW_VERSION_AT:
+            _change_the_source(project)
+        enforcer.policy = without(policies[stage], action) if arguments[0] in users else policies[stage]
+        code, _, stderr = _deployer(project, *arguments)
+        if code == expected:
+            continue
+        lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+        assert code == 1 and len(lines) == 1, stderr
+        assert lines[0] == stderr.strip().splitlines()[-1]  # the last line: nothing after it
+        needs = NEEDS_LINE.search(lines[0])
+        assert needs is not None and needs.group(1) == action, lines[0]
+        assert needs.group(2) == enforcer.refused[-1].resource  # the resource AWS named
+        assert [request.action for request in enforcer.refused] == [action]
+        return
+    pytest.fail(f"every command succeeded without {action}")
+
+
+def _has(row: Any, action: str) -> bool:
+    return row.when is None and any(iam_action(row.service, name) == action for name in row.operations)
