@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 COMMANDS = ("plan", "up", "rollback", "promote", "logs", "down")
 UP_LIKE = frozenset({"up", "promote"})  # promote is `up` on another stage, with the artifact already in S3
 LOCKED = frozenset({"up", "rollback", "promote", "down"})  # the commands that take the state lock and write the state
-DOMAIN, SECRETS = "a custom domain ([api] domain)", "[function.secrets]"
+DOMAIN, SECRETS, KMS_KEY = "a custom domain ([api] domain)", "[function.secrets]", "[function] kms_key_arn"
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Calls:
     resources: tuple[str, ...]
     commands: frozenset[str]
     when: str | None = None  # a rare path only (repairs, pruning, large uploads); None: every run of the commands
-    needs: str | None = None  # DOMAIN or SECRETS: only for a stage with that configured
+    needs: str | None = None  # DOMAIN, SECRETS or KMS_KEY: only for a stage with that configured
     condition: dict[str, dict[str, str]] | None = None  # {operator: {key: value}}, values formatted as resources
 
 
@@ -210,7 +210,7 @@ CALLS: tuple[Calls, ...] = (
     Calls(
         "domain",
         "acm",
-        ("DescribeCertificate", "ListTagsForCertificate", "AddTagsToCertificate", "DeleteCertificate"),
+        ("DescribeCertificate", "ListTagsForCertificate", "DeleteCertificate"),
         ("certificates",),
         UP_LIKE | {"down", "plan"},
         needs=DOMAIN,
@@ -232,7 +232,6 @@ CALLS: tuple[Calls, ...] = (
             "DeleteDomainName",
             "CreateBasePathMapping",
             "UpdateBasePathMapping",
-            "DeleteBasePathMapping",
         ),
         ("domain_names",),
         UP_LIKE | {"down"},
@@ -250,6 +249,10 @@ CALLS: tuple[Calls, ...] = (
     # Secrets by reference (secrets.py): read at deploy time, with their versions.
     Calls("secrets", "ssm", ("GetParameter",), ("parameters",), READS | {"rollback"}, needs=SECRETS),
     Calls("secrets", "secretsmanager", ("GetSecretValue",), ("secrets",), READS | {"rollback"}, needs=SECRETS),
+    # The function's own KMS key for its environment: Lambda uses it on the caller's behalf (as it passes the role).
+    Calls(
+        "function", "kms", ("Encrypt", "Decrypt", "CreateGrant"), ("kms_key",), UP_LIKE | {"rollback"}, needs=KMS_KEY
+    ),
 )
 
 # IAM's action where it is not "<service>:<operation>".
@@ -315,6 +318,7 @@ def resource_arns(kind: str, config: Config, account_id: str, region: str) -> tu
         "any": ("*",),  # ListCertificates, RequestCertificate, ListHostedZones: no resource-level permissions
         "parameters": tuple(_secret_arns(config, "ssm", partition, account_id, region)),
         "secrets": tuple(_secret_arns(config, "secretsmanager", partition, account_id, region)),
+        "kms_key": (config.kms_key_arn,) if config.kms_key_arn else (),
     }
     return arns[kind]
 
@@ -340,7 +344,7 @@ def rows_for(config: Config, commands: Collection[str] = COMMANDS) -> list[Calls
     if unknown:
         raise ValueError(f"unknown commands: {sorted(unknown)}")
     wanted = set(commands)
-    configured = {DOMAIN: config.domain is not None, SECRETS: bool(config.secrets)}
+    configured = {DOMAIN: config.domain is not None, SECRETS: bool(config.secrets), KMS_KEY: bool(config.kms_key_arn)}
     return [row for row in CALLS if row.commands & wanted and (row.needs is None or configured[row.needs])]
 
 

@@ -135,6 +135,14 @@ def needs(service: str, model: Any, params: dict[str, Any], region: str) -> list
         return [Request(f"logs:{operation}", resource)]
     if service == "apigateway":
         return [_api_gateway(model, params, region)]
+    if service == "ssm":  # a parameter's ARN has no slash of its own before the name's
+        name = str(params.get("Name", "")).split(":")[0].lstrip("/")
+        return [Request(f"ssm:{operation}", f"arn:aws:ssm:{region}:{ACCOUNT}:parameter/{name}")]
+    if service == "acm":  # a certificate's own ARN; listing and requesting have no resource
+        return [Request(f"acm:{operation}", str(params.get("CertificateArn", "*")))]
+    if service == "route53":  # a zone's; listing the zones has none
+        zone_id = str(params.get("HostedZoneId", "")).rsplit("/", 1)[-1]
+        return [Request(f"route53:{operation}", f"arn:aws:route53:::hostedzone/{zone_id}" if zone_id else "*")]
     return [Request(f"{service}:{operation}", "*")]
 
 

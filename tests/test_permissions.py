@@ -142,15 +142,11 @@ def test_the_plan_policy_reads_only() -> None:
 def test_every_call_of_every_command_is_in_its_rows_of_the_table(project: Path, enforcer: Enforcer) -> None:
     """The flow's every (service, operation), as the clients send it, is listed in the table for its command; and
     every common-path row (no `when`) is called by at least one of its commands."""
-    seen: dict[str, set[tuple[str, str]]] = {command: set() for command in COMMANDS}
     from botocore.handlers import BUILTIN_HANDLERS
 
+    seen: dict[str, set[tuple[str, str]]] = {command: set() for command in COMMANDS}
     current = ["?"]
-
-    def record(model: Any, **_: Any) -> None:
-        seen[current[0]].add((model.service_model.service_name, model.name))
-
-    entry = ("before-call", record)
+    entry = _recording(seen, current)
     BUILTIN_HANDLERS.append(entry)
     try:
         for index, (_, arguments, expected) in enumerate(FLOW):
@@ -169,6 +165,85 @@ def test_every_call_of_every_command_is_in_its_rows_of_the_table(project: Path, 
     for row in CALLS:
         if row.when is None and row.needs is None and row.operations != ("PassRole",):
             assert {(row.service, name) for name in row.operations} <= made, f"no flow made {row}"
+
+
+def _recording(seen: dict[str, set[tuple[str, str]]], current: list[str]) -> tuple[str, Any]:
+    """A before-call handler adding each (service, operation) to seen[current[0]]."""
+
+    def record(model: Any, **_: Any) -> None:
+        seen[current[0]].add((model.service_model.service_name, model.name))
+
+    return ("before-call", record)
+
+
+def _issue_requested_certificates(**_: Any) -> None:
+    """ACM issues what deployer requested once its validation record is in DNS: here, at once."""
+    from moto.acm.models import acm_backends
+
+    for bundle in acm_backends[ACCOUNT][REGION]._certificates.values():
+        if bundle.status == "PENDING_VALIDATION":
+            bundle.status = "ISSUED"
+
+
+def test_a_stage_with_a_domain_needs_only_its_rows_and_the_printed_policy_is_enough(
+    project: Path, aws_account: Account, enforcer: Enforcer
+) -> None:
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    aws_account.client("route53").create_hosted_zone(Name="example.com", CallerReference="example.com")
+    text = (project / "deploy.toml").read_text()
+    (project / "deploy.toml").write_text(text.replace("[api]\n", '[api]\ndomain = "api.example.com"\n', 1))
+    enforcer.policy = _printed_policies(project)["test"]
+    seen: dict[str, set[tuple[str, str]]] = {command: set() for command in COMMANDS}
+    current = ["?"]
+    entries = [_recording(seen, current), ("before-call.acm.DescribeCertificate", _issue_requested_certificates)]
+    BUILTIN_HANDLERS.extend(entries)
+    try:
+        for arguments, expected in (
+            (("up", "--version", "1.0.0"), 0),
+            (("plan", "--version", "1.0.0"), 0),
+            (("down", "--yes"), 0),
+        ):
+            current[0] = arguments[0]
+            code, stdout, stderr = _deployer(project, *arguments)
+            assert code == expected, stderr
+            if arguments[0] == "up":
+                assert stdout.splitlines()[-1] == "https://api.example.com"
+    finally:
+        for entry in entries:
+            BUILTIN_HANDLERS.remove(entry)
+    assert enforcer.refused == []
+    assert {request.action.split(":")[0] for request in enforcer.checked} >= {"acm", "route53", "apigateway"}
+    config = load_config(project / "deploy.toml", "test")
+    for command, calls in seen.items():
+        listed = {(row.service, name) for row in rows_for(config, (command,)) for name in row.operations}
+        assert calls - listed == set(), f"`{command}` makes calls the table does not list for it"
+    assert aws_account.client("apigateway").get_domain_names()["items"] == []
+
+
+def test_a_stage_with_secrets_reads_them_under_its_policy_and_is_stopped_without_it(
+    project: Path, aws_account: Account, enforcer: Enforcer
+) -> None:
+    aws_account.client("ssm").put_parameter(Name="/serverless/db", Value="s3cr3t-value", Type="SecureString")
+    with (project / "deploy.toml").open("a") as toml:
+        toml.write('\n[function.secrets]\nDB_PASSWORD = "ssm:/serverless/db"\n')
+    policy = _printed_policies(project)["test"]
+    parameter = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/serverless/db"
+    assert {"Sid": "Parameters", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter} in policy[
+        "Statement"
+    ]
+    enforcer.policy = without(policy, "ssm:GetParameter")
+    code, _, stderr = _deployer(project, "up", "--version", "1.0.0")
+    lines = stderr.strip().splitlines()
+    assert code == 1 and lines[-1].startswith("error: secret DB_PASSWORD: reading ssm:/serverless/db was refused")
+    assert f"needs ssm:GetParameter on {parameter};" in lines[-1]
+    assert aws_account.functions() == []  # nothing changed
+    enforcer.policy = policy
+    code, _, stderr = _deployer(project, "up", "--version", "1.0.0")
+    assert code == 0, stderr
+    assert "s3cr3t-value" not in stderr
+    configuration = aws_account.client("lambda").get_function_configuration(FunctionName=APP, Qualifier="test")
+    assert configuration["Environment"]["Variables"]["DB_PASSWORD"] == "s3cr3t-value"
 
 
 # ---- proof by enforcement -----------------------------------------------------------------------------------------
