@@ -32,6 +32,7 @@ COMMANDS = ("plan", "up", "rollback", "promote", "logs", "down")
 UP_LIKE = frozenset({"up", "promote"})  # promote is `up` on another stage, with the artifact already in S3
 LOCKED = frozenset({"up", "rollback", "promote", "down"})  # the commands that take the state lock and write the state
 DOMAIN, SECRETS, KMS_KEY = "a custom domain ([api] domain)", "[function.secrets]", "[function] kms_key_arn"
+REST_API, HTTP_API, FUNCTION_URL = '[api] type = "rest"', '[api] type = "http"', '[api] type = "url"'
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Calls:
     resources: tuple[str, ...]
     commands: frozenset[str]
     when: str | None = None  # a rare path only (repairs, pruning, large uploads); None: every run of the commands
-    needs: str | None = None  # DOMAIN, SECRETS or KMS_KEY: only for a stage with that configured
+    needs: str | None = None  # DOMAIN, SECRETS, KMS_KEY, or a front door: only for a stage with that configured
     condition: dict[str, dict[str, str]] | None = None  # {operator: {key: value}}, values formatted as resources
 
 
@@ -175,22 +176,35 @@ CALLS: tuple[Calls, ...] = (
         UP_LIKE,
         when="a grant changed by hand, or a stack from before aliases",
     ),
-    # Front doors. The REST API (resources/rest_api.py, stage.py): API Gateway takes no narrower ARN than an API's
-    # path, and no API's ID is known before it exists: reads by region, changes to an API tagged as this app's.
+    # Front doors: a stage has one ([api] type); switching from one to another needs both types' policies. `down`
+    # looks for the app's REST API by name whatever the type.
+    # The REST API (resources/rest_api.py, stage.py): API Gateway takes no narrower ARN than an API's path, and no
+    # API's ID is known before it exists: reads by region, changes to an API tagged as this app's.
+    Calls("rest_api", "apigateway", ("GetRestApis",), ("rest_apis",), frozenset({"down"})),
     Calls(
         "rest_api",
         "apigateway",
         ("GetRestApis", "GetRestApi", "GetResources", "GetStages", "GetDeployment"),
         ("rest_apis", "rest_api_parts"),
         READS | {"rollback", "down"},
+        needs=REST_API,
     ),
-    Calls("rest_api", "apigateway", ("CreateRestApi",), ("rest_apis",), UP_LIKE, condition=_API_TAG_ON_CREATE),
+    Calls(
+        "rest_api",
+        "apigateway",
+        ("CreateRestApi",),
+        ("rest_apis",),
+        UP_LIKE,
+        needs=REST_API,
+        condition=_API_TAG_ON_CREATE,
+    ),
     Calls(
         "rest_api",
         "apigateway",
         ("CreateResource", "PutMethod", "PutIntegration", "CreateDeployment"),
         ("rest_api_parts",),
         UP_LIKE,
+        needs=REST_API,
         condition=_API_TAG,
     ),
     Calls(
@@ -200,11 +214,94 @@ CALLS: tuple[Calls, ...] = (
         ("rest_api_parts",),
         UP_LIKE,
         when="an API changed by hand",
+        needs=REST_API,
         condition=_API_TAG,
     ),
-    Calls("rest_api", "apigateway", ("TagResource",), ("api_tags",), UP_LIKE, when="an API found without its tags"),
-    Calls("rest_api", "apigateway", ("DeleteRestApi",), ("rest_api_parts",), frozenset({"down"}), condition=_API_TAG),
-    # (an HTTP API, apigatewayv2, and a function URL, lambda:*FunctionUrlConfig, add their rows here)
+    Calls(
+        "rest_api",
+        "apigateway",
+        ("TagResource",),
+        ("api_tags",),
+        UP_LIKE,
+        when="an API found without its tags",
+        needs=REST_API,
+    ),
+    Calls(
+        "rest_api",
+        "apigateway",
+        ("DeleteRestApi",),
+        ("rest_api_parts",),
+        frozenset({"down"}),
+        needs=REST_API,
+        condition=_API_TAG,
+    ),
+    # An HTTP API ([api] type = "http", resources/http_api.py): as the REST API's, by region and the app's tag.
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("GetApis", "GetApi", "GetIntegrations", "GetRoutes", "GetStages"),
+        ("http_apis", "http_api_parts"),
+        READS | {"down"},
+        needs=HTTP_API,
+    ),
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("CreateApi",),
+        ("http_apis",),
+        UP_LIKE,
+        needs=HTTP_API,
+        condition=_API_TAG_ON_CREATE,
+    ),
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("CreateIntegration", "CreateRoute", "CreateStage"),
+        ("http_api_parts",),
+        UP_LIKE,
+        needs=HTTP_API,
+        condition=_API_TAG,
+    ),
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("UpdateApi", "DeleteCorsConfiguration", "UpdateIntegration", "UpdateRoute", "UpdateStage"),
+        ("http_api_parts",),
+        UP_LIKE,
+        when="a changed [api] cors, or an API changed by hand",
+        needs=HTTP_API,
+        condition=_API_TAG,
+    ),
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("TagResource",),
+        ("api_tags",),
+        UP_LIKE,
+        when="an API found without its tags",
+        needs=HTTP_API,
+    ),
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("DeleteApi",),
+        ("http_api_parts",),
+        frozenset({"down"}),
+        needs=HTTP_API,
+        condition=_API_TAG,
+    ),
+    # A function URL ([api] type = "url", resources/function_url.py): the function's alias's own URL.
+    Calls("function_url", "lambda", ("GetFunctionUrlConfig",), ("function",), READS, needs=FUNCTION_URL),
+    Calls("function_url", "lambda", ("CreateFunctionUrlConfig",), ("function",), UP_LIKE, needs=FUNCTION_URL),
+    Calls(
+        "function_url",
+        "lambda",
+        ("UpdateFunctionUrlConfig", "DeleteFunctionUrlConfig"),
+        ("function",),
+        UP_LIKE | {"down"},
+        when="a changed [api] auth or cors, or a switch to another front door",
+        needs=FUNCTION_URL,
+    ),
     # A custom domain (resources/domain.py, dns.py): ACM and Route 53 give no narrower ARN before a thing exists.
     Calls("domain", "acm", ("ListCertificates", "RequestCertificate"), ("any",), UP_LIKE | {"down"}, needs=DOMAIN),
     Calls(
@@ -232,9 +329,19 @@ CALLS: tuple[Calls, ...] = (
             "DeleteDomainName",
             "CreateBasePathMapping",
             "UpdateBasePathMapping",
+            "DeleteBasePathMapping",
         ),
         ("domain_names",),
         UP_LIKE | {"down"},
+        needs=DOMAIN,
+    ),
+    Calls(
+        "domain",
+        "apigatewayv2",
+        ("GetApiMappings", "CreateApiMapping"),
+        ("domain_names",),
+        UP_LIKE | {"down", "plan"},
+        when="an HTTP API behind the domain",
         needs=DOMAIN,
     ),
     Calls("dns", "route53", ("ListHostedZones",), ("any",), UP_LIKE | {"down", "plan"}, needs=DOMAIN),
@@ -269,23 +376,22 @@ S3_ACTIONS = {
     "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
 }
 LAMBDA_ACTIONS = {"Invoke": "InvokeFunction"}
-# botocore's service name -> IAM's prefix for it, where they differ.
-IAM_PREFIX = {"apigateway": "apigateway"}
 
 
 @cache
-def _api_gateway_method(operation: str) -> str:
-    """API Gateway's IAM action is the HTTP method of the operation: botocore's model knows it."""
+def _api_gateway_method(service: str, operation: str) -> str:
+    """API Gateway's IAM action (REST and HTTP APIs alike) is the HTTP method of the operation: botocore's model
+    knows it."""
     import botocore.session
 
-    model = botocore.session.get_session().get_service_model("apigateway")
+    model = botocore.session.get_session().get_service_model(service)
     return str(model.operation_model(operation).http["method"])
 
 
 def iam_action(service: str, operation: str) -> str:
     """The IAM action a call of `service`'s `operation` needs (PassRole is a permission, not an operation)."""
-    if service == "apigateway":
-        return f"apigateway:{_api_gateway_method(operation)}"
+    if service in ("apigateway", "apigatewayv2"):
+        return f"apigateway:{_api_gateway_method(service, operation)}"
     if service == "s3":
         return f"s3:{S3_ACTIONS.get(operation, operation)}"
     if service == "lambda":
@@ -312,6 +418,8 @@ def resource_arns(kind: str, config: Config, account_id: str, region: str) -> tu
         "rest_apis": (f"{api_gateway}/restapis",),  # the list: GetRestApis, CreateRestApi
         "rest_api_parts": (f"{api_gateway}/restapis/*",),  # an API and everything in it
         "api_tags": (f"{api_gateway}/tags/*",),
+        "http_apis": (f"{api_gateway}/apis",),  # an HTTP API's IAM resources have no /v2 of the request's path
+        "http_api_parts": (f"{api_gateway}/apis/*",),
         "domain_names": (f"{api_gateway}/domainnames", f"{api_gateway}/domainnames/*"),
         "certificates": (f"arn:{partition}:acm:*:{account_id}:certificate/*",),  # an EDGE domain's is in us-east-1
         "hosted_zones": (f"arn:{partition}:route53:::hostedzone/*", f"arn:{partition}:route53:::change/*"),
@@ -344,7 +452,15 @@ def rows_for(config: Config, commands: Collection[str] = COMMANDS) -> list[Calls
     if unknown:
         raise ValueError(f"unknown commands: {sorted(unknown)}")
     wanted = set(commands)
-    configured = {DOMAIN: config.domain is not None, SECRETS: bool(config.secrets), KMS_KEY: bool(config.kms_key_arn)}
+    front_door = getattr(config, "api_type", "rest")  # [api] type: rest (the default), http or url
+    configured = {
+        DOMAIN: config.domain is not None,
+        SECRETS: bool(config.secrets),
+        KMS_KEY: bool(config.kms_key_arn),
+        REST_API: front_door == "rest",
+        HTTP_API: front_door == "http",
+        FUNCTION_URL: front_door == "url",
+    }
     return [row for row in CALLS if row.commands & wanted and (row.needs is None or configured[row.needs])]
 
 
@@ -430,4 +546,6 @@ def _resource_of(service: str, params: dict[str, Any], region: str) -> str | Non
         return f"arn:{partition}:apigateway:{region}::/restapis" + (
             f"/{params['restApiId']}" if params.get("restApiId") else ""
         )
+    if service == "apigatewayv2":
+        return f"arn:{partition}:apigateway:{region}::/apis" + (f"/{params['ApiId']}" if params.get("ApiId") else "")
     return None

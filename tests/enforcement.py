@@ -133,8 +133,8 @@ def needs(service: str, model: Any, params: dict[str, Any], region: str) -> list
         else:
             resource = f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{group}:*"
         return [Request(f"logs:{operation}", resource)]
-    if service == "apigateway":
-        return [_api_gateway(model, params, region)]
+    if service in ("apigateway", "apigatewayv2"):
+        return [_api_gateway(service, model, params, region)]
     if service == "ssm":  # a parameter's ARN has no slash of its own before the name's
         name = str(params.get("Name", "")).split(":")[0].lstrip("/")
         return [Request(f"ssm:{operation}", f"arn:aws:ssm:{region}:{ACCOUNT}:parameter/{name}")]
@@ -146,24 +146,30 @@ def needs(service: str, model: Any, params: dict[str, Any], region: str) -> list
     return [Request(f"{service}:{operation}", "*")]
 
 
-def _api_gateway(model: Any, params: dict[str, Any], region: str) -> Request:
-    """API Gateway's action is the HTTP method; its resource the request's path; an API's tags are its condition
-    keys (ABAC: what is in an API carries the API's tags), a create's tags are the request's."""
+def _api_gateway(service: str, model: Any, params: dict[str, Any], region: str) -> Request:
+    """API Gateway's action is the HTTP method; its resource the request's path (an HTTP API's without its /v2);
+    an API's tags are its condition keys (ABAC: what is in an API carries the API's tags), a create's tags are the
+    request's."""
     from moto.apigateway.models import apigateway_backends
+    from moto.apigatewayv2.models import apigatewayv2_backends
 
-    path = model.http["requestUri"].split("?")[0]
+    path = model.http["requestUri"].split("?")[0].removeprefix("/v2")
     members = model.input_shape.members if model.input_shape else {}
     for name, shape in members.items():
         location = shape.serialization.get("name", name)
         if shape.serialization.get("location") == "uri" and name in params:
             path = path.replace(f"{{{location}}}", quote(str(params[name]), safe=""))
     keys: dict[str, str] = {}
-    if model.name == "CreateRestApi":
-        keys |= {f"aws:RequestTag/{key}": value for key, value in (params.get("tags") or {}).items()}
-    api_id = params.get("restApiId")
-    if api_id:
-        api = apigateway_backends[ACCOUNT][region].apis.get(api_id)
-        keys |= {f"aws:ResourceTag/{key}": value for key, value in (getattr(api, "tags", None) or {}).items()}
+    if model.name in ("CreateRestApi", "CreateApi"):
+        tags = params.get("tags") or params.get("Tags") or {}
+        keys |= {f"aws:RequestTag/{key}": value for key, value in tags.items()}
+    if params.get("restApiId"):
+        api = apigateway_backends[ACCOUNT][region].apis.get(params["restApiId"])
+    elif params.get("ApiId"):
+        api = apigatewayv2_backends[ACCOUNT][region].apis.get(params["ApiId"])
+    else:
+        api = None
+    keys |= {f"aws:ResourceTag/{key}": value for key, value in (getattr(api, "tags", None) or {}).items()}
     return Request(f"apigateway:{model.http['method']}", f"arn:aws:apigateway:{region}::{path}", keys)
 
 
