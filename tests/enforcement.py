@@ -161,15 +161,17 @@ def _api_gateway(service: str, model: Any, params: dict[str, Any], region: str) 
             path = path.replace(f"{{{location}}}", quote(str(params[name]), safe=""))
     keys: dict[str, str] = {}
     if model.name in ("CreateRestApi", "CreateApi"):
-        tags = params.get("tags") or params.get("Tags") or {}
-        keys |= {f"aws:RequestTag/{key}": value for key, value in tags.items()}
+        requested = params.get("tags") or params.get("Tags") or {}
+        keys |= {f"aws:RequestTag/{key}": value for key, value in requested.items()}
+    tags: dict[str, str] = {}
     if params.get("restApiId"):
         api = apigateway_backends[ACCOUNT][region].apis.get(params["restApiId"])
-    elif params.get("ApiId"):
-        api = apigatewayv2_backends[ACCOUNT][region].apis.get(params["ApiId"])
-    else:
-        api = None
-    keys |= {f"aws:ResourceTag/{key}": value for key, value in (getattr(api, "tags", None) or {}).items()}
+        tags = getattr(api, "tags", None) or {}
+    elif params.get("ApiId"):  # moto keeps an HTTP API's tags in its backend's tagger
+        backend = apigatewayv2_backends[ACCOUNT][region]
+        api = backend.apis.get(params["ApiId"])
+        tags = backend.get_tags(api.arn) if api is not None else {}
+    keys |= {f"aws:ResourceTag/{key}": value for key, value in tags.items()}
     return Request(f"apigateway:{model.http['method']}", f"arn:aws:apigateway:{region}::{path}", keys)
 
 
