@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 COMMANDS = ("plan", "up", "rollback", "promote", "logs", "down")
 UP_LIKE = frozenset({"up", "promote"})  # promote is `up` on another stage, with the artifact already in S3
 LOCKED = frozenset({"up", "rollback", "promote", "down"})  # the commands that take the state lock and write the state
-DOMAIN, SECRETS = "a custom domain ([api] domain)", "[function.secrets]"
+DOMAIN, SECRETS, KMS_KEY = "a custom domain ([api] domain)", "[function.secrets]", "[function] kms_key_arn"
+REST_API, HTTP_API, FUNCTION_URL = '[api] type = "rest"', '[api] type = "http"', '[api] type = "url"'
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Calls:
     resources: tuple[str, ...]
     commands: frozenset[str]
     when: str | None = None  # a rare path only (repairs, pruning, large uploads); None: every run of the commands
-    needs: str | None = None  # DOMAIN or SECRETS: only for a stage with that configured
+    needs: str | None = None  # DOMAIN, SECRETS, KMS_KEY, or a front door: only for a stage with that configured
     condition: dict[str, dict[str, str]] | None = None  # {operator: {key: value}}, values formatted as resources
 
 
@@ -68,7 +69,14 @@ CALLS: tuple[Calls, ...] = (
         frozenset({"up"}),
         when="an artifact of 16 MB or more (uploaded in parts)",
     ),
-    Calls("artifact", "s3", ("ListMultipartUploads",), ("bucket",), frozenset({"up", "down"})),
+    Calls(
+        "artifact",
+        "s3",
+        ("ListMultipartUploads",),
+        ("bucket",),
+        frozenset({"up", "down"}),
+        when="every up and down, but a refusal is let pass: it only looks for a killed run's upload to abort",
+    ),
     Calls(
         "artifact",
         "s3",
@@ -168,22 +176,35 @@ CALLS: tuple[Calls, ...] = (
         UP_LIKE,
         when="a grant changed by hand, or a stack from before aliases",
     ),
-    # Front doors. The REST API (resources/rest_api.py, stage.py): API Gateway takes no narrower ARN than an API's
-    # path, and no API's ID is known before it exists: reads by region, changes to an API tagged as this app's.
+    # Front doors: a stage has one ([api] type); switching from one to another needs both types' policies. `down`
+    # looks for the app's REST API by name whatever the type.
+    # The REST API (resources/rest_api.py, stage.py): API Gateway takes no narrower ARN than an API's path, and no
+    # API's ID is known before it exists: reads by region, changes to an API tagged as this app's.
+    Calls("rest_api", "apigateway", ("GetRestApis",), ("rest_apis",), frozenset({"down"})),
     Calls(
         "rest_api",
         "apigateway",
         ("GetRestApis", "GetRestApi", "GetResources", "GetStages", "GetDeployment"),
         ("rest_apis", "rest_api_parts"),
         READS | {"rollback", "down"},
+        needs=REST_API,
     ),
-    Calls("rest_api", "apigateway", ("CreateRestApi",), ("rest_apis",), UP_LIKE, condition=_API_TAG_ON_CREATE),
+    Calls(
+        "rest_api",
+        "apigateway",
+        ("CreateRestApi",),
+        ("rest_apis",),
+        UP_LIKE,
+        needs=REST_API,
+        condition=_API_TAG_ON_CREATE,
+    ),
     Calls(
         "rest_api",
         "apigateway",
         ("CreateResource", "PutMethod", "PutIntegration", "CreateDeployment"),
         ("rest_api_parts",),
         UP_LIKE,
+        needs=REST_API,
         condition=_API_TAG,
     ),
     Calls(
@@ -193,17 +214,100 @@ CALLS: tuple[Calls, ...] = (
         ("rest_api_parts",),
         UP_LIKE,
         when="an API changed by hand",
+        needs=REST_API,
         condition=_API_TAG,
     ),
-    Calls("rest_api", "apigateway", ("TagResource",), ("api_tags",), UP_LIKE, when="an API found without its tags"),
-    Calls("rest_api", "apigateway", ("DeleteRestApi",), ("rest_api_parts",), frozenset({"down"}), condition=_API_TAG),
-    # (an HTTP API, apigatewayv2, and a function URL, lambda:*FunctionUrlConfig, add their rows here)
+    Calls(
+        "rest_api",
+        "apigateway",
+        ("TagResource",),
+        ("api_tags",),
+        UP_LIKE,
+        when="an API found without its tags",
+        needs=REST_API,
+    ),
+    Calls(
+        "rest_api",
+        "apigateway",
+        ("DeleteRestApi",),
+        ("rest_api_parts",),
+        frozenset({"down"}),
+        needs=REST_API,
+        condition=_API_TAG,
+    ),
+    # An HTTP API ([api] type = "http", resources/http_api.py): as the REST API's, by region and the app's tag.
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("GetApis", "GetApi", "GetIntegrations", "GetRoutes", "GetStages"),
+        ("http_apis", "http_api_parts"),
+        READS | {"down"},
+        needs=HTTP_API,
+    ),
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("CreateApi",),
+        ("http_apis",),
+        UP_LIKE,
+        needs=HTTP_API,
+        condition=_API_TAG_ON_CREATE,
+    ),
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("CreateIntegration", "CreateRoute", "CreateStage"),
+        ("http_api_parts",),
+        UP_LIKE,
+        needs=HTTP_API,
+        condition=_API_TAG,
+    ),
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("UpdateApi", "DeleteCorsConfiguration", "UpdateIntegration", "UpdateRoute", "UpdateStage"),
+        ("http_api_parts",),
+        UP_LIKE,
+        when="a changed [api] cors, or an API changed by hand",
+        needs=HTTP_API,
+        condition=_API_TAG,
+    ),
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("TagResource",),
+        ("api_tags",),
+        UP_LIKE,
+        when="an API found without its tags",
+        needs=HTTP_API,
+    ),
+    Calls(
+        "http_api",
+        "apigatewayv2",
+        ("DeleteApi",),
+        ("http_api_parts",),
+        frozenset({"down"}),
+        needs=HTTP_API,
+        condition=_API_TAG,
+    ),
+    # A function URL ([api] type = "url", resources/function_url.py): the function's alias's own URL.
+    Calls("function_url", "lambda", ("GetFunctionUrlConfig",), ("function",), READS, needs=FUNCTION_URL),
+    Calls("function_url", "lambda", ("CreateFunctionUrlConfig",), ("function",), UP_LIKE, needs=FUNCTION_URL),
+    Calls(
+        "function_url",
+        "lambda",
+        ("UpdateFunctionUrlConfig", "DeleteFunctionUrlConfig"),
+        ("function",),
+        UP_LIKE | {"down"},
+        when="a changed [api] auth or cors, or a switch to another front door",
+        needs=FUNCTION_URL,
+    ),
     # A custom domain (resources/domain.py, dns.py): ACM and Route 53 give no narrower ARN before a thing exists.
     Calls("domain", "acm", ("ListCertificates", "RequestCertificate"), ("any",), UP_LIKE | {"down"}, needs=DOMAIN),
     Calls(
         "domain",
         "acm",
-        ("DescribeCertificate", "ListTagsForCertificate", "AddTagsToCertificate", "DeleteCertificate"),
+        ("DescribeCertificate", "ListTagsForCertificate", "DeleteCertificate"),
         ("certificates",),
         UP_LIKE | {"down", "plan"},
         needs=DOMAIN,
@@ -231,6 +335,15 @@ CALLS: tuple[Calls, ...] = (
         UP_LIKE | {"down"},
         needs=DOMAIN,
     ),
+    Calls(
+        "domain",
+        "apigatewayv2",
+        ("GetApiMappings", "CreateApiMapping"),
+        ("domain_names",),
+        UP_LIKE | {"down", "plan"},
+        when="an HTTP API behind the domain",
+        needs=DOMAIN,
+    ),
     Calls("dns", "route53", ("ListHostedZones",), ("any",), UP_LIKE | {"down", "plan"}, needs=DOMAIN),
     Calls(
         "dns",
@@ -243,6 +356,10 @@ CALLS: tuple[Calls, ...] = (
     # Secrets by reference (secrets.py): read at deploy time, with their versions.
     Calls("secrets", "ssm", ("GetParameter",), ("parameters",), READS | {"rollback"}, needs=SECRETS),
     Calls("secrets", "secretsmanager", ("GetSecretValue",), ("secrets",), READS | {"rollback"}, needs=SECRETS),
+    # The function's own KMS key for its environment: Lambda uses it on the caller's behalf (as it passes the role).
+    Calls(
+        "function", "kms", ("Encrypt", "Decrypt", "CreateGrant"), ("kms_key",), UP_LIKE | {"rollback"}, needs=KMS_KEY
+    ),
 )
 
 # IAM's action where it is not "<service>:<operation>".
@@ -259,23 +376,22 @@ S3_ACTIONS = {
     "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
 }
 LAMBDA_ACTIONS = {"Invoke": "InvokeFunction"}
-# botocore's service name -> IAM's prefix for it, where they differ.
-IAM_PREFIX = {"apigateway": "apigateway"}
 
 
 @cache
-def _api_gateway_method(operation: str) -> str:
-    """API Gateway's IAM action is the HTTP method of the operation: botocore's model knows it."""
+def _api_gateway_method(service: str, operation: str) -> str:
+    """API Gateway's IAM action (REST and HTTP APIs alike) is the HTTP method of the operation: botocore's model
+    knows it."""
     import botocore.session
 
-    model = botocore.session.get_session().get_service_model("apigateway")
+    model = botocore.session.get_session().get_service_model(service)
     return str(model.operation_model(operation).http["method"])
 
 
 def iam_action(service: str, operation: str) -> str:
     """The IAM action a call of `service`'s `operation` needs (PassRole is a permission, not an operation)."""
-    if service == "apigateway":
-        return f"apigateway:{_api_gateway_method(operation)}"
+    if service in ("apigateway", "apigatewayv2"):
+        return f"apigateway:{_api_gateway_method(service, operation)}"
     if service == "s3":
         return f"s3:{S3_ACTIONS.get(operation, operation)}"
     if service == "lambda":
@@ -302,12 +418,15 @@ def resource_arns(kind: str, config: Config, account_id: str, region: str) -> tu
         "rest_apis": (f"{api_gateway}/restapis",),  # the list: GetRestApis, CreateRestApi
         "rest_api_parts": (f"{api_gateway}/restapis/*",),  # an API and everything in it
         "api_tags": (f"{api_gateway}/tags/*",),
+        "http_apis": (f"{api_gateway}/apis",),  # an HTTP API's IAM resources have no /v2 of the request's path
+        "http_api_parts": (f"{api_gateway}/apis/*",),
         "domain_names": (f"{api_gateway}/domainnames", f"{api_gateway}/domainnames/*"),
         "certificates": (f"arn:{partition}:acm:*:{account_id}:certificate/*",),  # an EDGE domain's is in us-east-1
         "hosted_zones": (f"arn:{partition}:route53:::hostedzone/*", f"arn:{partition}:route53:::change/*"),
         "any": ("*",),  # ListCertificates, RequestCertificate, ListHostedZones: no resource-level permissions
         "parameters": tuple(_secret_arns(config, "ssm", partition, account_id, region)),
         "secrets": tuple(_secret_arns(config, "secretsmanager", partition, account_id, region)),
+        "kms_key": (config.kms_key_arn,) if config.kms_key_arn else (),
     }
     return arns[kind]
 
@@ -333,7 +452,15 @@ def rows_for(config: Config, commands: Collection[str] = COMMANDS) -> list[Calls
     if unknown:
         raise ValueError(f"unknown commands: {sorted(unknown)}")
     wanted = set(commands)
-    configured = {DOMAIN: config.domain is not None, SECRETS: bool(config.secrets)}
+    front_door = getattr(config, "api_type", "rest")  # [api] type: rest (the default), http or url
+    configured = {
+        DOMAIN: config.domain is not None,
+        SECRETS: bool(config.secrets),
+        KMS_KEY: bool(config.kms_key_arn),
+        REST_API: front_door == "rest",
+        HTTP_API: front_door == "http",
+        FUNCTION_URL: front_door == "url",
+    }
     return [row for row in CALLS if row.commands & wanted and (row.needs is None or configured[row.needs])]
 
 
@@ -385,16 +512,19 @@ def _sid(kinds: tuple[str, ...], condition: dict[str, dict[str, str]] | None) ->
 
 
 def needed(service: str, operation: str, message: str, params: dict[str, Any], region: str) -> tuple[str, str]:
-    """What a refused call needs: the IAM action, and the resource: the one AWS's message names ("... is not
-    authorized to perform: lambda:GetFunction on resource: arn:..."), else the one the call was about (from its
-    parameters, as the table's ARN patterns write it; an account AWS did not say is "*"), else "*"."""
-    action = iam_action(service, operation)
+    """What a refused call needs: the IAM action and the resource AWS's message names ("... is not authorized to
+    perform: iam:PassRole on resource: arn:..."; CreateFunction needs iam:PassRole too); else the action of the
+    operation and the resource the call was about (from its parameters, as the table's ARN patterns write it; an
+    account AWS did not say is "*"), else "*"."""
+    named_action = NAMED_ACTION.search(message)
+    action = named_action.group(1) if named_action else iam_action(service, operation)
     named = NAMED_RESOURCE.search(message)
     if named:
-        return action, named.group(1).rstrip(".")
+        return action, named.group(1).strip('"').rstrip(".")  # S3 quotes the ARN
     return action, _resource_of(service, params, region) or "*"
 
 
+NAMED_ACTION = re.compile(r"not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
 NAMED_RESOURCE = re.compile(r"on resource:? (\S+(?: \S+)??)(?: because\b|\s*$|[,;] )")
 
 
@@ -416,4 +546,6 @@ def _resource_of(service: str, params: dict[str, Any], region: str) -> str | Non
         return f"arn:{partition}:apigateway:{region}::/restapis" + (
             f"/{params['restApiId']}" if params.get("restApiId") else ""
         )
+    if service == "apigatewayv2":
+        return f"arn:{partition}:apigateway:{region}::/apis" + (f"/{params['ApiId']}" if params.get("ApiId") else "")
     return None

@@ -40,6 +40,7 @@ from deployer.aws import (
     is_no_such_key,
     is_s3_absent,
     is_s3_condition_failed,
+    what_was_denied,
 )
 from deployer.bucket import finish_if_unfinished, make_bucket
 from deployer.errors import DeployerError, UsageError
@@ -78,7 +79,7 @@ class S3StateStore:
             answer = self.aws.s3.get_object(Bucket=self.bucket, Key=self.name)
         except ClientError as error:
             if is_access_denied(error):
-                raise self._forbidden("s3:GetObject") from None
+                raise self._forbidden("s3:GetObject", error) from None
             if not is_s3_absent(error):
                 raise self._not_s3(error) from None
             self._etag, self._body = None, None
@@ -112,7 +113,7 @@ class S3StateStore:
             if is_s3_condition_failed(error):
                 raise DeployerError(self._stale_message()) from None
             if is_access_denied(error):
-                raise self._forbidden("s3:PutObject") from None
+                raise self._forbidden("s3:PutObject", error) from None
             raise
         self._etag, self._body = answer["ETag"], body
         if self._moving_legacy and self.legacy is not None:
@@ -154,11 +155,12 @@ class S3StateStore:
             "whether anything is deployed is unknown; check --endpoint-url and AWS_ENDPOINT_URL"
         )
 
-    def _forbidden(self, permission: str) -> DeployerError:
+    def _forbidden(self, permission: str, error: ClientError) -> DeployerError:
+        needs = what_was_denied(error) or f"{permission} on arn:aws:s3:::{self.bucket}/{self.name}"
         return DeployerError(
-            f"you may not use the shared state s3://{self.bucket}/{self.name.rsplit('/', 1)[0]}/: your credentials "
-            f"need {permission} (and s3:GetObject, s3:PutObject, s3:DeleteObject) on that prefix, or set "
-            '[state] backend = "local" to keep the state on this machine'
+            f"you may not use the shared state s3://{self.bucket}/{self.name.rsplit('/', 1)[0]}/: needs {needs}; "
+            "your credentials need s3:GetObject, s3:PutObject and s3:DeleteObject on that prefix, or set [state] "
+            'backend = "local" to keep the state on this machine'
         )
 
     # ---- the lock ----------------------------------------------------------------------------------------
@@ -192,7 +194,7 @@ class S3StateStore:
                 if is_s3_condition_failed(error):
                     raise DeployerError(self._held_message()) from None
                 if is_access_denied(error):
-                    raise self._forbidden("s3:PutObject") from None
+                    raise self._forbidden("s3:PutObject", error) from None
                 if not is_no_such_bucket(error):
                     raise
                 make_bucket(self.aws, self.bucket, self._bucket_note)  # the first deploy of the app: the bucket first

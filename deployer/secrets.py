@@ -101,7 +101,7 @@ def read(aws: Aws, name: str, text: str, version: str | None = None) -> Secret:
     """Read one reference (at `version`, else its newest); one line naming it and the permission when refused."""
     from botocore.exceptions import ClientError
 
-    from deployer.aws import error_code, is_access_denied, is_not_found
+    from deployer.aws import error_code, is_access_denied, is_not_found, what_was_denied
 
     reference = parse(text)
     try:
@@ -120,9 +120,10 @@ def read(aws: Aws, name: str, text: str, version: str | None = None) -> Secret:
                 "[function.secrets]; nothing was changed"
             ) from None
         if is_access_denied(error):
+            needs = what_was_denied(error) or f"{PERMISSIONS[reference.kind]} on it"
             raise DeployerError(
-                f"secret {name}: reading {where} was refused ({code}): the deploying identity needs "
-                f"{PERMISSIONS[reference.kind]} on it and kms:Decrypt on its KMS key; nothing was changed"
+                f"secret {name}: reading {where} was refused ({code}): needs {needs}; the deploying identity needs "
+                "kms:Decrypt on its KMS key too; nothing was changed"
             ) from None
         raise
     if "SecretString" not in answer:

@@ -187,5 +187,5 @@ def test_a_bucket_you_may_not_write_names_the_permission(cli, project: Path, aws
     fail(session, "s3", "PutObject", "AccessDenied", "Access Denied", 403, times=99)
     monkeypatch.setattr("deployer.aws.boto3.Session", lambda: session)
     error = cli("up", "--version", "1.0.0", expect=1)
-    assert "your credentials need s3:PutObject" in error and f"s3://{BUCKET}/deployer-state/{APP}/test/" in error
+    assert f"needs s3:PutObject on arn:aws:s3:::{BUCKET}/deployer-state/{APP}/test/lock.json;" in error
     assert aws_account.is_empty()
