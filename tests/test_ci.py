@@ -11,15 +11,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 from botocore.handlers import BUILTIN_HANDLERS
 from typer.testing import CliRunner
 
+from deployer.aws import Aws
+from deployer.ci import bootstrap
 from deployer.cli import app
 from deployer.config import load_config
 from deployer.permissions import policy_document
 from tests.account import APP, Account
+from tests.faults import fail, no_botocore_sleep, throttle
+from tests.support import Waiting
 
 WORKFLOW = Path(".github/workflows/deployer.yml")
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -422,3 +428,56 @@ def test_a_repository_github_would_not_accept_is_refused_in_one_line(
     assert "is not a GitHub repository: give OWNER/NAME" in error
     assert "\x1b" not in error
     assert iam_writes == [] and providers(aws_account) == []
+
+
+def bootstrap_with(session: boto3.Session, project: Path, waiting: Waiting) -> list[str]:
+    """ci bootstrap --yes as a library call on `session` (whose faults the test set): the actions it applied."""
+    config = load_config(project / "deploy.toml")
+    aws = Aws(config.region, session=session, waits=waiting.waits())
+    changes = bootstrap.plan(aws, config, bootstrap.wanted(config, ACCOUNT_ID, aws.region, REPO_NAME))
+    for change in changes:
+        if change.changes_something:
+            bootstrap.apply(aws, change)
+    return [f"{change.action} {change.name}" for change in changes if change.changes_something]
+
+
+def test_iams_throttling_is_retried_under_bootstrap_and_remove(
+    project: Path, aws_account: Account, waiting: Waiting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeps = no_botocore_sleep(monkeypatch)
+    session = boto3.Session()
+    faults = [
+        throttle(session, "iam", "CreateOpenIDConnectProvider", times=2),
+        throttle(session, "iam", "CreateRole", times=3),
+        throttle(session, "iam", "PutRolePolicy", times=2),
+        throttle(session, "iam", "DeleteRole", times=2),
+    ]
+
+    bootstrap_with(session, project, waiting)
+    config = load_config(project / "deploy.toml")
+    aws = Aws(config.region, session=session, waits=waiting.waits())
+    for change in bootstrap.plan_removal(aws, config, ACCOUNT_ID, aws.region):
+        if change.changes_something:
+            bootstrap.remove(aws, change)
+
+    assert [fault.injected for fault in faults] == [2, 3, 2, 2]
+    assert len(sleeps.retries) == 2 + 3 + 2 + 2
+    assert providers(aws_account) == [] and role_or_none(aws_account, DEPLOY_ROLE) is None
+
+
+def test_a_bootstrap_stopped_between_a_role_and_its_policy_is_finished_by_the_next(
+    project: Path, aws_account: Account, waiting: Waiting
+) -> None:
+    session = boto3.Session()
+    fail(session, "iam", "PutRolePolicy", "AccessDenied", "not authorized to perform: iam:PutRolePolicy", 403)
+
+    with pytest.raises(ClientError, match="AccessDenied"):
+        bootstrap_with(session, project, waiting)
+    assert role_or_none(aws_account, DEPLOY_ROLE) is not None  # made, but holding no policy yet
+
+    done = bootstrap_with(boto3.Session(), project, waiting)
+
+    assert done == [f"update {DEPLOY_ROLE}", f"create {PLAN_ROLE}"]
+    config = load_config(project / "deploy.toml")
+    assert inline_policy(aws_account, DEPLOY_ROLE) == policy_document(config, ACCOUNT_ID, "us-east-1")
+    assert bootstrap_with(boto3.Session(), project, waiting) == []
