@@ -12,6 +12,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,9 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from typer.testing import CliRunner
 
+from deployer.cli import app
 from deployer.config import load_config
 from deployer.gateway import http_api
 from deployer.gateway.proxy import forwarded_headers
@@ -454,3 +460,39 @@ def test_base64_bodies_reach_a_local_function_url_and_come_back(deployed: Deploy
     body = json.dumps(answer).encode()
     reply = ask(deployed, "url", url_id, "/reply", method="POST", body=body, headers=[("Content-Type", "app/x")])
     assert (reply.status, reply.body) == (200, base64.b64decode("iVBORw=="))
+
+
+# --- the command ---------------------------------------------------------------------------------------------------
+
+
+def test_serve_type_flag_plays_the_door_it_names(tmp_path: Path) -> None:
+    """`deployer serve --type http` announces the HTTP API's URL, stage included, and answers with a 2.0 event."""
+    (tmp_path / "function").mkdir()
+    (tmp_path / "function" / "main.py").write_text(FUNCTION)
+    (tmp_path / "deploy.toml").write_text(
+        '[app]\nname = "Doors"\nregion = "us-east-1"\n[artifact]\nbucket = "doors-artifacts"\n'
+        '[function]\nsource = "function"\nhandler = "main.handler"\nruntime = "python3.13"\n'
+    )
+    deployer = Path(sys.executable).parent / "deployer"
+    process = subprocess.Popen(
+        [str(deployer), "serve", "--port", "0", "--type", "http"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)/test/ as an HTTP API", line)
+        assert found, (line, process.stderr.read() if process.stderr else "")
+        event = http_call(int(found.group(1)), "/test/hi").json()
+        assert (event["version"], event["rawPath"]) == ("2.0", "/test/hi")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+
+
+def test_serve_refuses_a_type_that_is_no_front_door(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["serve", "--type", "soap", "--config", str(tmp_path / "deploy.toml")])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --type 'soap' is not a front door; use one of rest, http, url"
+    ]
