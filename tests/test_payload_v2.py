@@ -496,3 +496,44 @@ def test_serve_refuses_a_type_that_is_no_front_door(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "error: --type 'soap' is not a front door; use one of rest, http, url"
     ]
+
+
+# --- CORS (the data plane of `[api] cors`) ------------------------------------------------------------------------
+
+CORS = {
+    "AllowOrigins": ["https://app.example"],
+    "AllowMethods": ["GET", "POST"],
+    "AllowHeaders": ["content-type"],
+    "ExposeHeaders": ["x-total"],
+    "MaxAge": 300,
+}
+
+
+def test_a_function_urls_cors_answers_the_preflight_and_marks_the_answer(deployed: Deployed) -> None:
+    """urls-configuration "CORS": the URL answers a preflight itself and adds its CORS headers to the function's
+    answers, for an allowed origin only."""
+    url_id = make_function_url(deployed)
+    deployed.clients["lambda"].update_function_url_config(FunctionName="doors", Cors=CORS)
+    asking = [("Origin", "https://app.example"), ("Access-Control-Request-Method", "POST")]
+    preflight = ask(deployed, "url", url_id, "/", method="OPTIONS", headers=asking)
+    assert preflight.status == 204 and preflight.body == b""
+    assert preflight.header("Access-Control-Allow-Origin") == ["https://app.example"]
+    assert preflight.header("Access-Control-Allow-Methods") == ["GET,POST"]
+    assert preflight.header("Access-Control-Max-Age") == ["300"]
+    answer = ask(deployed, "url", url_id, "/", headers=[("Origin", "https://app.example")])
+    assert answer.status == 200 and answer.json()["rawPath"] == "/"
+    assert answer.header("Access-Control-Allow-Origin") == ["https://app.example"]
+    assert answer.header("Access-Control-Expose-Headers") == ["x-total"]
+    other = ask(deployed, "url", url_id, "/", headers=[("Origin", "https://evil.example")])
+    assert other.status == 200 and other.header("Access-Control-Allow-Origin") == []
+
+
+def test_an_http_apis_cors_configuration_answers_the_preflight(deployed: Deployed) -> None:
+    """http-api-cors: with a CORS configuration, API Gateway answers preflight requests itself."""
+    api_id = make_http_api(deployed)
+    deployed.clients["apigatewayv2"].update_api(ApiId=api_id, CorsConfiguration={**CORS, "AllowOrigins": ["*"]})
+    asking = [("Origin", "https://any.example"), ("Access-Control-Request-Method", "GET")]
+    preflight = ask(deployed, "http", api_id, "/test/x", method="OPTIONS", headers=asking)
+    assert (preflight.status, preflight.header("Access-Control-Allow-Origin")) == (204, ["*"])
+    answer = ask(deployed, "http", api_id, "/test/x", headers=[("Origin", "https://any.example")])
+    assert (answer.status, answer.header("Access-Control-Allow-Origin")) == (200, ["*"])

@@ -356,3 +356,94 @@ def answer_from_function(
         report(f"malformed Lambda response (payload format 2.0): {error}", [])
         response = door.bad_gateway.response()
     return with_request_id(response, door, event)
+
+
+# --- CORS, as HTTP APIs and function URLs apply their CORS configuration -------------------------------------------
+# (HTTP API: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-cors.html; function URLs:
+# https://docs.aws.amazon.com/lambda/latest/dg/urls-configuration.html#urls-cors). The door answers a preflight
+# itself, and its CORS headers replace any of the same name the function sent.
+
+CORS_RESPONSE_HEADERS = frozenset(
+    {
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-expose-headers",
+        "access-control-allow-methods",
+        "access-control-allow-headers",
+        "access-control-max-age",
+    }
+)
+
+
+def cors_settings(configuration: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A CORS configuration with its keys as `AllowOrigins` ... whichever spelling it came in (Lambda's
+    `AllowOrigins`, API Gateway v2's REST body `allowOrigins`)."""
+    return {str(key)[:1].upper() + str(key)[1:]: value for key, value in (configuration or {}).items()}
+
+
+def _listed(value: Any) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list | tuple) else []
+
+
+def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in headers if key.lower() == name), None)
+
+
+def _allowed_origin(settings: Mapping[str, Any], origin: str) -> str | None:
+    origins = [item.lower() for item in _listed(settings.get("AllowOrigins"))]
+    if "*" in origins:
+        return origin if settings.get("AllowCredentials") else "*"
+    return origin if origin.lower() in origins else None
+
+
+def cors_preflight(
+    configuration: Mapping[str, Any] | None, method: str, headers: Sequence[tuple[str, str]]
+) -> Response | None:
+    """The door's own answer to a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) when it
+    has a CORS configuration; None when the request is not one (it goes to the function)."""
+    origin = _header(headers, "origin")
+    if not configuration or method.upper() != "OPTIONS" or origin is None:
+        return None
+    if _header(headers, "access-control-request-method") is None:
+        return None
+    settings = cors_settings(configuration)
+    allowed = _allowed_origin(settings, origin)
+    answered: list[tuple[str, str]] = []
+    if allowed is not None:
+        answered.append(("Access-Control-Allow-Origin", allowed))
+        methods = _listed(settings.get("AllowMethods"))
+        if methods:
+            answered.append(("Access-Control-Allow-Methods", ",".join(methods)))
+        allow_headers = _listed(settings.get("AllowHeaders"))
+        if allow_headers:
+            requested = _header(headers, "access-control-request-headers")
+            shown = requested if allow_headers == ["*"] and requested else ",".join(allow_headers)
+            answered.append(("Access-Control-Allow-Headers", shown))
+        if settings.get("MaxAge") is not None:
+            answered.append(("Access-Control-Max-Age", str(settings["MaxAge"])))
+        if settings.get("AllowCredentials"):
+            answered.append(("Access-Control-Allow-Credentials", "true"))
+    return 204, answered, b""
+
+
+def with_cors(
+    response: Response, configuration: Mapping[str, Any] | None, headers: Sequence[tuple[str, str]]
+) -> Response:
+    """The function's answer with the door's CORS headers for the request's Origin (those the function set of the
+    same names dropped); unchanged without a configuration or an Origin."""
+    origin = _header(headers, "origin")
+    if not configuration or origin is None:
+        return response
+    settings = cors_settings(configuration)
+    status, answered, payload = response
+    kept = [(name, value) for name, value in answered if name.lower() not in CORS_RESPONSE_HEADERS]
+    allowed = _allowed_origin(settings, origin)
+    if allowed is None:
+        return status, kept, payload
+    kept.append(("Access-Control-Allow-Origin", allowed))
+    exposed = _listed(settings.get("ExposeHeaders"))
+    if exposed:
+        kept.append(("Access-Control-Expose-Headers", ",".join(exposed)))
+    if settings.get("AllowCredentials"):
+        kept.append(("Access-Control-Allow-Credentials", "true"))
+    return status, kept, payload

@@ -19,7 +19,9 @@ Qualifier names (patches.install_function_url_qualifier keeps it): `AuthType` AW
 the local cloud's credentials (auth.py; its owner is the account's own user, whom no resource policy needs to name);
 NONE wants the resource policy to let `*` `lambda:InvokeFunctionUrl` (lambda:FunctionUrlAuthType NONE).
 
-Both run the version in local/functions.py's warm workers, as the REST data plane and Lambda Invoke do.
+Both answer a CORS preflight themselves and put their CORS headers on the function's answers when they have a
+CORS configuration (gateway/http_api.py). Both run the version in local/functions.py's warm workers, as the REST
+data plane and Lambda Invoke do.
 """
 
 from __future__ import annotations
@@ -150,6 +152,10 @@ class Doors:
         if len(request.body) > door.max_request_body:
             self.console(f"{request.method} {request.kind} {request.id}: the body is over {door.max_request_body}")
             return http_api.with_request_id(door.too_large.response(), door)
+        cors = self._cors(request)
+        preflight = http_api.cors_preflight(cors, request.method, request.headers)
+        if preflight is not None:  # the door's own answer, before any route or auth, as AWS answers it
+            return http_api.with_request_id(preflight, door)
         try:
             if request.kind == "http":
                 target, event, timeout = self._http_api(request)
@@ -168,7 +174,17 @@ class Doors:
         def report(reason: str, details: Sequence[str]) -> None:
             self.console("\n    ".join([f"{target.invoked_arn} (version {target.version}): {reason}", *details]))
 
-        return http_api.answer_from_function(invoke, event, report, door, timeout)
+        answer = http_api.answer_from_function(invoke, event, report, door, timeout)
+        return http_api.with_cors(answer, cors, request.headers)
+
+    @staticmethod
+    def _cors(request: DoorRequest) -> dict[str, Any] | None:
+        """The door's CORS configuration: the HTTP API's CorsConfiguration, the function URL's Cors."""
+        if request.kind == "http":
+            found = find_http_api(request.id)
+            return found[2].cors_configuration if found else None
+        url = find_function_url(request.id)
+        return url[3].config.get("Cors") if url else None
 
     def _http_api(self, request: DoorRequest) -> tuple[Target, dict[str, Any], float]:
         door = http_api.HTTP_API

@@ -336,8 +336,8 @@ class Emulator:
     def _signer(self, environ: dict[str, Any], body: bytes) -> str | None:
         """The access key id of the request's SigV4 signature when it is the local cloud's user's and valid (what
         AWS_IAM auth asks of an HTTP API route or a function URL), else None."""
-        if self.credentials is None or not environ.get("HTTP_AUTHORIZATION"):
-            return None
+        if self.credentials is None or not environ.get("HTTP_AUTHORIZATION", "").startswith("AWS4-HMAC-SHA256 "):
+            return None  # unsigned (a bearer token is the function's business, not the door's)
         refusal = check_signature(environ, raw_path(environ), body, self.credentials, datetime.now(UTC))
         if refusal is not None:
             console(f"an unsigned or badly signed request to a door: {refusal.kind} {refusal.detail}".rstrip())
