@@ -166,7 +166,9 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         path = path.partition("#")[0]
         if not path.startswith("/"):
             return with_request_ids(BAD_REQUEST.response())
-        target = f"/{self.server.stage}{path}" + (f"?{query}" if query else "")
+        # As the door sees the request line: a REST API's stage is not in the path served here, an HTTP API's is.
+        stage = f"/{self.server.stage}" if self.server.front_door == "rest" else ""
+        target = f"{stage}{path}" + (f"?{query}" if query else "")
         if request_headers_size(self.command, target, self.request_version, self.headers.items()) > MAX_REQUEST_HEADERS:
             self.close_connection = True
             return with_request_ids(HEADERS_TOO_LARGE.response())
