@@ -294,6 +294,25 @@ def make_function(
     return clients["lambda"].create_alias(FunctionName=name, Name=alias, FunctionVersion=version)["AliasArn"]
 
 
+def make_function_from_zip(
+    clients: dict[str, Any], code: bytes, runtime: str, handler: str, name: str = "app", alias: str = "test"
+) -> str:
+    """A function from a built artifact (its zip's bytes), published as version 1 behind `alias`: the alias's ARN."""
+    assume = {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    trust = {"Version": "2012-10-17", "Statement": [assume]}
+    role = clients["iam"].create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))
+    clients["lambda"].create_function(
+        FunctionName=name,
+        Runtime=runtime,
+        Role=role["Role"]["Arn"],
+        Handler=handler,
+        Code={"ZipFile": code},
+        Timeout=10,
+    )
+    version = clients["lambda"].publish_version(FunctionName=name)["Version"]
+    return clients["lambda"].create_alias(FunctionName=name, Name=alias, FunctionVersion=version)["AliasArn"]  # type: ignore[no-any-return]
+
+
 def put_lambda_proxy(
     gateway: Any, api_id: str, resource_id: str, verb: str, function_arn: str, kind: str = "AWS_PROXY"
 ) -> None:

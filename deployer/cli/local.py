@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -14,6 +14,7 @@ from deployer.cli import common
 from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, Json
 from deployer.config import load_config
 from deployer.errors import UsageError
+from deployer.gateway.http_api import FRONT_DOORS, FrontDoor
 
 LocalPort = Annotated[
     int | None, typer.Option("--port", "-p", help="The local cloud's port (default: DEPLOYER_LOCAL_PORT, else 4566).")
@@ -38,8 +39,15 @@ def serve(
             "--env-file", help="NAME=value lines: the values of [function.secrets] (default: .env beside deploy.toml)."
         ),
     ] = None,
+    front_door: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            help="The front door to play: rest (payload 1.0), http or url (payload 2.0). Default: [api] type.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the function locally behind an API Gateway proxy emulation."""
+    """Run the function locally behind an API Gateway proxy emulation (or an HTTP API, or a function URL)."""
     from deployer.dependencies import bundle_dependencies
     from deployer.serve import serve as serve_locally
 
@@ -50,11 +58,24 @@ def serve(
             raise UsageError(f"--concurrency {concurrency}: at least 1 request must be able to run; use e.g. 10")
         if not host.strip():  # an unset variable: the server would listen on every interface
             raise UsageError('--host "" names no address: pass one, e.g. 127.0.0.1 (this machine only)')
+        if front_door is not None and front_door not in FRONT_DOORS:
+            raise UsageError(f"--type {front_door!r} is not a front door; use one of {', '.join(FRONT_DOORS)}")
         config = load_config(config_path)
+        # The one place serve reads the stage's front door from the configuration: `[api] type` (Config.api_type,
+        # from the control plane's work on issue 26); a Config without it is a REST API's, as before.
+        door = cast(FrontDoor, front_door or getattr(config, "api_type", "rest"))
         # Serve what would be deployed: the source plus its bundled dependencies, nothing of the tool's own.
         bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.plain)
         code_dirs = [] if bundled is None else [bundled if config.is_python else bundled / "node_modules"]
-        serve_locally(config, host=host, port=port, code_dirs=code_dirs, concurrency=concurrency, env_file=env_file)
+        serve_locally(
+            config,
+            host=host,
+            port=port,
+            code_dirs=code_dirs,
+            concurrency=concurrency,
+            env_file=env_file,
+            front_door=door,
+        )
 
 
 local_app = typer.Typer(

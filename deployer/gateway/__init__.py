@@ -1,4 +1,5 @@
-"""API Gateway's REST proxy contract (payload 1.0), once, for every emulation of it.
+"""API Gateway's REST proxy contract (payload 1.0), once, for every emulation of it; http_api.py is payload 2.0
+(HTTP APIs and function URLs).
 
 `deployer serve` (deployer/serve/) and the local cloud's data plane (deployer/local/) both play API
 Gateway in front of a function; what API Gateway does is written here and nowhere else:

@@ -12,6 +12,10 @@ checked, to moto's `DomainDispatcherApplication`, unchanged:
 - any path with the Host `<domain>.localhost:<port>`: a custom domain's data plane (the same pipeline, after the
   domain's base path mapping named the API and stage: dataplane.find_domain_route); such a Host reaches nothing
   else, and a domain the emulated account does not have is API Gateway's 403 Forbidden;
+- `{api id}.execute-api.localhost:<port>` and `{url id}.lambda-url.localhost:<port>` (any path), and their path
+  forms `/_aws/execute-api/{api id}/...` and `/_aws/lambda-url/{url id}/...`: an HTTP API or a function URL
+  (doors.py, payload format 2.0); open to all, as on AWS, but for what asks for AWS_IAM: a SigV4 signature
+  with the local cloud's credentials;
 - `GET /_deployer/health`: `{"service": "deployer-local", "pid": ..., "port": ..., ...}`; open;
 - `POST /_deployer/shutdown` (with the header `X-Deployer-Shutdown: {auth.shutdown_token}`, which only
   the credentials' holder can make): stop serving, close the function workers, delete the unpacked code.
@@ -47,6 +51,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from deployer.errors import UsageError
+from deployer.gateway import http_api
 from deployer.gateway.answers import CONTENT_LENGTH_EXCEEDED, FORBIDDEN
 from deployer.gateway.integration import with_request_ids
 from deployer.gateway.proxy import MAX_REQUEST_BODY, forwarded_headers
@@ -74,6 +79,7 @@ from deployer.local.dataplane import (
     client_headers,
     find_domain_route,
 )
+from deployer.local.doors import FUNCTION_URL_PATH, HTTP_API_PATH, DoorRequest, Doors, door_host
 from deployer.local.invoke import INVOKE_PATH, MAX_PAYLOAD, answer_invoke
 from deployer.serve.plumbing import carries_body
 from deployer.serve.plumbing import stamped_console as console  # the log file gets the time of day
@@ -179,10 +185,14 @@ class Emulator:
         self.dataplane = dataplane
         self.port = port
         self.credentials = credentials  # None: no API call is accepted at all
+        self.doors = Doors(dataplane.functions, dataplane.console)  # HTTP APIs and function URLs
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.request_shutdown: Callable[[], None] = lambda: None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        door = door_host(environ.get("HTTP_HOST", ""), self.port)
+        if door is not None:  # an HTTP API's or a function URL's own host, and nothing else
+            return self._door(environ, start_response, door[0], door[1], raw_path(environ))
         domain = localhost_domain(environ.get("HTTP_HOST", ""), self.port)
         if domain is not None:  # a custom domain's API, and nothing else
             return self._domain(environ, start_response, domain)
@@ -197,6 +207,10 @@ class Emulator:
         if path == SHUTDOWN_PATH:
             return self._shutdown(environ, start_response)
         path = raw_path(environ)
+        for kind, pattern in (("http", HTTP_API_PATH), ("url", FUNCTION_URL_PATH)):
+            form = pattern.match(path)
+            if form is not None:
+                return self._door(environ, start_response, kind, form["id"], form["path"] or "/")
         matched = DATA_PLANE_PATH.match(path)
         if matched is not None:
             return self._data_plane(environ, start_response, matched)
@@ -286,6 +300,49 @@ class Emulator:
             return replace(found, domain=domain, base_path=route.base_path)
 
         return self._serve(environ, start_response, f"{domain[:100]}{path[:200]}", request)
+
+    def _door(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], kind: str, door_id: str, path: str
+    ) -> list[bytes]:
+        """A request to an HTTP API or a function URL (`path` as sent, past the path form's prefix)."""
+        started = time.monotonic()
+        method = environ.get("REQUEST_METHOD", "GET")
+        door = http_api.DOORS[kind]
+        body = read_body(environ)
+        if body is None:
+            status, headers, payload = http_api.with_request_id(door.too_large.response(), door)
+        else:
+            request = DoorRequest(
+                kind=door.kind,
+                id=door_id,
+                method=method,
+                path=path,
+                query=environ.get("QUERY_STRING", ""),
+                headers=request_headers(environ, self.port),
+                body=body,
+                source_ip=environ.get("REMOTE_ADDR", HOST),
+                protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                signed_by=self._signer(environ, body),
+            )
+            status, headers, payload = self.doors.answer(request)
+        console(f"{method} {kind} {door_id[:64]}{path[:200]} {status} {(time.monotonic() - started) * 1000:.0f}ms")
+        with_body = carries_body(status)
+        headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
+        if with_body:
+            headers.append(("Content-Length", str(len(payload))))
+        start_response(_status_line(status), headers)
+        return [payload] if with_body and method != "HEAD" else []
+
+    def _signer(self, environ: dict[str, Any], body: bytes) -> str | None:
+        """The access key id of the request's SigV4 signature when it is the local cloud's user's and valid (what
+        AWS_IAM auth asks of an HTTP API route or a function URL), else None."""
+        if self.credentials is None or not environ.get("HTTP_AUTHORIZATION", "").startswith("AWS4-HMAC-SHA256 "):
+            return None  # unsigned (a bearer token is the function's business, not the door's)
+        refusal = check_signature(environ, raw_path(environ), body, self.credentials, datetime.now(UTC))
+        if refusal is not None:
+            console(f"an unsigned or badly signed request to a door: {refusal.kind} {refusal.detail}".rstrip())
+            return None
+        return self.credentials.access_key_id
 
     def _request(self, environ: dict[str, Any], body: bytes, api_id: str, stage: str, path: str | None) -> Request:
         return Request(

@@ -62,6 +62,7 @@ def install_local_cloud() -> None:
     install_lambda_fixes()
     install_qualified_policies()
     install_rest_api_tags()
+    install_function_url_qualifier()
 
 
 def install_rest_api_tags() -> None:
@@ -352,3 +353,36 @@ def install_qualified_policies() -> None:
 
     LambdaBackend.get_policy = get_policy  # type: ignore[method-assign]
     LambdaResponse.remove_permission = remove_permission  # type: ignore[method-assign]
+
+
+def install_function_url_qualifier() -> None:
+    """CreateFunctionUrlConfig with a Qualifier (an alias) keeps it, and the config names the alias's ARN, as Lambda
+    does: moto drops the Qualifier, and the local cloud's function URLs must run the alias's version (doors.py)."""
+    if not _once("function_url_qualifier"):
+        return
+    from moto.awslambda.models import FunctionUrlConfig
+    from moto.awslambda.responses import LambdaResponse
+
+    create = LambdaResponse.create_function_url_config
+    to_dict = FunctionUrlConfig.to_dict
+
+    def create_function_url_config(self: Any) -> Any:
+        qualifier = self.querystring.get("Qualifier", [None])[0]
+        answer = create(self)
+        if qualifier:
+            from urllib.parse import unquote
+
+            function = self.backend.get_function(unquote(self.path.split("/")[-2]), None)
+            function.url_config.config["Qualifier"] = qualifier
+            status, headers, _ = answer
+            return status, headers, json.dumps(function.url_config.to_dict())
+        return answer
+
+    def qualified_to_dict(self: Any) -> dict[str, Any]:
+        described = to_dict(self)
+        if self.config.get("Qualifier"):
+            described["FunctionArn"] = f"{self.function.function_arn}:{self.config['Qualifier']}"
+        return described
+
+    LambdaResponse.create_function_url_config = create_function_url_config  # type: ignore[method-assign]
+    FunctionUrlConfig.to_dict = qualified_to_dict  # type: ignore[method-assign]

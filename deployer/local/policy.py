@@ -3,6 +3,9 @@
 Only what a deployment's grants use: the `lambda:InvokeFunction` action, the `apigateway.amazonaws.com`
 principal (or `*`), and ArnLike / StringLike / ArnEquals / StringEquals conditions on `AWS:SourceArn` and
 `AWS:SourceAccount`; an explicit Deny wins. Any other condition operator is refused, with the reason.
+A function URL's anonymous caller (AuthType NONE) is asked for with `action` `lambda:InvokeFunctionUrl`,
+`principal` `*` and the context key `lambda:FunctionUrlAuthType` (StringEquals, or Bool for
+`lambda:InvokedViaFunctionUrl`), as AWS documents the statement for it.
 """
 
 from __future__ import annotations
@@ -28,17 +31,19 @@ def arn_like(pattern: str, value: str) -> bool:
     return re.fullmatch(expression, value, flags=re.DOTALL) is not None
 
 
-def _action_matches(statement: Mapping[str, Any]) -> bool:
-    return any(arn_like(str(action).lower(), INVOKE_ACTION.lower()) for action in _as_list(statement.get("Action")))
+def _action_matches(statement: Mapping[str, Any], wanted: str = INVOKE_ACTION) -> bool:
+    return any(arn_like(str(action).lower(), wanted.lower()) for action in _as_list(statement.get("Action")))
 
 
-def _principal_matches(statement: Mapping[str, Any]) -> bool:
+def _principal_matches(statement: Mapping[str, Any], caller: str = APIGATEWAY_PRINCIPAL) -> bool:
+    """Whether the statement names `caller` (a service principal), or everyone (`*`, which is all an anonymous
+    caller, `caller` "*", can be)."""
     principal = statement.get("Principal")
     if principal == "*":
         return True
     if not isinstance(principal, Mapping):
         return False
-    return APIGATEWAY_PRINCIPAL in _as_list(principal.get("Service")) or "*" in _as_list(principal.get("AWS"))
+    return (caller != "*" and caller in _as_list(principal.get("Service"))) or "*" in _as_list(principal.get("AWS"))
 
 
 CONDITION_TESTS: dict[str, Callable[[str, str], bool]] = {
@@ -46,6 +51,7 @@ CONDITION_TESTS: dict[str, Callable[[str, str], bool]] = {
     "stringlike": arn_like,
     "arnequals": lambda pattern, value: pattern == value,
     "stringequals": lambda pattern, value: pattern == value,
+    "bool": lambda pattern, value: pattern.lower() == value.lower(),
 }
 
 
@@ -63,7 +69,14 @@ def _conditions_hold(statement: Mapping[str, Any], context: Mapping[str, str]) -
 
 
 def policy_allows(
-    statements: Sequence[Mapping[str, Any]], source_arn: str, account: str, resource: str | None = None
+    statements: Sequence[Mapping[str, Any]],
+    source_arn: str | None,
+    account: str,
+    resource: str | None = None,
+    *,
+    action: str = INVOKE_ACTION,
+    principal: str = APIGATEWAY_PRINCIPAL,
+    context: Mapping[str, str] | None = None,
 ) -> tuple[bool, str]:
     """Whether the policy lets API Gateway invoke the function for a request from `source_arn`, and why not.
 
@@ -76,12 +89,14 @@ def policy_allows(
             for statement in statements
             if any(arn_like(str(item), resource) for item in _as_list(statement.get("Resource")))
         ]
-    context = {"aws:sourcearn": source_arn, "aws:sourceaccount": account}
+    keys = {"aws:sourceaccount": account, **{key.lower(): value for key, value in (context or {}).items()}}
+    if source_arn is not None:
+        keys["aws:sourcearn"] = source_arn
     allowed, reasons = False, []
     for statement in statements:
-        if not (_action_matches(statement) and _principal_matches(statement)):
+        if not (_action_matches(statement, action) and _principal_matches(statement, principal)):
             continue
-        holds, reason = _conditions_hold(statement, context)
+        holds, reason = _conditions_hold(statement, keys)
         if not holds:
             reasons.append(f"statement {statement.get('Sid', '?')}: {reason}")
             continue
@@ -92,4 +107,4 @@ def policy_allows(
         return True, ""
     if not statements:
         return False, f"{resource or 'the function'} has no resource policy"
-    return False, "; ".join(reasons) or f"no statement lets {APIGATEWAY_PRINCIPAL} invoke it"
+    return False, "; ".join(reasons) or f"no statement lets {principal} {action}"

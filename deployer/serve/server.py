@@ -30,10 +30,13 @@ from typing import Any
 
 from deployer.config import Config
 from deployer.errors import DeployerError, UsageError
+from deployer.gateway import http_api
 from deployer.gateway.answers import BAD_REQUEST, CONTENT_LENGTH_EXCEEDED, HEADERS_TOO_LARGE, Response
 from deployer.gateway.integration import answer_from_function, with_request_ids
 from deployer.gateway.proxy import (
     DEFAULT_BINARY_MEDIA_TYPES,
+    LOCAL_ACCOUNT_ID,
+    LOCAL_API_ID,
     MAX_REQUEST_BODY,
     MAX_REQUEST_HEADERS,
     build_event,
@@ -46,6 +49,7 @@ from deployer.serve.plumbing import carries_body, console
 from deployer.serve.pool import DEFAULT_CONCURRENCY, IDLE_SECONDS, Reaper, RunnerPool, reap_interval
 from deployer.serve.runner import FunctionRunner
 
+DOOR_NAMES = {"rest": "a REST API", "http": "an HTTP API", "url": "a function URL"}
 # Seconds a connection may sit without sending what the server waits for (a request line, headers, a body) before
 # it is closed: a client that connects and says nothing holds a thread no longer.
 CONNECTION_TIMEOUT = 60.0
@@ -66,12 +70,17 @@ class LocalApiServer(ThreadingHTTPServer):
         *,
         version: str = "$LATEST",
         memory: int = 128,
+        front_door: http_api.FrontDoor = "rest",
+        function_timeout: float = 3.0,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.runners = runners  # the function's execution environments
         self.version = version  # what START lines name
         self.memory = memory  # what REPORT lines give as the memory size
         self.stage = stage
+        # Which door is played: the REST API's proxy (payload 1.0), or an HTTP API or function URL (payload 2.0).
+        self.front_door = front_door
+        self.function_timeout = function_timeout  # a function URL waits as long as the function may run
         self.binary_media_types = tuple(binary_media_types)  # what `up` gives the API ([api] binary_media_types)
         self.note: str | None = None  # the runtime check's warning, printed at startup
         self.deployment_id = uuid.uuid4().hex[:6]  # one deployment for as long as the server runs
@@ -92,8 +101,14 @@ class LocalApiServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The base URL: behind an HTTP API stage other than `$default`, the stage is part of it, as on AWS."""
         host = f"[{self.display_host}]" if ":" in self.display_host else self.display_host
-        return f"http://{host}:{self.port}/"
+        return f"http://{host}:{self.port}{self.stage_prefix}/"
+
+    @property
+    def stage_prefix(self) -> str:
+        """The path every request must start with: `/{stage}` behind a named HTTP API stage, else nothing."""
+        return f"/{self.stage}" if self.front_door == "http" and self.stage != http_api.DEFAULT_STAGE else ""
 
     def server_close(self) -> None:
         super().server_close()
@@ -151,10 +166,14 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         path = path.partition("#")[0]
         if not path.startswith("/"):
             return with_request_ids(BAD_REQUEST.response())
-        target = f"/{self.server.stage}{path}" + (f"?{query}" if query else "")
+        # As the door sees the request line: a REST API's stage is not in the path served here, an HTTP API's is.
+        stage = f"/{self.server.stage}" if self.server.front_door == "rest" else ""
+        target = f"{stage}{path}" + (f"?{query}" if query else "")
         if request_headers_size(self.command, target, self.request_version, self.headers.items()) > MAX_REQUEST_HEADERS:
             self.close_connection = True
             return with_request_ids(HEADERS_TOO_LARGE.response())
+        if self.server.front_door != "rest":
+            return self._answer_v2(path, query)
         try:
             body = self._read_body()
         except ValueError as error:
@@ -174,6 +193,32 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         )
         return answer_from_function(self._invoke, event, self._report, self.server.binary_media_types)
 
+    def _answer_v2(self, path: str, query: str) -> Response:
+        """An HTTP API's or a function URL's answer (payload format 2.0), with that door's limits."""
+        door = http_api.DOORS[self.server.front_door]
+        prefix = self.server.stage_prefix
+        if prefix and path != prefix and not path.startswith(prefix + "/"):
+            return http_api.with_request_id(door.not_found.response(), door)
+        try:
+            body = self._read_body(door.max_request_body)
+        except ValueError as error:
+            self.close_connection = True
+            answer = door.too_large if "too large" in str(error) else BAD_REQUEST
+            return http_api.with_request_id(answer.response(), door)
+        event = http_api.build_event(
+            self.command,
+            path,
+            query,
+            forwarded_headers(self.headers.items(), self.client_address[0], self.server.port),
+            body,
+            api_id=LOCAL_API_ID,
+            stage=self.server.stage if door.kind == "http" else http_api.DEFAULT_STAGE,
+            account_id=LOCAL_ACCOUNT_ID if door.kind == "http" else http_api.ANONYMOUS,
+            source_ip=self.client_address[0],
+            protocol=self.request_version,
+        )
+        return http_api.answer_from_function(self._invoke, event, self._report, door, self.server.function_timeout)
+
     def _invoke(self, event: dict[str, Any]) -> Any:
         """One invocation, between the START and the END and REPORT lines Lambda writes to its log."""
         request_id = str(uuid.uuid4())
@@ -187,23 +232,23 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             raise outcome.error
         return outcome.result
 
-    def _read_body(self) -> bytes:
+    def _read_body(self, limit: int = MAX_REQUEST_BODY) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
+            return self._read_chunked(limit)
         length = int(self.headers.get("Content-Length") or 0)
         if length < 0:
             raise ValueError("negative Content-Length")
-        if length > MAX_REQUEST_BODY:
+        if length > limit:
             raise ValueError("request body too large")
         return self.rfile.read(length)
 
-    def _read_chunked(self) -> bytes:
+    def _read_chunked(self, limit: int = MAX_REQUEST_BODY) -> bytes:
         body = bytearray()
         while True:
             size = int(self.rfile.readline(1024).split(b";", 1)[0].strip() or b"0", 16)
             if size == 0:
                 break
-            if len(body) + size > MAX_REQUEST_BODY:
+            if len(body) + size > limit:
                 raise ValueError("request body too large")
             body += self.rfile.read(size)
             self.rfile.readline(1024)
@@ -238,6 +283,7 @@ def make_server(
     concurrency: int = DEFAULT_CONCURRENCY,
     idle_seconds: float = IDLE_SECONDS,
     env_file: Path | None = None,
+    front_door: http_api.FrontDoor = "rest",
 ) -> LocalApiServer:
     """A bound, not yet serving, server for `config`'s function; port 0 picks a free port. Up to `concurrency`
     requests run at once, each in its own worker; a worker idle for `idle_seconds` is shut down."""
@@ -266,7 +312,15 @@ def make_server(
     first = start()  # refuses a runtime this machine cannot run before the server listens
     runners = RunnerPool(start, concurrency, idle_seconds, first=first)
     try:
-        server = LocalApiServer((host, port), runners, config.stage, config.binary_media_types, memory=config.memory)
+        server = LocalApiServer(
+            (host, port),
+            runners,
+            config.stage,
+            config.binary_media_types,
+            memory=config.memory,
+            front_door=front_door,
+            function_timeout=float(config.timeout),
+        )
     except OSError as error:
         runners.close()
         raise DeployerError(
@@ -287,15 +341,19 @@ def serve(
     code_dirs: list[Path] | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     env_file: Path | None = None,
+    front_door: http_api.FrontDoor = "rest",
 ) -> None:
     """Blocks serving HTTP until KeyboardInterrupt (or SIGTERM); prints one startup line with the URL."""
-    server = make_server(config, host, port, code_dirs, concurrency=concurrency, env_file=env_file)
+    server = make_server(
+        config, host, port, code_dirs, concurrency=concurrency, env_file=env_file, front_door=front_door
+    )
     if server.note:
         console(server.note)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     print(
-        f"Serving {config.app_name} ({config.runtime}, {config.handler}) on {server.url} - press Ctrl-C to stop",
+        f"Serving {config.app_name} ({config.runtime}, {config.handler}) on {server.url} "
+        f"as {DOOR_NAMES[front_door]} - press Ctrl-C to stop",
         flush=True,
     )
     try:
