@@ -67,9 +67,7 @@ class Account:
     def version(self, name: str, number: str) -> dict[str, Any]:
         return self.client("lambda").get_function_configuration(FunctionName=name, Qualifier=number)
 
-    def assert_stack(
-        self, live_key: str, stage: str = "test", name: str = APP, bucket: str = BUCKET
-    ) -> dict[str, Any]:
+    def assert_stack(self, live_key: str, stage: str = "test", name: str = APP, bucket: str = BUCKET) -> dict[str, Any]:
         """Exactly one role, function and API of this name, wired as the guide wires them, except that the API
         calls the stage's alias, whose published version runs live_key's code."""
         role_name = f"{name}-lambda-exec"

@@ -8,6 +8,7 @@ refusal is injected as AWS answers it). The test's own keys ("testing") are the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from deployer.cli import app
 from deployer.config import load_config
 from deployer.credentials import session_name
 from deployer.errors import UsageError
+from deployer.resources import artifact
 from tests import faults
 from tests.account import APP, BUCKET, Account
 from tests.support import REGION, Waiting
@@ -281,3 +283,81 @@ def test_a_stage_with_an_unknown_profile_is_one_line_naming_it(project: Path, aw
     stderr = deployer(project, "up", "--version", "1.0.0", "--stage", "prod", expect=2).stderr
     assert "no AWS profile named 'nowhere'" in stderr
     assert aws_account.is_empty() and buckets(aws_account) == []
+
+
+# Promotion across accounts -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["one put", "multipart"])
+def transfer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The artifact copied in one PutObject (the example's zip), or by a multipart upload (as a large one is)."""
+    if request.param == "multipart":
+        monkeypatch.setattr(artifact, "MULTIPART_THRESHOLD", 1)
+    return str(request.param)
+
+
+def test_promote_to_a_stage_of_another_account_copies_the_very_bytes_and_deploys_them(
+    project: Path, aws_account: Account, second_account: Account, transfer: str
+) -> None:
+    with_prod_stage(project)
+    deployer(project, "up", "--version", "1.0.0")  # stage test, the first account
+
+    deployer(project, "promote", "1.0.0", "--stage", "prod")
+
+    tested = aws_account.client("s3").get_object(Bucket=BUCKET, Key=KEY)
+    shipped = second_account.client("s3").get_object(Bucket=PROD_BUCKET, Key=KEY)
+    body = tested["Body"].read()
+    assert shipped["Body"].read() == body
+    assert shipped["Metadata"] == tested["Metadata"]
+    assert shipped["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest()
+    second_account.assert_stack(KEY, stage="prod", name=PROD, bucket=PROD_BUCKET)  # runs those bytes
+    aws_account.assert_stack(KEY)  # the source stage is as it was
+    assert [function["FunctionName"] for function in aws_account.functions()] == [APP]
+    # Both histories say so: the source's (in its account) and the target's (in its own).
+    source_entry = state_of(aws_account, BUCKET, "test")["history"][-1]
+    target_entry = state_of(second_account, PROD_BUCKET, "prod")["history"][-1]
+    assert (source_entry["action"], source_entry["version"]) == ("promoted to prod", "1.0.0")
+    assert (target_entry["action"], target_entry["version"]) == ("promote from test", "1.0.0")
+
+
+def test_promote_again_finds_the_copy_and_copies_nothing(
+    project: Path, aws_account: Account, second_account: Account, builtin_hook: Callable[..., None]
+) -> None:
+    with_prod_stage(project)
+    deployer(project, "up", "--version", "1.0.0")
+    deployer(project, "promote", "1.0.0", "--stage", "prod")
+    reads: list[str] = []
+    builtin_hook("before-parameter-build.s3.GetObject", lambda params, **_: reads.append(params["Key"]))
+
+    deployer(project, "promote", "1.0.0", "--stage", "prod")
+
+    assert KEY not in reads  # the artifact's bytes were not read again (state.json is)
+    second_account.assert_stack(KEY, stage="prod", name=PROD, bucket=PROD_BUCKET)
+
+
+def test_promote_of_bytes_changed_since_they_were_published_is_refused_and_leaves_the_target_untouched(
+    project: Path, aws_account: Account, second_account: Account, transfer: str
+) -> None:
+    with_prod_stage(project)
+    deployer(project, "up", "--version", "1.0.0")
+    s3 = aws_account.client("s3")
+    published = s3.head_object(Bucket=BUCKET, Key=KEY)["Metadata"]
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"not the tested zip", Metadata=published)  # sha256 kept
+
+    stderr = deployer(project, "promote", "1.0.0", "--stage", "prod", expect=1).stderr
+
+    assert "does not hold the bytes its version was published with" in stderr
+    target = second_account.client("s3")
+    assert target.list_objects_v2(Bucket=PROD_BUCKET, Prefix="v").get("KeyCount") == 0
+    assert target.list_multipart_uploads(Bucket=PROD_BUCKET).get("Uploads", []) == []
+    assert second_account.is_empty()
+    assert all(entry["action"] != "promoted to prod" for entry in state_of(aws_account, BUCKET, "test")["history"])
+
+
+def test_promote_between_stages_sharing_a_bucket_copies_nothing(project: Path, aws_account: Account) -> None:
+    """Same account, same bucket: as before, the object there is deployed; nothing is read to be copied."""
+    deployer(project, "up", "--version", "1.0.0")
+    deployer(project, "promote", "1.0.0", "--stage", "prod")
+    aws_account.assert_stack(KEY, stage="prod", name=PROD)
+    assert state_of(aws_account, BUCKET, "prod")["history"][-1]["action"] == "promote"
+    assert state_of(aws_account, BUCKET, "test")["history"][-1]["action"] == "up"
