@@ -361,3 +361,36 @@ def test_promote_between_stages_sharing_a_bucket_copies_nothing(project: Path, a
     aws_account.assert_stack(KEY, stage="prod", name=PROD)
     assert state_of(aws_account, BUCKET, "prod")["history"][-1]["action"] == "promote"
     assert state_of(aws_account, BUCKET, "test")["history"][-1]["action"] == "up"
+
+
+def test_promote_from_names_the_source_stage_here_from_the_second_account_back_to_the_first(
+    project: Path, aws_account: Account, second_account: Account
+) -> None:
+    with_prod_stage(project)
+    deployer(project, "up", "--version", "1.0.0", "--stage", "prod")
+
+    deployer(project, "promote", "1.0.0", "--stage", "test", "--from", "prod")
+
+    aws_account.assert_stack(KEY)  # copied into the first account's bucket, deployed there
+    assert state_of(second_account, PROD_BUCKET, "prod")["history"][-1]["action"] == "promoted to test"
+    assert state_of(aws_account, BUCKET, "test")["history"][-1]["action"] == "promote from prod"
+
+
+def test_a_source_stage_locked_by_another_run_leaves_its_history_without_the_promote_and_says_so(
+    project: Path, aws_account: Account, second_account: Account
+) -> None:
+    """The source's history is written under its lock, as any write; prod is deployed by then, so the promote
+    succeeds and a warning says what is missing."""
+    with_prod_stage(project)
+    deployer(project, "up", "--version", "1.0.0")
+    holder = {"user": "ci", "host": "runner", "pid": 1, "command": "up --version 1.1.0", "since": "now", "id": "x"}
+    lock = f"deployer-state/{APP}/test/lock.json"
+    aws_account.client("s3").put_object(Bucket=BUCKET, Key=lock, Body=json.dumps(holder).encode())
+
+    stderr = deployer(project, "promote", "1.0.0", "--stage", "prod").stderr
+
+    assert (
+        "warning:" in stderr and "stage test's history could not say so" in stderr and "`up --version 1.1.0`" in stderr
+    )
+    second_account.assert_stack(KEY, stage="prod", name=PROD, bucket=PROD_BUCKET)
+    assert state_of(aws_account, BUCKET, "test")["history"][-1]["action"] == "up"
