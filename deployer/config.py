@@ -453,6 +453,17 @@ def _stage_account(overrides: dict[str, Any], stage: str, where: str) -> dict[st
     return account
 
 
+def _check_stage_region(account: dict[str, Any], app_region: str | None, stage: str, where: str) -> None:
+    """Lambda takes a function's code only from a bucket of its own region: a stage in another region than
+    [app] region needs a bucket of its own (made there by the first upload)."""
+    region = account.get("region")
+    if region is not None and app_region is not None and region != app_region and "bucket" not in account:
+        raise UsageError(
+            f"{where}: [stages.{stage}] region is {region}, but [artifact] bucket is {app_region}'s, and Lambda "
+            f"takes code only from a bucket of the function's region: set [stages.{stage}] bucket too"
+        )
+
+
 ROLE_SUFFIX_LENGTH = len("-lambda-exec")
 IAM_ROLE_NAME_LIMIT = 64
 
@@ -470,7 +481,8 @@ def _stage_overrides(data: dict[str, Any], stage: str, where: str) -> dict[str, 
         if not isinstance(table, dict):
             raise UsageError(f"{where}: [stages.{name}] must be a table")
         values = _read_section(stages, name, where, STAGE_SCHEMA, defaults=False)
-        _stage_account(dict(values), name, where)  # its account's keys go together, whatever the stage
+        # its account's keys go together, whatever the stage (the [app] table is checked already)
+        _check_stage_region(_stage_account(dict(values), name, where), data["app"].get("region"), name, where)
         if name == stage:
             chosen = values
     return chosen

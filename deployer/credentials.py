@@ -64,7 +64,7 @@ def _profile_session(config: Config) -> boto3.Session:
         ) from None
 
 
-class _AssumedRole(CredentialProvider):  # type: ignore[misc]  # botocore has no type hints
+class _AssumedRole(CredentialProvider):
     """A credential provider that hands botocore the role's refreshable credentials, ahead of its own chain."""
 
     METHOD = "deployer-assume-role"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -123,16 +124,17 @@ def buckets(account: Account) -> list[str]:
         ({"role_arn": "arn:aws:iam::2222:role/deployer"}, "role_arn must be an IAM role ARN"),
         ({"role_arn": "arn:aws:iam::222222222222:user/deployer"}, "role_arn must be an IAM role ARN"),
         ({"profile": "pro d", "role_arn": ""}, "profile must be a profile name"),
-        ({"external_id": "a b"}, "external_id must be 2-1224"),
+        ({"external_id": "bad id!"}, "external_id must be 2-1224"),
         ({"region": "moon-1"}, "region must be an AWS region"),
         ({"bucket": "Not_A_Bucket"}, "not a valid S3 bucket name"),
+        ({"region": "eu-west-1", "bucket": ""}, "set [stages.prod] bucket too"),
     ],
 )
 def test_a_stages_account_keys_are_checked_before_any_call(project: Path, keys: dict[str, str], words: str) -> None:
     with_prod_stage(project, **keys)
-    with pytest.raises(UsageError, match=words) as refused:
+    with pytest.raises(UsageError, match=re.escape(words)) as refused:
         load_config(project / "deploy.toml", "prod")
-    assert "a b" not in str(refused.value)  # an external id is never repeated, not even a wrong one
+    assert "bad id!" not in str(refused.value)  # an external id is never repeated, not even a wrong one
     # Any stage's table is checked: `up` of the default stage is refused as well, one line, exit 2, no call.
     assert words in deployer(project, "status", expect=2).stderr
 
