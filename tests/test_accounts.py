@@ -178,7 +178,7 @@ def test_a_stage_with_a_role_deploys_into_that_roles_account_and_nothing_into_th
     assert assumed.session_name.startswith("deployer-")
 
 
-def test_status_plan_invoke_and_logs_of_that_stage_read_its_account(
+def test_status_plan_invoke_logs_rollback_and_down_of_that_stage_work_in_its_account(
     project: Path, aws_account: Account, second_account: Account
 ) -> None:
     with_prod_stage(project)
@@ -199,8 +199,13 @@ def test_status_plan_invoke_and_logs_of_that_stage_read_its_account(
     # The same commands on the default stage see the first account, where nothing is deployed.
     assert json.loads(deployer(project, "status", "--json").stdout)["function_name"] is None
     assert aws_account.is_empty()
-    # Each command assumed the role once: four commands, and the `up` before them.
-    assert len(deployer_sessions()) == 5
+    # rollback, unlock and down too: down empties the second account.
+    deployer(project, "rollback", "1.0.0", "--stage", "prod")
+    deployer(project, "unlock", "--stage", "prod", "--yes")
+    deployer(project, "down", "--stage", "prod", "--yes")
+    assert second_account.is_empty()
+    # Each command assumed the role once: seven commands, and the `up` before them.
+    assert len(deployer_sessions()) == 8
 
 
 def test_a_refused_assume_role_is_one_line_naming_the_role_not_the_external_id_and_changes_nothing(
