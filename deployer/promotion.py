@@ -23,7 +23,9 @@ from deployer.context import ArtifactDigests, Run, Target
 from deployer.errors import DeployerError
 from deployer.resources import artifact
 
-MAX_CONCURRENCY = 4  # parts in flight: with S3's default 8 MB parts, at most about 32 MB of the artifact in memory
+# Parts in flight. The managed transfer reads the first MULTIPART_THRESHOLD bytes at once (to choose between one
+# PutObject and parts), then 8 MB parts: what is in memory is bounded, whatever the artifact's size.
+MAX_CONCURRENCY = 4
 
 
 def same_bucket(source: Config, target: Config) -> bool:

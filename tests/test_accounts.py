@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -401,3 +402,42 @@ def test_a_source_stage_locked_by_another_run_leaves_its_history_without_the_pro
     )
     second_account.assert_stack(KEY, stage="prod", name=PROD, bucket=PROD_BUCKET)
     assert state_of(aws_account, BUCKET, "test")["history"][-1]["action"] == "up"
+
+
+def test_a_large_artifact_is_copied_a_part_at_a_time_never_read_whole(
+    project: Path,
+    make_run: Callable[..., Any],
+    aws_account: Account,
+    second_account: Account,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """40 MB go across in S3's parts: no read of the source's body asks for more than the managed transfer's
+    threshold (16 MB, its first read), the rest in parts of 8 MB."""
+    from deployer import promotion
+
+    with_prod_stage(project)
+    body = random.Random(0).randbytes(40 * 1024 * 1024)
+    digest = hashlib.sha256(body).hexdigest()
+    metadata = {"app": APP, "sha256": digest, "content-sha256": digest}
+    s3 = aws_account.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=body, Metadata=metadata)
+    second_account.client("s3").create_bucket(Bucket=PROD_BUCKET)
+    reads: list[int] = []
+    read = promotion.VerifiedStream.read
+
+    def counted(self: promotion.VerifiedStream, amount: int | None = -1) -> bytes:
+        chunk = read(self, amount)
+        reads.append(len(chunk))
+        return chunk
+
+    monkeypatch.setattr(promotion.VerifiedStream, "read", counted)
+    source = make_run("1.0.0").target
+    target = make_run("1.0.0", stage="prod", session=assumed_session(PROD_ROLE))
+
+    assert promotion.ship(source, target).sha256 == digest
+
+    copied = second_account.client("s3").get_object(Bucket=PROD_BUCKET, Key=KEY)
+    assert copied["Metadata"]["sha256"] == digest and hashlib.sha256(copied["Body"].read()).hexdigest() == digest
+    assert sum(reads) == len(body) and max(reads) <= artifact.MULTIPART_THRESHOLD < len(body)
+    assert len([size for size in reads if size]) >= 4
