@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +323,11 @@ class Config:
     certificate_arn: str | None = None  # [api] certificate_arn, or [stages.S] certificate_arn
     domain_endpoint: str = "REGIONAL"  # [api] domain_endpoint, or [stages.S] domain_endpoint
     install_scripts: bool = False  # [dependencies] scripts: npm runs the packages' install scripts
+    # The stage's account ([stages.S] profile / role_arn / external_id, deployer/credentials.py); None: the
+    # standard credential chain. The external id is kept out of the repr (a --debug traceback prints locals).
+    profile: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
 
     @property
     def root(self) -> Path:
@@ -410,6 +415,55 @@ STAGE_SCHEMA: Schema = {key: value for key, value in SCHEMA["function"].items() 
 # A stage's own domain and its settings: never the default stage's ([api] ones are the default stage's only).
 DOMAIN_KEYS = ("domain", "base_path", "certificate_arn", "domain_endpoint")
 STAGE_SCHEMA.update({key: SCHEMA["api"][key] for key in DOMAIN_KEYS})
+
+# ---- A stage's own account: [stages.S] profile or role_arn (optional external_id), region, bucket -----------
+# Only per stage (the default stage too, in its own [stages.<name>] table): with none of them a stage uses the
+# standard credential chain (AWS_PROFILE, ...), [app] region and [artifact] bucket, as before. A stage in
+# another account needs its own bucket (S3 bucket names are global): its artifacts and, unless [state] bucket
+# names another, its shared state live there.
+# (?a): \w is ASCII's, as in AWS's own rules.
+ROLE_ARN = r"(?a)arn:aws[a-z-]*:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}"
+PROFILE_NAME = r"[A-Za-z0-9_.+@-]{1,64}"
+EXTERNAL_ID = r"(?a)[\w+=,.@:/-]{2,1224}"  # STS's rule for ExternalId
+ACCOUNT_SCHEMA: Schema = {
+    "profile": (str, None, _pattern(PROFILE_NAME, "must be a profile name of ~/.aws/config, e.g. prod")),
+    "role_arn": (
+        str,
+        None,
+        _pattern(ROLE_ARN, "must be an IAM role ARN such as arn:aws:iam::123456789012:role/deployer"),
+    ),
+    "external_id": (str, None, _pattern(EXTERNAL_ID, "must be 2-1224 letters, digits or any of _+=,.@:/- (STS's)")),
+    "region": SCHEMA["app"]["region"],
+    "bucket": (str, None, _bucket),  # None: [artifact] bucket
+}
+STAGE_SCHEMA.update(ACCOUNT_SCHEMA)
+
+
+def _stage_account(overrides: dict[str, Any], stage: str, where: str) -> dict[str, Any]:
+    """The stage's account keys, taken out of `overrides` (checked one by one already): a profile or a role
+    to assume, not both; an external id only with a role. Only the keys the stage sets."""
+    account = {key: overrides.pop(key) for key in ACCOUNT_SCHEMA if key in overrides}
+    if "profile" in account and "role_arn" in account:
+        raise UsageError(
+            f"{where}: [stages.{stage}] sets both profile and role_arn: keep one (a profile may itself assume "
+            "a role, with role_arn and source_profile in ~/.aws/config)"
+        )
+    if "external_id" in account and "role_arn" not in account:
+        raise UsageError(f"{where}: [stages.{stage}] external_id goes with role_arn: set role_arn too, or remove it")
+    return account
+
+
+def _check_stage_region(account: dict[str, Any], app_region: str | None, stage: str, where: str) -> None:
+    """Lambda takes a function's code only from a bucket of its own region: a stage in another region than
+    [app] region needs a bucket of its own (made there by the first upload)."""
+    region = account.get("region")
+    if region is not None and app_region is not None and region != app_region and "bucket" not in account:
+        raise UsageError(
+            f"{where}: [stages.{stage}] region is {region}, but [artifact] bucket is {app_region}'s, and Lambda "
+            f"takes code only from a bucket of the function's region: set [stages.{stage}] bucket too"
+        )
+
+
 ROLE_SUFFIX_LENGTH = len("-lambda-exec")
 IAM_ROLE_NAME_LIMIT = 64
 
@@ -427,6 +481,8 @@ def _stage_overrides(data: dict[str, Any], stage: str, where: str) -> dict[str, 
         if not isinstance(table, dict):
             raise UsageError(f"{where}: [stages.{name}] must be a table")
         values = _read_section(stages, name, where, STAGE_SCHEMA, defaults=False)
+        # its account's keys go together, whatever the stage (the [app] table is checked already)
+        _check_stage_region(_stage_account(dict(values), name, where), data["app"].get("region"), name, where)
         if name == stage:
             chosen = values
     return chosen
@@ -501,6 +557,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
             f"{where}: stage {chosen}: {both[0]} is both in environment and in secrets; keep it in one of them"
         )
     domain = _domain_settings(api, overrides, chosen, where)
+    account = _stage_account(overrides, chosen, where)
     function = {**function, **overrides}
     config = Config(
         path=path.resolve(),
@@ -533,6 +590,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         install_scripts=dependencies["scripts"],
         **domain,
     )
+    config = replace(config, **account)  # the stage's own account, region and bucket, where it sets them
     _check_certificate_region(config, where)
     size = sum(len(name.encode()) + len(value.encode()) for name, value in environment.items())
     if size > ENVIRONMENT_LIMIT:

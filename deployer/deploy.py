@@ -154,11 +154,12 @@ def _serves_latest(planned: Plan) -> bool:
     )
 
 
-def promote(run: Run, report: Reporter = lambda _: None) -> list[Applied]:
-    """Ship the artifact already published for the version to this stage, as it is: nothing is built."""
+def promote(run: Run, report: Reporter = lambda _: None, action: str = "promote") -> list[Applied]:
+    """Ship the artifact already published for the version to this stage, as it is: nothing is built. `action`
+    is what the history says ("promote from staging" after a copy from another stage's bucket)."""
     published = artifact.published_artifact(run.target)
     run.target = replace(run.target, artifact=published)
-    return up(run, report, action="promote")
+    return up(run, report, action=action)
 
 
 def rollback(run: Run, report: Reporter = lambda _: None) -> list[Applied]:

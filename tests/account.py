@@ -67,7 +67,7 @@ class Account:
     def version(self, name: str, number: str) -> dict[str, Any]:
         return self.client("lambda").get_function_configuration(FunctionName=name, Qualifier=number)
 
-    def assert_stack(self, live_key: str, stage: str = "test", name: str = APP) -> dict[str, Any]:
+    def assert_stack(self, live_key: str, stage: str = "test", name: str = APP, bucket: str = BUCKET) -> dict[str, Any]:
         """Exactly one role, function and API of this name, wired as the guide wires them, except that the API
         calls the stage's alias, whose published version runs live_key's code."""
         role_name = f"{name}-lambda-exec"
@@ -87,7 +87,7 @@ class Account:
         alias = self.alias(name, stage)
         live = self.version(name, alias["FunctionVersion"])
         assert live["Role"] == role["Arn"]
-        assert live["CodeSha256"] == self.object_sha256(live_key)
+        assert live["CodeSha256"] == self.object_sha256(live_key, bucket)
         assert live["Description"] == f"deployer release {live_key.split('/')[-2].removeprefix('v')}"
 
         apis = [api for api in self.rest_apis() if api["name"] == name]

@@ -32,12 +32,12 @@ from tests.support import Waiting
 # The service part of botocore's event names (the service id, hyphenised) and each service's protocol.
 EVENT_SERVICE = {
     "lambda": "lambda", "apigateway": "api-gateway", "iam": "iam", "s3": "s3", "logs": "cloudwatch-logs",
-    "acm": "acm", "route53": "route-53", "ssm": "ssm", "secretsmanager": "secrets-manager",
+    "acm": "acm", "route53": "route-53", "ssm": "ssm", "secretsmanager": "secrets-manager", "sts": "sts",
 }  # fmt: skip
 SERVICE_OF_EVENT = {value: key for key, value in EVENT_SERVICE.items()}
 PROTOCOL = {
     "lambda": "rest-json", "apigateway": "rest-json", "iam": "query", "s3": "rest-xml", "logs": "json", "acm": "json",
-    "route53": "rest-xml", "ssm": "json", "secretsmanager": "json",
+    "route53": "rest-xml", "ssm": "json", "secretsmanager": "json", "sts": "query",
 }  # fmt: skip
 
 # What each service answers when it throttles: (code, message, HTTP status).

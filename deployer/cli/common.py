@@ -245,10 +245,13 @@ def connect(config: Config, endpoint_url: str | None, local: bool | None = None)
         return local_connection(config, log=output.info, waits=waits)
     from deployer.aws import Aws
     from deployer.context import Connection
+    from deployer.credentials import assume_now, stage_session
     from deployer.stores import store_for
 
-    aws = Aws(config.region, endpoint_url, waits=waits)
+    # Every client of the stage (the ACM of us-east-1 too) comes from the session of the stage's account.
+    aws = Aws(config.region, endpoint_url, session=stage_session(config, endpoint_url, waits), waits=waits)
     aws.check_credentials()
+    assume_now(aws.session, config)
     return Connection(config, aws, store_for(config, aws))
 
 

@@ -145,6 +145,14 @@ def promote(
     version: Annotated[str, typer.Argument(help="A version already uploaded (by `up` on another stage).")],
     stage: Annotated[str, typer.Option("--stage", "-s", help="The stage to ship it to.")],
     config_path: ConfigPath = DEFAULT_CONFIG,
+    from_stage: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="The stage whose artifact to ship (default: [api] stage); from another bucket (another account) "
+            "it is copied, verified by its sha256.",
+        ),
+    ] = None,
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Do not invoke the release before traffic moves to it.")
     ] = False,
@@ -157,15 +165,48 @@ def promote(
     local: Local = None,
 ) -> None:
     """Ship the artifact already published for VERSION to a stage, as it is: nothing is built."""
+    from deployer import promotion
+    from deployer.state import State
+
     with common.reported_errors(context):
         config = common.checked_config(version, config_path, stage, needs_source=False)
+        source_config = load_config(config_path, from_stage)
         connection = common.connect(config, endpoint_url, local)
-        with common.locked(connection, common.command_line(context)) as state:
+        # Another bucket (another account): the source stage's own credentials read its artifact.
+        source = (
+            None if promotion.same_bucket(source_config, config) else common.connect(source_config, endpoint_url, local)
+        )
+        command = common.command_line(context)
+        with common.locked(connection, command) as state:
             run = connection.run(state, version, check=not no_check, force=force)
-            _deploy(connection, run, "promote", json_output)
+            action = "promote"
+            if source is not None:
+                output.info(
+                    f"copying {version}'s artifact from stage {source_config.stage} (s3://{source_config.bucket}) "
+                    f"to s3://{config.bucket}, verified by its sha256"
+                )
+                promotion.ship(source.target(State(), version), run)
+                action = f"promote from {source_config.stage}"
+            _deploy(connection, run, "promote", json_output, action)
+        if source is not None:
+            _record_promotion(source, version, config.stage, command)
 
 
-def _deploy(connection: Connection, run: Run, command: str, json_output: bool) -> None:
+def _record_promotion(source: Connection, version: str, stage: str, command: str) -> None:
+    """The source stage's history says where its release went: written under its lock, as any write. The
+    promote is done by then: a lock held by another run leaves the history without it, and says so."""
+    try:
+        with common.locked(source, command) as state:
+            state.record(f"promoted to {stage}", version)
+            source.store.save(state)
+    except DeployerError as error:
+        output.info(
+            f"[yellow]warning:[/] {version} is deployed on stage {stage}, but stage {source.config.stage}'s history "
+            f"could not say so: {output.escape(str(error))}"
+        )
+
+
+def _deploy(connection: Connection, run: Run, command: str, json_output: bool, action: str | None = None) -> None:
     """Carry out `up` or `promote` and report it: a line per resource, then the URL alone on stdout."""
     from deployer import deploy
 
@@ -176,7 +217,7 @@ def _deploy(connection: Connection, run: Run, command: str, json_output: bool) -
     share = f" ({target.canary:.0%} of its traffic)" if target.canary else ""
     output.info(f"deploying [bold]{config.app_name}[/] {target.version} to stage {config.stage}{share} {where}")
     report = (lambda _: None) if json_output else _report
-    outcomes = deploy.promote(run, report) if command == "promote" else deploy.up(run, report)
+    outcomes = deploy.promote(run, report, action or command) if command == "promote" else deploy.up(run, report)
     if json_output:
         data = _status_fields(run.state, config)
         data["resources"] = [
