@@ -100,7 +100,7 @@ def is_access_denied(error: ClientError) -> bool:
 
 
 def what_was_denied(error: ClientError) -> str | None:
-    """ "<action> on <resource>" for an AccessDenied answer to one of Aws's clients, else None."""
+    """The phrase "<action> on <resource>" for an AccessDenied answer to one of Aws's clients, else None."""
     needs = error.response.get("Error", {}).get(NEEDS)
     return str(needs) if needs else None
 
@@ -360,6 +360,8 @@ def _name_what_was_denied(parsed: dict[str, Any], model: Any, context: dict[str,
     details = parsed.get("Error") if isinstance(parsed, dict) else None
     if not isinstance(details, dict) or str(details.get("Code", "")) not in ACCESS_DENIED_CODES:
         return
+    if str(details.get("Code")) == "403" and str(details.get("Message", "")) not in ("", "Forbidden"):
+        return  # a bare 403 with words of its own is a proxy's page, not AWS's refusal (an S3 HEAD has no words)
     params = context.get("deployer_params") or {}
     region = str(context.get("client_region") or "")
     action, resource = needed(

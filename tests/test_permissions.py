@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from deployer.config import Config, load_config
-from deployer.permissions import CALLS, COMMANDS, iam_action, policy_document, rows_for
+from deployer.permissions import CALLS, COMMANDS, iam_action, needed, policy_document, rows_for
 from tests.account import APP, BUCKET, Account
 from tests.enforcement import ACCOUNT, NEEDS_LINE, Enforcer, enforcing, without
 from tests.support import REGION, REPO, run_in_process
@@ -138,6 +138,80 @@ def test_the_plan_policy_reads_only() -> None:
     reads = ("Get", "List", "Describe", "Head")
     assert actions and all(action.split(":")[1].startswith(reads) or action == "apigateway:GET" for action in actions)
     assert "s3:GetObject" in actions and "lambda:GetFunction" in actions
+
+
+# ---- an AccessDenied, as what is needed ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "message", "params", "expected"),
+    [
+        (  # Lambda names the ARN
+            "lambda",
+            "GetFunction",
+            f"User: arn:aws:iam::{ACCOUNT}:user/ci is not authorized to perform: lambda:GetFunction on resource: "
+            f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{APP} because no identity-based policy allows the "
+            "lambda:GetFunction action",
+            {"FunctionName": APP},
+            ("lambda:GetFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{APP}"),
+        ),
+        (  # IAM names the role by name; CreateFunction's refusal is for iam:PassRole
+            "lambda",
+            "CreateFunction",
+            "User: arn:aws:iam::1:user/ci is not authorized to perform: iam:PassRole on resource: role r because no "
+            "identity-based policy allows the iam:PassRole action",
+            {"FunctionName": APP},
+            ("iam:PassRole", "role r"),
+        ),
+        (  # S3 quotes the ARN
+            "s3",
+            "PutObject",
+            'User: arn:aws:iam::1:user/ci is not authorized to perform: s3:PutObject on resource: "arn:aws:s3:::b/k" '
+            "because no identity-based policy allows the s3:PutObject action",
+            {"Bucket": "b", "Key": "k"},
+            ("s3:PutObject", "arn:aws:s3:::b/k"),
+        ),
+        (  # a HEAD has no message: the call's own object; S3 names its action otherwise
+            "s3",
+            "HeadObject",
+            "",
+            {"Bucket": "b", "Key": "v1/app.zip"},
+            ("s3:GetObject", "arn:aws:s3:::b/v1/app.zip"),
+        ),
+        (  # API Gateway's action is the method
+            "apigateway",
+            "CreateDeployment",
+            "Forbidden",
+            {"restApiId": "abc"},
+            ("apigateway:POST", f"arn:aws:apigateway:{REGION}::/restapis/abc"),
+        ),
+        (  # a qualified call, account unknown
+            "lambda",
+            "Invoke",
+            "",
+            {"FunctionName": APP, "Qualifier": "3"},
+            ("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:*:function:{APP}:3"),
+        ),
+    ],
+)
+def test_a_refusal_names_the_action_and_the_resource(
+    service: str, operation: str, message: str, params: dict[str, Any], expected: tuple[str, str]
+) -> None:
+    assert needed(service, operation, message, params, REGION) == expected
+
+
+def test_a_refusal_is_one_line_naming_what_is_needed_and_the_run_stops_there(
+    project: Path, aws_account: Account, enforcer: Enforcer
+) -> None:
+    enforcer.policy = without(_default_policy(), "iam:CreateRole")
+    code, stdout, stderr = _deployer(project, "up", "--version", "1.0.0")
+    role = f"arn:aws:iam::{ACCOUNT}:role/{APP}-lambda-exec"
+    assert (code, stdout) == (1, "")
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: AWS refused CreateRole (AccessDenied): needs iam:CreateRole on {role}; grant it to these "
+        "credentials (`deployer policy` prints every permission a deploy of this stage needs)"
+    )
+    assert aws_account.roles() == [] and aws_account.functions() == []
 
 
 # ---- the table cannot drift, and the printed policy is enough -------------------------------------------------

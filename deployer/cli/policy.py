@@ -71,5 +71,5 @@ def _summarise(document: dict[str, Any], stage: str, account_id: str, region: st
             for values in statement.get("Condition", {}).values()
             for key, value in values.items()
         )
-        output.info(f"  {', '.join(statement['Action'])}")
-        output.info(f"    on {', '.join(resources)}{output.escape(condition)}")
+        output.info(f"  {output.escape(', '.join(statement['Action']))}")
+        output.info(f"    on {output.escape(', '.join(resources) + condition)}")
