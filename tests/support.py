@@ -145,6 +145,15 @@ def lock_is_free(lock: Path) -> bool:
 # ---- the CLI ------------------------------------------------------------------------------------------------------
 
 
+def assert_in_order(calls: Sequence[str], *operations: str) -> None:
+    """Every call of each operation comes before every call of the next: an order that holds whichever answer comes
+    first while steps run at once (the rest of a request log's order is not the product's promise)."""
+    for first, then in zip(operations, operations[1:]):
+        assert first in calls and then in calls, f"{first} or {then} never called: {calls}"
+        last = max(index for index, call in enumerate(calls) if call == first)
+        assert last < calls.index(then), f"{first} after {then}: {calls}"
+
+
 def run_deployer(project: Path, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The installed `deployer` console script, as a user runs it, in the project folder.
 

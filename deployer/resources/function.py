@@ -21,6 +21,7 @@ from deployer.context import Run, Target, arn_account, arn_partition, check_ours
 from deployer.digest import hex_sha256
 from deployer.plan import Change, Diff, Learned, Plan
 from deployer.resources.artifact import ArtifactObject
+from deployer.resources.log_group import LogGroup
 from deployer.resources.role import Role
 from deployer.retry import retrying
 
@@ -177,6 +178,16 @@ def planned_arn(target: Target, earlier: Plan) -> str:
     return f"arn:{partition}:lambda:{target.region}:{account}:function:{target.config.function_name}"
 
 
+def known_arn(run: Run) -> str:
+    """The function's ARN, known from the role's before the function exists (the same account and partition)."""
+    if run.state.function_arn:
+        return run.state.function_arn
+    role = run.state.role_arn
+    assert role, "the role step runs first"
+    partition, account = arn_partition(role), arn_account(role)
+    return f"arn:{partition}:lambda:{run.target.region}:{account}:function:{run.config.function_name}"
+
+
 def alias_arn(function_arn: str, alias: str) -> str:
     """The qualified ARN the API invokes: `...:function:NAME:ALIAS`."""
     return f"{function_arn}:{alias}"
@@ -294,6 +305,10 @@ class Function:
     """$LATEST: the code and configuration the next published version snapshots. Never served itself."""
 
     resource = "function"
+    # Its plan compares the code with the artifact's; the role's ARN it predicts (role_arn). Created from the
+    # uploaded artifact, with the role, after the log group (else Lambda makes one that never expires).
+    reads: tuple[type, ...] = (ArtifactObject,)
+    needs: tuple[type, ...] = (ArtifactObject, Role, LogGroup)
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         config, name = target.config, target.config.function_name

@@ -30,6 +30,8 @@ def _read(logs: Any, name: str) -> dict[str, Any] | None:
 
 class LogGroup:
     resource = "log group"
+    reads: tuple[type, ...] = ()
+    needs: tuple[type, ...] = ()
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name, wanted = target.config.log_group, target.config.log_retention_days

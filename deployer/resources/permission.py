@@ -91,6 +91,8 @@ def _differences(statement: dict[str, Any], wanted_arn: str) -> tuple[Diff, ...]
 
 class Permission:
     resource = "permission"
+    reads: tuple[type, ...] = (Alias, RestApi)
+    needs: tuple[type, ...] = (Alias, RestApi)
 
     def plan(self, target: Target, earlier: Plan) -> Change[tuple[Foreign, ...]]:
         config = target.config

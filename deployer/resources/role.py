@@ -110,6 +110,8 @@ def find_ours(target: Target) -> OurRole | None:
 
 class Role:
     resource = "role"
+    reads: tuple[type, ...] = ()
+    needs: tuple[type, ...] = ()
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         config, name = target.config, target.config.role_name

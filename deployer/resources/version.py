@@ -48,6 +48,8 @@ def release_name(target: Target) -> str:
 
 
 class Version:
+    reads: tuple[type, ...] = (Function,)
+    needs: tuple[type, ...] = (Function,)
     resource = "version"
 
     def plan(self, target: Target, earlier: Plan) -> Change[str]:
