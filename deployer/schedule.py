@@ -48,10 +48,11 @@ def walk(
     depends: Sequence[frozenset[int]],
     work: Callable[[int, list[R]], R],
     on_done: Callable[[int, R], None] = lambda index, result: None,
-    workers: int = WORKERS,
+    workers: int | None = None,
 ) -> list[R]:
     """Call work(index, results of what it depends on, in order) for every step, each once all it depends on is
     done; on_done(index, result) in index order. With one worker, steps run one after another in index order."""
+    workers = WORKERS if workers is None else workers
     count = len(depends)
     results: dict[int, R] = {}
     reported = 0

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import http.client
 import io
+import itertools
 import json
 import os
 import shutil
@@ -148,7 +149,7 @@ def lock_is_free(lock: Path) -> bool:
 def assert_in_order(calls: Sequence[str], *operations: str) -> None:
     """Every call of each operation comes before every call of the next: an order that holds whichever answer comes
     first while steps run at once (the rest of a request log's order is not the product's promise)."""
-    for first, then in zip(operations, operations[1:]):
+    for first, then in itertools.pairwise(operations):
         assert first in calls and then in calls, f"{first} or {then} never called: {calls}"
         last = max(index for index, call in enumerate(calls) if call == first)
         assert last < calls.index(then), f"{first} after {then}: {calls}"
