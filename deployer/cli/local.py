@@ -12,7 +12,6 @@ import typer
 from deployer import output
 from deployer.cli import common
 from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, Json
-from deployer.config import load_config
 from deployer.errors import UsageError
 
 LocalPort = Annotated[
@@ -50,7 +49,7 @@ def serve(
             raise UsageError(f"--concurrency {concurrency}: at least 1 request must be able to run; use e.g. 10")
         if not host.strip():  # an unset variable: the server would listen on every interface
             raise UsageError('--host "" names no address: pass one, e.g. 127.0.0.1 (this machine only)')
-        config = load_config(config_path)
+        config = common.load_config(config_path)
         # Serve what would be deployed: the source plus its bundled dependencies, nothing of the tool's own.
         bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.plain)
         code_dirs = [] if bundled is None else [bundled if config.is_python else bundled / "node_modules"]
