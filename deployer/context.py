@@ -93,8 +93,10 @@ class Run:
     store: StateStore
     done: Plan = field(default_factory=lambda: Plan(()))  # the changes carried out so far, as carried out
     # One writer of the state at a time: steps applied at once each save it (the S3 store writes If-Match on the ETag
-    # its last write got, so two writes at once would refuse each other). A copy of the Run shares it.
-    saving: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # its last write got, so two writes at once would refuse each other). A step records what it made and saves it
+    # under it too (`with run.saving:`), so that no other step's save carries it first: one write per resource made,
+    # whichever step finishes first. A copy of the Run shares it.
+    saving: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def config(self) -> Config:

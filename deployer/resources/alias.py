@@ -93,8 +93,9 @@ class Alias:
         record = self._record(
             run.target, observed, wanted.primary, {wanted.canary: wanted.weight} if wanted.canary else {}, run
         )
-        run.state.learn(record)
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.learn(record)
+            run.save()
 
     @staticmethod
     def _record(

@@ -397,8 +397,9 @@ class Function:
             when=role_not_assumable,
             waiting_for="IAM to let Lambda assume the new role",
         )
-        run.state.function_name, run.state.function_arn = config.function_name, response["FunctionArn"]
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.function_name, run.state.function_arn = config.function_name, response["FunctionArn"]
+            run.save()
         wait_until_settled(run, response)
 
     def _update(self, run: Run, change: Change[Observed]) -> None:

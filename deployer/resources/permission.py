@@ -183,8 +183,9 @@ class Permission:
             differences = _differences(statement, wanted) if statement is not None else ()
             if differences:
                 self.apply(run, Change(self.resource, sid, "update", differences))
-        run.state.permission_statement_id = sid
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.permission_statement_id = sid
+            run.save()
 
 
 def remove_unqualified(run: Run) -> bool:

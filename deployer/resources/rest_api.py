@@ -185,8 +185,9 @@ class RestApi:
         root_id = api.get("rootResourceId")
         if not root_id:  # older API Gateway answers leave it out
             root_id = next(item["id"] for item in _read_resources(run.target, api["id"]) or () if item["path"] == ROOT)
-        run.state.rest_api_id, run.state.root_resource_id, run.state.proxy_resource_id = api["id"], root_id, None
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.rest_api_id, run.state.root_resource_id, run.state.proxy_resource_id = api["id"], root_id, None
+            run.save()
 
 
 class ProxyResource:
@@ -205,8 +206,9 @@ class ProxyResource:
             parentId=run.state.root_resource_id,
             pathPart="{proxy+}",
         )
-        run.state.proxy_resource_id = created["id"]
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.proxy_resource_id = created["id"]
+            run.save()
 
 
 class Method:

@@ -155,8 +155,9 @@ class Role:
                 Description=f"Execution role of the Lambda function {config.app_name} (deployer)",
                 Tags=[*tags, _regions_tag(frozenset({run.target.region}))],
             )["Role"]
-            run.state.role_name, run.state.role_arn = name, role["Arn"]
-            run.save()
+            with run.saving:  # what it made, saved by this step's own write
+                run.state.role_name, run.state.role_arn = name, role["Arn"]
+                run.save()
         elif change.touches([Field.TRUST_POLICY]):
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(TRUST_POLICY))
         if change.touches([Field.TAGS]):

@@ -94,9 +94,10 @@ class Stage:
                 stageName=config.stage,
                 description=FINGERPRINT_PREFIX + wiring,
             )
-            run.state.deployment_id = deployment["id"]
-            run.state.base_url = base_url(run.target, run.state.rest_api_id)
-            run.save()
+            with run.saving:  # what it made, saved by this step's own write
+                run.state.deployment_id = deployment["id"]
+                run.state.base_url = base_url(run.target, run.state.rest_api_id)
+                run.save()
         for diff in change.diffs:
             if diff.field != Field.OLD_STAGES:
                 continue
