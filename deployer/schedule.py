@@ -21,8 +21,22 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 R = TypeVar("R")
+A = TypeVar("A")
+B = TypeVar("B")
 
 WORKERS = 6  # AWS's control planes answer in 50-150 ms: a few requests in flight hide them; more only get throttled
+
+
+def both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+    """Two reads that do not need each other's answer, in one round trip: (first(), second()). The first error is
+    raised, once both are done."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deployer-read") as pool:
+        other = pool.submit(contextvars.copy_context().run, second)
+        try:
+            mine = first()
+        finally:
+            wait([other])
+        return mine, other.result()
 
 
 def dependencies(order: Sequence[object], attribute: str) -> tuple[frozenset[int], ...]:

@@ -24,6 +24,7 @@ from deployer.resources.artifact import ArtifactObject
 from deployer.resources.log_group import LogGroup
 from deployer.resources.role import Role
 from deployer.retry import retrying
+from deployer.schedule import both
 
 if TYPE_CHECKING:
     from deployer.secrets import Secret
@@ -319,8 +320,10 @@ class Function:
         arn = current["FunctionArn"]
         tags = function_tags(target, found)
         check_ours(config, self.resource, name, tags)
-        versions = list_versions(target.aws, name)
-        alias = read_or_none(lambda: target.aws.lambda_.get_alias(FunctionName=name, Name=config.alias))
+        versions, alias = both(
+            lambda: list_versions(target.aws, name),
+            lambda: read_or_none(lambda: target.aws.lambda_.get_alias(FunctionName=name, Name=config.alias)),
+        )
         role = earlier.of(Role)
         desired_role = (
             role.observed.arn if role and role.observed else role_arn(config, arn_partition(arn), arn_account(arn))

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from deployer.aws import IAM_DELETE_CONFLICT, delete_if_present, error_code, read_or_none
 from deployer.context import Run, Target, arn_partition, check_ours
 from deployer.plan import Change, Diff, Plan
+from deployer.schedule import both
 
 TRUST_POLICY = {
     "Version": "2012-10-17",
@@ -123,11 +124,10 @@ class Role:
         diffs = []
         if _trusted_services(role["AssumeRolePolicyDocument"]) != _trusted_services(TRUST_POLICY):
             diffs.append(Diff(Field.TRUST_POLICY, "changed", "lambda.amazonaws.com only"))
-        attached = _attached(target.aws.iam, name)
+        attached, inline = both(lambda: _attached(target.aws.iam, name), lambda: _inline(target.aws.iam, name))
         desired = _desired_policies(config.logs, arn_partition(role["Arn"]))
         if attached != desired:
             diffs.append(Diff(Field.POLICIES, sorted(attached), sorted(desired)))
-        inline = _inline(target.aws.iam, name)
         if inline:
             diffs.append(Diff(Field.INLINE_POLICIES, inline, []))
         if any(tags.get(key) != value for key, value in config.tags.items()):
