@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -199,6 +200,7 @@ class Aws:
         self.endpoint_url = check_endpoint_url(endpoint_url) if endpoint_url else None
         self.calls: list[str] = []  # operation names, in order; read by `--json` output and the tests
         self._clients: dict[str, Any] = {}
+        self._making = threading.Lock()  # a client is used by several threads at once, a session by one only
         self._config = BotoConfig(
             retries=retry_policy(self.session),
             connect_timeout=CONNECT_TIMEOUT,
@@ -225,18 +227,24 @@ class Aws:
         one of another region (an EDGE domain's certificate is in us-east-1) apart, with the same policy and log."""
         region = region or self.region
         key = ":".join(str(part) for part in (service, read_timeout, region) if part)
-        if key not in self._clients:
-            config = self._config.merge(BotoConfig(read_timeout=read_timeout)) if read_timeout else self._config
-            client = self.session.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
-            client.meta.events.register("before-call", self._count)
-            client.meta.events.register("before-parameter-build", _keep_params)
-            client.meta.events.register("after-call", _name_what_was_denied)
-            client.meta.events.register_first("needs-retry", _give_up_on_a_dead_connection)
-            client.meta.events.register_first("needs-retry", self._say_throttling)
-            if service == "apigateway":
-                client.meta.events.register_first("needs-retry", self._retry_concurrent_modification)
-            self._clients[key] = client
-        return self._clients[key]
+        with self._making:
+            if key not in self._clients:
+                self._clients[key] = self._make(service, read_timeout, region)
+            return self._clients[key]
+
+    def _make(self, service: str, read_timeout: int | None, region: str) -> Any:
+        """A client with the policy, the request log and the retry handlers (under the lock: a session is not
+        thread safe; each client made is, and is shared by the steps running at once)."""
+        config = self._config.merge(BotoConfig(read_timeout=read_timeout)) if read_timeout else self._config
+        client = self.session.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
+        client.meta.events.register("before-call", self._count)
+        client.meta.events.register("before-parameter-build", _keep_params)
+        client.meta.events.register("after-call", _name_what_was_denied)
+        client.meta.events.register_first("needs-retry", _give_up_on_a_dead_connection)
+        client.meta.events.register_first("needs-retry", self._say_throttling)
+        if service == "apigateway":
+            client.meta.events.register_first("needs-retry", self._retry_concurrent_modification)
+        return client
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)

@@ -31,6 +31,8 @@ def _first_line(text: Any) -> str:
 
 class Check:
     resource = "check"
+    reads: tuple[type, ...] = (Version,)
+    needs: tuple[type, ...] = (Version,)  # the event names the API when it exists by then (a fresh one: maybe not)
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = f"GET {target.config.check_path}"

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -91,6 +92,11 @@ class Run:
     state: State
     store: StateStore
     done: Plan = field(default_factory=lambda: Plan(()))  # the changes carried out so far, as carried out
+    # One writer of the state at a time: steps applied at once each save it (the S3 store writes If-Match on the ETag
+    # its last write got, so two writes at once would refuse each other). A step records what it made and saves it
+    # under it too (`with run.saving:`), so that no other step's save carries it first: one write per resource made,
+    # whichever step finishes first. A copy of the Run shares it.
+    saving: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def config(self) -> Config:
@@ -101,11 +107,17 @@ class Run:
         return self.target.aws
 
     def save(self) -> None:
-        self.store.save(self.state)
+        with self.saving:
+            self.store.save(self.state)
 
 
 class Step(Protocol[T]):
-    """One resource in the deploy order: plan reads, apply writes (see deploy.py). T: what its plan observes."""
+    """One resource in the deploy order: plan reads, apply writes (see deploy.py). T: what its plan observes.
+
+    A step may also declare, as class attributes, the kinds of earlier step it depends on (deployer.schedule):
+    `reads: tuple[type, ...]`, the earlier changes its plan asks for (`earlier` holds those, and what they read);
+    `needs: tuple[type, ...]`, the steps whose apply must be done before its own (`run.done` holds those, and what
+    they needed). A step that declares neither depends on every step before it in UP_ORDER."""
 
     resource: str
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from deployer import check, secrets
+from deployer import check, schedule, secrets
 from deployer.aws import read_or_none
 from deployer.context import Run, Step, Target
 from deployer.errors import DeployerError, UsageError
@@ -59,6 +59,12 @@ UP_ORDER: tuple[Step[Any], ...] = (
     *domain.STEPS,  # certificate, domain name, base path mapping, DNS records: the stage's own domain, if any
     prune.Prune(),
 )
+# What each step's plan reads, and what its apply needs done first: the steps it declares (`reads`, `needs`), or
+# every step before it (deployer.schedule). So the upload, the role, the log group and the REST API's wiring go out
+# together, the wiring while IAM makes the new role assumable; the alias after the check, the permission after the
+# alias, the stage's deployment after both.
+READS = schedule.dependencies(UP_ORDER, "reads")
+NEEDS = schedule.dependencies(UP_ORDER, "needs")
 
 
 @dataclass
@@ -76,10 +82,12 @@ def plan(target: Target) -> Plan:
     """What `up` would do, from reads only: nothing is written, to AWS or to the state."""
     _check_region(target)
     target = secrets.resolved(target)  # every reference read before anything is written
-    changes: list[Change[Any]] = []
-    for step in UP_ORDER:
-        changes.append(step.plan(target, Plan(tuple(changes))))
-    return Plan(tuple(changes))
+
+    def plan_step(index: int, earlier: list[Change[Any]]) -> Change[Any]:
+        return UP_ORDER[index].plan(target, Plan(tuple(earlier)))
+
+    # Reads in waves: each step's plan as soon as the plans it reads are done.
+    return Plan(tuple(schedule.walk(READS, plan_step)))
 
 
 def _check_region(target: Target) -> None:
@@ -99,20 +107,26 @@ def _identify(run: Run) -> None:
 
 
 def execute(run: Run, planned: Plan, report: Reporter = lambda _: None, action: str = "up") -> list[Applied]:
-    """Apply each change of the plan in order; what the plan found in the account is recorded first. Each change
-    as carried out joins `run.done`, where the steps after it find what it made."""
+    """Apply each change of the plan, each once what it needs is done (several at once); what the plan found in the
+    account is recorded first. A step's apply sees in `run.done` the changes it needs, as carried out; `report` gets
+    each change in UP_ORDER's order, and `run.done` ends with all of them."""
     _identify(run)
     for change in planned:
         run.state.learn(change.learned)
     run.done = Plan(())
-    outcomes = []
-    for step, change in zip(UP_ORDER, planned, strict=True):
+
+    def apply(index: int, before: list[Applied]) -> Applied:
+        step, change = UP_ORDER[index], planned.changes[index]
         started = time.monotonic()
-        done = (step.apply(run, change) if change.action not in ("unchanged", "absent") else None) or change
-        run.done = Plan((*run.done.changes, done))
-        outcome = Applied(done, time.monotonic() - started)
+        own = replace(run, done=Plan(tuple(outcome.change for outcome in before)))  # the same state, store and lock
+        done = (step.apply(own, change) if change.action not in ("unchanged", "absent") else None) or change
+        return Applied(done, time.monotonic() - started)
+
+    def finished(index: int, outcome: Applied) -> None:
+        run.done = Plan((*run.done.changes, outcome.change))
         report(outcome)
-        outcomes.append(outcome)
+
+    outcomes = schedule.walk(NEEDS, apply, finished)
     if planned.pending:  # an up that changed nothing is no event: the shared state is not even written
         run.state.record(action, run.target.version if not run.target.keep_live else run.state.version)
     run.save()

@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -68,7 +69,9 @@ class S3StateStore:
         self._etag: str | None = None  # the version read last (None: there was none)
         self._body: bytes | None = None  # what it held, to skip writing the very same bytes
         self._moving_legacy = False
-        self._own_writes: list[int] = []  # where the state's and lock's writes are in aws.calls: not the run's changes
+        # The state's and lock's own writes by operation, counted: they are in aws.calls, but not the run's changes
+        # (counted, not placed: the steps' calls interleave with them when steps run at once).
+        self._own_writes: Counter[str] = Counter()
         self._bucket_note = bucket_note  # deployer/bucket.py's note of a bucket being made
 
     # ---- the state ----------------------------------------------------------------------------------------
@@ -122,7 +125,7 @@ class S3StateStore:
 
     def _put(self, key: str, body: bytes, **condition: str) -> dict[str, Any]:
         """A JSON object, encrypted, written only if `condition` (If-Match / If-None-Match) holds."""
-        self._own_writes.append(len(self.aws.calls))  # the index the call gets in the log
+        self._own_writes["PutObject"] += 1
         return self.aws.s3.put_object(
             Bucket=self.bucket,
             Key=key,
@@ -134,8 +137,7 @@ class S3StateStore:
 
     def _stale_message(self) -> str:
         """A refused write of the state: what this run had changed in AWS by then, which the state now misses."""
-        own = set(self._own_writes)
-        changed = [call for index, call in enumerate(self.aws.calls) if is_mutating(call) and index not in own]
+        changed = list((Counter(call for call in self.aws.calls if is_mutating(call)) - self._own_writes).elements())
         what = f"the state {self.where} changed since this run read it (another run wrote it): it was not overwritten"
         if not changed:
             return f"{what}; this run changed nothing in AWS: run the command again to start from what is there now"
@@ -201,7 +203,7 @@ class S3StateStore:
         raise DeployerError(f"bucket {self.bucket} is still missing after creating it; run the command again")
 
     def _release(self, etag: str) -> None:
-        self._own_writes.append(len(self.aws.calls))
+        self._own_writes["DeleteObject"] += 1
         try:
             self.aws.s3.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=etag)
         except ClientError as error:

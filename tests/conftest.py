@@ -171,6 +171,13 @@ def make_run(project: Path, aws_account: Account, waiting: Waiting):
 
 
 @pytest.fixture
+def one_step_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps planned and applied one after another in UP_ORDER, as before they ran at once: for a test whose subject
+    is how one call is retried, and which pins the calls around it (what else runs meanwhile is not its subject)."""
+    monkeypatch.setattr("deployer.schedule.WORKERS", 1)
+
+
+@pytest.fixture
 def cli(project: Path, aws_account: Account):
     """Run the CLI in-process (fast) against the in-process emulated account."""
     runner = CliRunner()

@@ -165,14 +165,16 @@ class RandomThrottling:
 
 def throttle_randomly(session: boto3.Session, rate: float = 0.25, seed: int = 0) -> RandomThrottling:
     """Every request of every service is throttled with probability `rate`, with that service's own error."""
-    chance = random.Random(seed)
     record = RandomThrottling()
+    tries: Counter[str] = Counter()
 
     def handler(request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
         _, event_service, operation = event_name.split(".")
         service = SERVICE_OF_EVENT[event_service]
         record.requests += 1
-        if chance.random() >= rate:
+        # Drawn per operation and try, not per request in turn: steps run at once, so requests come in any order.
+        tries[operation] += 1
+        if random.Random(f"{seed} {operation} {tries[operation]}").random() >= rate:
             return None
         record.injected[f"{service}.{operation}"] += 1
         code, message, status = THROTTLES[service]

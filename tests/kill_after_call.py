@@ -15,6 +15,7 @@ import atexit
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 from botocore.handlers import BUILTIN_HANDLERS
@@ -23,13 +24,16 @@ AFTER_CALL = int(os.environ.get("DEPLOYER_TEST_AFTER_CALL", "0"))
 AFTER_OPERATION = os.environ.get("DEPLOYER_TEST_AFTER_OPERATION")  # the first call of this operation
 SIGNAL = getattr(signal, "SIG" + os.environ.get("DEPLOYER_TEST_SIGNAL", "KILL"))
 calls = 0
+counting = threading.Lock()
 
 
 def after_call(model: Any, **_: Any) -> None:
+    """Counted across the run's threads (steps run at once): the Nth call of the whole run, whichever step made it."""
     global calls
-    calls += 1
-    if calls == AFTER_CALL or model.name == AFTER_OPERATION:
-        os.kill(os.getpid(), SIGNAL)
+    with counting:
+        calls += 1
+        if calls == AFTER_CALL or model.name == AFTER_OPERATION:
+            os.kill(os.getpid(), SIGNAL)
 
 
 def report() -> None:

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import http.client
 import io
+import itertools
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -145,6 +147,15 @@ def lock_is_free(lock: Path) -> bool:
 # ---- the CLI ------------------------------------------------------------------------------------------------------
 
 
+def assert_in_order(calls: Sequence[str], *operations: str) -> None:
+    """Every call of each operation comes before every call of the next: an order that holds whichever answer comes
+    first while steps run at once (the rest of a request log's order is not the product's promise)."""
+    for first, then in itertools.pairwise(operations):
+        assert first in calls and then in calls, f"{first} or {then} never called: {calls}"
+        last = max(index for index, call in enumerate(calls) if call == first)
+        assert last < calls.index(then), f"{first} after {then}: {calls}"
+
+
 def run_deployer(project: Path, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The installed `deployer` console script, as a user runs it, in the project folder.
 
@@ -200,6 +211,62 @@ def run_until_call(project: Path, call: int, *arguments: str, signal_name: str =
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@dataclass(frozen=True)
+class Killed:
+    """A run forked and signalled (fork_until_call): its exit status (-N for signal N), stderr and pid."""
+
+    returncode: int
+    stderr: str
+    pid: int
+
+
+def fork_until_call(project: Path, call: int, *arguments: str, signal_name: str = "KILL") -> Killed:
+    """`deployer <arguments>` in the project folder, in a child forked from this process (deployer and botocore are
+    imported already: no interpreter to start), signalled right after its `call`th AWS call, counted over all its
+    threads as tests/kill_after_call.py counts them. The child shares nothing with this process but its memory
+    as it was: its own sessions, clients and files."""
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    with contextlib.ExitStack() as stack:
+        errors = stack.enter_context(tempfile.TemporaryFile())  # the child's stderr
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                os.dup2(errors.fileno(), 2)
+                os.dup2(os.open(os.devnull, os.O_RDWR), 1)
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.chdir(project)
+                counted, counting = itertools.count(1), threading.Lock()
+
+                def after_call(**_: Any) -> None:
+                    with counting:
+                        if next(counted) == call:
+                            os.kill(os.getpid(), getattr(signal, "SIG" + signal_name))
+
+                BUILTIN_HANDLERS.append(("after-call.*.*", after_call))
+                sys.argv = ["deployer", *arguments]
+                from deployer.cli import main
+
+                main()
+                code = 0
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 120
+        while (status := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise AssertionError(f"deployer {' '.join(arguments)} did not end in 120 s")
+            time.sleep(0.02)
+        errors.seek(0)
+        return Killed(os.waitstatus_to_exitcode(status[1]), errors.read().decode(errors="replace"), pid)
 
 
 # ---- the local cloud ----------------------------------------------------------------------------------------------

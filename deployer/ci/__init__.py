@@ -8,9 +8,12 @@ Standard library only: `deployer --help` stays fast.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from deployer.config import Config
 from deployer.errors import UsageError
+
+if TYPE_CHECKING:
+    from deployer.config import Config
 
 MAIN_BRANCH = "main"  # pushes to it deploy; the deploy role trusts only its ref
 OIDC_HOST = "token.actions.githubusercontent.com"

@@ -16,10 +16,10 @@ import typer
 from deployer import ci, output
 from deployer.cli import common
 from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Local, Stage
-from deployer.config import Config, load_config
 from deployer.errors import UsageError
 
 if TYPE_CHECKING:
+    from deployer.config import Config
     from deployer.context import Connection
     from deployer.plan import Change
 
@@ -58,7 +58,7 @@ def github(
     from deployer.ci import github as workflows
 
     with common.reported_errors(context):
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         root = workflows.repository_root(config)
         relative_config = workflows.config_path_in(config, root)
         if install is None:
@@ -131,7 +131,7 @@ def bootstrap(
 
     with common.reported_errors(context):
         repository = ci.check_repository(repo)
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         connection = common.connect(config, endpoint_url, local)
         aws, account = connection.aws, _account_id(connection)
         setup = account_side.wanted(config, account, aws.region, repository)
@@ -162,7 +162,7 @@ def remove(
     from deployer.ci import bootstrap as account_side
 
     with common.reported_errors(context):
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         connection = common.connect(config, endpoint_url, local)
         aws = connection.aws
         changes = account_side.plan_removal(aws, config, _account_id(connection), aws.region)

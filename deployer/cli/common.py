@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from deployer import output
-from deployer.config import Config, check_version, load_config
 from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
+    from deployer.config import Config
     from deployer.context import Connection
     from deployer.retry import Waits
     from deployer.state import State
@@ -207,8 +207,17 @@ def is_local(flag: bool | None, config: Config, endpoint_url: str | None = None)
     return local
 
 
+def load_config(config_path: Path, stage: str | None = None) -> Config:
+    """deploy.toml for the stage. (deployer.config is imported when a command runs: `--help` never needs it.)"""
+    from deployer import config
+
+    return config.load_config(config_path, stage)
+
+
 def checked_config(version: str, config_path: Path, stage: str | None, *, needs_source: bool) -> Config:
     """All that can be checked before any AWS call, in order: the version, deploy.toml, the source folder."""
+    from deployer.config import check_version
+
     check_version(version)
     config = load_config(config_path, stage)
     if needs_source:

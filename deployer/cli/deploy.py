@@ -14,11 +14,11 @@ import typer
 from deployer import output
 from deployer.cli import common
 from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Json, Local, Stage, Yes
-from deployer.config import Config, load_config
 from deployer.errors import DeployerError
 
 if TYPE_CHECKING:
     from deployer.build import Artifact as BuiltArtifact
+    from deployer.config import Config
     from deployer.context import ArtifactDigests, Connection, Run
     from deployer.deploy import Applied
     from deployer.state import State
@@ -84,7 +84,7 @@ def build(context: typer.Context, config_path: ConfigPath = DEFAULT_CONFIG, json
     from deployer.build import build as build_zip
 
     with common.reported_errors(context):
-        config = load_config(config_path)
+        config = common.load_config(config_path)
         artifact = build_zip(config, force=True, log=output.plain)
         if json_output:
             left_out = [{"path": item.path, "reason": item.reason} for item in artifact.left_out]
@@ -170,7 +170,7 @@ def promote(
 
     with common.reported_errors(context):
         config = common.checked_config(version, config_path, stage, needs_source=False)
-        source_config = load_config(config_path, from_stage)
+        source_config = common.load_config(config_path, from_stage)
         connection = common.connect(config, endpoint_url, local)
         # Another bucket (another account): the source stage's own credentials read its artifact.
         source = (
@@ -341,7 +341,7 @@ def down(
 
     with common.reported_errors(context):
         started = time.monotonic()
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         common.require_an_answer(yes, "down deletes resources")
         connection = common.connect(config, endpoint_url, local)
         with common.locked(connection, common.command_line(context)) as state:
@@ -379,7 +379,7 @@ def unlock(
 ) -> None:
     """Remove the shared state's lock left by a run that is gone (killed): only that very lock."""
     with common.reported_errors(context):
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         common.require_an_answer(yes, "unlock removes another run's lock")
         store = common.connect(config, endpoint_url, local).store
 
@@ -406,7 +406,7 @@ def status(
     from deployer.stores import store_for
 
     with common.reported_errors(context):
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         is_local = common.is_local(local, config)
         if config.state_backend == "local":
             state = store_for(config, local=is_local).load()

@@ -12,7 +12,6 @@ import typer
 from deployer import output
 from deployer.cli import common
 from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, Json
-from deployer.config import load_config
 from deployer.errors import UsageError
 from deployer.gateway.http_api import FRONT_DOORS, FrontDoor
 
@@ -60,7 +59,7 @@ def serve(
             raise UsageError('--host "" names no address: pass one, e.g. 127.0.0.1 (this machine only)')
         if front_door is not None and front_door not in FRONT_DOORS:
             raise UsageError(f"--type {front_door!r} is not a front door; use one of {', '.join(FRONT_DOORS)}")
-        config = load_config(config_path)
+        config = common.load_config(config_path)
         # The one place serve reads the stage's front door from the configuration: `[api] type` (Config.api_type,
         # from the control plane's work on issue 26); a Config without it is a REST API's, as before.
         door = cast(FrontDoor, front_door or getattr(config, "api_type", "rest"))

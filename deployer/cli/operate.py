@@ -12,7 +12,6 @@ import typer
 from deployer import output
 from deployer.cli import common
 from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Local, Stage
-from deployer.config import load_config
 from deployer.errors import UsageError
 
 
@@ -49,7 +48,7 @@ def invoke(
     from deployer import operate
 
     with common.reported_errors(context):
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         common.is_local(local, config, endpoint_url)  # refuses --local with --endpoint-url before anything else
         if event is not None:
             given = [name for name, value in (("--data", data), ("--path", path), ("--method", method)) if value]
@@ -82,7 +81,7 @@ def logs(
     from deployer import operate
 
     with common.reported_errors(context):
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         operate.parse_since(since)  # a bad --since is refused before any AWS call
         connection = common.connect(config, endpoint_url, local)
         if follow:

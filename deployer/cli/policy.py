@@ -11,7 +11,6 @@ import typer
 from deployer import output
 from deployer.cli import common
 from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Json, Stage
-from deployer.config import load_config
 from deployer.errors import UsageError
 
 ACCOUNT_ID = re.compile(r"[0-9]{12}")
@@ -42,7 +41,7 @@ def policy(
     with common.reported_errors(context):
         if account is not None and not ACCOUNT_ID.fullmatch(account):
             raise UsageError(f"--account {output.untrusted(account, 40)!r} is not a 12-digit AWS account ID")
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         region, account_id = _where(config.region, account, endpoint_url)
         document = policy_document(config, account_id, region)
         if not json_output:

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from deployer import output, secrets
+from deployer import output
 from deployer.cli import common
 from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Local, Stage
-from deployer.config import load_config
 from deployer.errors import DeployerError, UsageError
 
 if TYPE_CHECKING:
+    from deployer import secrets
     from deployer.aws import Aws
     from deployer.config import Config
 
@@ -42,7 +42,7 @@ def list_secrets(
     """Each secret of the stage: its reference, newest version, last change and the version the live release
     runs with. Never a value."""
     with common.reported_errors(context):
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         if not config.secrets:
             output.info(f"stage {config.stage} has no [function.secrets]")
             return
@@ -60,6 +60,7 @@ def _describe(aws: Aws, text: str) -> tuple[str, str]:
     """The reference's newest version and when it last changed, from metadata only (no value is read)."""
     from botocore.exceptions import ClientError
 
+    from deployer import secrets
     from deployer.aws import error_code, is_access_denied, is_not_found
 
     reference = secrets.parse(text)
@@ -97,7 +98,7 @@ def set_secret(
     """Write NAME's referenced SSM SecureString or Secrets Manager secret (created, tagged, if missing); the value
     comes from standard input, or a prompt that does not echo it."""
     with common.reported_errors(context):
-        config = load_config(config_path, stage)
+        config = common.load_config(config_path, stage)
         if name not in config.secrets:
             known = ", ".join(sorted(config.secrets)) or "none"
             raise UsageError(
@@ -133,6 +134,7 @@ def _write(aws: Aws, config: Config, text: str, value: str) -> str:
     """Write the value where `text` points; the new version. A missing one is created, tagged as the app's."""
     from botocore.exceptions import ClientError
 
+    from deployer import secrets
     from deployer.aws import error_code, is_access_denied
 
     reference = secrets.parse(text)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from deployer.check import Check
 from deployer.context import Run, Target
 from deployer.plan import Change, Diff, Learned, Plan
 from deployer.resources.function import Observed, release_of
@@ -45,6 +46,8 @@ def describe(version: str, weight: float | None = None) -> str:
 
 
 class Alias:
+    reads: tuple[type, ...] = (Version,)
+    needs: tuple[type, ...] = (Check,)  # the alias moves only to a release that passed its check
     resource = "alias"
 
     def plan(self, target: Target, earlier: Plan) -> Change[Wanted]:
@@ -90,8 +93,9 @@ class Alias:
         record = self._record(
             run.target, observed, wanted.primary, {wanted.canary: wanted.weight} if wanted.canary else {}, run
         )
-        run.state.learn(record)
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.learn(record)
+            run.save()
 
     @staticmethod
     def _record(

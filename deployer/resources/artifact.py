@@ -127,6 +127,8 @@ class ArtifactObject:
     """The artifact's S3 object: uploaded once per version (the bucket made first where it is missing)."""
 
     resource = "artifact"
+    reads: tuple[type, ...] = ()
+    needs: tuple[type, ...] = ()  # the upload goes out with the role and the API's wiring
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         if target.keep_live:  # converting: what runs now stays as it is, nothing is uploaded

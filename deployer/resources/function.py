@@ -21,8 +21,10 @@ from deployer.context import Run, Target, arn_account, arn_partition, check_ours
 from deployer.digest import hex_sha256
 from deployer.plan import Change, Diff, Learned, Plan
 from deployer.resources.artifact import ArtifactObject
+from deployer.resources.log_group import LogGroup
 from deployer.resources.role import Role
 from deployer.retry import retrying
+from deployer.schedule import both
 
 if TYPE_CHECKING:
     from deployer.secrets import Secret
@@ -177,6 +179,16 @@ def planned_arn(target: Target, earlier: Plan) -> str:
     return f"arn:{partition}:lambda:{target.region}:{account}:function:{target.config.function_name}"
 
 
+def known_arn(run: Run) -> str:
+    """The function's ARN, known from the role's before the function exists (the same account and partition)."""
+    if run.state.function_arn:
+        return run.state.function_arn
+    role = run.state.role_arn
+    assert role, "the role step runs first"
+    partition, account = arn_partition(role), arn_account(role)
+    return f"arn:{partition}:lambda:{run.target.region}:{account}:function:{run.config.function_name}"
+
+
 def alias_arn(function_arn: str, alias: str) -> str:
     """The qualified ARN the API invokes: `...:function:NAME:ALIAS`."""
     return f"{function_arn}:{alias}"
@@ -294,6 +306,10 @@ class Function:
     """$LATEST: the code and configuration the next published version snapshots. Never served itself."""
 
     resource = "function"
+    # Its plan compares the code with the artifact's; the role's ARN it predicts (role_arn). Created from the
+    # uploaded artifact, with the role, after the log group (else Lambda makes one that never expires).
+    reads: tuple[type, ...] = (ArtifactObject,)
+    needs: tuple[type, ...] = (ArtifactObject, Role, LogGroup)
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         config, name = target.config, target.config.function_name
@@ -304,8 +320,10 @@ class Function:
         arn = current["FunctionArn"]
         tags = function_tags(target, found)
         check_ours(config, self.resource, name, tags)
-        versions = list_versions(target.aws, name)
-        alias = read_or_none(lambda: target.aws.lambda_.get_alias(FunctionName=name, Name=config.alias))
+        versions, alias = both(
+            lambda: list_versions(target.aws, name),
+            lambda: read_or_none(lambda: target.aws.lambda_.get_alias(FunctionName=name, Name=config.alias)),
+        )
         role = earlier.of(Role)
         desired_role = (
             role.observed.arn if role and role.observed else role_arn(config, arn_partition(arn), arn_account(arn))
@@ -382,8 +400,9 @@ class Function:
             when=role_not_assumable,
             waiting_for="IAM to let Lambda assume the new role",
         )
-        run.state.function_name, run.state.function_arn = config.function_name, response["FunctionArn"]
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.function_name, run.state.function_arn = config.function_name, response["FunctionArn"]
+            run.save()
         wait_until_settled(run, response)
 
     def _update(self, run: Run, change: Change[Observed]) -> None:

@@ -30,6 +30,8 @@ def _read(logs: Any, name: str) -> dict[str, Any] | None:
 
 class LogGroup:
     resource = "log group"
+    reads: tuple[type, ...] = ()
+    needs: tuple[type, ...] = ()
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name, wanted = target.config.log_group, target.config.log_retention_days
@@ -46,8 +48,9 @@ class LogGroup:
             # Lambda may have made it since the plan (a log line of the running function): adopted as it is.
             with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
                 logs.create_log_group(logGroupName=name, tags=run.config.tags)
-            run.state.log_group = name
-            run.save()
+            with run.saving:  # what it made, saved by this step's own write
+                run.state.log_group = name
+                run.save()
         logs.put_retention_policy(logGroupName=name, retentionInDays=run.config.log_retention_days)
 
 

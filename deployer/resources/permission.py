@@ -26,6 +26,7 @@ from deployer.resources.alias import Alias
 from deployer.resources.function import Function, planned_arn, wait_until_ready
 from deployer.resources.rest_api import RestApi
 from deployer.retry import retrying
+from deployer.schedule import both
 
 UNQUALIFIED_STATEMENT_ID = "deployer-apigateway-invoke"  # what stacks from before aliases granted
 
@@ -91,6 +92,8 @@ def _differences(statement: dict[str, Any], wanted_arn: str) -> tuple[Diff, ...]
 
 class Permission:
     resource = "permission"
+    reads: tuple[type, ...] = (Alias, RestApi)
+    needs: tuple[type, ...] = (Alias, RestApi)
 
     def plan(self, target: Target, earlier: Plan) -> Change[tuple[Foreign, ...]]:
         config = target.config
@@ -98,12 +101,19 @@ class Permission:
         alias, function = earlier.of(Alias), earlier.of(Function)
         foreign: tuple[Foreign, ...]
         if alias is None or alias.action == "create":  # a new alias has no policy yet: no need to ask
-            foreign = () if function is None or function.action == "create" else self._foreign(target, None, [])
+            foreign = (
+                ()
+                if function is None or function.action == "create"
+                else self._foreign(target, None, _statements(target.aws, config.function_name, None))
+            )
             diffs = (Diff(Field.OTHER_STATEMENTS, [str(item) for item in foreign], []),) if foreign else ()
             return Change(self.resource, sid, "create", diffs, observed=foreign)
-        on_alias = _statements(target.aws, config.function_name, config.alias)
+        on_alias, on_function = both(  # the alias's policy and the function's, in one round trip
+            lambda: _statements(target.aws, config.function_name, config.alias),
+            lambda: _statements(target.aws, config.function_name, None),
+        )
         statement = next((item for item in on_alias if item.get("Sid") == sid), None)
-        foreign = self._foreign(target, config.alias, on_alias) + self._foreign(target, None, [])
+        foreign = self._foreign(target, config.alias, on_alias) + self._foreign(target, None, on_function)
         others = (Diff(Field.OTHER_STATEMENTS, [str(item) for item in foreign], []),) if foreign else ()
         if statement is None:
             return Change(self.resource, sid, "create", others, observed=foreign)
@@ -117,9 +127,7 @@ class Permission:
 
     @staticmethod
     def _foreign(target: Target, alias: str | None, statements: list[dict[str, Any]]) -> tuple[Foreign, ...]:
-        """Statements deployer did not add: on the alias (already read) or on the function (read here)."""
-        if alias is None:
-            statements = _statements(target.aws, target.config.function_name, None)
+        """Statements deployer did not add, of those read from the alias's policy (alias) or the function's (None)."""
         ours = {statement_id(target.config.alias)} if alias else {UNQUALIFIED_STATEMENT_ID}  # conversion's
         return tuple(
             Foreign(alias, item.get("Sid", ""))
@@ -181,8 +189,9 @@ class Permission:
             differences = _differences(statement, wanted) if statement is not None else ()
             if differences:
                 self.apply(run, Change(self.resource, sid, "update", differences))
-        run.state.permission_statement_id = sid
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.permission_statement_id = sid
+            run.save()
 
 
 def remove_unqualified(run: Run) -> bool:

@@ -50,11 +50,12 @@ class Prune:
                 when=function_busy,
                 before_retry=lambda: wait_until_ready(run),
             )
-        run.state.releases = {
-            release: {**record, "lambda_version": None} if record.get("lambda_version") in doomed else record
-            for release, record in run.state.releases.items()
-        }
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.releases = {
+                release: {**record, "lambda_version": None} if record.get("lambda_version") in doomed else record
+                for release, record in run.state.releases.items()
+            }
+            run.save()
 
 
 def _aliased(target: Target) -> set[str]:

@@ -18,7 +18,8 @@ from deployer.context import Run, Target, arn_partition, check_ours
 from deployer.errors import DeployerError
 from deployer.gateway.integration import lambda_integration_uri
 from deployer.plan import Action, Change, Diff, Learned, Plan
-from deployer.resources.function import alias_arn, planned_arn
+from deployer.resources.function import alias_arn, known_arn, planned_arn
+from deployer.resources.role import Role
 
 ROOT, PROXY = "/", "/{proxy+}"
 METHOD = "ANY"
@@ -101,6 +102,8 @@ def _resource_id(run: Run, path: str) -> str | None:
 
 class RestApi:
     resource = "rest api"
+    reads: tuple[type, ...] = ()
+    needs: tuple[type, ...] = ()  # the wiring is made while IAM makes a new role assumable
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         name = target.config.function_name
@@ -182,12 +185,15 @@ class RestApi:
         root_id = api.get("rootResourceId")
         if not root_id:  # older API Gateway answers leave it out
             root_id = next(item["id"] for item in _read_resources(run.target, api["id"]) or () if item["path"] == ROOT)
-        run.state.rest_api_id, run.state.root_resource_id, run.state.proxy_resource_id = api["id"], root_id, None
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.rest_api_id, run.state.root_resource_id, run.state.proxy_resource_id = api["id"], root_id, None
+            run.save()
 
 
 class ProxyResource:
     resource = "resource"
+    reads: tuple[type, ...] = (RestApi,)
+    needs: tuple[type, ...] = (RestApi,)
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         api = _observed_api(earlier)
@@ -200,14 +206,17 @@ class ProxyResource:
             parentId=run.state.root_resource_id,
             pathPart="{proxy+}",
         )
-        run.state.proxy_resource_id = created["id"]
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.proxy_resource_id = created["id"]
+            run.save()
 
 
 class Method:
     """`ANY` with no authorization, on `/` or on `/{proxy+}`."""
 
     resource = "method"
+    reads: tuple[type, ...] = (RestApi,)
+    needs: tuple[type, ...] = (ProxyResource,)
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -238,6 +247,10 @@ class Integration:
     """`AWS_PROXY` from `ANY` on a path to the function (integration method POST, as Lambda requires)."""
 
     resource = "integration"
+    # The alias's ARN is known from the role's (the account): the integration is made before the function exists.
+    # The API calls it only once a deployment publishes it, after the alias and its permission (stage.Stage).
+    reads: tuple[type, ...] = (RestApi, Role)
+    needs: tuple[type, ...] = (Method, Role)
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -262,14 +275,13 @@ class Integration:
         return Change(self.resource, name, "update" if diffs else "unchanged", diffs)
 
     def apply(self, run: Run, change: Change[None]) -> None:
-        assert run.state.function_arn, "the function step runs first"
         run.aws.apigateway.put_integration(  # creates or replaces
             restApiId=run.state.rest_api_id,
             resourceId=_resource_id(run, self.path),
             httpMethod=METHOD,
             type="AWS_PROXY",
             integrationHttpMethod="POST",
-            uri=integration_uri(run.target.region, run.state.function_arn, run.config.alias),
+            uri=integration_uri(run.target.region, known_arn(run), run.config.alias),
         )
 
 

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from deployer.aws import IAM_DELETE_CONFLICT, delete_if_present, error_code, read_or_none
 from deployer.context import Run, Target, arn_partition, check_ours
 from deployer.plan import Change, Diff, Plan
+from deployer.schedule import both
 
 TRUST_POLICY = {
     "Version": "2012-10-17",
@@ -110,6 +111,8 @@ def find_ours(target: Target) -> OurRole | None:
 
 class Role:
     resource = "role"
+    reads: tuple[type, ...] = ()
+    needs: tuple[type, ...] = ()
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         config, name = target.config, target.config.role_name
@@ -121,11 +124,10 @@ class Role:
         diffs = []
         if _trusted_services(role["AssumeRolePolicyDocument"]) != _trusted_services(TRUST_POLICY):
             diffs.append(Diff(Field.TRUST_POLICY, "changed", "lambda.amazonaws.com only"))
-        attached = _attached(target.aws.iam, name)
+        attached, inline = both(lambda: _attached(target.aws.iam, name), lambda: _inline(target.aws.iam, name))
         desired = _desired_policies(config.logs, arn_partition(role["Arn"]))
         if attached != desired:
             diffs.append(Diff(Field.POLICIES, sorted(attached), sorted(desired)))
-        inline = _inline(target.aws.iam, name)
         if inline:
             diffs.append(Diff(Field.INLINE_POLICIES, inline, []))
         if any(tags.get(key) != value for key, value in config.tags.items()):
@@ -153,8 +155,9 @@ class Role:
                 Description=f"Execution role of the Lambda function {config.app_name} (deployer)",
                 Tags=[*tags, _regions_tag(frozenset({run.target.region}))],
             )["Role"]
-            run.state.role_name, run.state.role_arn = name, role["Arn"]
-            run.save()
+            with run.saving:  # what it made, saved by this step's own write
+                run.state.role_name, run.state.role_arn = name, role["Arn"]
+                run.save()
         elif change.touches([Field.TRUST_POLICY]):
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(TRUST_POLICY))
         if change.touches([Field.TAGS]):

@@ -20,7 +20,8 @@ from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
 from deployer.plan import Change, Diff, Learned, Plan
 from deployer.resources.function import planned_arn
-from deployer.resources.rest_api import METHOD, PROXY, ROOT, RestApi, integration_uri
+from deployer.resources.permission import Permission
+from deployer.resources.rest_api import METHOD, PROXY, ROOT, Integration, RestApi, integration_uri
 
 FINGERPRINT_PREFIX = "deployer wiring "
 WIRING = frozenset({"rest api", "resource", "method", "integration"})  # the steps a deployment publishes
@@ -52,6 +53,8 @@ def base_url(target: Target, api_id: str) -> str:
 
 class Stage:
     resource = "stage"
+    reads: tuple[type, ...] = (Integration,)  # the wiring (wiring_changed) and the API
+    needs: tuple[type, ...] = (Integration, Permission)  # the API may call the alias before a deployment makes it
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = target.config.stage
@@ -91,9 +94,10 @@ class Stage:
                 stageName=config.stage,
                 description=FINGERPRINT_PREFIX + wiring,
             )
-            run.state.deployment_id = deployment["id"]
-            run.state.base_url = base_url(run.target, run.state.rest_api_id)
-            run.save()
+            with run.saving:  # what it made, saved by this step's own write
+                run.state.deployment_id = deployment["id"]
+                run.state.base_url = base_url(run.target, run.state.rest_api_id)
+                run.save()
         for diff in change.diffs:
             if diff.field != Field.OLD_STAGES:
                 continue

@@ -48,6 +48,8 @@ def release_name(target: Target) -> str:
 
 
 class Version:
+    reads: tuple[type, ...] = (Function,)
+    needs: tuple[type, ...] = (Function,)
     resource = "version"
 
     def plan(self, target: Target, earlier: Plan) -> Change[str]:
@@ -105,8 +107,9 @@ class Version:
         # The secrets' versions $LATEST was given by this run (converting, it runs what it ran: none of ours).
         secrets = {} if run.target.keep_live else (run.target.secrets or {})
         record = Release.of(published, {name: secret.pin() for name, secret in secrets.items()}).record()
-        run.state.releases = {**run.state.releases, name: {**record, "lambda_version": number}}
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.releases = {**run.state.releases, name: {**record, "lambda_version": number}}
+            run.save()
         return replace(change, observed=number)  # the steps after it invoke it, and move the alias to it
 
     @staticmethod
@@ -119,11 +122,12 @@ class Version:
         configuration = next(item for item in observed.versions if item["Version"] == number)
         pins = pins_by_version(run.target).get(number)
         record = {**Release.of(configuration, pins).record(), "lambda_version": number}
-        run.state.releases = {**run.state.releases, name: record}
-        if observed.alias is not None and observed.alias.get("FunctionVersion") == number:
-            run.state.version = name
-            run.state.bucket, run.state.key = run.config.bucket, run.config.artifact_key(name)
-        run.save()
+        with run.saving:  # what it made, saved by this step's own write
+            run.state.releases = {**run.state.releases, name: record}
+            if observed.alias is not None and observed.alias.get("FunctionVersion") == number:
+                run.state.version = name
+                run.state.bucket, run.state.key = run.config.bucket, run.config.artifact_key(name)
+            run.save()
 
 
 RELEASE = "release"  # the field a Diff names when a release is recorded under another name
