@@ -44,6 +44,7 @@ from tests.support import (  # noqa: F401
     reset_local_cloud,
     run_deployer,
     run_in_process,
+    share_botocore_model_cache,
     stop_for_sure,
 )
 
@@ -105,6 +106,14 @@ def other_project(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     text = (project / "deploy.toml").read_text().replace(f'name = "{APP}"', f'name = "{OTHER}"')
     (folder / "deploy.toml").write_text(text.replace('name = "example.zip"\n', ""))
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def service_models_read_once() -> Iterator[None]:
+    """botocore reads its service models once per process, not once per session (tests/support.py says why)."""
+    undo = share_botocore_model_cache()
+    yield
+    undo()
 
 
 @pytest.fixture(scope="session", autouse=True)

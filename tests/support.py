@@ -76,6 +76,32 @@ def keep_only_the_managed_policies_we_use() -> str:
     return every
 
 
+def share_botocore_model_cache() -> Any:
+    """Every botocore session made from now on, in this process, reads AWS's service models once between them.
+
+    botocore caches what its Loader read (service models, endpoints, paginators) per Loader, and every new session
+    gets a new Loader: each test's boto3.Session and each in-process command parsed the same JSON again (about a
+    quarter of a deploy test's time). Loaders for the same data path now share that one cache, as a session's
+    clients share theirs; what deployer does with a session does not change. Returns the undo."""
+    import botocore.loaders
+    import botocore.session
+
+    made = botocore.session.create_loader
+    caches: dict[str | None, dict[Any, Any]] = {}
+
+    def create_loader(search_path_string: str | None = None) -> Any:
+        loader = made(search_path_string)
+        loader._cache = caches.setdefault(search_path_string, {})
+        return loader
+
+    botocore.session.create_loader = create_loader
+
+    def undo() -> None:
+        botocore.session.create_loader = made
+
+    return undo
+
+
 def install_moto_fixes() -> None:
     """Where moto differs from AWS in what deployer reads back, mend it as the local cloud does: version numbers,
     a policy per qualifier, an API's binary media types and tags (deployer.local.patches)."""
