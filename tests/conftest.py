@@ -54,6 +54,35 @@ _free_port = free_port
 pytest_plugins = ("tests.emulations",)
 
 
+# Tests that use these run against an emulated account (and most deploy to it): seconds each, not milliseconds.
+EMULATED_ACCOUNTS = frozenset({"aws_account", "moto_server", "local_cloud", "local_port", "make_run", "cli"})
+# Modules whose module-scoped fixtures install packages (a wheel and a venv; pip and npm bundles): one xdist worker
+# runs each whole, so they are built once, not once per worker.
+ONE_WORKER_EACH = ("tests/test_packaging.py", "tests/test_dependencies.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests against an emulated account run first, the quick ones after: with two xdist workers, whichever
+    finishes first takes the quick ones, and the run does not wait on one worker's long last test."""
+    items.sort(key=lambda item: EMULATED_ACCOUNTS.isdisjoint(getattr(item, "fixturenames", ())))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's `load` distribution (the default with -n), except that each ONE_WORKER_EACH module goes to one
+    worker whole, and before the rest (xdist sends its largest units first). Not `--dist loadgroup`: with pytest
+    9.2 its xdist_group marks no longer group anything (pytest-dev/pytest-xdist#1386)."""
+    if config.getvalue("dist") != "load":
+        return None  # another distribution asked for: xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_EACH else nodeid
+
+    return Scheduling(config, log)
+
+
 @pytest.fixture(autouse=True)
 def fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials, a fixed region, no instance metadata, no profile or endpoint from the host."""
