@@ -44,6 +44,7 @@ from tests.support import (  # noqa: F401
     reset_local_cloud,
     run_deployer,
     run_in_process,
+    share_botocore_model_cache,
     stop_for_sure,
 )
 
@@ -51,6 +52,35 @@ _free_port = free_port
 
 # The `emulation` fixtures (serve and the local cloud's data plane, one interface) of tests/test_gateway_fidelity*.py.
 pytest_plugins = ("tests.emulations",)
+
+
+# Tests that use these run against an emulated account (and most deploy to it): seconds each, not milliseconds.
+EMULATED_ACCOUNTS = frozenset({"aws_account", "moto_server", "local_cloud", "local_port", "make_run", "cli"})
+# Modules whose module-scoped fixtures install packages (a wheel and a venv; pip and npm bundles): one xdist worker
+# runs each whole, so they are built once, not once per worker.
+ONE_WORKER_EACH = ("tests/test_packaging.py", "tests/test_dependencies.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests against an emulated account run first, the quick ones after: with two xdist workers, whichever
+    finishes first takes the quick ones, and the run does not wait on one worker's long last test."""
+    items.sort(key=lambda item: EMULATED_ACCOUNTS.isdisjoint(getattr(item, "fixturenames", ())))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's `load` distribution (the default with -n), except that each ONE_WORKER_EACH module goes to one
+    worker whole, and before the rest (xdist sends its largest units first). Not `--dist loadgroup`: with pytest
+    9.2 its xdist_group marks no longer group anything (pytest-dev/pytest-xdist#1386)."""
+    if config.getvalue("dist") != "load":
+        return None  # another distribution asked for: xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_EACH else nodeid
+
+    return Scheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
@@ -105,6 +135,14 @@ def other_project(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     text = (project / "deploy.toml").read_text().replace(f'name = "{APP}"', f'name = "{OTHER}"')
     (folder / "deploy.toml").write_text(text.replace('name = "example.zip"\n', ""))
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def service_models_read_once() -> Iterator[None]:
+    """botocore reads its service models once per process, not once per session (tests/support.py says why)."""
+    undo = share_botocore_model_cache()
+    yield
+    undo()
 
 
 @pytest.fixture(scope="session", autouse=True)

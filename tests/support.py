@@ -78,6 +78,47 @@ def keep_only_the_managed_policies_we_use() -> str:
     return every
 
 
+def share_botocore_model_cache() -> Any:
+    """Every botocore session made from now on, in this process, reads AWS's service models once between them.
+
+    botocore caches what its Loader read (service models, endpoints, paginators) per Loader, and every new session
+    gets a new Loader: each test's boto3.Session and each in-process command parsed the same JSON again (about a
+    quarter of a deploy test's time). Loaders for the same data path now share that one cache, as a session's
+    clients share theirs; so each client's endpoint rules, parsed into a RuleSet for every client made, are parsed
+    once per ruleset read. What deployer does with a session does not change. Returns the undo."""
+    import botocore.endpoint_provider
+    import botocore.session
+
+    made = botocore.session.create_loader
+    caches: dict[str | None, dict[Any, Any]] = {}
+
+    def create_loader(search_path_string: str | None = None) -> Any:
+        loader = made(search_path_string)
+        loader._cache = caches.setdefault(search_path_string, {})
+        return loader
+
+    provider = botocore.endpoint_provider.EndpointProvider
+    make_provider = provider.__init__
+    rulesets: dict[tuple[int, int], Any] = {}  # by the ids of the rules and partitions, kept alive by `caches`
+
+    def init_provider(self: Any, ruleset_data: Any, partition_data: Any, excluded_params: Any = None) -> None:
+        key = (id(ruleset_data), id(partition_data))
+        if key not in rulesets:
+            make_provider(self, ruleset_data, partition_data, excluded_params)
+            rulesets[key] = (self.ruleset, ruleset_data, partition_data)
+        self.ruleset = rulesets[key][0]
+        self._excluded_params = excluded_params or frozenset()
+
+    botocore.session.create_loader = create_loader
+    provider.__init__ = init_provider  # type: ignore[method-assign]
+
+    def undo() -> None:
+        botocore.session.create_loader = made
+        provider.__init__ = make_provider  # type: ignore[method-assign]
+
+    return undo
+
+
 def install_moto_fixes() -> None:
     """Where moto differs from AWS in what deployer reads back, mend it as the local cloud does: version numbers,
     a policy per qualifier, an API's binary media types and tags (deployer.local.patches)."""

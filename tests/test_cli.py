@@ -1,4 +1,8 @@
-"""The installed `deployer` command, driven as a user drives it, against moto_server on 127.0.0.1."""
+"""The `deployer` command, driven as a user drives it, against moto_server on 127.0.0.1.
+
+The guide's whole story runs the installed console script, a process per command; the other tests run the
+same commands in this process (tests/support.run_in_process answers as a process would): what they check,
+lines and exit codes, is the CLI's, not the process boundary's."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typer.testing import CliRunner
 
 from deployer.cli import app
 from tests.account import BUCKET, Account
-from tests.support import run_deployer
+from tests.support import in_process_ok, run_deployer, run_in_process
 
 
 def deploy_ok(project: Path, *arguments: str) -> str:
@@ -62,7 +66,7 @@ def test_the_guides_whole_story(project: Path, moto_server: Account) -> None:
 
 
 def test_up_prints_one_line_per_resource_and_the_url_alone_on_stdout(project: Path, moto_server: Account) -> None:
-    result = run_deployer(project, "up", "--version", "1.0.0")
+    result = run_in_process(project, "up", "--version", "1.0.0")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 1 and result.stdout.startswith("https://")
     for resource in (
@@ -81,14 +85,14 @@ def test_up_prints_one_line_per_resource_and_the_url_alone_on_stdout(project: Pa
 
 
 def test_status_json_is_all_null_before_anything_is_deployed(project: Path, moto_server: Account) -> None:
-    status = json.loads(deploy_ok(project, "status", "--json"))  # no bucket, no state: nothing deployed
+    status = json.loads(in_process_ok(project, "status", "--json"))  # no bucket, no state: nothing deployed
     for field in ("version", "base_url", "function_name", "rest_api_id", "role_name", "stage", "bucket", "key"):
         assert status[field] is None
 
 
 def test_down_without_a_terminal_or_yes_refuses_and_deletes_nothing(project: Path, moto_server: Account) -> None:
-    deploy_ok(project, "up", "--version", "1.0.0")
-    result = run_deployer(project, "down")
+    in_process_ok(project, "up", "--version", "1.0.0")
+    result = run_in_process(project, "down")
     assert result.returncode == 2
     assert "--yes" in result.stderr
     moto_server.assert_stack("v1.0.0/example.zip")

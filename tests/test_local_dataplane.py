@@ -377,3 +377,44 @@ def test_a_body_over_api_gateways_limit_is_413_request_too_long(dataplane: DataP
     # API Gateway's own text for it (issue 22), and the body left unread: refused by its Content-Length
     assert b"".join(body) == b"HTTP content length exceeded 10485760 bytes."
     assert environ["wsgi.input"].tell() == 0
+
+
+def test_every_account_gets_every_aws_managed_policy_read_from_moto_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local cloud offers all of moto's AWS managed policies in each account it makes (after every reset), each
+    account its own objects, as moto's IAM would make them; moto's JSON is parsed once, not for each account."""
+    import moto.iam.aws_managed_policies
+    import moto.iam.models
+    from moto.iam.models import IAMBackend
+
+    from deployer.local.patches import install_managed_policies_read_once
+
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    monkeypatch.setattr(
+        moto.iam.models, "aws_managed_policies_data", moto.iam.aws_managed_policies.aws_managed_policies_data
+    )
+    as_moto_makes = IAMBackend("aws", ACCOUNT).aws_managed_policies
+    parsed_by_moto: list[str] = []
+    monkeypatch.setattr(moto.iam.models, "json", SimpleNamespace(loads=lambda text: parsed_by_moto.append(text)))
+
+    install_managed_policies_read_once()
+    accounts = [IAMBackend("aws", ACCOUNT), IAMBackend("aws", "210987654321")]
+
+    def seen(policy: Any) -> tuple[Any, ...]:
+        version = policy.versions[0]
+        return (
+            policy.arn,
+            policy.path,
+            policy.default_version_id,
+            policy.create_date,
+            policy.update_date,
+            version.document,
+            version.version_id,
+            version.is_default,
+            version.create_date,
+        )
+
+    assert len(as_moto_makes) > 1000
+    assert [seen(policy) for policy in accounts[0].aws_managed_policies] == [seen(p) for p in as_moto_makes]
+    assert {policy.account_id for policy in accounts[1].aws_managed_policies} == {"210987654321"}
+    assert set(map(id, accounts[0].aws_managed_policies)).isdisjoint(map(id, accounts[1].aws_managed_policies))
+    assert parsed_by_moto == []

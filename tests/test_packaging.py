@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from deployer.local import log_path
+from tests.support import free_port
 
 pytestmark = pytest.mark.network
 
@@ -70,12 +70,6 @@ def isolated_environment(**extra: str) -> dict[str, str]:
     return {**environment, **extra}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Built from a copy: setuptools writes build/ next to the sources, and a stale build/lib there would
@@ -96,7 +90,9 @@ def deployer_command(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     venv = tmp_path_factory.mktemp("venv")
     run([sys.executable, "-m", "venv", "--without-pip", venv])  # this pip installs into it: faster than ensurepip
     python = venv / "bin" / "python"
-    run([sys.executable, "-m", "pip", "--python", python, "install", "--disable-pip-version-check", wheel])
+    # --no-compile: no .pyc for every module installed (Python compiles what the tests import, when they import it).
+    pip = [sys.executable, "-m", "pip", "--python", python, "--disable-pip-version-check"]
+    run([*pip, "install", "--no-compile", wheel])
     run([python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('moto') is not None)"])
     return venv / "bin" / "deployer"
 

@@ -25,6 +25,9 @@ Each `install_*` patches moto's classes once per process (calling it again does 
   and the tests' moto (in-process and moto_server: tests/support.install_moto_fixes) both install it.
 - install_rest_api_tags: moto tags an API's stages only, and fails on TagResource with a REST API's ARN; API
   Gateway tags the API. The local cloud and the tests' moto install it.
+- install_managed_policies_read_once: moto parses its ~1,300 AWS managed policies from JSON for every IAM
+  account it makes, twice per reset (once for the backend it drops, once for the next request's). The local
+  cloud reads them once per process; each account still gets every policy, as objects of its own.
 """
 
 from __future__ import annotations
@@ -63,6 +66,51 @@ def install_local_cloud() -> None:
     install_qualified_policies()
     install_rest_api_tags()
     install_function_url_qualifier()
+    install_managed_policies_read_once()
+
+
+def install_managed_policies_read_once() -> None:
+    """IAM's AWS managed policies, parsed from moto's JSON once per process instead of for each account moto makes
+    (after every reset): the same policies, new objects for each account (an attachment count is per account)."""
+    if not _once("managed policies"):
+        return
+    from datetime import datetime
+
+    import moto.iam.models
+    from moto.iam.models import AWSManagedPolicy, IAMBackend
+    from moto.settings import load_iam_aws_managed_policies
+
+    # As moto's AWSManagedPolicy.from_data makes them (mypy takes its unused CloudFormation hooks for abstract).
+    make_policy: Any = AWSManagedPolicy
+    read: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # moto's JSON -> each policy's arguments
+
+    def arguments(data: str) -> list[tuple[str, dict[str, Any]]]:
+        if data not in read:  # a new text (tests trim the set) is read anew
+            read.clear()
+            read[data] = [
+                (
+                    name,
+                    {
+                        "default_version_id": policy.get("DefaultVersionId"),
+                        "path": policy.get("Path"),
+                        "document": json.dumps(policy.get("Document")),
+                        "create_date": datetime.fromisoformat(policy["CreateDate"]),
+                        "update_date": datetime.fromisoformat(policy["UpdateDate"]),
+                    },
+                )
+                for name, policy in json.loads(data).items()
+            ]
+        return read[data]
+
+    def init_aws_policies(self: Any) -> list[Any]:
+        if not load_iam_aws_managed_policies():
+            return []
+        return [
+            make_policy(name, account_id=self.account_id, region=self.region_name, **given)
+            for name, given in arguments(moto.iam.models.aws_managed_policies_data)
+        ]
+
+    IAMBackend._init_aws_policies = init_aws_policies  # type: ignore[method-assign]
 
 
 def install_rest_api_tags() -> None:
