@@ -73,6 +73,7 @@ PAST_TENSE = {
     "keep": ("kept", "dim"),
     "check": ("passed", "green"),
     "skip": ("skipped", "dim"),
+    "inactive": ("not used", "dim"),
 }
 PLAN_WORDS = {
     "create": ("+ create", "green"),
@@ -81,6 +82,7 @@ PLAN_WORDS = {
     "unchanged": ("  unchanged", "dim"),
     "check": ("? check", "cyan"),
     "skip": ("  skip", "dim"),
+    "inactive": ("  not used", "dim"),
 }
 
 

@@ -18,7 +18,7 @@ from functools import partial
 
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
-from deployer.plan import Change, Diff, Learned, Plan
+from deployer.plan import Change, Diff, Learned, Plan, inactive
 from deployer.resources.function import planned_arn
 from deployer.resources.rest_api import METHOD, PROXY, ROOT, RestApi, integration_uri
 
@@ -55,6 +55,8 @@ class Stage:
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = target.config.stage
+        if target.config.api_type != "rest":
+            return inactive(self.resource, name, target.config.api_type)
         api = earlier.of(RestApi)
         api_id = api.observed.api_id if api and api.observed else None
         if api_id is None:
@@ -93,6 +95,7 @@ class Stage:
             )
             run.state.deployment_id = deployment["id"]
             run.state.base_url = base_url(run.target, run.state.rest_api_id)
+            run.state.api_type = "rest"
             run.save()
         for diff in change.diffs:
             if diff.field != Field.OLD_STAGES:
