@@ -90,6 +90,55 @@ def install_moto_fixes() -> None:
     install_qualified_policies()
     install_binary_media_types()
     install_rest_api_tags()
+    install_front_door_fixes()
+
+
+_front_door_fixes_installed = False
+
+
+def install_front_door_fixes() -> None:
+    """Where moto's function URLs and HTTP APIs differ from AWS (issue 26): AddPermission's FunctionUrlAuthType and
+    InvokedViaFunctionUrl come back from GetPolicy as the conditions Lambda writes (moto leaves them as top-level
+    keys), UpdateFunctionUrlConfig with an empty Cors clears it (moto keeps the old one), and apigatewayv2's
+    UpdateStage exists (moto has none)."""
+    global _front_door_fixes_installed
+    if _front_door_fixes_installed:
+        return
+    _front_door_fixes_installed = True
+    from urllib.parse import unquote
+
+    from moto.apigatewayv2.responses import ApiGatewayV2Response
+    from moto.awslambda.models import FunctionUrlConfig
+    from moto.awslambda.policy import Policy
+
+    merge = Policy.condition_merge
+
+    def condition_merge(self: Any, obj: dict[str, Any]) -> None:
+        merge(self, obj)
+        if "FunctionUrlAuthType" in obj:
+            condition = {"StringEquals": {"lambda:FunctionUrlAuthType": obj.pop("FunctionUrlAuthType")}}
+            obj["Condition"] = {**obj.get("Condition", {}), **condition}
+        if "InvokedViaFunctionUrl" in obj:
+            value = str(obj.pop("InvokedViaFunctionUrl")).lower()
+            obj["Condition"] = {**obj.get("Condition", {}), "Bool": {"lambda:InvokedViaFunctionUrl": value}}
+
+    update = FunctionUrlConfig.update
+
+    def update_config(self: Any, new_config: dict[str, Any]) -> None:
+        update(self, new_config)
+        if "Cors" in new_config and not new_config["Cors"]:
+            self.config["Cors"] = None
+
+    def update_stage(self: Any) -> Any:
+        api_id, stage_name = self.path.split("/")[-3], unquote(self.path.split("/")[-1])
+        stage = self.apigatewayv2_backend.get_stage(api_id, stage_name)
+        if "autoDeploy" in json.loads(self.body):
+            stage.auto_deploy = json.loads(self.body)["autoDeploy"]
+        return 200, {}, json.dumps(stage.to_json())
+
+    ApiGatewayV2Response.update_stage = update_stage  # type: ignore[attr-defined]
+    Policy.condition_merge = condition_merge  # type: ignore[method-assign]
+    FunctionUrlConfig.update = update_config  # type: ignore[method-assign]
 
 
 # moto_server with the same fixes and only the managed policies we use: a separate process.
