@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.cli import app
+from deployer.errors import DeployerError
 from tests.account import APP, Account, state_file
 
 REGION = "us-east-1"
@@ -213,8 +214,9 @@ def test_url_auth_and_cors_changes_and_drift_are_one_update(make_run, aws_accoun
 def test_url_a_statement_not_ours_is_removed_ours_are_kept(make_run, aws_account: Account, project: Path) -> None:
     front_door(project, "url")
     up(make_run, "1.0.0")
-    aws_account.client("lambda").add_permission(FunctionName=APP, Qualifier="test", StatementId="by-hand",
-                                                Action="lambda:InvokeFunction", Principal="s3.amazonaws.com")  # fmt: skip
+    functions = aws_account.client("lambda")
+    by_hand = {"StatementId": "by-hand", "Action": "lambda:InvokeFunction", "Principal": "s3.amazonaws.com"}
+    functions.add_permission(FunctionName=APP, Qualifier="test", **by_hand)
     run, _ = up(make_run, "1.0.0")
     assert writes(run) == ["RemovePermission"]
     aws_account.assert_url_door("v1.0.0/example.zip")
@@ -296,7 +298,7 @@ def test_a_switch_whose_new_door_is_not_wired_leaves_the_old_one(
     up(make_run, "1.0.0")
     front_door(project, "http")
     monkeypatch.setattr(http_api, "wiring_problem", lambda *_: "its route goes nowhere")
-    with pytest.raises(Exception, match="its route goes nowhere.*the old one is left serving"):
+    with pytest.raises(DeployerError, match=r"its route goes nowhere.*the old one is left serving"):
         up(make_run, "1.0.0")
     assert len(aws_account.rest_apis()) == 1 and len(aws_account.http_apis()) == 1
 
