@@ -489,16 +489,21 @@ def _domain_settings(api: dict[str, Any], overrides: dict[str, Any], stage: str,
 
 
 def _front_door_settings(
-    api: dict[str, Any], overrides: dict[str, Any], stage: str, domain: str | None, where: str
+    api: dict[str, Any], overrides: dict[str, Any], stage: str, domain: dict[str, Any], where: str
 ) -> dict[str, Any]:
     """The stage's front door keys, taken out of `overrides` (its [stages.S] values win over [api]'s), as Config
     fields; a key that the chosen type does not use is refused rather than silently ignored."""
     settings = {key: overrides.pop(key) if key in overrides else api[key] for key in FRONT_DOOR_KEYS}
     kind, auth, cors = settings["type"], settings["auth"], settings["cors"]
+    domain_endpoint, domain = domain["domain_endpoint"], domain["domain"]
     if kind == "url" and domain is not None:
         raise UsageError(
             f"{where}: stage {stage}: a function URL takes no custom domain (that needs CloudFront in front of it): "
             'remove domain, or use type = "http" or "rest"'
+        )
+    if kind == "http" and domain is not None and domain_endpoint == "EDGE":
+        raise UsageError(
+            f'{where}: stage {stage}: an HTTP API takes only a REGIONAL custom domain: set domain_endpoint = "REGIONAL"'
         )
     if auth != "none" and kind != "url":
         raise UsageError(
@@ -572,7 +577,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
             f"{where}: stage {chosen}: {both[0]} is both in environment and in secrets; keep it in one of them"
         )
     domain = _domain_settings(api, overrides, chosen, where)
-    front_door = _front_door_settings(api, overrides, chosen, domain["domain"], where)
+    front_door = _front_door_settings(api, overrides, chosen, domain, where)
     function = {**function, **overrides}
     config = Config(
         path=path.resolve(),

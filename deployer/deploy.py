@@ -326,7 +326,7 @@ def down(run: Run, found: Deployed, report: Reporter = lambda _: None) -> list[A
         outcomes.append(outcome)
 
     started = time.monotonic()
-    for change in domain.remove(run, found.rest_api_ids):  # mappings go before their API can
+    for change in domain.remove(run, found.rest_api_ids, tuple(found.http_api_ids)):  # mappings go before their API
         outcome = Applied(change, time.monotonic() - started)
         report(outcome)
         outcomes.append(outcome)

@@ -99,14 +99,18 @@ _front_door_fixes_installed = False
 def install_front_door_fixes() -> None:
     """Where moto's function URLs and HTTP APIs differ from AWS (issue 26): AddPermission's FunctionUrlAuthType and
     InvokedViaFunctionUrl come back from GetPolicy as the conditions Lambda writes (moto leaves them as top-level
-    keys), UpdateFunctionUrlConfig with an empty Cors clears it (moto keeps the old one), and apigatewayv2's
-    UpdateStage exists (moto has none)."""
+    keys), UpdateFunctionUrlConfig with an empty Cors clears it (moto keeps the old one), apigatewayv2's
+    UpdateStage exists (moto has none), and an API mapping takes a domain name made with API Gateway's first API
+    (one resource in AWS, two in moto)."""
     global _front_door_fixes_installed
     if _front_door_fixes_installed:
         return
     _front_door_fixes_installed = True
     from urllib.parse import unquote
 
+    from moto.apigateway.models import apigateway_backends
+    from moto.apigatewayv2.models import ApiGatewayV2Backend
+    from moto.apigatewayv2.models import DomainName as V2DomainName
     from moto.apigatewayv2.responses import ApiGatewayV2Response
     from moto.awslambda.models import FunctionUrlConfig
     from moto.awslambda.policy import Policy
@@ -136,6 +140,15 @@ def install_front_door_fixes() -> None:
             stage.auto_deploy = json.loads(self.body)["autoDeploy"]
         return 200, {}, json.dumps(stage.to_json())
 
+    create_api_mapping = ApiGatewayV2Backend.create_api_mapping
+
+    def create_mapping(self: Any, api_id: str, api_mapping_key: str, domain_name: str, stage: str) -> Any:
+        made_with_v1 = apigateway_backends[self.account_id][self.region_name].domain_names
+        if domain_name not in self.domain_names and domain_name in made_with_v1:
+            self.domain_names[domain_name] = V2DomainName(domain_name, [], {}, {}, self)
+        return create_api_mapping(self, api_id, api_mapping_key, domain_name, stage)
+
+    ApiGatewayV2Backend.create_api_mapping = create_mapping  # type: ignore[method-assign]
     ApiGatewayV2Response.update_stage = update_stage  # type: ignore[attr-defined]
     Policy.condition_merge = condition_merge  # type: ignore[method-assign]
     FunctionUrlConfig.update = update_config  # type: ignore[method-assign]

@@ -156,6 +156,36 @@ def test_http_cors_is_the_apis_and_a_change_by_hand_is_put_back(make_run, aws_ac
     assert aws_account.http_apis()[0]["CorsConfiguration"] == wanted
 
 
+def test_http_a_custom_domain_maps_to_the_http_api_and_moves_over_from_the_rest_api(
+    make_run, aws_account: Account, project: Path
+) -> None:
+    from tests.test_domain import imported_certificate
+
+    domain = "api.example.com"
+    settings = (
+        f'domain = "{domain}"\nbase_path = "v1"\ncertificate_arn = "{imported_certificate(aws_account, domain)}"\n'
+    )
+    v1, v2 = aws_account.client("apigateway"), aws_account.client("apigatewayv2")
+    front_door(project, "rest", settings)
+    up(make_run, "1.0.0")
+    assert [item["basePath"] for item in v1.get_base_path_mappings(domainName=domain)["items"]] == ["v1"]
+
+    front_door(project, "http", settings)
+    run, _ = up(make_run, "1.0.0")
+    http_id = aws_account.assert_http_door("v1.0.0/example.zip")["api"]["ApiId"]
+    mappings = v2.get_api_mappings(DomainName=domain)["Items"]
+    assert [(item["ApiId"], item["Stage"], item["ApiMappingKey"]) for item in mappings] == [(http_id, "test", "v1")]
+    assert v1.get_base_path_mappings(domainName=domain).get("items", []) == []  # the path moved to the HTTP API
+    assert run.state.domain_url == f"https://{domain}/v1"
+    again, _ = up(make_run, "1.0.0")
+    assert writes(again) == []
+
+    run = make_run()
+    deploy.down(run, deploy.find_deployed(run.target))
+    assert v2.get_api_mappings(DomainName=domain)["Items"] == []
+    assert v1.get_domain_names()["items"] == [] and aws_account.is_empty()
+
+
 # ---- function URL -----------------------------------------------------------------------------------------------
 
 
