@@ -381,3 +381,22 @@ def test_a_stage_takes_its_own_type(project: Path) -> None:
     assert load_config(config).api_type == "http"
     prod = load_config(config, "prod")
     assert (prod.api_type, prod.url_auth) == ("url", "AWS_IAM")
+
+
+def test_plan_and_up_say_in_one_line_that_the_url_changes(project: Path, aws_account: Account) -> None:
+    runner, config = CliRunner(), ["--config", str(project / "deploy.toml")]
+    front_door(project, "rest")
+    first = runner.invoke(app, ["up", "--version", "1.0.0", *config])
+    assert first.exit_code == 0, first.stderr
+    old_url = first.stdout.strip()
+    front_door(project, "http")
+    planned = runner.invoke(app, ["plan", "--version", "1.0.0", *config])
+    assert planned.exit_code == 3, planned.stderr
+    lines = [line for line in planned.stderr.splitlines() if "old front door" in line]
+    assert len(lines) == 1 and f"URL {old_url} → the new http front door's URL" in lines[0], planned.stderr
+    done = runner.invoke(app, ["up", "--version", "1.0.0", *config])
+    assert done.exit_code == 0, done.stderr
+    new_url = done.stdout.strip()
+    assert new_url.startswith(f"https://{aws_account.http_apis()[0]['ApiId']}.execute-api.")
+    lines = [line for line in done.stderr.splitlines() if "old front door" in line]
+    assert len(lines) == 1 and f"the URL changes: {old_url} -> {new_url}" in lines[0], done.stderr
