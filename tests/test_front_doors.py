@@ -288,6 +288,7 @@ def test_switch_rest_to_http_makes_the_api_then_removes_the_rest_api(
     run = switch(make_run, project, "rest", "http")
     calls = run.aws.calls
     assert calls.index("CreateStage") < calls.index("DeleteRestApi")  # the new door is made before the old goes
+    assert calls.index("CreateStage") < calls.index("RemovePermission")  # the REST API's grant goes with it
     assert calls.index("GetRoutes", calls.index("CreateStage")) < calls.index("DeleteRestApi")  # and read back
     aws_account.assert_http_door("v1.0.0/example.zip")  # no REST API, no REST statement left
     assert (run.state.rest_api_id, run.state.deployment_id, run.state.api_type) == (None, None, "http")
@@ -312,6 +313,8 @@ def test_switch_url_to_rest_deploys_the_rest_api_then_removes_the_url(
     run = switch(make_run, project, "url", "rest")
     calls = run.aws.calls
     assert calls.index("CreateDeployment") < calls.index("DeleteFunctionUrlConfig")
+    # The URL's public statements stay until the REST API serves: never taken for statements not ours on the way.
+    assert calls.index("CreateDeployment") < calls.index("RemovePermission")
     aws_account.assert_stack("v1.0.0/example.zip")
     assert set(aws_account.alias_statements()) == {"deployer-apigateway-test"}  # the URL's statements are gone
     with pytest.raises(aws_account.client("lambda").exceptions.ResourceNotFoundException):
