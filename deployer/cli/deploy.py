@@ -77,7 +77,8 @@ def _status_fields(state: State, config: Config) -> dict[str, Any]:
     deployed = state.deployed
     data: dict[str, Any] = {name: getattr(state, name) if deployed else None for name in STATUS_FIELDS}
     data["stage"] = config.stage if deployed else None
-    data["api_type"] = (state.api_type or "rest") if deployed else None  # a state from before types: REST
+    # A state from before types names a REST API only; none yet while the stage's first up is under way.
+    data["api_type"] = state.api_type or ("rest" if state.rest_api_id else None) if deployed else None
     if data["canary"]:
         data["canary"] = {"version": data["canary"]["version"], "weight": data["canary"]["weight"]}
     data["app"] = config.app_name
