@@ -252,6 +252,18 @@ def test_url_a_statement_not_ours_is_removed_ours_are_kept(make_run, aws_account
     aws_account.assert_url_door("v1.0.0/example.zip")
 
 
+def test_a_statement_named_like_another_doors_that_no_door_explains_is_removed(
+    make_run, aws_account: Account, project: Path
+) -> None:
+    front_door(project, "url")
+    up(make_run, "1.0.0")
+    public = {"StatementId": "deployer-httpapi-test", "Action": "lambda:InvokeFunction", "Principal": "*"}
+    aws_account.client("lambda").add_permission(FunctionName=APP, Qualifier="test", **public)  # no HTTP API here
+    run, _ = up(make_run, "1.0.0")
+    assert writes(run) == ["RemovePermission"]
+    aws_account.assert_url_door("v1.0.0/example.zip")
+
+
 def test_url_down_leaves_nothing(make_run, aws_account: Account, project: Path) -> None:
     front_door(project, "url")
     up(make_run, "1.0.0")

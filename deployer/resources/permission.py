@@ -44,9 +44,19 @@ def url_statement_ids(alias: str) -> tuple[str, str]:
     return f"deployer-url-{alias}", f"deployer-url-invoke-{alias}"
 
 
-def front_door_statement_ids(alias: str) -> frozenset[str]:
-    """Every statement deployer adds to the alias, whatever the type: none of them is ever "not ours"."""
-    return frozenset({statement_id(alias), http_api_statement_id(alias), *url_statement_ids(alias)})
+def our_statement_ids(target: Target) -> frozenset[str]:
+    """The alias's statements that are deployer's: the stage's front door's, and those of a door the state still
+    records (a type switch removes them last, once the new door is made). Any other is not ours, whatever its
+    name says: a statement named like another door's that no door of this stage explains is removed."""
+    config, recorded, alias = target.config, target.recorded, target.config.alias
+    ours: set[str] = set()
+    if config.api_type == "rest" or recorded.rest_api_id:
+        ours.add(statement_id(alias))
+    if config.api_type == "http" or recorded.http_api_id:
+        ours.add(http_api_statement_id(alias))
+    if config.api_type == "url" or recorded.function_url:
+        ours.update(url_statement_ids(alias))
+    return frozenset(ours)
 
 
 class Field(StrEnum):
@@ -138,8 +148,7 @@ class Permission:
         """Statements deployer did not add: on the alias (already read) or on the function (read here)."""
         if alias is None:
             statements = _statements(target.aws, target.config.function_name, None)
-        # Another type's statements are ours too: a type switch removes them once the new front door is made.
-        ours = front_door_statement_ids(target.config.alias) if alias else {UNQUALIFIED_STATEMENT_ID}  # conversion's
+        ours = our_statement_ids(target) if alias else {UNQUALIFIED_STATEMENT_ID}  # conversion's
         return tuple(
             Foreign(alias, item.get("Sid", ""))
             for item in statements
