@@ -488,3 +488,37 @@ def running(server: LocalApiServer) -> Iterator[LocalApiServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+# ---- ACM ----------------------------------------------------------------------------------------------------------
+
+
+def imported_certificate(account: Account, name: str) -> str:
+    """An ISSUED certificate for `name` in ACM, as one imported (or issued long ago) would be."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return account.client("acm").import_certificate(
+        Certificate=certificate.public_bytes(serialization.Encoding.PEM),
+        PrivateKey=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ),
+    )["CertificateArn"]

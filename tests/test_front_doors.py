@@ -18,6 +18,7 @@ from deployer.aws import is_mutating
 from deployer.cli import app
 from deployer.errors import DeployerError
 from tests.account import APP, Account, state_file
+from tests.support import imported_certificate
 
 REGION = "us-east-1"
 
@@ -159,8 +160,6 @@ def test_http_cors_is_the_apis_and_a_change_by_hand_is_put_back(make_run, aws_ac
 def test_http_a_custom_domain_maps_to_the_http_api_and_moves_over_from_the_rest_api(
     make_run, aws_account: Account, project: Path
 ) -> None:
-    from tests.test_domain import imported_certificate
-
     domain = "api.example.com"
     settings = (
         f'domain = "{domain}"\nbase_path = "v1"\ncertificate_arn = "{imported_certificate(aws_account, domain)}"\n'
