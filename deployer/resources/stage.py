@@ -75,7 +75,7 @@ class Stage:
         )
         if not stage or not deployment:
             return Change(self.resource, name, "create", cleanup)
-        learned = Learned(deployment_id=stage["deploymentId"], base_url=base_url(target, api_id))
+        learned = Learned(deployment_id=stage["deploymentId"], base_url=base_url(target, api_id), api_type="rest")
         published = deployment.get("description", "").removeprefix(FINGERPRINT_PREFIX)
         config = target.config
         wanted = fingerprint(target.region, planned_arn(target, earlier), config.alias, config.binary_media_types)
