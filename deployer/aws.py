@@ -242,7 +242,7 @@ class Aws:
         client.meta.events.register("after-call", _name_what_was_denied)
         client.meta.events.register_first("needs-retry", _give_up_on_a_dead_connection)
         client.meta.events.register_first("needs-retry", self._say_throttling)
-        if service == "apigateway":
+        if service in ("apigateway", "apigatewayv2"):  # an HTTP API's changes conflict alike
             client.meta.events.register_first("needs-retry", self._retry_concurrent_modification)
         return client
 
@@ -306,6 +306,11 @@ class Aws:
     @property
     def apigateway(self) -> Any:
         return self.client("apigateway")
+
+    @property
+    def apigatewayv2(self) -> Any:
+        """HTTP APIs (and their API mappings to a custom domain)."""
+        return self.client("apigatewayv2")
 
     @property
     def logs(self) -> Any:

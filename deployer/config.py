@@ -173,6 +173,37 @@ def _environment(value: dict[str, Any]) -> str | None:
     return None
 
 
+# ---- the front door: [api] type, auth, cors (issue 26) ----
+API_TYPES = ("rest", "http", "url")
+URL_AUTH_TYPES = {"none": "NONE", "iam": "AWS_IAM"}  # [api] auth -> the function URL's AuthType
+# [api] cors keys -> the CORS settings' names, which Lambda's function URL (Cors) and API Gateway's HTTP API
+# (CorsConfiguration) share.
+CORS_KEYS = {
+    "allow_origins": "AllowOrigins",
+    "allow_methods": "AllowMethods",
+    "allow_headers": "AllowHeaders",
+    "expose_headers": "ExposeHeaders",
+    "max_age": "MaxAge",
+    "allow_credentials": "AllowCredentials",
+}
+CORS_MAX_AGE = 86400  # Lambda's and API Gateway's upper bound, in seconds
+
+
+def _cors(value: dict[str, Any]) -> str | None:
+    for key, item in value.items():
+        if key not in CORS_KEYS:
+            return f"has unknown key {key!r}; known keys: {', '.join(CORS_KEYS)}"
+        if key == "max_age":
+            if not isinstance(item, int) or isinstance(item, bool) or not 0 <= item <= CORS_MAX_AGE:
+                return f"max_age must be a number of seconds from 0 to {CORS_MAX_AGE}"
+        elif key == "allow_credentials":
+            if not isinstance(item, bool):
+                return "allow_credentials must be true or false"
+        elif not isinstance(item, list) or not all(isinstance(entry, str) and entry.strip() for entry in item):
+            return f'{key} must be a list of non-empty strings, such as ["https://example.com"]'
+    return None
+
+
 def _secrets(value: dict[str, Any]) -> str | None:
     """NAME = reference: the variable must be one Lambda lets us set, the reference one deployer can read."""
     from deployer.secrets import reference_problem
@@ -262,6 +293,12 @@ SCHEMA: dict[str, Schema] = {
             "REGIONAL",
             lambda value: None if value in DOMAIN_ENDPOINTS else 'must be "REGIONAL" or "EDGE"',
         ),
+        # The stage's front door (README "Choosing the front door"): the REST API, an HTTP API, or a function URL.
+        "type": (str, "rest", lambda value: None if value in API_TYPES else 'must be "rest", "http" or "url"'),
+        # Who may call a function URL: anyone ("none"), or signed IAM requests only ("iam": AuthType AWS_IAM).
+        "auth": (str, "none", lambda value: None if value in URL_AUTH_TYPES else 'must be "none" or "iam"'),
+        # CORS answered by the HTTP API or the function URL itself: allow_origins, allow_methods, ...
+        "cors": (dict, None, _cors),
     },
     "releases": {
         # Published Lambda versions kept per stage (code storage per region is limited); aliased ones always stay.
@@ -328,6 +365,9 @@ class Config:
     profile: str | None = None
     role_arn: str | None = None
     external_id: str | None = field(default=None, repr=False)
+    api_type: str = "rest"  # [api] type, or [stages.S] type: the stage's front door (rest, http, url)
+    url_auth: str = "NONE"  # [api] auth as the function URL's AuthType: NONE or AWS_IAM
+    cors: dict[str, Any] | None = None  # [api] cors as AWS names it (AllowOrigins, ...); None: no CORS
 
     @property
     def root(self) -> Path:
@@ -464,6 +504,9 @@ def _check_stage_region(account: dict[str, Any], app_region: str | None, stage: 
         )
 
 
+# A stage's front door: [api]'s for every stage, unless its own [stages.S] table says otherwise.
+FRONT_DOOR_KEYS = ("type", "auth", "cors")
+STAGE_SCHEMA.update({key: SCHEMA["api"][key] for key in FRONT_DOOR_KEYS})
 ROLE_SUFFIX_LENGTH = len("-lambda-exec")
 IAM_ROLE_NAME_LIMIT = 64
 
@@ -499,6 +542,39 @@ def _domain_settings(api: dict[str, Any], overrides: dict[str, Any], stage: str,
         key = sorted(set(own) - {"domain"})[0]
         raise UsageError(f"{where}: [stages.{stage}] {key} is for a custom domain: set [stages.{stage}] domain too")
     return settings
+
+
+def _front_door_settings(
+    api: dict[str, Any], overrides: dict[str, Any], stage: str, domain: dict[str, Any], where: str
+) -> dict[str, Any]:
+    """The stage's front door keys, taken out of `overrides` (its [stages.S] values win over [api]'s), as Config
+    fields; a key that the chosen type does not use is refused rather than silently ignored."""
+    settings = {key: overrides.pop(key) if key in overrides else api[key] for key in FRONT_DOOR_KEYS}
+    kind, auth, cors = settings["type"], settings["auth"], settings["cors"]
+    domain_endpoint, domain = domain["domain_endpoint"], domain["domain"]
+    if kind == "url" and domain is not None:
+        raise UsageError(
+            f"{where}: stage {stage}: a function URL takes no custom domain (that needs CloudFront in front of it): "
+            'remove domain, or use type = "http" or "rest"'
+        )
+    if kind == "http" and domain is not None and domain_endpoint == "EDGE":
+        raise UsageError(
+            f'{where}: stage {stage}: an HTTP API takes only a REGIONAL custom domain: set domain_endpoint = "REGIONAL"'
+        )
+    if auth != "none" and kind != "url":
+        raise UsageError(
+            f'{where}: stage {stage}: auth = "{auth}" is for a function URL (type = "url"); remove it for type "{kind}"'
+        )
+    if cors is not None and kind == "rest":
+        raise UsageError(
+            f"{where}: stage {stage}: cors is answered by an HTTP API or a function URL, not by the REST API: use "
+            'type = "http" or "url", or let the function answer CORS itself'
+        )
+    return {
+        "api_type": kind,
+        "url_auth": URL_AUTH_TYPES[auth],
+        "cors": {CORS_KEYS[key]: value for key, value in cors.items()} if cors is not None else None,
+    }
 
 
 def _check_certificate_region(config: Config, where: str) -> None:
@@ -558,6 +634,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         )
     domain = _domain_settings(api, overrides, chosen, where)
     account = _stage_account(overrides, chosen, where)
+    front_door = _front_door_settings(api, overrides, chosen, domain, where)
     function = {**function, **overrides}
     config = Config(
         path=path.resolve(),
@@ -589,6 +666,7 @@ def load_config(path: Path, stage: str | None = None) -> Config:
         log_retention_days=function["log_retention_days"],
         install_scripts=dependencies["scripts"],
         **domain,
+        **front_door,
     )
     config = replace(config, **account)  # the stage's own account, region and bucket, where it sets them
     _check_certificate_region(config, where)

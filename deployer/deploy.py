@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -29,7 +29,10 @@ from deployer.resources import (
     alias,
     artifact,
     domain,
+    front_door,
     function,
+    function_url,
+    http_api,
     log_group,
     permission,
     prune,
@@ -56,8 +59,18 @@ UP_ORDER: tuple[Step[Any], ...] = (
     rest_api.Integration(rest_api.ROOT),
     permission.Permission(),  # the API may invoke the alias: before a deployment makes it call it
     stage.Stage(),
+    # [api] type = "http": an HTTP API, its integration (payload 2.0) and $default route, its grant, its stage
+    http_api.HttpApi(),
+    http_api.Integration(),
+    http_api.Route(),
+    http_api.Permission(),
+    http_api.Stage(),
+    # [api] type = "url": the alias's function URL and, with auth "none", its public grants
+    function_url.FunctionUrl(),
+    function_url.Permission(),
     *domain.STEPS,  # certificate, domain name, base path mapping, DNS records: the stage's own domain, if any
     prune.Prune(),
+    front_door.OldFrontDoor(),  # a type switch: the old door goes last, once the new one is made and read back
 )
 # What each step's plan reads, and what its apply needs done first: the steps it declares (`reads`, `needs`), or
 # every step before it (deployer.schedule). So the upload, the role, the log group and the REST API's wiring go out
@@ -119,7 +132,7 @@ def execute(run: Run, planned: Plan, report: Reporter = lambda _: None, action: 
         step, change = UP_ORDER[index], planned.changes[index]
         started = time.monotonic()
         own = replace(run, done=Plan(tuple(outcome.change for outcome in before)))  # the same state, store and lock
-        done = (step.apply(own, change) if change.action not in ("unchanged", "absent") else None) or change
+        done = (step.apply(own, change) if change.action not in ("unchanged", "absent", "inactive") else None) or change
         return Applied(done, time.monotonic() - started)
 
     def finished(index: int, outcome: Applied) -> None:
@@ -203,7 +216,8 @@ def rollback(run: Run, report: Reporter = lambda _: None) -> list[Applied]:
     state.function_name = config.function_name
     state.alias, state.lambda_version, state.canary = config.alias, number, None
     state.version, state.bucket, state.key = target.version, config.bucket, target.artifact_key
-    _find_our_api(target, state)
+    if config.api_type == "rest":  # an HTTP API's or a function URL's URL does not move with a rollback
+        _find_our_api(target, state)
     state.record("rollback", target.version)
     run.save()
     change: Change[Any] = Change(
@@ -291,10 +305,11 @@ class Deployed:
     function_name: str | None
     role: role.OurRole | None
     log_group: str | None = None  # only one deployer made (tagged): an adopted group is not ours to delete
+    http_api_ids: list[str] = field(default_factory=list)  # [api] type = "http" (or a type switch's leftover)
 
     @property
     def empty(self) -> bool:
-        return not (self.rest_api_ids or self.function_name or self.role or self.log_group)
+        return not (self.rest_api_ids or self.http_api_ids or self.function_name or self.role or self.log_group)
 
 
 def find_deployed(target: Target) -> Deployed:
@@ -302,7 +317,16 @@ def find_deployed(target: Target) -> Deployed:
     (an API a retried CreateRestApi orphaned too). Never what a state file names without that proof."""
     _check_region(target)
     api_ids = [api["id"] for api in rest_api.find_tagged(target)]
-    return Deployed(api_ids, function.find_ours(target), role.find_ours(target), log_group.find_ours(target))
+    http_api_ids = [api["ApiId"] for api in http_api.find_tagged(target)] if _may_have_http_apis(target) else []
+    return Deployed(
+        api_ids, function.find_ours(target), role.find_ours(target), log_group.find_ours(target), http_api_ids
+    )
+
+
+def _may_have_http_apis(target: Target) -> bool:
+    """Whether down looks for HTTP APIs by tag: when the stage is (or was) of that type. A REST stage whose state
+    never named one asks nothing more than it did before HTTP APIs existed."""
+    return target.config.api_type == "http" or bool(target.recorded.http_api_id)
 
 
 def down(run: Run, found: Deployed, report: Reporter = lambda _: None) -> list[Applied]:
@@ -317,13 +341,15 @@ def down(run: Run, found: Deployed, report: Reporter = lambda _: None) -> list[A
         outcomes.append(outcome)
 
     started = time.monotonic()
-    for change in domain.remove(run, found.rest_api_ids):  # mappings go before their API can
+    for change in domain.remove(run, found.rest_api_ids, tuple(found.http_api_ids)):  # mappings go before their API
         outcome = Applied(change, time.monotonic() - started)
         report(outcome)
         outcomes.append(outcome)
         started = time.monotonic()
     for api_id in found.rest_api_ids:
         remove("rest api", api_id, partial(rest_api.delete, run, api_id))
+    for api_id in found.http_api_ids:
+        remove("http api", api_id, partial(http_api.delete, run, api_id))  # its URL config goes with the function
     if found.function_name:
         name = found.function_name
         remove("function", name, lambda: function.delete(run, name))

@@ -73,6 +73,7 @@ PAST_TENSE = {
     "keep": ("kept", "dim"),
     "check": ("passed", "green"),
     "skip": ("skipped", "dim"),
+    "inactive": ("not used", "dim"),
 }
 PLAN_WORDS = {
     "create": ("+ create", "green"),
@@ -83,6 +84,7 @@ PLAN_WORDS = {
     "skip": ("  skip", "dim"),
     "absent": ("  absent", "dim"),
     "keep": ("  keep", "dim"),
+    "inactive": ("  not used", "dim"),
 }
 
 

@@ -24,8 +24,9 @@ T = TypeVar("T")
 
 # create, update and delete change the account; check invokes a new release before traffic reaches it (skip: not
 # this time, or not yet); unchanged, absent (already gone, for down) and keep (a shared role another region still
-# uses, for down) change nothing.
-Action = Literal["create", "update", "unchanged", "delete", "absent", "check", "skip", "keep"]
+# uses, for down) change nothing; inactive: a step of a front door the stage does not use ([api] type), which
+# asked AWS nothing and is never applied.
+Action = Literal["create", "update", "unchanged", "delete", "absent", "check", "skip", "keep", "inactive"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class Learned(TypedDict, total=False):
     domain_status: str | None
     domain_target: dict[str, Any] | None
     dns_pending: list[dict[str, Any]] | None
+    api_type: str | None
+    http_api_id: str | None
+    http_integration_id: str | None
+    http_route_id: str | None
+    function_url: str | None
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,12 @@ class Change(Generic[T]):
         """Whether any of these named fields differs: how apply chooses its calls."""
         wanted = set(fields)
         return any(diff.field in wanted for diff in self.diffs)
+
+
+def inactive(resource: str, name: str, api_type: str) -> Change[Any]:
+    """The change of a step of a front door the stage does not use: nothing asked, nothing to apply. (A door the stage
+    used before is removed at the end of the walk, once the new one is made: resources/front_door.py.)"""
+    return Change(resource, name, "inactive", note=f"the stage's front door is type {api_type}")
 
 
 class StepKind(Protocol[T]):

@@ -85,6 +85,13 @@ class State:
         None  # Route 53 records deployer wrote: {"zone", "name", "type", "value"}
     )
     dns_pending: list[dict[str, Any]] | None = None  # records to create by hand (no zone): {"name", "type", "value"}
+    # The front door (issue 26): which type serves the stage (None: a state from before, the REST API), and the IDs
+    # of an HTTP API's parts or the function URL. base_url is the stage's URL whatever the type.
+    api_type: str | None = None
+    http_api_id: str | None = None
+    http_integration_id: str | None = None
+    http_route_id: str | None = None
+    function_url: str | None = None
 
     def learn(self, learned: Learned) -> None:
         """Take in what a plan found in the account, or what a step made: each key is one of the State's fields
@@ -114,7 +121,7 @@ class State:
 
     @property
     def deployed(self) -> bool:
-        return any((self.role_name, self.function_name, self.rest_api_id))
+        return any((self.role_name, self.function_name, self.rest_api_id, self.http_api_id, self.function_url))
 
     def copy(self) -> State:
         """A snapshot: what a plan reads, while the run changes the state itself."""

@@ -59,7 +59,7 @@ class Account:
         return groups
 
     def is_empty(self) -> bool:
-        return not (self.roles() or self.functions() or self.rest_apis() or self.log_groups())
+        return not (self.roles() or self.functions() or self.rest_apis() or self.http_apis() or self.log_groups())
 
     def alias(self, name: str, alias: str) -> dict[str, Any]:
         return self.client("lambda").get_alias(FunctionName=name, Name=alias)
@@ -119,3 +119,78 @@ class Account:
         ]
         assert len(grants) == 1, policy
         return {"role": role, "function": function, "api": api, "alias": alias, "live": live}
+
+    # ---- the other front doors (issue 26) ----
+
+    def http_apis(self) -> list[dict[str, Any]]:
+        return self.client("apigatewayv2").get_apis()["Items"]
+
+    def alias_statements(self, name: str = APP, alias: str = "test") -> dict[str, dict[str, Any]]:
+        """The alias's resource policy, by statement id (none when it has no policy)."""
+        try:
+            policy = self.client("lambda").get_policy(FunctionName=name, Qualifier=alias)["Policy"]
+        except self.client("lambda").exceptions.ResourceNotFoundException:
+            return {}
+        return {item["Sid"]: item for item in json.loads(policy)["Statement"]}
+
+    def assert_release(self, live_key: str, stage: str = "test", name: str = APP) -> dict[str, Any]:
+        """The stage's alias runs live_key's code; its function and alias."""
+        function = next(item for item in self.functions() if item["FunctionName"] == name)
+        alias = self.alias(name, stage)
+        live = self.version(name, alias["FunctionVersion"])
+        assert live["CodeSha256"] == self.object_sha256(live_key)
+        return {"function": function, "alias": alias, "live": live}
+
+    def assert_http_door(self, live_key: str, stage: str = "test", name: str = APP) -> dict[str, Any]:
+        """Exactly one HTTP API of this name, tagged, whose $default route calls the stage's alias with payload 2.0
+        through an auto-deployed stage named after ours, with the alias's grant scoped to it; no REST API."""
+        release = self.assert_release(live_key, stage, name)
+        apis = [api for api in self.http_apis() if api["Name"] == name]
+        assert len(apis) == 1, apis
+        api = apis[0]
+        assert api["ProtocolType"] == "HTTP" and api["Tags"]["deployer:app"] == APP, api
+        gateway = self.client("apigatewayv2")
+        integrations = gateway.get_integrations(ApiId=api["ApiId"])["Items"]
+        assert [
+            (item["IntegrationType"], item["IntegrationUri"], item["PayloadFormatVersion"]) for item in integrations
+        ] == [("AWS_PROXY", release["alias"]["AliasArn"], "2.0")]
+        routes = gateway.get_routes(ApiId=api["ApiId"])["Items"]
+        assert [(item["RouteKey"], item["Target"]) for item in routes] == [
+            ("$default", f"integrations/{integrations[0]['IntegrationId']}")
+        ]
+        stages = gateway.get_stages(ApiId=api["ApiId"])["Items"]
+        assert [(item["StageName"], item["AutoDeploy"]) for item in stages] == [(stage, True)]
+        account_id = release["function"]["FunctionArn"].split(":")[4]
+        region = self.session.region_name
+        statements = self.alias_statements(name, stage)
+        assert statements.keys() == {f"deployer-httpapi-{stage}"}, statements
+        grant = statements[f"deployer-httpapi-{stage}"]
+        assert grant["Principal"] == {"Service": "apigateway.amazonaws.com"}
+        assert grant["Condition"] == {
+            "ArnLike": {"AWS:SourceArn": f"arn:aws:execute-api:{region}:{account_id}:{api['ApiId']}/*"}
+        }
+        assert [item for item in self.rest_apis() if item["name"] == name] == []
+        return {**release, "api": api}
+
+    def assert_url_door(
+        self, live_key: str, stage: str = "test", name: str = APP, auth: str = "NONE"
+    ) -> dict[str, Any]:
+        """A function URL on the stage's alias with this AuthType and, with NONE, the two public statements AWS
+        documents for it (and no other); no REST or HTTP API."""
+        release = self.assert_release(live_key, stage, name)
+        url = self.client("lambda").get_function_url_config(FunctionName=name, Qualifier=stage)
+        assert url["AuthType"] == auth, url
+        statements = self.alias_statements(name, stage)
+        if auth == "NONE":
+            assert statements.keys() == {f"deployer-url-{stage}", f"deployer-url-invoke-{stage}"}, statements
+            by_url = statements[f"deployer-url-{stage}"]
+            assert (by_url["Action"], by_url["Principal"]) == ("lambda:InvokeFunctionUrl", "*")
+            assert by_url["Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "NONE"}}
+            invoke = statements[f"deployer-url-invoke-{stage}"]
+            assert (invoke["Action"], invoke["Principal"]) == ("lambda:InvokeFunction", "*")
+            assert invoke["Condition"] == {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}
+        else:
+            assert statements == {}
+        assert [item for item in self.rest_apis() if item["name"] == name] == []
+        assert [item for item in self.http_apis() if item["Name"] == name] == []
+        return {**release, "url": url}

@@ -9,7 +9,6 @@ user's own DNS elsewhere).
 
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from botocore.handlers import BUILTIN_HANDLERS
 
 from tests.account import Account
+from tests.support import imported_certificate
 
 DOMAIN = "api.example.com"
 ACCOUNT_ID = "123456789012"
@@ -87,35 +87,6 @@ def certificates(account: Account) -> list[dict[str, Any]]:
         acm.describe_certificate(CertificateArn=item["CertificateArn"])["Certificate"]
         for item in acm.list_certificates()["CertificateSummaryList"]
     ]
-
-
-def imported_certificate(account: Account, name: str) -> str:
-    """An ISSUED certificate for `name` in ACM, as one imported (or issued long ago) would be."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=90))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return account.client("acm").import_certificate(
-        Certificate=certificate.public_bytes(serialization.Encoding.PEM),
-        PrivateKey=key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        ),
-    )["CertificateArn"]
 
 
 def run_cli(project: Path, *arguments: str, expect: int) -> tuple[list[str], str]:

@@ -22,7 +22,7 @@ def test_planning_writes_no_state_on_a_fresh_a_deployed_or_a_forgotten_account(
     make_run, aws_account: Account, project: Path
 ) -> None:
     run = make_run("1.0.0")
-    assert {change.action for change in deploy.plan(run.target)} == {"create", "check", "unchanged"}
+    assert {change.action for change in deploy.plan(run.target)} == {"create", "check", "unchanged", "inactive"}
     assert not state_file(project).exists()  # not even an empty one
     assert run.state == make_run("1.0.0").state
 

@@ -37,6 +37,8 @@ def _artifact(built: BuiltArtifact) -> ArtifactDigests:
 
 def _report(outcome: Applied) -> None:
     change = outcome.change
+    if change.action == "inactive":  # a step of a front door the stage does not use: nothing to say
+        return
     output.outcome_line(change.resource, change.name, change.action, outcome.seconds, change.diffs, change.note)
 
 
@@ -64,6 +66,9 @@ STATUS_FIELDS = (
     "region",
     "domain_url",
     "domain_status",
+    "api_type",
+    "http_api_id",
+    "function_url",
 )
 
 
@@ -72,6 +77,8 @@ def _status_fields(state: State, config: Config) -> dict[str, Any]:
     deployed = state.deployed
     data: dict[str, Any] = {name: getattr(state, name) if deployed else None for name in STATUS_FIELDS}
     data["stage"] = config.stage if deployed else None
+    # A state from before types names a REST API only; none yet while the stage's first up is under way.
+    data["api_type"] = state.api_type or ("rest" if state.rest_api_id else None) if deployed else None
     if data["canary"]:
         data["canary"] = {"version": data["canary"]["version"], "weight": data["canary"]["weight"]}
     data["app"] = config.app_name
@@ -228,6 +235,7 @@ def _deploy(connection: Connection, run: Run, command: str, json_output: bool, a
                 "seconds": round(item.seconds, 3),
             }
             for item in outcomes
+            if item.change.action != "inactive"
         ]
         data["aws_calls"] = len(connection.aws.calls)
         data["dns_records_to_create"] = run.state.dns_pending or []
@@ -272,13 +280,16 @@ def plan(
     """Show what `up` would change, reading only. Exit 0: nothing; 3: something would change."""
     from deployer import deploy
     from deployer.build import build as build_zip
+    from deployer.plan import Plan
 
     with common.reported_errors(context):
         config = common.checked_config(version, config_path, stage, needs_source=True)
         common.warn_of_secret_looking_variables(config)
         connection = common.connect(config, endpoint_url, local)
         artifact = _artifact(build_zip(config, log=output.plain))
-        changes = deploy.plan(connection.target(connection.store.load(), version, artifact=artifact))
+        planned = deploy.plan(connection.target(connection.store.load(), version, artifact=artifact))
+        # A front door the stage does not use is not part of its plan (its steps asked nothing).
+        changes = Plan(tuple(change for change in planned if change.action != "inactive"))
         pending = changes.pending
         if json_output:
             output.result_json(
@@ -355,6 +366,7 @@ def down(
                 run.save()
                 return
             names = [f"rest api {api_id}" for api_id in found.rest_api_ids]
+            names += [f"http api {api_id}" for api_id in found.http_api_ids]
             names += [f"function {found.function_name}"] if found.function_name else []
             names += [f"log group {found.log_group}"] if found.log_group else []
             if found.role:
@@ -431,8 +443,11 @@ def status(
             output.result(f"nothing deployed for {config.app_name} on stage {config.stage}{where}")
             return
         shown = {name: output.untrusted(value, output.FIELD_LIMIT) for name, value in data.items()}  # the state's
-        for name in ("version", "base_url", "stage", "function_name", "alias", "lambda_version", "rest_api_id"):
+        for name in ("version", "base_url", "api_type", "stage", "function_name", "alias", "lambda_version"):
             output.result(f"{name:<14} {shown[name]}")
+        for name in ("rest_api_id", "http_api_id", "function_url"):  # the front door's own ID, or URL
+            if data[name]:
+                output.result(f"{name:<14} {shown[name]}")
         if data["domain_url"]:
             domain_status = shown["domain_status"] or "ready"
             output.result(f"{'domain_url':<14} {shown['domain_url']} ({domain_status})")

@@ -31,8 +31,8 @@ from deployer.aws import delete_if_present, read_or_none
 from deployer.config import EDGE_CERTIFICATE_REGION
 from deployer.context import Run, Target, check_ours
 from deployer.errors import DeployerError
-from deployer.plan import Change, Diff, Learned, Plan
-from deployer.resources import dns
+from deployer.plan import Action, Change, Diff, Learned, Plan
+from deployer.resources import dns, http_api
 from deployer.resources.rest_api import RestApi
 
 SECURITY_POLICY = "TLS_1_2"
@@ -305,8 +305,15 @@ def _mappings(target: Target, domain: str) -> list[dict[str, Any]]:
     return found.get("items", []) if found else []
 
 
+def _api_mappings(target: Target, domain: str) -> list[dict[str, Any]]:
+    """The domain's API mappings as API Gateway v2 answers them (an HTTP API's)."""
+    found = read_or_none(lambda: target.aws.apigatewayv2.get_api_mappings(DomainName=domain, MaxResults="500"))
+    return found.get("Items", []) if found else []
+
+
 class BasePathMapping:
-    """Observes this stage's mapping as API Gateway answers it, when there is one."""
+    """Observes this stage's mapping as API Gateway answers it, when there is one. An HTTP API's is an API mapping
+    (API Gateway v2's CreateApiMapping) on the same domain name: `_plan_http`, `_apply_http`."""
 
     resource = "base path mapping"
 
@@ -314,6 +321,8 @@ class BasePathMapping:
         config = target.config
         if config.domain is None:
             return _none(self.resource)
+        if config.api_type == http_api.TYPE:
+            return self._plan_http(target, earlier)
         wanted = config.base_path or ROOT
         domain = earlier.of(DomainName)
         api = earlier.of(RestApi)
@@ -333,11 +342,68 @@ class BasePathMapping:
         diffs = (Diff(Field.BASE_PATH, ours["basePath"], wanted),) if ours["basePath"] != wanted else ()
         return Change(self.resource, wanted, "update" if diffs else "unchanged", diffs, observed=ours)
 
+    def _plan_http(self, target: Target, earlier: Plan) -> Change[dict[str, Any]]:
+        """The HTTP API's mapping; a REST API mapping of this stage's (a type switch) on the same path moves to it."""
+        config = target.config
+        assert config.domain is not None
+        name = config.base_path or ROOT
+        domain, api = earlier.of(DomainName), earlier.of(http_api.HttpApi)
+        api_id = api.observed.api_id if api and api.observed else None
+        old_rest = target.recorded.rest_api_id
+        if domain is None or domain.action == "create":
+            return Change(self.resource, name, "create")
+        mappings = _api_mappings(target, config.domain) if api_id else []
+        ours = next((item for item in mappings if item["ApiId"] == api_id and item["Stage"] == config.stage), None)
+        rest_mappings = _mappings(target, config.domain) if old_rest else []
+        moving = next((item for item in rest_mappings if item["restApiId"] == old_rest), None)
+        taken = next(
+            (item for item in mappings if item["ApiMappingKey"] == config.base_path and item is not ours), None
+        )
+        if taken is not None:
+            raise DeployerError(
+                f"base path {name} of {config.domain} already serves API {taken['ApiId']} stage {taken['Stage']}: "
+                "choose another base_path"
+            )
+        observed = {"http": ours, "rest": moving}
+        if ours is None:
+            return Change(self.resource, name, "create", observed=observed)
+        diffs: tuple[Diff, ...] = ()
+        if ours["ApiMappingKey"] != config.base_path:
+            diffs = (Diff(Field.BASE_PATH, ours["ApiMappingKey"] or ROOT, name),)
+        action: Action = "update" if diffs or moving else "unchanged"
+        return Change(self.resource, name, action, diffs, observed=observed)
+
+    def _apply_http(self, run: Run, change: Change[dict[str, Any]]) -> None:
+        """A path serves one API: the REST API's mapping goes first (a switch), then this HTTP API's is made."""
+        config, state = run.config, run.state
+        observed = change.observed or {}
+        if observed.get("rest"):
+            delete_if_present(
+                partial(
+                    run.aws.apigateway.delete_base_path_mapping,
+                    domainName=config.domain,
+                    basePath=observed["rest"]["basePath"],
+                )
+            )
+        ours = observed.get("http")
+        if ours is not None and ours["ApiMappingKey"] == config.base_path:
+            return
+        v2 = run.aws.apigatewayv2
+        if ours is not None:  # a new base path: the mapping is made anew under it
+            delete_if_present(
+                partial(v2.delete_api_mapping, ApiMappingId=ours["ApiMappingId"], DomainName=config.domain)
+            )
+        v2.create_api_mapping(
+            DomainName=config.domain, ApiId=state.http_api_id, Stage=config.stage, ApiMappingKey=config.base_path
+        )
+
     def apply(self, run: Run, change: Change[dict[str, Any]]) -> Change[dict[str, Any]] | None:
         config, gateway, state = run.config, run.aws.apigateway, run.state
         if not _issued(run):
             return Change(self.resource, change.name, "skip", note="waiting for the certificate's DNS record")
-        if change.action == "create":
+        if config.api_type == http_api.TYPE:
+            self._apply_http(run, change)
+        elif change.action == "create":
             arguments = {"basePath": config.base_path} if config.base_path else {}
             gateway.create_base_path_mapping(
                 domainName=config.domain,
@@ -417,7 +483,7 @@ class DnsRecords:
 STEPS = (Certificate(), DomainName(), BasePathMapping(), DnsRecords())
 
 
-def remove(run: Run, api_ids: list[str]) -> list[Change]:
+def remove(run: Run, api_ids: list[str], http_api_ids: tuple[str, ...] = ()) -> list[Change]:
     """`down`'s part: this stage's mapping, the domain name when no other mapping uses it, the records deployer
     wrote (still saying what it wrote), a certificate deployer requested that nothing uses. Nothing else."""
     config, state, gateway = run.config, run.state, run.aws.apigateway
@@ -429,13 +495,22 @@ def remove(run: Run, api_ids: list[str]) -> list[Change]:
     tags = (found or {}).get("tags", {})
     ours = found is not None and config.owns(tags) and tags.get("deployer:stage") == config.stage
     if ours:
+        others = []  # HTTP API mappings of other APIs: the domain name stays for them
+        for mapping in _api_mappings(run.target, domain) if http_api_ids else []:
+            if mapping["ApiId"] not in http_api_ids:
+                others.append(mapping)
+                continue
+            key = mapping["ApiMappingKey"] or ROOT
+            v2 = run.aws.apigatewayv2
+            delete_if_present(partial(v2.delete_api_mapping, ApiMappingId=mapping["ApiMappingId"], DomainName=domain))
+            changes.append(Change("base path mapping", key, "delete"))
         mappings = _mappings(run.target, domain)
         for mapping in mappings:
             if mapping["restApiId"] in api_ids:
                 base_path = mapping["basePath"]
                 delete_if_present(partial(gateway.delete_base_path_mapping, domainName=domain, basePath=base_path))
                 changes.append(Change("base path mapping", base_path, "delete"))
-        if all(mapping["restApiId"] in api_ids for mapping in mappings):
+        if not others and all(mapping["restApiId"] in api_ids for mapping in mappings):
             delete_if_present(lambda: gateway.delete_domain_name(domainName=domain))
             changes.append(Change("domain name", domain, "delete"))
     records = list(state.dns_records or [])

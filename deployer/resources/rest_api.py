@@ -17,7 +17,7 @@ from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target, arn_partition, check_ours
 from deployer.errors import DeployerError
 from deployer.gateway.integration import lambda_integration_uri
-from deployer.plan import Action, Change, Diff, Learned, Plan
+from deployer.plan import Action, Change, Diff, Learned, Plan, inactive
 from deployer.resources.function import alias_arn, known_arn, planned_arn
 from deployer.resources.role import Role
 
@@ -107,6 +107,8 @@ class RestApi:
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         name = target.config.function_name
+        if target.config.api_type != "rest":
+            return inactive(self.resource, name, target.config.api_type)
         recorded = target.recorded.rest_api_id
         api = read_or_none(lambda: target.aws.apigateway.get_rest_api(restApiId=recorded)) if recorded else None
         if api is not None and recorded is not None:
@@ -196,6 +198,8 @@ class ProxyResource:
     needs: tuple[type, ...] = (RestApi,)
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
+        if target.config.api_type != "rest":
+            return inactive(self.resource, PROXY, target.config.api_type)
         api = _observed_api(earlier)
         found = api.resource(PROXY) if api else None
         return Change(self.resource, PROXY, "unchanged" if found else "create")
@@ -223,6 +227,8 @@ class Method:
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = f"{METHOD} {self.path}"
+        if target.config.api_type != "rest":
+            return inactive(self.resource, name, target.config.api_type)
         api = _observed_api(earlier)
         found = api.resource(self.path) if api else None
         method = (found or {}).get("resourceMethods", {}).get(METHOD)
@@ -257,6 +263,8 @@ class Integration:
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = f"{METHOD} {self.path}"
+        if target.config.api_type != "rest":
+            return inactive(self.resource, name, target.config.api_type)
         api = _observed_api(earlier)
         found = (api.resource(self.path) if api else None) or {}
         integration = found.get("resourceMethods", {}).get(METHOD, {}).get("methodIntegration")

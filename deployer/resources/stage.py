@@ -18,7 +18,7 @@ from functools import partial
 
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
-from deployer.plan import Change, Diff, Learned, Plan
+from deployer.plan import Change, Diff, Learned, Plan, inactive
 from deployer.resources.function import planned_arn
 from deployer.resources.permission import Permission
 from deployer.resources.rest_api import METHOD, PROXY, ROOT, Integration, RestApi, integration_uri
@@ -58,6 +58,8 @@ class Stage:
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = target.config.stage
+        if target.config.api_type != "rest":
+            return inactive(self.resource, name, target.config.api_type)
         api = earlier.of(RestApi)
         api_id = api.observed.api_id if api and api.observed else None
         if api_id is None:
@@ -76,7 +78,7 @@ class Stage:
         )
         if not stage or not deployment:
             return Change(self.resource, name, "create", cleanup)
-        learned = Learned(deployment_id=stage["deploymentId"], base_url=base_url(target, api_id))
+        learned = Learned(deployment_id=stage["deploymentId"], base_url=base_url(target, api_id), api_type="rest")
         published = deployment.get("description", "").removeprefix(FINGERPRINT_PREFIX)
         config = target.config
         wanted = fingerprint(target.region, planned_arn(target, earlier), config.alias, config.binary_media_types)
@@ -97,6 +99,7 @@ class Stage:
             with run.saving:  # what it made, saved by this step's own write
                 run.state.deployment_id = deployment["id"]
                 run.state.base_url = base_url(run.target, run.state.rest_api_id)
+                run.state.api_type = "rest"
                 run.save()
         for diff in change.diffs:
             if diff.field != Field.OLD_STAGES:
