@@ -1,10 +1,12 @@
-"""The check before traffic: a new release is invoked once, as API Gateway would call it, before the alias
+"""The check before traffic: a new release is invoked once, as its front door would call it, before the alias
 moves to it.
 
-`up` invokes the published version itself (not the alias, which still serves the old one) with the proxy
-event of `GET [check] path`. A function error, a malformed answer or a 5xx fails the deploy: the alias
-stays where it was, so users never receive that release. `--no-check` skips it; an endpoint that cannot
-run Lambda Invoke (a bare moto server answers that it needs Docker) reports it skipped.
+`up` invokes the published version itself (not the alias, which still serves the old one) with the event the
+stage's front door would send for `GET [check] path`: the REST API's proxy event (payload 1.0), or, behind an
+HTTP API or a function URL, payload format 2.0, and reads the answer by that door's rules. A function error, a
+malformed answer or a 5xx fails the deploy: the alias stays where it was, so users never receive that release.
+`--no-check` skips it; an endpoint that cannot run Lambda Invoke (a bare moto server answers that it needs
+Docker) reports it skipped.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Any
 
 from deployer.context import Run, Target, arn_account
 from deployer.errors import DeployerError
-from deployer.gateway import MalformedResponseError, build_event, to_http_response
+from deployer.gateway import MalformedResponseError, build_event, http_api, to_http_response
 from deployer.plan import Change, Plan
 from deployer.resources.version import Version, function_observed, published, release_name
 
 NO_INVOKE_HERE = b"error running docker"  # moto's answer when it has no Docker to run a function in
 GATEWAY_TIMEOUT = 29  # seconds API Gateway waits for an integration; its clients get 504 after that
+# How long each front door waits for the function before its clients get an error; None: the function's own timeout.
+DOOR_TIMEOUT: dict[str, float | None] = {"rest": GATEWAY_TIMEOUT, "http": http_api.HTTP_API_TIMEOUT, "url": None}
+CHECK_HEADERS = [("Host", "deployer-check"), ("User-Agent", "deployer-check")]
 clock = time.monotonic  # replaced by the tests: no test waits half a minute
 
 
@@ -55,16 +60,7 @@ class Check:
             return None
         target = run.target
         number = published(run)
-        event = build_event(
-            "GET",
-            target.config.check_path,
-            "",
-            [("Host", "deployer-check"), ("User-Agent", "deployer-check")],
-            b"",
-            target.config.stage,
-            account_id=arn_account(run.state.function_arn) or "",
-            api_id=run.state.rest_api_id or "",
-        )
+        event = check_event(run)
         started = clock()
         answer = run.aws.invoker(target.config.timeout).invoke(
             FunctionName=target.config.function_name, Qualifier=number, Payload=json.dumps(event).encode()
@@ -72,10 +68,13 @@ class Check:
         payload = answer["Payload"].read()
         seconds = clock() - started
         release = f"release {release_name(target)} (version {number})"
-        if seconds > GATEWAY_TIMEOUT:
+        door = target.config.api_type
+        limit = DOOR_TIMEOUT.get(door, GATEWAY_TIMEOUT)
+        if limit is not None and seconds > limit:
+            status = 504 if door == "rest" else 503
             raise DeployerError(
                 f"{release} failed its check, {change.name}: it answered after {seconds:.0f}s, but API Gateway waits "
-                f"{GATEWAY_TIMEOUT}s at most, then answers 504 to every such request; the stage still serves what it "
+                f"{limit:.0f}s at most, then answers {status} to every such request; the stage still serves what it "
                 "served: make the function answer sooner"
             )
         if answer.get("FunctionError"):
@@ -87,7 +86,8 @@ class Check:
                 "`deployer invoke` and `deployer logs` show more"
             )
         try:
-            status, _, body = to_http_response(json.loads(payload or b"null"))
+            answer_of = to_http_response if door == "rest" else http_api.to_http_response
+            status, _, body = answer_of(json.loads(payload or b"null"))
         except (ValueError, MalformedResponseError) as error:
             raise DeployerError(
                 f"{release} failed its check, {change.name}: API Gateway would answer 502 (malformed answer: "
@@ -99,6 +99,43 @@ class Check:
                 f"{_first_line(body.decode('utf-8', 'replace'))}; the stage still serves what it served"
             )
         return replace(change, note=f"answered {status}")
+
+
+def check_event(run: Run) -> dict[str, Any]:
+    """The event of `GET [check] path` as the stage's front door would send it."""
+    config, state = run.target.config, run.state
+    account = arn_account(state.function_arn) or ""
+    if config.api_type == "rest":
+        return build_event(
+            "GET",
+            config.check_path,
+            "",
+            CHECK_HEADERS,
+            b"",
+            config.stage,
+            account_id=account,
+            api_id=state.rest_api_id or "",
+        )
+    if config.api_type == "http":
+        return http_api.build_event(
+            "GET", config.check_path, "", CHECK_HEADERS, b"", api_id=state.http_api_id or "", account_id=account
+        )
+    anonymous = config.url_auth == "NONE"  # an open URL's requests carry no caller's account
+    return http_api.build_event(
+        "GET",
+        config.check_path,
+        "",
+        CHECK_HEADERS,
+        b"",
+        api_id=url_id(state.function_url),
+        account_id=http_api.ANONYMOUS if anonymous else account,
+    )
+
+
+def url_id(function_url: str | None) -> str:
+    """A function URL's id, its host's first label (https://<id>.lambda-url.<region>.on.aws/); "" before it exists."""
+    host = (function_url or "").split("://", 1)[-1]
+    return host.split(".", 1)[0] if ".lambda-url." in host else ""
 
 
 def _error_of(payload: bytes) -> str:

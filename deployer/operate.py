@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from deployer import output
 from deployer.errors import DeployerError, UsageError
+from deployer.gateway import http_api
 from deployer.gateway.answers import BAD_GATEWAY
 from deployer.gateway.proxy import (
     HEADER_NAME,
@@ -133,8 +134,9 @@ def read_event(path: Path) -> bytes:
 
 
 def proxy_event(request: HttpRequest, config: Config, state: State) -> dict[str, Any]:
-    """The event API Gateway sends the stage's function for `request`: as `serve` builds it, with this
-    deployment's API id, account and host where the state knows them."""
+    """The event the stage's front door sends its function for `request`: as `serve` builds it (payload 1.0 for the
+    REST API, 2.0 for an HTTP API or a function URL), with this deployment's API id, account and host where the
+    state knows them."""
     site = urlsplit(state.base_url or "")
     host = site.netloc or "deployer-invoke"
     port = site.port or (80 if site.scheme == "http" else 443)
@@ -142,6 +144,19 @@ def proxy_event(request: HttpRequest, config: Config, state: State) -> dict[str,
     defaults = [("Host", host), ("User-Agent", "deployer-invoke"), ("Accept", "*/*")]
     headers = [*[(name, value) for name, value in defaults if name.lower() not in given], *request.headers]
     arn = (state.function_arn or "").split(":")
+    account = arn[4] if len(arn) > 5 and arn[4] else LOCAL_ACCOUNT_ID
+    if config.api_type != "rest":
+        door_id = state.http_api_id if config.api_type == "http" else host.split(".", 1)[0]
+        anonymous = config.api_type == "url" and config.url_auth == "NONE"  # an open URL names no caller's account
+        return http_api.build_event(
+            request.method,
+            request.path,
+            request.query,
+            forwarded_headers(headers, "127.0.0.1", port),
+            request.body,
+            api_id=door_id or LOCAL_API_ID,
+            account_id=http_api.ANONYMOUS if anonymous else account,
+        )
     return build_event(
         request.method,
         request.path,
@@ -149,7 +164,7 @@ def proxy_event(request: HttpRequest, config: Config, state: State) -> dict[str,
         forwarded_headers(headers, "127.0.0.1", port),
         request.body,
         config.stage,
-        account_id=arn[4] if len(arn) > 5 and arn[4] else LOCAL_ACCOUNT_ID,
+        account_id=account,
         api_id=state.rest_api_id or LOCAL_API_ID,
         deployment_id=state.deployment_id or LOCAL_DEPLOYMENT_ID,
         binary_media_types=config.binary_media_types,
@@ -231,9 +246,14 @@ def invoke(connection: Connection, request: HttpRequest) -> int:
     problem = None
     try:
         accept = next((value for name, value in request.headers if name.lower() == "accept"), "*/*")
-        status, headers, body = to_http_response(json.loads(payload or b"null"), config.binary_media_types, accept)
+        answer_json = json.loads(payload or b"null")
+        if config.api_type == "rest":
+            status, headers, body = to_http_response(answer_json, config.binary_media_types, accept)
+        else:  # payload 2.0: a value without statusCode is a 200 with that JSON
+            status, headers, body = http_api.to_http_response(answer_json)
     except (ValueError, MalformedResponseError) as error:  # not JSON (ValueError) is malformed too
-        problem = f"malformed Lambda proxy response: {_first_line(str(error))}; API Gateway answers 502"
+        door = "API Gateway" if config.api_type != "url" else "the function URL"
+        problem = f"malformed Lambda proxy response: {_first_line(str(error))}; {door} answers 502"
         status, headers, body = BAD_GATEWAY.response()
     output.plain(_status_line(status))
     for name, value in headers:
