@@ -32,6 +32,7 @@ COMMANDS = ("plan", "up", "rollback", "promote", "logs", "down")
 UP_LIKE = frozenset({"up", "promote"})  # promote is `up` on another stage, with the artifact already in S3
 LOCKED = frozenset({"up", "rollback", "promote", "down"})  # the commands that take the state lock and write the state
 DOMAIN, SECRETS, KMS_KEY = "a custom domain ([api] domain)", "[function.secrets]", "[function] kms_key_arn"
+STAGE_ROLE = "[stages.S] role_arn"
 REST_API, HTTP_API, FUNCTION_URL = '[api] type = "rest"', '[api] type = "http"', '[api] type = "url"'
 
 
@@ -360,6 +361,9 @@ CALLS: tuple[Calls, ...] = (
     Calls(
         "function", "kms", ("Encrypt", "Decrypt", "CreateGrant"), ("kms_key",), UP_LIKE | {"rollback"}, needs=KMS_KEY
     ),
+    # A stage in its own account (credentials.py): every command first assumes the stage's role, so credentials that
+    # are not that role (a CI role made by `ci bootstrap`) need this to get in; the role itself holds the rest.
+    Calls("credentials", "sts", ("AssumeRole",), ("stage_role",), ALL, needs=STAGE_ROLE),
 )
 
 # IAM's action where it is not "<service>:<operation>".
@@ -427,6 +431,7 @@ def resource_arns(kind: str, config: Config, account_id: str, region: str) -> tu
         "parameters": tuple(_secret_arns(config, "ssm", partition, account_id, region)),
         "secrets": tuple(_secret_arns(config, "secretsmanager", partition, account_id, region)),
         "kms_key": (config.kms_key_arn,) if config.kms_key_arn else (),
+        "stage_role": (config.role_arn,) if config.role_arn else (),
     }
     return arns[kind]
 
@@ -452,11 +457,12 @@ def rows_for(config: Config, commands: Collection[str] = COMMANDS) -> list[Calls
     if unknown:
         raise ValueError(f"unknown commands: {sorted(unknown)}")
     wanted = set(commands)
-    front_door = getattr(config, "api_type", "rest")  # [api] type: rest (the default), http or url
+    front_door = config.api_type  # [api] type: rest (the default), http or url
     configured = {
         DOMAIN: config.domain is not None,
         SECRETS: bool(config.secrets),
         KMS_KEY: bool(config.kms_key_arn),
+        STAGE_ROLE: bool(config.role_arn),
         REST_API: front_door == "rest",
         HTTP_API: front_door == "http",
         FUNCTION_URL: front_door == "url",

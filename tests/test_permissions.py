@@ -140,6 +140,21 @@ def test_the_plan_policy_reads_only() -> None:
     assert "s3:GetObject" in actions and "lambda:GetFunction" in actions
 
 
+def test_a_stage_in_its_own_account_lets_other_credentials_assume_its_role_and_no_other(project: Path) -> None:
+    """CI's role (ci bootstrap's) runs every command of a [stages.S] role_arn stage by first assuming that role."""
+    role = "arn:aws:iam::222222222222:role/deployer-prod"
+    config_path = project / "deploy.toml"
+    config_path.write_text(
+        config_path.read_text() + f'\n[stages.prod]\nrole_arn = "{role}"\nbucket = "prod-artifacts"\n'
+    )
+    for commands in (COMMANDS, ("plan",)):
+        statements = policy_document(load_config(config_path, "prod"), ACCOUNT, REGION, commands)["Statement"]
+        assuming = [statement for statement in statements if "sts:AssumeRole" in statement["Action"]]
+        assert [(statement["Action"], statement["Resource"]) for statement in assuming] == [(["sts:AssumeRole"], role)]
+    test_stage = policy_document(load_config(config_path, "test"), ACCOUNT, REGION)["Statement"]
+    assert not [statement for statement in test_stage if "sts:AssumeRole" in statement["Action"]]
+
+
 # ---- an AccessDenied, as what is needed ------------------------------------------------------------------------
 
 
