@@ -56,9 +56,9 @@ pytest_plugins = ("tests.emulations",)
 
 # Tests that use these run against an emulated account (and most deploy to it): seconds each, not milliseconds.
 EMULATED_ACCOUNTS = frozenset({"aws_account", "moto_server", "local_cloud", "local_port", "make_run", "cli"})
-# Modules whose module-scoped fixtures install packages (a wheel and a venv; pip and npm bundles): one xdist worker
-# runs each whole, so they are built once, not once per worker.
-ONE_WORKER_EACH = ("tests/test_packaging.py", "tests/test_dependencies.py")
+# Modules whose module- or session-scoped fixtures install packages (a wheel and a venv; pip and npm bundles; the
+# framework apps): one xdist worker runs each whole, so they are built once, not once per worker.
+ONE_WORKER_EACH = ("tests/test_packaging.py", "tests/test_dependencies.py", "tests/test_frameworks_v2.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
