@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target, arn_account, arn_partition, check_ours
@@ -67,9 +68,12 @@ class Observed:
         return next((item for item in self.integrations if item.get("IntegrationType") == "AWS_PROXY"), None)
 
 
-def base_url(region: str, api_id: str) -> str:
-    """The `$default` stage's URL: the API's root, no stage segment."""
-    return f"https://{api_id}.execute-api.{region}.amazonaws.com/"
+def base_url(target: Target, api_id: str) -> str:
+    """The `$default` stage's URL: the API's root, no stage segment; on the local cloud, its data plane's
+    `http://{api id}.execute-api.localhost:{port}/` (local/doors.py serves it)."""
+    if target.local_endpoint:
+        return f"http://{api_id}.execute-api.localhost:{urlsplit(target.local_endpoint).port}/"
+    return f"https://{api_id}.execute-api.{target.region}.amazonaws.com/"
 
 
 def api_arn(partition: str, region: str, api_id: str) -> str:
@@ -287,7 +291,7 @@ class Stage:
         stage = next((item for item in api.stages if item.get("StageName") == STAGE), None) if api else None
         if api is None or stage is None:
             return Change(self.resource, STAGE, "create")
-        learned = Learned(base_url=base_url(target.region, api.api_id), api_type=TYPE)
+        learned = Learned(base_url=base_url(target, api.api_id), api_type=TYPE)
         if not stage.get("AutoDeploy"):
             diff = Diff(Field.AUTO_DEPLOY, stage.get("AutoDeploy"), True)
             return Change(self.resource, STAGE, "update", (diff,), learned=learned)
@@ -300,7 +304,7 @@ class Stage:
             gateway.create_stage(ApiId=state.http_api_id, StageName=STAGE, AutoDeploy=True, Tags=config.tags)
         else:
             gateway.update_stage(ApiId=state.http_api_id, StageName=STAGE, AutoDeploy=True)
-        state.base_url, state.api_type = base_url(run.target.region, state.http_api_id), TYPE
+        state.base_url, state.api_type = base_url(run.target, state.http_api_id), TYPE
         run.save()
 
 
