@@ -121,9 +121,10 @@ def share_botocore_model_cache() -> Any:
 
 def install_moto_fixes() -> None:
     """Where moto differs from AWS in what deployer reads back, mend it as the local cloud does: version numbers,
-    a policy per qualifier, an API's binary media types and tags (deployer.local.patches)."""
+    a policy per qualifier, an API's binary media types and tags, the front doors' (deployer.local.patches)."""
     from deployer.local.patches import (
         install_binary_media_types,
+        install_front_door_fixes,
         install_lambda_fixes,
         install_qualified_policies,
         install_rest_api_tags,
@@ -134,67 +135,6 @@ def install_moto_fixes() -> None:
     install_binary_media_types()
     install_rest_api_tags()
     install_front_door_fixes()
-
-
-_front_door_fixes_installed = False
-
-
-def install_front_door_fixes() -> None:
-    """Where moto's function URLs and HTTP APIs differ from AWS (issue 26): AddPermission's FunctionUrlAuthType and
-    InvokedViaFunctionUrl come back from GetPolicy as the conditions Lambda writes (moto leaves them as top-level
-    keys), UpdateFunctionUrlConfig with an empty Cors clears it (moto keeps the old one), apigatewayv2's
-    UpdateStage exists (moto has none), and an API mapping takes a domain name made with API Gateway's first API
-    (one resource in AWS, two in moto)."""
-    global _front_door_fixes_installed
-    if _front_door_fixes_installed:
-        return
-    _front_door_fixes_installed = True
-    from urllib.parse import unquote
-
-    from moto.apigateway.models import apigateway_backends
-    from moto.apigatewayv2.models import ApiGatewayV2Backend
-    from moto.apigatewayv2.models import DomainName as V2DomainName
-    from moto.apigatewayv2.responses import ApiGatewayV2Response
-    from moto.awslambda.models import FunctionUrlConfig
-    from moto.awslambda.policy import Policy
-
-    merge = Policy.condition_merge
-
-    def condition_merge(self: Any, obj: dict[str, Any]) -> None:
-        merge(self, obj)
-        if "FunctionUrlAuthType" in obj:
-            condition = {"StringEquals": {"lambda:FunctionUrlAuthType": obj.pop("FunctionUrlAuthType")}}
-            obj["Condition"] = {**obj.get("Condition", {}), **condition}
-        if "InvokedViaFunctionUrl" in obj:
-            value = str(obj.pop("InvokedViaFunctionUrl")).lower()
-            obj["Condition"] = {**obj.get("Condition", {}), "Bool": {"lambda:InvokedViaFunctionUrl": value}}
-
-    update = FunctionUrlConfig.update
-
-    def update_config(self: Any, new_config: dict[str, Any]) -> None:
-        update(self, new_config)
-        if "Cors" in new_config and not new_config["Cors"]:
-            self.config["Cors"] = None
-
-    def update_stage(self: Any) -> Any:
-        api_id, stage_name = self.path.split("/")[-3], unquote(self.path.split("/")[-1])
-        stage = self.apigatewayv2_backend.get_stage(api_id, stage_name)
-        if "autoDeploy" in json.loads(self.body):
-            stage.auto_deploy = json.loads(self.body)["autoDeploy"]
-        return 200, {}, json.dumps(stage.to_json())
-
-    create_api_mapping = ApiGatewayV2Backend.create_api_mapping
-
-    def create_mapping(self: Any, api_id: str, api_mapping_key: str, domain_name: str, stage: str) -> Any:
-        made_with_v1 = apigateway_backends[self.account_id][self.region_name].domain_names
-        if domain_name not in self.domain_names and domain_name in made_with_v1:
-            self.domain_names[domain_name] = V2DomainName(domain_name, [], {}, {}, self)
-        return create_api_mapping(self, api_id, api_mapping_key, domain_name, stage)
-
-    ApiGatewayV2Backend.create_api_mapping = create_mapping  # type: ignore[method-assign]
-    ApiGatewayV2Response.update_stage = update_stage  # type: ignore[attr-defined]
-    Policy.condition_merge = condition_merge  # type: ignore[method-assign]
-    FunctionUrlConfig.update = update_config  # type: ignore[method-assign]
 
 
 # moto_server with the same fixes and only the managed policies we use: a separate process.

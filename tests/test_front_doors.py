@@ -60,7 +60,7 @@ def test_http_creates_the_api_its_integration_route_grant_and_stage_wired_to_the
     run, changes = up(make_run, "1.0.0")
     stack = aws_account.assert_http_door("v1.0.0/example.zip")
     api_id = stack["api"]["ApiId"]
-    assert run.state.base_url == f"https://{api_id}.execute-api.{REGION}.amazonaws.com/test/"
+    assert run.state.base_url == f"https://{api_id}.execute-api.{REGION}.amazonaws.com/"  # no stage: `$default`
     assert (run.state.api_type, run.state.http_api_id, run.state.rest_api_id) == ("http", api_id, None)
     assert run.state.http_integration_id and run.state.http_route_id
     http_writes = [call for call in writes(run) if call in ("CreateApi", "CreateIntegration", "CreateRoute",
@@ -125,7 +125,7 @@ def test_http_drift_is_corrected(make_run, aws_account: Account, project: Path) 
     gateway = aws_account.client("apigatewayv2")
     integration = gateway.get_integrations(ApiId=api_id)["Items"][0]
     gateway.update_integration(ApiId=api_id, IntegrationId=integration["IntegrationId"], PayloadFormatVersion="1.0")
-    gateway.update_stage(ApiId=api_id, StageName="test", AutoDeploy=False)
+    gateway.update_stage(ApiId=api_id, StageName="$default", AutoDeploy=False)
     aws_account.client("lambda").remove_permission(FunctionName=APP, StatementId="deployer-httpapi-test",
                                                    Qualifier="test")  # fmt: skip
     run, changes = up(make_run, "1.0.0")
@@ -173,7 +173,7 @@ def test_http_a_custom_domain_maps_to_the_http_api_and_moves_over_from_the_rest_
     run, _ = up(make_run, "1.0.0")
     http_id = aws_account.assert_http_door("v1.0.0/example.zip")["api"]["ApiId"]
     mappings = v2.get_api_mappings(DomainName=domain)["Items"]
-    assert [(item["ApiId"], item["Stage"], item["ApiMappingKey"]) for item in mappings] == [(http_id, "test", "v1")]
+    assert [(item["ApiId"], item["Stage"], item["ApiMappingKey"]) for item in mappings] == [(http_id, "$default", "v1")]
     assert v1.get_base_path_mappings(domainName=domain).get("items", []) == []  # the path moved to the HTTP API
     assert run.state.domain_url == f"https://{domain}/v1"
     again, _ = up(make_run, "1.0.0")

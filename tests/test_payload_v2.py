@@ -466,7 +466,8 @@ def test_base64_bodies_reach_a_local_function_url_and_come_back(deployed: Deploy
 
 
 def test_serve_type_flag_plays_the_door_it_names(tmp_path: Path) -> None:
-    """`deployer serve --type http` announces the HTTP API's URL, stage included, and answers with a 2.0 event."""
+    """`deployer serve --type http` serves as the deployed HTTP API does, from its `$default` stage: at the root
+    (no stage in the URL or in rawPath), with a 2.0 event."""
     (tmp_path / "function").mkdir()
     (tmp_path / "function" / "main.py").write_text(FUNCTION)
     (tmp_path / "deploy.toml").write_text(
@@ -481,10 +482,10 @@ def test_serve_type_flag_plays_the_door_it_names(tmp_path: Path) -> None:
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        found = re.search(r"on http://127\.0\.0\.1:(\d+)/test/ as an HTTP API", line)
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)/ as an HTTP API", line)
         assert found, (line, process.stderr.read() if process.stderr else "")
-        event = http_call(int(found.group(1)), "/test/hi").json()
-        assert (event["version"], event["rawPath"]) == ("2.0", "/test/hi")
+        event = http_call(int(found.group(1)), "/hi").json()
+        assert (event["version"], event["rawPath"], event["requestContext"]["stage"]) == ("2.0", "/hi", "$default")
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=15)

@@ -25,6 +25,12 @@ Each `install_*` patches moto's classes once per process (calling it again does 
   and the tests' moto (in-process and moto_server: tests/support.install_moto_fixes) both install it.
 - install_rest_api_tags: moto tags an API's stages only, and fails on TagResource with a REST API's ARN; API
   Gateway tags the API. The local cloud and the tests' moto install it.
+- install_front_door_fixes: the HTTP API's and the function URL's (issue 26). moto keeps AddPermission's
+  FunctionUrlAuthType and InvokedViaFunctionUrl as top-level keys of the statement, where Lambda writes them as
+  its Condition (GetPolicy shows them there, and the local cloud's function URLs read them there); an
+  UpdateFunctionUrlConfig with an empty Cors leaves the old one, where Lambda clears it; apigatewayv2 has no
+  UpdateStage; and API Gateway's two APIs keep separate domain names, where AWS has one (an API mapping takes a
+  domain name made with the first API). The local cloud and the tests' moto install it.
 - install_managed_policies_read_once: moto parses its ~1,300 AWS managed policies from JSON for every IAM
   account it makes, twice per reset (once for the backend it drops, once for the next request's). The local
   cloud reads them once per process; each account still gets every policy, as objects of its own.
@@ -66,6 +72,7 @@ def install_local_cloud() -> None:
     install_qualified_policies()
     install_rest_api_tags()
     install_function_url_qualifier()
+    install_front_door_fixes()
     install_managed_policies_read_once()
 
 
@@ -434,3 +441,56 @@ def install_function_url_qualifier() -> None:
 
     LambdaResponse.create_function_url_config = create_function_url_config  # type: ignore[method-assign]
     FunctionUrlConfig.to_dict = qualified_to_dict  # type: ignore[method-assign]
+
+
+def install_front_door_fixes() -> None:
+    """Where moto's function URLs and HTTP APIs differ from AWS in what `up` writes and reads back (see the
+    module's docstring): URL permission conditions, an emptied Cors, apigatewayv2 UpdateStage, one domain name."""
+    if not _once("front doors"):
+        return
+    from urllib.parse import unquote
+
+    from moto.apigateway.models import apigateway_backends
+    from moto.apigatewayv2.models import ApiGatewayV2Backend
+    from moto.apigatewayv2.models import DomainName as V2DomainName
+    from moto.apigatewayv2.responses import ApiGatewayV2Response
+    from moto.awslambda.models import FunctionUrlConfig
+    from moto.awslambda.policy import Policy
+
+    merge = Policy.condition_merge
+
+    def condition_merge(self: Any, obj: dict[str, Any]) -> None:
+        merge(self, obj)
+        if "FunctionUrlAuthType" in obj:
+            condition = {"StringEquals": {"lambda:FunctionUrlAuthType": obj.pop("FunctionUrlAuthType")}}
+            obj["Condition"] = {**obj.get("Condition", {}), **condition}
+        if "InvokedViaFunctionUrl" in obj:
+            value = str(obj.pop("InvokedViaFunctionUrl")).lower()
+            obj["Condition"] = {**obj.get("Condition", {}), "Bool": {"lambda:InvokedViaFunctionUrl": value}}
+
+    update = FunctionUrlConfig.update
+
+    def update_config(self: Any, new_config: dict[str, Any]) -> None:
+        update(self, new_config)
+        if "Cors" in new_config and not new_config["Cors"]:
+            self.config["Cors"] = None
+
+    def update_stage(self: Any) -> Any:
+        api_id, stage_name = self.path.split("/")[-3], unquote(self.path.split("/")[-1])
+        stage = self.apigatewayv2_backend.get_stage(api_id, stage_name)
+        if "autoDeploy" in json.loads(self.body):
+            stage.auto_deploy = json.loads(self.body)["autoDeploy"]
+        return 200, {}, json.dumps(stage.to_json())
+
+    create_api_mapping = ApiGatewayV2Backend.create_api_mapping
+
+    def create_mapping(self: Any, api_id: str, api_mapping_key: str, domain_name: str, stage: str) -> Any:
+        made_with_v1 = apigateway_backends[self.account_id][self.region_name].domain_names
+        if domain_name not in self.domain_names and domain_name in made_with_v1:
+            self.domain_names[domain_name] = V2DomainName(domain_name, [], {}, {}, self)
+        return create_api_mapping(self, api_id, api_mapping_key, domain_name, stage)
+
+    ApiGatewayV2Backend.create_api_mapping = create_mapping  # type: ignore[method-assign]
+    ApiGatewayV2Response.update_stage = update_stage  # type: ignore[attr-defined]
+    Policy.condition_merge = condition_merge  # type: ignore[method-assign]
+    FunctionUrlConfig.update = update_config  # type: ignore[method-assign]

@@ -353,7 +353,7 @@ class BasePathMapping:
         if domain is None or domain.action == "create":
             return Change(self.resource, name, "create")
         mappings = _api_mappings(target, config.domain) if api_id else []
-        ours = next((item for item in mappings if item["ApiId"] == api_id and item["Stage"] == config.stage), None)
+        ours = next((item for item in mappings if item["ApiId"] == api_id and item["Stage"] == http_api.STAGE), None)
         rest_mappings = _mappings(target, config.domain) if old_rest else []
         moving = next((item for item in rest_mappings if item["restApiId"] == old_rest), None)
         taken = next(
@@ -394,7 +394,7 @@ class BasePathMapping:
                 partial(v2.delete_api_mapping, ApiMappingId=ours["ApiMappingId"], DomainName=config.domain)
             )
         v2.create_api_mapping(
-            DomainName=config.domain, ApiId=state.http_api_id, Stage=config.stage, ApiMappingKey=config.base_path
+            DomainName=config.domain, ApiId=state.http_api_id, Stage=http_api.STAGE, ApiMappingKey=config.base_path
         )
 
     def apply(self, run: Run, change: Change[dict[str, Any]]) -> Change[dict[str, Any]] | None:

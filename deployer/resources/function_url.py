@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
@@ -32,6 +33,15 @@ class Field(StrEnum):
 
 def with_slash(url: str) -> str:
     return url if url.endswith("/") else f"{url}/"
+
+
+def served_url(target: Target, function_url: str) -> str:
+    """The URL the stage answers at: Lambda's, with a slash; on the local cloud, its data plane's
+    `http://{url id}.lambda-url.localhost:{port}/` (local/doors.py serves it by the id, the host's first label)."""
+    if target.local_endpoint:
+        url_id = (urlsplit(function_url).hostname or "").split(".", 1)[0]
+        return f"http://{url_id}.lambda-url.localhost:{urlsplit(target.local_endpoint).port}/"
+    return with_slash(function_url)
 
 
 def read(aws: Any, function_name: str, alias: str) -> dict[str, Any] | None:
@@ -56,8 +66,8 @@ class FunctionUrl:
             diffs.append(Diff(Field.AUTH_TYPE, found.get("AuthType"), config.url_auth))
         if (found.get("Cors") or None) != config.cors:
             diffs.append(Diff(Field.CORS, found.get("Cors") or None, config.cors))
-        learned = Learned(function_url=with_slash(found["FunctionUrl"]), base_url=with_slash(found["FunctionUrl"]),
-                          api_type=TYPE)  # fmt: skip
+        url = served_url(target, found["FunctionUrl"])
+        learned = Learned(function_url=url, base_url=url, api_type=TYPE)
         return Change(self.resource, config.alias, "update" if diffs else "unchanged", tuple(diffs), found, learned)
 
     def apply(self, run: Run, change: Change[dict[str, Any]]) -> None:
@@ -69,7 +79,7 @@ class FunctionUrl:
             answer = functions.update_function_url_config(**arguments)
         else:
             answer = functions.create_function_url_config(**arguments)
-        url = with_slash(answer["FunctionUrl"])
+        url = served_url(run.target, answer["FunctionUrl"])
         run.state.function_url, run.state.base_url, run.state.api_type = url, url, TYPE
         run.save()
 

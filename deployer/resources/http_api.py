@@ -2,8 +2,13 @@
 
 The API (tagged like the REST API, found again by name and tags after a lost state), one `AWS_PROXY` integration
 with payload format 2.0 to the stage's alias, the `$default` route to it, the grant on the alias scoped to the
-API's execute-api ARN, and a stage named after ours with automatic deployment: the integration calls the alias,
+API's execute-api ARN, and the `$default` stage with automatic deployment: the integration calls the alias,
 so a release stays one alias move and the stage never needs a new deployment from us.
+
+Why `$default` and not a stage named after ours: behind any other HTTP API stage, AWS puts the stage in the
+function's `rawPath` (`/test/items`), and FastAPI+Mangum, Express+serverless-http and the like then answer 404
+for every route unless the app is told its base path. Each of our stages has its own HTTP API (`<app>-<stage>`),
+so the stage needs no path segment: the API serves at its root, `https://{api id}.execute-api.{region}.amazonaws.com/`.
 
 Everything is read by the HttpApi step (GetApi or GetApis, then GetIntegrations, GetRoutes, GetStages); the steps
 after it plan from that answer. With another type, every step here is inactive and asks nothing.
@@ -14,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target, arn_account, arn_partition, check_ours
@@ -24,6 +30,7 @@ from deployer.resources.function import alias_arn, planned_arn
 from deployer.resources.permission import Grant, GrantStep, http_api_statement_id
 
 ROUTE_KEY = "$default"
+STAGE = "$default"  # served at the API's root: the frameworks' routes match rawPath as it is (see the docstring)
 PAYLOAD_FORMAT = "2.0"
 TYPE = "http"
 
@@ -61,8 +68,12 @@ class Observed:
         return next((item for item in self.integrations if item.get("IntegrationType") == "AWS_PROXY"), None)
 
 
-def base_url(region: str, api_id: str, stage: str) -> str:
-    return f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}/"
+def base_url(target: Target, api_id: str) -> str:
+    """The `$default` stage's URL: the API's root, no stage segment; on the local cloud, its data plane's
+    `http://{api id}.execute-api.localhost:{port}/` (local/doors.py serves it)."""
+    if target.local_endpoint:
+        return f"http://{api_id}.execute-api.localhost:{urlsplit(target.local_endpoint).port}/"
+    return f"https://{api_id}.execute-api.{target.region}.amazonaws.com/"
 
 
 def api_arn(partition: str, region: str, api_id: str) -> str:
@@ -268,32 +279,32 @@ class Permission(GrantStep):
 
 
 class Stage:
-    """The stage named after ours, deployed automatically: what the API serves is always its routes as they are."""
+    """The `$default` stage, deployed automatically: what the API serves is always its routes as they are."""
 
     resource = "http stage"
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         config = target.config
         if config.api_type != TYPE:
-            return inactive(self.resource, config.stage, config.api_type)
+            return inactive(self.resource, STAGE, config.api_type)
         api = _observed(earlier)
-        stage = next((item for item in api.stages if item.get("StageName") == config.stage), None) if api else None
+        stage = next((item for item in api.stages if item.get("StageName") == STAGE), None) if api else None
         if api is None or stage is None:
-            return Change(self.resource, config.stage, "create")
-        learned = Learned(base_url=base_url(target.region, api.api_id, config.stage), api_type=TYPE)
+            return Change(self.resource, STAGE, "create")
+        learned = Learned(base_url=base_url(target, api.api_id), api_type=TYPE)
         if not stage.get("AutoDeploy"):
             diff = Diff(Field.AUTO_DEPLOY, stage.get("AutoDeploy"), True)
-            return Change(self.resource, config.stage, "update", (diff,), learned=learned)
-        return Change(self.resource, config.stage, "unchanged", learned=learned)
+            return Change(self.resource, STAGE, "update", (diff,), learned=learned)
+        return Change(self.resource, STAGE, "unchanged", learned=learned)
 
     def apply(self, run: Run, change: Change[None]) -> None:
         state, config, gateway = run.state, run.config, run.aws.apigatewayv2
         assert state.http_api_id, "the API comes first"
         if change.action == "create":
-            gateway.create_stage(ApiId=state.http_api_id, StageName=config.stage, AutoDeploy=True, Tags=config.tags)
+            gateway.create_stage(ApiId=state.http_api_id, StageName=STAGE, AutoDeploy=True, Tags=config.tags)
         else:
-            gateway.update_stage(ApiId=state.http_api_id, StageName=config.stage, AutoDeploy=True)
-        state.base_url, state.api_type = base_url(run.target.region, state.http_api_id, config.stage), TYPE
+            gateway.update_stage(ApiId=state.http_api_id, StageName=STAGE, AutoDeploy=True)
+        state.base_url, state.api_type = base_url(run.target, state.http_api_id), TYPE
         run.save()
 
 
@@ -321,6 +332,6 @@ def wiring_problem(target: Target, api_id: str, function_arn: str) -> str | None
         return f"HTTP API {api_id}'s integration does not call alias {target.config.alias} with payload 2.0"
     if route.get("Target") != f"integrations/{integration.get('IntegrationId')}":
         return f"HTTP API {api_id}'s {ROUTE_KEY} route does not target its integration"
-    if not any(item.get("StageName") == target.config.stage and item.get("AutoDeploy") for item in observed.stages):
-        return f"HTTP API {api_id} has no auto-deployed stage {target.config.stage}"
+    if not any(item.get("StageName") == STAGE and item.get("AutoDeploy") for item in observed.stages):
+        return f"HTTP API {api_id} has no auto-deployed stage {STAGE}"
     return None

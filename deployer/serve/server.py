@@ -284,9 +284,11 @@ def make_server(
     idle_seconds: float = IDLE_SECONDS,
     env_file: Path | None = None,
     front_door: http_api.FrontDoor = "rest",
+    stage: str | None = None,
 ) -> LocalApiServer:
     """A bound, not yet serving, server for `config`'s function; port 0 picks a free port. Up to `concurrency`
-    requests run at once, each in its own worker; a worker idle for `idle_seconds` is shut down."""
+    requests run at once, each in its own worker; a worker idle for `idle_seconds` is shut down. `stage` is the
+    stage served (default: config's); an HTTP API's other than `$default` is part of every path, as on AWS."""
     if concurrency < 1:
         raise UsageError(f"--concurrency {concurrency}: at least 1 request must be able to run; use e.g. 10")
     if not config.source.is_dir():
@@ -315,7 +317,7 @@ def make_server(
         server = LocalApiServer(
             (host, port),
             runners,
-            config.stage,
+            stage or config.stage,
             config.binary_media_types,
             memory=config.memory,
             front_door=front_door,
@@ -344,8 +346,10 @@ def serve(
     front_door: http_api.FrontDoor = "rest",
 ) -> None:
     """Blocks serving HTTP until KeyboardInterrupt (or SIGTERM); prints one startup line with the URL."""
+    # The deployed HTTP API serves from its `$default` stage, at its root (resources/http_api.py): so does serve.
+    stage = http_api.DEFAULT_STAGE if front_door == "http" else config.stage
     server = make_server(
-        config, host, port, code_dirs, concurrency=concurrency, env_file=env_file, front_door=front_door
+        config, host, port, code_dirs, concurrency=concurrency, env_file=env_file, front_door=front_door, stage=stage
     )
     if server.note:
         console(server.note)
