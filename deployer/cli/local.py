@@ -60,9 +60,7 @@ def serve(
         if front_door is not None and front_door not in FRONT_DOORS:
             raise UsageError(f"--type {front_door!r} is not a front door; use one of {', '.join(FRONT_DOORS)}")
         config = common.load_config(config_path)
-        # The one place serve reads the stage's front door from the configuration: `[api] type` (Config.api_type,
-        # from the control plane's work on issue 26); a Config without it is a REST API's, as before.
-        door = cast(FrontDoor, front_door or getattr(config, "api_type", "rest"))
+        door = cast(FrontDoor, front_door or config.api_type)  # --type, else the stage's [api] type
         # Serve what would be deployed: the source plus its bundled dependencies, nothing of the tool's own.
         bundled = bundle_dependencies(config, config.root / ".deployer" / "cache", log=output.plain)
         code_dirs = [] if bundled is None else [bundled if config.is_python else bundled / "node_modules"]
