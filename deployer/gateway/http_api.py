@@ -47,6 +47,8 @@ from deployer.gateway.proxy import (
     MAX_REQUEST_BODY,
     MONTHS,
     MalformedResponseError,
+    header_value,
+    kind_of,
     media_type,
     trace_id,
 )
@@ -244,22 +246,6 @@ def build_event(
     return event
 
 
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _header_value(name: str, value: Any) -> str:
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str | int | float):
-        text = str(value)
-    else:
-        raise MalformedResponseError(f"header {name!r} must have a string value, not {_kind(value)}")
-    if any(character in text for character in "\r\n\0"):
-        raise MalformedResponseError(f"header {name!r} has a line break or NUL in its value")
-    return text
-
-
 def _status(value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
@@ -278,17 +264,17 @@ def to_http_response(result: Any) -> Response:
     status = _status(result["statusCode"])
     raw_headers = result.get("headers") or {}
     if not isinstance(raw_headers, Mapping):
-        raise MalformedResponseError(f"headers must be an object, not {_kind(raw_headers)}")
+        raise MalformedResponseError(f"headers must be an object, not {kind_of(raw_headers)}")
     headers: list[tuple[str, str]] = []
     for name, value in raw_headers.items():
         if not isinstance(name, str) or not HEADER_NAME.fullmatch(name):
             raise MalformedResponseError(f"invalid header name {name!r}")
         if name.lower() not in DROPPED_RESPONSE_HEADERS:
-            headers.append((name, _header_value(name, value)))
+            headers.append((name, header_value(name, value)))
     cookies = result.get("cookies") or []
     if not isinstance(cookies, list):
-        raise MalformedResponseError(f"cookies must be a list, not {_kind(cookies)}")
-    headers.extend(("Set-Cookie", _header_value("Set-Cookie", cookie)) for cookie in cookies)
+        raise MalformedResponseError(f"cookies must be a list, not {kind_of(cookies)}")
+    headers.extend(("Set-Cookie", header_value("Set-Cookie", cookie)) for cookie in cookies)
     if not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", "application/json"))
     body = result.get("body")
@@ -298,7 +284,7 @@ def to_http_response(result: Any) -> Response:
     if body is None:
         return status, headers, b""
     if not isinstance(body, str):
-        raise MalformedResponseError(f"body must be a string (serialise objects to JSON first), not {_kind(body)}")
+        raise MalformedResponseError(f"body must be a string (serialise objects to JSON first), not {kind_of(body)}")
     if not encoded:
         return status, headers, body.encode("utf-8", "replace")
     try:

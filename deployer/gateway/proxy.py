@@ -306,17 +306,19 @@ def first_header(event: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """How an answer's value is named in the 502's reason (payload 1.0 and 2.0 alike)."""
     return "null" if value is None else type(value).__name__
 
 
-def _header_value(name: str, value: Any) -> str:
+def header_value(name: str, value: Any) -> str:
+    """An answer's header value as text; MalformedResponseError for one API Gateway would not send (any payload)."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str | int | float):
         text = str(value)
     else:
-        raise MalformedResponseError(f"header {name!r} must have a string value, not {_kind(value)}")
+        raise MalformedResponseError(f"header {name!r} must have a string value, not {kind_of(value)}")
     if any(character in text for character in "\r\n\0"):
         raise MalformedResponseError(f"header {name!r} has a line break or NUL in its value")
     return text
@@ -332,20 +334,20 @@ def _headers(value: Any) -> list[tuple[str, str]]:
     if value is None:
         return []
     if not isinstance(value, Mapping):
-        raise MalformedResponseError(f"headers must be an object, not {_kind(value)}")
-    return [(_header_name(name), _header_value(name, item)) for name, item in value.items()]
+        raise MalformedResponseError(f"headers must be an object, not {kind_of(value)}")
+    return [(_header_name(name), header_value(name, item)) for name, item in value.items()]
 
 
 def _multi_value_headers(value: Any) -> list[tuple[str, str]]:
     if value is None:
         return []
     if not isinstance(value, Mapping):
-        raise MalformedResponseError(f"multiValueHeaders must be an object, not {_kind(value)}")
+        raise MalformedResponseError(f"multiValueHeaders must be an object, not {kind_of(value)}")
     pairs: list[tuple[str, str]] = []
     for name, items in value.items():
         if not isinstance(items, list):
-            raise MalformedResponseError(f"multiValueHeaders {name!r} must be a list, not {_kind(items)}")
-        pairs.extend((_header_name(name), _header_value(name, item)) for item in items)
+            raise MalformedResponseError(f"multiValueHeaders {name!r} must be a list, not {kind_of(items)}")
+        pairs.extend((_header_name(name), header_value(name, item)) for item in items)
     return pairs
 
 
@@ -372,7 +374,7 @@ def _body(result: Mapping[str, Any], decode: bool) -> bytes:
     if body is None:
         return b""
     if not isinstance(body, str):
-        raise MalformedResponseError(f"body must be a string (serialise objects to JSON first), not {_kind(body)}")
+        raise MalformedResponseError(f"body must be a string (serialise objects to JSON first), not {kind_of(body)}")
     if not (encoded and decode):
         return body.encode("utf-8", "replace")
     try:
@@ -395,7 +397,7 @@ def to_http_response(
     base64. As lenient as API Gateway: `{}` is 200 with an empty body.
     """
     if not isinstance(result, Mapping):
-        raise MalformedResponseError(f"the function returned {_kind(result)}, not an object with a statusCode")
+        raise MalformedResponseError(f"the function returned {kind_of(result)}, not an object with a statusCode")
     unknown = sorted(str(key) for key in result if key not in RESPONSE_KEYS)
     if unknown:
         raise MalformedResponseError(
