@@ -143,7 +143,7 @@ class Account:
 
     def assert_http_door(self, live_key: str, stage: str = "test", name: str = APP) -> dict[str, Any]:
         """Exactly one HTTP API of this name, tagged, whose $default route calls the stage's alias with payload 2.0
-        through an auto-deployed stage named after ours, with the alias's grant scoped to it; no REST API."""
+        through its auto-deployed `$default` stage, with the alias's grant scoped to it; no REST API."""
         release = self.assert_release(live_key, stage, name)
         apis = [api for api in self.http_apis() if api["Name"] == name]
         assert len(apis) == 1, apis

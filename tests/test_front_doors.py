@@ -307,6 +307,24 @@ def test_switch_rest_to_http_makes_the_api_then_removes_the_rest_api(
     assert writes(again) == []
 
 
+def test_a_switch_never_deletes_an_api_the_state_names_but_this_app_does_not_own(
+    make_run, aws_account: Account, project: Path
+) -> None:
+    """The old door's steps are inactive after a switch, so its IDs come from the state alone: an edited or copied
+    state naming another app's API must not get that API deleted."""
+    up(make_run, "1.0.0")  # a REST stage
+    other = aws_account.client("apigateway").create_rest_api(name="SomeoneElses")["id"]
+    path = state_file(project)
+    recorded = json.loads(path.read_text())
+    recorded["rest_api_id"] = other
+    path.write_text(json.dumps(recorded))
+    front_door(project, "http")
+    run, changes = up(make_run, "1.0.0")
+    assert "DeleteRestApi" not in run.aws.calls
+    assert [api["id"] for api in aws_account.client("apigateway").get_rest_apis()["items"] if api["id"] == other]
+    assert run.state.rest_api_id is None and changes["old front door"].action == "delete"  # forgotten, not deleted
+
+
 def test_switch_http_to_url_makes_the_url_then_removes_the_http_api(
     make_run, aws_account: Account, project: Path
 ) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from deployer.aws import read_or_none
 from deployer.context import Run, Target
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
@@ -52,7 +53,8 @@ class OldFrontDoor:
 
     def plan(self, target: Target, earlier: Plan) -> Change[tuple[Old, ...]]:
         config = target.config
-        old = tuple(door for door in recorded_doors(target.recorded) if door.api_type != config.api_type)
+        recorded = recorded_doors(target.recorded)
+        old = tuple(_proven(target, door) for door in recorded if door.api_type != config.api_type)
         if not old:
             return Change(self.resource, "none", "inactive", note="no other front door recorded")
         names = ", ".join(door.api_type for door in old)
@@ -72,13 +74,15 @@ class OldFrontDoor:
         state, alias = run.state, run.config.alias
         was = next((door.url for door in change.observed or () if door.url), None)
         for door in change.observed or ():
-            if door.api_type == "rest" and door.rest_api_id:
-                rest_api.delete(run, door.rest_api_id)
+            if door.api_type == "rest":
+                if door.rest_api_id:  # None: gone already, or not this app's (never deleted on a state's word)
+                    rest_api.delete(run, door.rest_api_id)
                 permission.remove_statements(run, (permission.statement_id(alias),))
                 state.rest_api_id = state.root_resource_id = state.proxy_resource_id = None
                 state.deployment_id = state.permission_statement_id = None
-            elif door.api_type == "http" and door.http_api_id:
-                http_api.delete(run, door.http_api_id)
+            elif door.api_type == "http":
+                if door.http_api_id:
+                    http_api.delete(run, door.http_api_id)
                 permission.remove_statements(run, (permission.http_api_statement_id(alias),))
                 state.http_api_id = state.http_integration_id = state.http_route_id = None
             elif door.api_type == "url":
@@ -88,6 +92,24 @@ class OldFrontDoor:
             run.save()
         note = f"the URL changes: {was} -> {state.base_url}"
         return Change(self.resource, change.name, "delete", change.diffs, change.observed, note=note)
+
+
+def _proven(target: Target, door: Old) -> Old:
+    """The door with its API's ID only if that API is still there and is this app's (its name and tag): a state file
+    can name anyone's API, and the old door's own steps, inactive now, no longer check it. Else the ID is dropped:
+    the state forgets it, nothing is deleted."""
+    aws = target.aws
+    if door.rest_api_id:
+        rest_id = door.rest_api_id
+        found = read_or_none(lambda: aws.apigateway.get_rest_api(restApiId=rest_id))
+        if found is None or not rest_api.is_ours(found, target):
+            return replace(door, rest_api_id=None)
+    if door.http_api_id:
+        http_id = door.http_api_id
+        found = read_or_none(lambda: aws.apigatewayv2.get_api(ApiId=http_id))
+        if found is None or not http_api.is_ours(found, target):
+            return replace(door, http_api_id=None)
+    return door
 
 
 def _new_door_problem(run: Run) -> str | None:
