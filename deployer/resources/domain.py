@@ -357,7 +357,12 @@ class BasePathMapping:
         rest_mappings = _mappings(target, config.domain) if old_rest else []
         moving = next((item for item in rest_mappings if item["restApiId"] == old_rest), None)
         taken = next(
-            (item for item in mappings if item["ApiMappingKey"] == config.base_path and item is not ours), None
+            (
+                item
+                for item in mappings  # the old REST API's mapping (v2 lists REST mappings too) is the one moving
+                if item.get("ApiMappingKey", "") == config.base_path and item is not ours and item["ApiId"] != old_rest
+            ),
+            None,
         )
         if taken is not None:
             raise DeployerError(
@@ -368,8 +373,8 @@ class BasePathMapping:
         if ours is None:
             return Change(self.resource, name, "create", observed=observed)
         diffs: tuple[Diff, ...] = ()
-        if ours["ApiMappingKey"] != config.base_path:
-            diffs = (Diff(Field.BASE_PATH, ours["ApiMappingKey"] or ROOT, name),)
+        if ours.get("ApiMappingKey", "") != config.base_path:
+            diffs = (Diff(Field.BASE_PATH, ours.get("ApiMappingKey", "") or ROOT, name),)
         action: Action = "update" if diffs or moving else "unchanged"
         return Change(self.resource, name, action, diffs, observed=observed)
 
@@ -386,7 +391,7 @@ class BasePathMapping:
                 )
             )
         ours = observed.get("http")
-        if ours is not None and ours["ApiMappingKey"] == config.base_path:
+        if ours is not None and ours.get("ApiMappingKey", "") == config.base_path:
             return
         v2 = run.aws.apigatewayv2
         if ours is not None:  # a new base path: the mapping is made anew under it
@@ -500,7 +505,7 @@ def remove(run: Run, api_ids: list[str], http_api_ids: tuple[str, ...] = ()) -> 
             if mapping["ApiId"] not in http_api_ids:
                 others.append(mapping)
                 continue
-            key = mapping["ApiMappingKey"] or ROOT
+            key = mapping.get("ApiMappingKey", "") or ROOT
             v2 = run.aws.apigatewayv2
             delete_if_present(partial(v2.delete_api_mapping, ApiMappingId=mapping["ApiMappingId"], DomainName=domain))
             changes.append(Change("base path mapping", key, "delete"))

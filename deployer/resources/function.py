@@ -324,10 +324,8 @@ class Function:
             lambda: list_versions(target.aws, name),
             lambda: read_or_none(lambda: target.aws.lambda_.get_alias(FunctionName=name, Name=config.alias)),
         )
-        role = earlier.of(Role)
-        desired_role = (
-            role.observed.arn if role and role.observed else role_arn(config, arn_partition(arn), arn_account(arn))
-        )
+        # Predicted, not read from the role's plan (which runs at the same time): deployer's role has no IAM path.
+        desired_role = role_arn(config, arn_partition(arn), arn_account(arn))
         artifact = earlier.of(ArtifactObject)
         if target.keep_live:  # converting a stack from before aliases: publish what runs now, as it is
             wanted = Release.of(current)
