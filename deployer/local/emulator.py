@@ -164,6 +164,18 @@ def read_body(environ: dict[str, Any], limit: int = MAX_REQUEST_BODY) -> bytes |
         return None
 
 
+def _send(
+    start_response: Callable[..., Any], method: str, status: int, headers: list[tuple[str, str]], payload: bytes
+) -> list[bytes]:
+    """An API's answer (REST, HTTP API or function URL) on the wire: our Content-Length, no body where HTTP has none."""
+    with_body = carries_body(status)
+    headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
+    if with_body:
+        headers.append(("Content-Length", str(len(payload))))
+    start_response(_status_line(status), headers)
+    return [payload] if with_body and method != "HEAD" else []
+
+
 def _status_line(status: int) -> str:
     try:
         return f"{status} {HTTPStatus(status).phrase}"
@@ -326,12 +338,7 @@ class Emulator:
             )
             status, headers, payload = self.doors.answer(request)
         console(f"{method} {kind} {door_id[:64]}{path[:200]} {status} {(time.monotonic() - started) * 1000:.0f}ms")
-        with_body = carries_body(status)
-        headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
-        if with_body:
-            headers.append(("Content-Length", str(len(payload))))
-        start_response(_status_line(status), headers)
-        return [payload] if with_body and method != "HEAD" else []
+        return _send(start_response, method, status, headers, payload)
 
     def _signer(self, environ: dict[str, Any], body: bytes) -> str | None:
         """The access key id of the request's SigV4 signature when it is the local cloud's user's and valid (what
@@ -378,12 +385,7 @@ class Emulator:
             else:
                 status, headers, payload = self.dataplane.answer(made)
         console(f"{method} {shown} {status} {(time.monotonic() - started) * 1000:.0f}ms")
-        with_body = carries_body(status)
-        headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
-        if with_body:
-            headers.append(("Content-Length", str(len(payload))))
-        start_response(_status_line(status), headers)
-        return [payload] if with_body and method != "HEAD" else []
+        return _send(start_response, method, status, headers, payload)
 
     def _invoke(self, environ: dict[str, Any], start_response: Callable[..., Any], path: str) -> list[bytes]:
         """Lambda Invoke, in Lambda's own shape (botocore parses it as it parses AWS's answer)."""
