@@ -210,7 +210,7 @@ def test_without_deployers_checkout_the_install_must_be_given(cli, project: Path
 
 def test_a_bad_account_id_is_refused(cli, project: Path) -> None:
     as_ours(project)
-    assert "is not an AWS account ID" in cli("ci", "github", "--account", "12345", expect=2)
+    assert "is not a 12-digit AWS account ID" in cli("ci", "github", "--account", "12345", expect=2)
     assert not (project / WORKFLOW).exists()
 
 

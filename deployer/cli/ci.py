@@ -7,7 +7,6 @@ Registered on deployer.cli's app as the `ci` command group.
 from __future__ import annotations
 
 import os
-import re
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     from deployer.config import Config
     from deployer.context import Connection
     from deployer.plan import Change
-
-ACCOUNT_ID = re.compile(r"\d{12}")
 
 ci_app = typer.Typer(
     help="Deploy from CI with no stored keys: a GitHub Actions workflow, and the account's side of it.",
@@ -71,8 +68,7 @@ def github(
         install = workflows.check_install(install)
         deploy_role, plan_role = ci.deploy_role_name(config), ci.plan_role_name(config)
         if account is not None:
-            if not ACCOUNT_ID.fullmatch(account):
-                raise UsageError(f"--account {account[:40]!r} is not an AWS account ID: 12 digits")
+            common.checked_account(account)
             region = _region(config)
         else:
             connection = common.connect(config, endpoint_url, local)

@@ -6,6 +6,7 @@ Nothing here imports boto3 at load time: `deployer --help` and `deployer build` 
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -48,6 +49,15 @@ EndpointUrl = Annotated[
 
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, for scripts.")]
+
+ACCOUNT_ID = re.compile(r"[0-9]{12}")  # ASCII digits only (\d would take any script's)
+
+
+def checked_account(account: str) -> str:
+    """An --account given on the command line, as AWS writes account IDs, else one usage line."""
+    if not ACCOUNT_ID.fullmatch(account):
+        raise UsageError(f"--account {output.untrusted(account, 40)!r} is not a 12-digit AWS account ID")
+    return account
 
 
 Stage = Annotated[

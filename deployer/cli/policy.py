@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any
 
 import typer
@@ -11,9 +10,6 @@ import typer
 from deployer import output
 from deployer.cli import common
 from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, EndpointUrl, Json, Stage
-from deployer.errors import UsageError
-
-ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 Account = Annotated[
     str | None,
@@ -39,8 +35,8 @@ def policy(
     from deployer.permissions import policy_document
 
     with common.reported_errors(context):
-        if account is not None and not ACCOUNT_ID.fullmatch(account):
-            raise UsageError(f"--account {output.untrusted(account, 40)!r} is not a 12-digit AWS account ID")
+        if account is not None:
+            common.checked_account(account)
         config = common.load_config(config_path, stage)
         region, account_id = _where(config.region, account, endpoint_url)
         document = policy_document(config, account_id, region)
