@@ -222,6 +222,10 @@ class Aws:
                 "or run `aws configure`"
             )
 
+    def account_id(self) -> str:
+        """The account these credentials are in: one STS GetCallerIdentity (which every caller may make)."""
+        return str(self.client("sts").get_caller_identity()["Account"])
+
     def client(self, service: str, read_timeout: int | None = None, region: str | None = None) -> Any:
         """The service's client; one that waits longer for its answers (Invoke waits for the function) apart, and
         one of another region (an EDGE domain's certificate is in us-east-1) apart, with the same policy and log."""

@@ -19,7 +19,6 @@ from deployer.errors import UsageError
 
 if TYPE_CHECKING:
     from deployer.config import Config
-    from deployer.context import Connection
     from deployer.plan import Change
 
 ci_app = typer.Typer(
@@ -72,7 +71,7 @@ def github(
             region = _region(config)
         else:
             connection = common.connect(config, endpoint_url, local)
-            account, region = _account_id(connection), connection.aws.region
+            account, region = connection.aws.account_id(), connection.aws.region
         workflow = workflows.Workflow(
             stage=config.stage,
             region=region,
@@ -101,10 +100,6 @@ def _region(config: Config) -> str:
     return region
 
 
-def _account_id(connection: Connection) -> str:
-    return str(connection.aws.client("sts").get_caller_identity()["Account"])
-
-
 Repository = Annotated[
     str, typer.Option("--repo", help="The GitHub repository whose workflow may deploy, as OWNER/NAME.")
 ]
@@ -129,7 +124,7 @@ def bootstrap(
         repository = ci.check_repository(repo)
         config = common.load_config(config_path, stage)
         connection = common.connect(config, endpoint_url, local)
-        aws, account = connection.aws, _account_id(connection)
+        aws, account = connection.aws, connection.aws.account_id()
         setup = account_side.wanted(config, account, aws.region, repository)
         changes = account_side.plan(aws, config, setup)
         if _list_then_confirm(changes, yes, "bootstrap"):
@@ -161,7 +156,7 @@ def remove(
         config = common.load_config(config_path, stage)
         connection = common.connect(config, endpoint_url, local)
         aws = connection.aws
-        changes = account_side.plan_removal(aws, config, _account_id(connection), aws.region)
+        changes = account_side.plan_removal(aws, config, connection.aws.account_id(), aws.region)
         if not _list_then_confirm(changes, yes, "remove"):
             return
         for change in changes:

@@ -54,7 +54,7 @@ def _where(configured_region: str | None, account: str | None, endpoint_url: str
     if account is not None:
         return aws.region, account
     aws.check_credentials()
-    return aws.region, str(aws.client("sts").get_caller_identity()["Account"])
+    return aws.region, aws.account_id()
 
 
 def _summarise(document: dict[str, Any], stage: str, account_id: str, region: str) -> None:
