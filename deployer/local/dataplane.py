@@ -34,7 +34,7 @@ which Lambda Invoke (invoke.py) shares.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -393,15 +393,7 @@ class DataPlane:
         if target.invoked_arn != target.function.function_arn:  # an alias: which version its routing picked
             self.console(f"{request.method} {request.path}: {target.invoked_arn} runs version {target.version}")
 
-        def invoke(event: dict[str, Any]) -> Any:
-            outcome = self.functions.run(target.function, event, target.invoked_arn)
-            if outcome.error is not None:
-                raise outcome.error
-            return outcome.result
-
-        def report(reason: str, details: Sequence[str]) -> None:
-            self.console("\n    ".join([f"{target.invoked_arn} (version {target.version}): {reason}", *details]))
-
+        invoke, report = self.functions.proxy_for(target)
         return answer_from_function(invoke, event, report, invocation.binary_media_types)
 
     def close(self) -> None:

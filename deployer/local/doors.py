@@ -27,7 +27,7 @@ data plane and Lambda Invoke do.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,15 +165,7 @@ class Doors:
             self.console(f"{request.method} {request.kind} {request.id}{request.path[:200]}: {refused.reason}")
             return http_api.with_request_id(refused.answer.response(), door)
 
-        def invoke(event: dict[str, Any]) -> Any:
-            outcome = self.functions.run(target.function, event, target.invoked_arn)
-            if outcome.error is not None:
-                raise outcome.error
-            return outcome.result
-
-        def report(reason: str, details: Sequence[str]) -> None:
-            self.console("\n    ".join([f"{target.invoked_arn} (version {target.version}): {reason}", *details]))
-
+        invoke, report = self.functions.proxy_for(target)
         answer = http_api.answer_from_function(invoke, event, report, door, timeout)
         return http_api.with_cors(answer, cors, request.headers)
 

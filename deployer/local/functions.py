@@ -183,6 +183,21 @@ class Functions:
             self.console(f"{function.function_name}: could not write its log: {type(error).__name__}: {error}")
         return outcome
 
+    def proxy_for(self, target: Target) -> tuple[Callable[[Any], Any], Callable[[str, Sequence[str]], None]]:
+        """What a front door's integration calls for `target` (its answer; its error raised) and how it reports a
+        failure on the console: the pair gateway's `answer_from_function` takes, for every door alike."""
+
+        def invoke(event: Any) -> Any:
+            outcome = self.run(target.function, event, target.invoked_arn)
+            if outcome.error is not None:
+                raise outcome.error
+            return outcome.result
+
+        def report(reason: str, details: Sequence[str]) -> None:
+            self.console("\n    ".join([f"{target.invoked_arn} (version {target.version}): {reason}", *details]))
+
+        return invoke, report
+
     def reap(self) -> int:
         """Shut down the environments idle for longer than `idle_seconds`; how many."""
         with self._lock:
