@@ -13,7 +13,6 @@ from deployer import output
 from deployer.cli import common
 from deployer.cli.common import DEFAULT_CONFIG, ConfigPath, Json
 from deployer.errors import UsageError
-from deployer.gateway.http_api import FRONT_DOORS, FrontDoor
 
 LocalPort = Annotated[
     int | None, typer.Option("--port", "-p", help="The local cloud's port (default: DEPLOYER_LOCAL_PORT, else 4566).")
@@ -48,6 +47,7 @@ def serve(
 ) -> None:
     """Run the function locally behind an API Gateway proxy emulation (or an HTTP API, or a function URL)."""
     from deployer.dependencies import bundle_dependencies
+    from deployer.gateway.http_api import FRONT_DOORS, FrontDoor
     from deployer.serve import serve as serve_locally
 
     with common.reported_errors(context):
