@@ -127,15 +127,9 @@ def check_event(run: Run) -> dict[str, Any]:
         "",
         CHECK_HEADERS,
         b"",
-        api_id=url_id(state.function_url),
+        api_id=http_api.function_url_id(state.function_url),
         account_id=http_api.ANONYMOUS if anonymous else account,
     )
-
-
-def url_id(function_url: str | None) -> str:
-    """A function URL's id, its host's first label (https://<id>.lambda-url.<region>.on.aws/); "" before it exists."""
-    host = (function_url or "").split("://", 1)[-1]
-    return host.split(".", 1)[0] if ".lambda-url." in host else ""
 
 
 def _error_of(payload: bytes) -> str:

@@ -146,7 +146,7 @@ def proxy_event(request: HttpRequest, config: Config, state: State) -> dict[str,
     arn = (state.function_arn or "").split(":")
     account = arn[4] if len(arn) > 5 and arn[4] else LOCAL_ACCOUNT_ID
     if config.api_type != "rest":
-        door_id = state.http_api_id if config.api_type == "http" else host.split(".", 1)[0]
+        door_id = state.http_api_id if config.api_type == "http" else http_api.function_url_id(state.base_url)
         anonymous = config.api_type == "url" and config.url_auth == "NONE"  # an open URL names no caller's account
         return http_api.build_event(
             request.method,

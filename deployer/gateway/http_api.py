@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from deployer.gateway.answers import CannedAnswer, Response
 from deployer.gateway.integration import (
@@ -179,6 +179,13 @@ def fold_query(query_string: str) -> dict[str, str]:
     for key, value in parse_qsl(query_string, keep_blank_values=True):
         folded[key] = f"{folded[key]},{value}" if key in folded else value
     return folded
+
+
+def function_url_id(url: str | None) -> str:
+    """A function URL's id: the first label of its host (`https://{id}.lambda-url.{region}.on.aws/`, or the local
+    cloud's `http://{id}.lambda-url.localhost:{port}/`), lower case; "" for no function URL."""
+    host = urlsplit(url or "").hostname or ""  # urlsplit lower-cases it
+    return host.split(".", 1)[0] if ".lambda-url." in host else ""
 
 
 def build_event(

@@ -101,17 +101,12 @@ def find_http_api(api_id: str) -> tuple[str, str, Any] | None:
     return None
 
 
-def url_id(url: str) -> str:
-    """The id of a function URL: the first label of its host (`https://{id}.lambda-url.{region}.on.aws/`)."""
-    return url.split("://", 1)[-1].split(".", 1)[0].lower()
-
-
 def find_function_url(wanted: str) -> tuple[str, str, Any, Any] | None:
     """(account, region, moto's function, its FunctionUrlConfig) for a URL id."""
     for account, region, backend in _backends("moto.awslambda.models", "lambda_backends"):
         for function in list(backend.list_functions()):
             config = getattr(function, "url_config", None)
-            if config is not None and url_id(config.url) == wanted.lower():
+            if config is not None and http_api.function_url_id(config.url) == wanted.lower():
                 return account, region, function, config
     return None
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
+from deployer.gateway.http_api import function_url_id
 from deployer.plan import Change, Diff, Learned, Plan, inactive
 from deployer.resources.alias import Alias
 from deployer.resources.permission import Grant, GrantStep, url_statement_ids
@@ -39,7 +40,7 @@ def served_url(target: Target, function_url: str) -> str:
     """The URL the stage answers at: Lambda's, with a slash; on the local cloud, its data plane's
     `http://{url id}.lambda-url.localhost:{port}/` (local/doors.py serves it by the id, the host's first label)."""
     if target.local_endpoint:
-        url_id = (urlsplit(function_url).hostname or "").split(".", 1)[0]
+        url_id = function_url_id(function_url)
         return f"http://{url_id}.lambda-url.localhost:{urlsplit(target.local_endpoint).port}/"
     return with_slash(function_url)
 
