@@ -185,13 +185,14 @@ def throttle_randomly(session: boto3.Session, rate: float = 0.25, seed: int = 0)
 
 
 def rewrite(session: boto3.Session, service: str, operation: str, change: Callable[[dict[str, Any]], None]) -> None:
-    """`change(parsed)` edits what every successful call of service.Operation returns to the caller."""
+    """`change(parsed)` edits each successful answer to service.Operation, as AWS would have answered it: once per
+    answer, where botocore parses it (a read sent ahead and served to the plan is one answer, edited once)."""
 
-    def handler(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
-        if http_response.status_code < 300:
-            change(parsed)
+    def handler(response_dict: dict[str, Any] | None, parsed_response: dict[str, Any] | None, **_: Any) -> None:
+        if response_dict is not None and parsed_response is not None and response_dict["status_code"] < 300:
+            change(parsed_response)
 
-    session.events.register(f"after-call.{EVENT_SERVICE[service]}.{operation}", handler)
+    session.events.register(f"response-received.{EVENT_SERVICE[service]}.{operation}", handler)
 
 
 def retry_attempts(session: boto3.Session, service: str, operation: str) -> list[int]:

@@ -32,6 +32,7 @@ from deployer.bucket import finish_if_unfinished, make_bucket, not_yours, unfini
 from deployer.context import ArtifactDigests, Run, Target
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
+from deployer.read_ahead import Read
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024  # from this size on, S3's managed transfer: in parts, concurrent
 # A multipart upload of ours begun this long ago and never finished belongs to a run that was killed (another
@@ -129,6 +130,11 @@ class ArtifactObject:
     resource = "artifact"
     reads: tuple[type, ...] = ()
     needs: tuple[type, ...] = ()  # the upload goes out with the role and the API's wiring
+
+    def ahead(self, target: Target) -> tuple[Read, ...]:
+        if target.keep_live or target.artifact is None:
+            return ()
+        return (Read("s3", "HeadObject", {"Bucket": target.config.bucket, "Key": target.artifact_key}),)
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         if target.keep_live:  # converting: what runs now stays as it is, nothing is uploaded

@@ -20,6 +20,7 @@ from deployer.config import Config
 from deployer.context import Run, Target, arn_account, arn_partition, check_ours
 from deployer.digest import hex_sha256
 from deployer.plan import Change, Diff, Learned, Plan
+from deployer.read_ahead import Read
 from deployer.resources.artifact import ArtifactObject
 from deployer.resources.log_group import LogGroup
 from deployer.resources.role import Role
@@ -310,6 +311,16 @@ class Function:
     # uploaded artifact, with the role, after the log group (else Lambda makes one that never expires).
     reads: tuple[type, ...] = (ArtifactObject,)
     needs: tuple[type, ...] = (ArtifactObject, Role, LogGroup)
+
+    def ahead(self, target: Target) -> tuple[Read, ...]:
+        config, name = target.config, target.config.function_name
+        if target.recorded.function_name != name:
+            return ()
+        return (
+            Read("lambda", "GetFunction", {"FunctionName": name}),
+            Read("lambda", "ListVersionsByFunction", {"FunctionName": name}),  # the paginator's first page
+            Read("lambda", "GetAlias", {"FunctionName": name, "Name": config.alias}),
+        )
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         config, name = target.config, target.config.function_name

@@ -15,15 +15,20 @@ from typing import Any
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
 from deployer.plan import Change, Diff, Plan
+from deployer.read_ahead import Read
 
 
 class Field(StrEnum):
     RETENTION = "retention days"
 
 
+def _by_prefix(name: str) -> dict[str, Any]:
+    return {"logGroupNamePrefix": name, "limit": 50}
+
+
 def _read(logs: Any, name: str) -> dict[str, Any] | None:
     """The group of exactly this name (DescribeLogGroups matches a prefix: /aws/lambda/app-prod too)."""
-    found = read_or_none(lambda: logs.describe_log_groups(logGroupNamePrefix=name, limit=50))
+    found = read_or_none(lambda: logs.describe_log_groups(**_by_prefix(name)))
     groups = found["logGroups"] if found else []
     return next((group for group in groups if group["logGroupName"] == name), None)
 
@@ -32,6 +37,10 @@ class LogGroup:
     resource = "log group"
     reads: tuple[type, ...] = ()
     needs: tuple[type, ...] = ()
+
+    def ahead(self, target: Target) -> tuple[Read, ...]:
+        name = target.config.log_group
+        return (Read("logs", "DescribeLogGroups", _by_prefix(name)),) if target.recorded.log_group == name else ()
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name, wanted = target.config.log_group, target.config.log_retention_days

@@ -22,6 +22,7 @@ from deployer.aws import delete_if_present, function_busy, read_or_none, stateme
 from deployer.context import Run, Target, arn_account, arn_partition
 from deployer.gateway.integration import APIGATEWAY_PRINCIPAL, INVOKE_ACTION, execute_api_arn
 from deployer.plan import Action, Change, Diff, Learned, Plan, inactive
+from deployer.read_ahead import Read
 from deployer.resources.alias import Alias
 from deployer.resources.function import Function, planned_arn, wait_until_ready
 from deployer.resources.rest_api import RestApi
@@ -84,10 +85,14 @@ def source_arn(region: str, function_arn: str, api_id: str | None) -> str:
     return execute_api_arn(partition, region, account or "", api_id or "", "*/*")
 
 
+def _policy_read(function_name: str, alias: str | None) -> Read:
+    """GetPolicy of the alias, or of the function itself."""
+    return Read("lambda", "GetPolicy", {"FunctionName": function_name, **({"Qualifier": alias} if alias else {})})
+
+
 def _statements(aws: Any, function_name: str, alias: str | None) -> list[dict[str, Any]]:
     """The statements of the alias's (or the function's) policy; none when there is no policy."""
-    qualifier = {"Qualifier": alias} if alias else {}
-    found = read_or_none(lambda: aws.lambda_.get_policy(FunctionName=function_name, **qualifier))
+    found = read_or_none(lambda: aws.lambda_.get_policy(**_policy_read(function_name, alias).params))
     statements = json.loads(found["Policy"]).get("Statement", []) if found else []
     return [statements] if isinstance(statements, dict) else statements
 
@@ -120,6 +125,12 @@ class Permission:
     resource = "permission"
     reads: tuple[type, ...] = (Alias, RestApi)
     needs: tuple[type, ...] = (Alias, RestApi)
+
+    def ahead(self, target: Target) -> tuple[Read, ...]:
+        config = target.config
+        if config.api_type != "rest" or target.recorded.alias != config.alias:
+            return ()
+        return tuple(_policy_read(config.function_name, qualifier) for qualifier in (config.alias, None))
 
     def plan(self, target: Target, earlier: Plan) -> Change[tuple[Foreign, ...]]:
         config = target.config

@@ -18,6 +18,7 @@ from deployer.context import Run, Target, arn_partition, check_ours
 from deployer.errors import DeployerError
 from deployer.gateway.integration import lambda_integration_uri
 from deployer.plan import Action, Change, Diff, Learned, Plan, inactive
+from deployer.read_ahead import Read
 from deployer.resources.function import alias_arn, known_arn, planned_arn
 from deployer.resources.role import Role
 
@@ -80,15 +81,15 @@ def find_tagged(target: Target) -> list[dict[str, Any]]:
     return [api for page in paginator.paginate(limit=500) for api in page["items"] if is_ours(api, target)]
 
 
+def _resources_read(api_id: str) -> Read:
+    """GetResources's first page, with each resource's methods."""
+    return Read("apigateway", "GetResources", {"restApiId": api_id, "embed": ["methods"], "limit": 500})
+
+
 def _read_resources(target: Target, api_id: str) -> tuple[dict[str, Any], ...] | None:
     paginator = target.aws.apigateway.get_paginator("get_resources")
-    return read_or_none(
-        lambda: tuple(
-            item
-            for page in paginator.paginate(restApiId=api_id, embed=["methods"], limit=500)
-            for item in page["items"]
-        )
-    )
+    params = _resources_read(api_id).params
+    return read_or_none(lambda: tuple(item for page in paginator.paginate(**params) for item in page["items"]))
 
 
 def _observed_api(earlier: Plan) -> Observed | None:
@@ -104,6 +105,12 @@ class RestApi:
     resource = "rest api"
     reads: tuple[type, ...] = ()
     needs: tuple[type, ...] = ()  # the wiring is made while IAM makes a new role assumable
+
+    def ahead(self, target: Target) -> tuple[Read, ...]:
+        recorded = target.recorded.rest_api_id
+        if target.config.api_type != "rest" or not recorded:
+            return ()
+        return (Read("apigateway", "GetRestApi", {"restApiId": recorded}), _resources_read(recorded))
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         name = target.config.function_name

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from deployer.aws import IAM_DELETE_CONFLICT, delete_if_present, error_code, read_or_none
 from deployer.context import Run, Target, arn_partition, check_ours
 from deployer.plan import Change, Diff, Plan
+from deployer.read_ahead import Read
 from deployer.schedule import both
 
 TRUST_POLICY = {
@@ -113,6 +114,14 @@ class Role:
     resource = "role"
     reads: tuple[type, ...] = ()
     needs: tuple[type, ...] = ()
+
+    def ahead(self, target: Target) -> tuple[Read, ...]:
+        name = target.config.role_name
+        if target.recorded.role_name != name:
+            return ()
+        # The role, then its policies (both paginators' first pages): asked in turn by the plan, read at once here
+        operations = ("GetRole", "ListAttachedRolePolicies", "ListRolePolicies")
+        return tuple(Read("iam", operation, {"RoleName": name}) for operation in operations)
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         config, name = target.config, target.config.role_name

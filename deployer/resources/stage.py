@@ -19,6 +19,7 @@ from functools import partial
 from deployer.aws import delete_if_present, read_or_none
 from deployer.context import Run, Target
 from deployer.plan import Change, Diff, Learned, Plan, inactive
+from deployer.read_ahead import Read
 from deployer.resources.function import planned_arn
 from deployer.resources.permission import Permission
 from deployer.resources.rest_api import METHOD, PROXY, ROOT, Integration, RestApi, integration_uri
@@ -55,6 +56,15 @@ class Stage:
     resource = "stage"
     reads: tuple[type, ...] = (Integration,)  # the wiring (wiring_changed) and the API
     needs: tuple[type, ...] = (Integration, Permission)  # the API may call the alias before a deployment makes it
+
+    def ahead(self, target: Target) -> tuple[Read, ...]:
+        api_id, deployment_id = target.recorded.rest_api_id, target.recorded.deployment_id
+        if target.config.api_type != "rest" or not api_id:
+            return ()
+        stages = Read("apigateway", "GetStages", {"restApiId": api_id})
+        if not deployment_id:
+            return (stages,)
+        return (stages, Read("apigateway", "GetDeployment", {"restApiId": api_id, "deploymentId": deployment_id}))
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name = target.config.stage

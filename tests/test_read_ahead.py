@@ -1,0 +1,150 @@
+"""Reads sent ahead: a deployed stack's plan reads in one round trip, each answer served once and only to the plan,
+an error as AWS answered it, and a prediction the account proves wrong costs one read and changes nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+
+from deployer import deploy
+from deployer.aws import Aws
+from deployer.read_ahead import Read, reading_ahead
+from tests.account import BUCKET, Account
+from tests.faults import EVENT_SERVICE
+
+ROUND_TRIP = 0.4  # seconds each request takes, here: long beside a thread's start, even on a busy machine
+
+
+@dataclass
+class Latency:
+    """Every request takes ROUND_TRIP; `waves()` says how many round trips the requests took one after another:
+    a request sent before any answer came is in wave 1, one sent after answers of wave n is in wave n + 1."""
+
+    sent: list[float] = field(default_factory=list)
+    answered: dict[int, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    local: threading.local = field(default_factory=threading.local)
+
+    def install(self, session: boto3.Session) -> None:
+        session.events.register("before-send", self._send)
+        for service in EVENT_SERVICE.values():
+            session.events.register(f"response-received.{service}", self._answered)
+
+    def _send(self, request: Any, **_: Any) -> None:
+        with self.lock:
+            self.local.index = len(self.sent)
+            self.sent.append(time.monotonic())
+        time.sleep(ROUND_TRIP)
+
+    def _answered(self, **_: Any) -> None:
+        with self.lock:
+            self.answered[self.local.index] = time.monotonic()
+
+    def waves(self) -> int:
+        wave: list[int] = []
+        for index, sent_at in enumerate(self.sent):
+            before = [wave[earlier] for earlier in range(index) if self.answered.get(earlier, float("inf")) <= sent_at]
+            wave.append(1 + max(before, default=0))
+        return max(wave, default=0)
+
+
+def up(make_run, version: str, session: boto3.Session | None = None):
+    run = make_run(version, session=session)
+    deploy.up(run)
+    return run
+
+
+def test_an_unchanged_up_reads_in_one_round_trip_with_the_same_fourteen_reads(make_run, aws_account: Account) -> None:
+    up(make_run, "1.0.0")
+    session, latency = boto3.Session(), Latency()
+    latency.install(session)
+    run = up(make_run, "1.0.0", session)
+    assert len(run.aws.calls) == 14 and len(latency.sent) == 14  # every prediction was the plan's: none unused
+    assert latency.waves() == 1  # all fourteen went out before the first answer came
+
+
+def test_without_reads_ahead_the_same_plan_takes_four_round_trips(
+    make_run, aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What read ahead saves: the plan's reads wait for each other (the REST API's resources after the API, the
+    stage's deployment after the stage, the function's versions after the artifact's digest)."""
+    up(make_run, "1.0.0")
+    monkeypatch.setattr(deploy, "_predicted_reads", lambda target: [])
+    session, latency = boto3.Session(), Latency()
+    latency.install(session)
+    run = up(make_run, "1.0.0", session)
+    assert len(run.aws.calls) == 14 and latency.waves() == 4
+
+
+def test_a_read_ahead_answers_one_matching_call_of_the_plan_and_nothing_after_it(aws_account: Account) -> None:
+    s3 = aws_account.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="v1/app.zip", Body=b"zip")
+    aws = Aws("us-east-1", session=boto3.Session())
+    here = {"Bucket": BUCKET, "Key": "v1/app.zip"}
+    with reading_ahead(aws, [Read("s3", "HeadObject", here)]) as answers:
+        assert aws.s3.head_object(**here)["ContentLength"] == 3
+        assert answers.served == 1 and aws.calls == ["HeadObject"]  # the read sent ahead, and no other
+        aws.s3.head_object(**here)  # a second call: AWS answers it
+        assert answers.served == 1 and aws.calls == ["HeadObject", "HeadObject"]
+    aws.s3.head_object(**here)
+    assert aws.calls == ["HeadObject"] * 3
+
+
+def test_a_read_ahead_only_answers_the_same_parameters(aws_account: Account) -> None:
+    s3 = aws_account.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="v2/app.zip", Body=b"zip-2")
+    aws = Aws("us-east-1", session=boto3.Session())
+    with reading_ahead(aws, [Read("s3", "HeadObject", {"Bucket": BUCKET, "Key": "v1/app.zip"})]) as answers:
+        assert aws.s3.head_object(Bucket=BUCKET, Key="v2/app.zip")["ContentLength"] == 5
+        assert answers.served == 0 and answers.unused == 1
+
+
+def test_an_error_read_ahead_is_raised_to_the_plan_as_aws_answered_it(aws_account: Account) -> None:
+    aws = Aws("us-east-1", session=boto3.Session())
+    with reading_ahead(aws, [Read("lambda", "GetFunction", {"FunctionName": "nobody"})]) as answers:
+        with pytest.raises(aws.lambda_.exceptions.ResourceNotFoundException) as raised:
+            aws.lambda_.get_function(FunctionName="nobody")
+        assert answers.served == 1 and aws.calls == ["GetFunction"]
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_a_served_answer_goes_through_botocore_once_as_any_answer(aws_account: Account) -> None:
+    """botocore decodes IAM's URL-encoded policy documents after each call: a served answer is the one AWS gave
+    before that decoding, decoded once, the same as the plan reading it itself."""
+    iam = aws_account.client("iam")
+    trust = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}'  # noqa: E501
+    iam.create_role(RoleName="app-role", AssumeRolePolicyDocument=trust)
+    aws = Aws("us-east-1", session=boto3.Session())
+    with reading_ahead(aws, [Read("iam", "GetRole", {"RoleName": "app-role"})]) as answers:
+        served = aws.iam.get_role(RoleName="app-role")["Role"]
+        assert answers.served == 1
+    assert (
+        served["AssumeRolePolicyDocument"] == aws.iam.get_role(RoleName="app-role")["Role"]["AssumeRolePolicyDocument"]
+    )
+    assert served["AssumeRolePolicyDocument"]["Statement"][0]["Action"] == "sts:AssumeRole"
+
+
+def test_a_prediction_the_account_proves_wrong_costs_a_read_and_up_still_converges(
+    make_run, aws_account: Account
+) -> None:
+    """The state names a role someone deleted: the reads of its policies, sent ahead, answer NoSuchEntity and go
+    unused; the plan sees the role missing and up makes it again, the function using it."""
+    up(make_run, "1.0.0")
+    iam = aws_account.client("iam")
+    role = iam.list_roles()["Roles"][0]["RoleName"]
+    for policy in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+        iam.detach_role_policy(RoleName=role, PolicyArn=policy["PolicyArn"])
+    iam.delete_role(RoleName=role)
+    run = up(make_run, "1.0.0")
+    remade = iam.get_role(RoleName=role)["Role"]
+    function = aws_account.client("lambda").get_function(FunctionName=run.config.function_name)["Configuration"]
+    assert function["Role"] == remade["Arn"]
+    assert run.aws.calls.count("ListRolePolicies") == 1  # the one sent ahead, answered NoSuchEntity: not asked again
+
