@@ -20,6 +20,7 @@ endpoint costs at most about two minutes, a refused connection a few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -225,6 +226,21 @@ class Aws:
     def account_id(self) -> str:
         """The account these credentials are in: one STS GetCallerIdentity (which every caller may make)."""
         return str(self.client("sts").get_caller_identity()["Account"])
+
+    def warm(self, *services: str) -> threading.Thread:
+        """Make these clients, in this order, in a thread of their own while the command waits for its first answers
+        (the lock's, the state's): each costs tens of milliseconds of loading its service's model, which the plan
+        would otherwise pay before its first read. A client that cannot be made is left to its first caller, who
+        then meets the error."""
+
+        def make() -> None:
+            for service in services:
+                with contextlib.suppress(Exception):
+                    self.client(service)
+
+        thread = threading.Thread(target=make, name="deployer-clients", daemon=True)
+        thread.start()
+        return thread
 
     def client(self, service: str, read_timeout: int | None = None, region: str | None = None) -> Any:
         """The service's client; one that waits longer for its answers (Invoke waits for the function) apart, and

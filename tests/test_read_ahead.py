@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import UnknownServiceError
 
 from deployer import deploy
 from deployer.aws import Aws
@@ -148,3 +149,12 @@ def test_a_prediction_the_account_proves_wrong_costs_a_read_and_up_still_converg
     assert function["Role"] == remade["Arn"]
     assert run.aws.calls.count("ListRolePolicies") == 1  # the one sent ahead, answered NoSuchEntity: not asked again
 
+
+def test_clients_are_made_in_the_background_and_one_that_cannot_be_is_left_to_its_caller() -> None:
+    """up makes its clients while it waits for the lock (Aws.warm): the same clients its steps then use."""
+    aws = Aws("us-east-1", session=boto3.Session())
+    aws.warm("s3", "no-such-service", "lambda").join(timeout=30)
+    made = dict(aws._clients)
+    assert set(made) == {"s3:us-east-1", "lambda:us-east-1"} and aws.lambda_ is made["lambda:us-east-1"]
+    with pytest.raises(UnknownServiceError):
+        aws.client("no-such-service")

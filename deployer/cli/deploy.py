@@ -35,6 +35,12 @@ def _artifact(built: BuiltArtifact) -> ArtifactDigests:
     return ArtifactDigests(built.sha256, built.content_sha256)
 
 
+def _clients_of(config: Config) -> tuple[str, ...]:
+    """The clients an up uses, the lock's first: made while it waits for the lock (Aws.warm)."""
+    front_door = {"rest": ("apigateway",), "http": ("apigatewayv2",)}.get(config.api_type, ())
+    return ("s3", "iam", "logs", "lambda", *front_door)
+
+
 def _report(outcome: Applied) -> None:
     change = outcome.change
     if change.action == "inactive":  # a step of a front door the stage does not use: nothing to say
@@ -138,6 +144,7 @@ def up(
         config = common.checked_config(version, config_path, stage, needs_source=True)
         common.warn_of_secret_looking_variables(config)
         connection = common.connect(config, endpoint_url, local)
+        connection.aws.warm(*_clients_of(config))
         command = common.command_line(context)
         # The build lock too, from the build to the upload: another build cannot swap dist/'s zip in between.
         with common.locked(connection, command) as state, build_lock(config, command=command, log=output.plain):
@@ -179,6 +186,7 @@ def promote(
         config = common.checked_config(version, config_path, stage, needs_source=False)
         source_config = common.load_config(config_path, from_stage)
         connection = common.connect(config, endpoint_url, local)
+        connection.aws.warm(*_clients_of(config))
         # Another bucket (another account): the source stage's own credentials read its artifact.
         source = (
             None if promotion.same_bucket(source_config, config) else common.connect(source_config, endpoint_url, local)
