@@ -123,6 +123,10 @@ class S3StateStore:
             self.legacy.path.rename(self.legacy.path.with_suffix(".json.moved-to-s3"))
             self._moving_legacy = False
 
+    @property
+    def own_writes(self) -> int:
+        return self._own_writes.total()
+
     def _put(self, key: str, body: bytes, **condition: str) -> dict[str, Any]:
         """A JSON object, encrypted, written only if `condition` (If-Match / If-None-Match) holds."""
         self._own_writes["PutObject"] += 1

@@ -196,6 +196,9 @@ class StateStore(Protocol):
 
     def unlock(self, confirm: Callable[[str], bool]) -> str | None: ...  # the holder removed, or None
 
+    @property
+    def own_writes(self) -> int: ...  # the AWS writes of the state and its lock (in S3): not changes to the stack
+
 
 def file_stem(name: str) -> str:
     """A file name for `name` that no other name shares, even where the file system ignores case: names with
@@ -207,6 +210,8 @@ def file_stem(name: str) -> str:
 
 class LocalStateStore:
     """`.deployer/<name>.json` and its lock `.deployer/<name>.lock` in the project folder."""
+
+    own_writes = 0  # a file on this machine: no AWS call
 
     def __init__(self, folder: Path, name: str, app: str | None = None) -> None:
         self.folder = folder

@@ -180,6 +180,13 @@ def test_plan_exits_3_when_up_would_change_something_and_0_when_not(cli, aws_acc
     cli("plan", "--version", "1.0.0", expect=0)
 
 
+def test_the_summary_counts_changes_to_the_stack_not_the_locks_writes(cli, aws_account) -> None:
+    first = cli("up", "--version", "1.0.0", expect=0).splitlines()[-1]
+    again = cli("up", "--version", "1.0.0", expect=0).splitlines()[-1]
+    assert "changes)" in first and "(0 changes)" not in first
+    assert again.startswith("16 AWS calls (0 changes)")  # the lock's PutObject and DeleteObject are no change
+
+
 @pytest.mark.parametrize(
     ("arguments", "forbidden"),
     [
