@@ -4,7 +4,8 @@
   the state as it was read when the command started. `plan()` methods get only this: they read AWS
   and never write, neither to AWS nor to the state.
 - `Run`: the Target plus the live state and its store. `apply()` methods record the IDs of what
-  they create in `run.state` and save it at once, so a crash never loses track of what exists. `run.done`
+  they create in `run.state` and save it at once (`save_soon`: written in order behind the steps, see
+  deployer.write_behind), so a crash never loses track of what exists. `run.done`
   holds the changes carried out so far, as each step's apply returned them: how a later step learns what an
   earlier one made (`run.done.of(version.Version).observed`: the version it published).
 - `Step`: one resource in the deploy order (deploy.UP_ORDER), its plan and its apply, typed by what it observes.
@@ -22,6 +23,7 @@ from deployer.config import Config
 from deployer.errors import DeployerError
 from deployer.plan import Change, Plan
 from deployer.state import State, StateStore
+from deployer.write_behind import WriteBehind
 
 if TYPE_CHECKING:
     from deployer.secrets import Secret
@@ -97,6 +99,11 @@ class Run:
     # under it too (`with run.saving:`), so that no other step's save carries it first: one write per resource made,
     # whichever step finishes first. A copy of the Run shares it.
     saving: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    writes: WriteBehind | None = field(default=None, repr=False, compare=False)  # a copy of the Run shares it too
+
+    def __post_init__(self) -> None:
+        if self.writes is None:
+            self.writes = WriteBehind(self.store)
 
     @property
     def config(self) -> Config:
@@ -107,8 +114,22 @@ class Run:
         return self.target.aws
 
     def save(self) -> None:
+        """Write the state now, once the writes still on their way are done."""
         with self.saving:
+            self.flush()
             self.store.save(self.state)
+
+    def save_soon(self) -> None:
+        """Write the state as it is now, behind the writes before it, while the step goes on (deployer.write_behind):
+        how a step's apply records what it made."""
+        with self.saving:
+            assert self.writes is not None
+            self.writes.save(self.state)
+
+    def flush(self) -> None:
+        """Wait for the writes on their way; raise one that failed."""
+        assert self.writes is not None
+        self.writes.flush()
 
 
 class Step(Protocol[T]):

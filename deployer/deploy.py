@@ -14,6 +14,7 @@ recorded before anything is applied.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -149,7 +150,12 @@ def execute(run: Run, planned: Plan, report: Reporter = lambda _: None, action: 
         run.done = Plan((*run.done.changes, outcome.change))
         report(outcome)
 
-    outcomes = schedule.walk(NEEDS, apply, finished)
+    try:
+        outcomes = schedule.walk(NEEDS, apply, finished)
+    except BaseException:
+        with contextlib.suppress(Exception):  # what the steps made is recorded before their error ends the run
+            run.flush()
+        raise
     if planned.pending:  # an up that changed nothing is no event: the shared state is not even written
         run.state.record(action, run.target.version if not run.target.keep_live else run.state.version)
     run.save()

@@ -95,7 +95,7 @@ class Alias:
         )
         with run.saving:  # what it made, saved by this step's own write
             run.state.learn(record)
-            run.save()
+            run.save_soon()
 
     @staticmethod
     def _record(

@@ -154,7 +154,7 @@ class Certificate:
                 DomainName=config.domain, ValidationMethod="DNS", IdempotencyToken=token, Tags=tags
             )["CertificateArn"]
             state.certificate_arn = state.requested_certificate_arn = arn
-            run.save()
+            run.save_soon()
             if previous and previous != arn:
                 _delete_if_unused(run, previous)
         arn = state.certificate_arn or change.name
@@ -174,7 +174,7 @@ class Certificate:
         zone = dns.find_zone(run.aws.route53, config.domain)
         if zone is None:  # the user's DNS: the record is theirs to create, `up` exits 4 naming it
             state.domain_status, state.dns_pending = "validating", records
-            run.save()
+            run.save_soon()
             return
         written = list(state.dns_records or [])
         for record in records:
@@ -183,7 +183,7 @@ class Certificate:
             if entry not in written:
                 written.append(entry)
             state.dns_records = written
-            run.save()
+            run.save_soon()
 
         def issued() -> bool:
             return (_describe(run.target, arn) or {}).get("Status") == "ISSUED"
@@ -197,7 +197,7 @@ class Certificate:
         )
         if not validated:
             state.domain_status = "validating"  # what `status` shows, and the next `up` waits on again
-            run.save()
+            run.save_soon()
             raise DeployerError(
                 f"ACM has not validated the certificate of {config.domain} in {VALIDATION_WAIT // 60} minutes, though "
                 f"its record is in Route 53 zone {zone['Name'].rstrip('.')}: check that the name servers the domain "
@@ -287,7 +287,7 @@ class DomainName:
                 **{certificate_key(endpoint): state.certificate_arn},
             )
             state.domain_target = target_of(found, endpoint)
-            run.save()
+            run.save_soon()
             return None
         operations = []
         if change.touches([Field.CERTIFICATE]):
@@ -480,7 +480,7 @@ class DnsRecords:
             written = [item for item in written if not (item["name"] == config.domain and item["type"] == kind)]
             written.append({"zone": zone_id, "name": config.domain, "type": kind, "value": value})
             state.dns_records = written
-            run.save()
+            run.save_soon()
         state.domain_status, state.dns_pending = "ready", None
         return None
 

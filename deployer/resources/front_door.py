@@ -89,7 +89,7 @@ class OldFrontDoor:
                 function_url.delete(run)
                 permission.remove_statements(run, permission.url_statement_ids(alias))
                 state.function_url = None
-            run.save()
+            run.save_soon()
         note = f"the URL changes: {was} -> {state.base_url}"
         return Change(self.resource, change.name, "delete", change.diffs, change.observed, note=note)
 

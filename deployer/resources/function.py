@@ -411,7 +411,7 @@ class Function:
         )
         with run.saving:  # what it made, saved by this step's own write
             run.state.function_name, run.state.function_arn = config.function_name, response["FunctionArn"]
-            run.save()
+            run.save_soon()
         wait_until_settled(run, response)
 
     def _update(self, run: Run, change: Change[Observed]) -> None:

@@ -82,7 +82,7 @@ class FunctionUrl:
             answer = functions.create_function_url_config(**arguments)
         url = served_url(run.target, answer["FunctionUrl"])
         run.state.function_url, run.state.base_url, run.state.api_type = url, url, TYPE
-        run.save()
+        run.save_soon()
 
 
 class Permission(GrantStep):

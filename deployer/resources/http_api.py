@@ -178,7 +178,7 @@ class HttpApi:
         )
         state = run.state
         state.http_api_id, state.http_integration_id, state.http_route_id = api["ApiId"], None, None
-        run.save()
+        run.save_soon()
 
 
 class Integration:
@@ -218,7 +218,7 @@ class Integration:
         else:
             created = gateway.create_integration(ApiId=run.state.http_api_id, **wanted)
             run.state.http_integration_id = created["IntegrationId"]
-        run.save()
+        run.save_soon()
 
 
 class Route:
@@ -254,7 +254,7 @@ class Route:
             state.http_route_id = change.observed["RouteId"]
         else:
             state.http_route_id = gateway.create_route(ApiId=state.http_api_id, RouteKey=ROUTE_KEY, **wanted)["RouteId"]
-        run.save()
+        run.save_soon()
 
 
 class Permission(GrantStep):
@@ -305,7 +305,7 @@ class Stage:
         else:
             gateway.update_stage(ApiId=state.http_api_id, StageName=STAGE, AutoDeploy=True)
         state.base_url, state.api_type = base_url(run.target, state.http_api_id), TYPE
-        run.save()
+        run.save_soon()
 
 
 def delete(run: Run, api_id: str) -> bool:

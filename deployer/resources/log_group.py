@@ -59,7 +59,7 @@ class LogGroup:
                 logs.create_log_group(logGroupName=name, tags=run.config.tags)
             with run.saving:  # what it made, saved by this step's own write
                 run.state.log_group = name
-                run.save()
+                run.save_soon()
         logs.put_retention_policy(logGroupName=name, retentionInDays=run.config.log_retention_days)
 
 

@@ -230,7 +230,7 @@ class Permission:
                 self.apply(run, Change(self.resource, sid, "update", differences))
         with run.saving:  # what it made, saved by this step's own write
             run.state.permission_statement_id = sid
-            run.save()
+            run.save_soon()
 
 
 def remove_unqualified(run: Run) -> bool:
@@ -368,7 +368,7 @@ class GrantStep:
         for grant in self.wanted(run):
             if grant.sid in granted.to_write:
                 _add(run, grant)
-        run.save()
+        run.save_soon()
 
 
 def _lambda_call(run: Run, operation: Any, **arguments: Any) -> Any:

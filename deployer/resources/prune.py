@@ -55,7 +55,7 @@ class Prune:
                 release: {**record, "lambda_version": None} if record.get("lambda_version") in doomed else record
                 for release, record in run.state.releases.items()
             }
-            run.save()
+            run.save_soon()
 
 
 def _aliased(target: Target) -> set[str]:

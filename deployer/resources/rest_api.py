@@ -196,7 +196,7 @@ class RestApi:
             root_id = next(item["id"] for item in _read_resources(run.target, api["id"]) or () if item["path"] == ROOT)
         with run.saving:  # what it made, saved by this step's own write
             run.state.rest_api_id, run.state.root_resource_id, run.state.proxy_resource_id = api["id"], root_id, None
-            run.save()
+            run.save_soon()
 
 
 class ProxyResource:
@@ -219,7 +219,7 @@ class ProxyResource:
         )
         with run.saving:  # what it made, saved by this step's own write
             run.state.proxy_resource_id = created["id"]
-            run.save()
+            run.save_soon()
 
 
 class Method:

@@ -166,7 +166,7 @@ class Role:
             )["Role"]
             with run.saving:  # what it made, saved by this step's own write
                 run.state.role_name, run.state.role_arn = name, role["Arn"]
-                run.save()
+                run.save_soon()
         elif change.touches([Field.TRUST_POLICY]):
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(TRUST_POLICY))
         if change.touches([Field.TAGS]):

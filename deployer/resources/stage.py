@@ -110,7 +110,7 @@ class Stage:
                 run.state.deployment_id = deployment["id"]
                 run.state.base_url = base_url(run.target, run.state.rest_api_id)
                 run.state.api_type = "rest"
-                run.save()
+                run.save_soon()
         for diff in change.diffs:
             if diff.field != Field.OLD_STAGES:
                 continue

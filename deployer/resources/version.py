@@ -109,7 +109,7 @@ class Version:
         record = Release.of(published, {name: secret.pin() for name, secret in secrets.items()}).record()
         with run.saving:  # what it made, saved by this step's own write
             run.state.releases = {**run.state.releases, name: {**record, "lambda_version": number}}
-            run.save()
+            run.save_soon()
         return replace(change, observed=number)  # the steps after it invoke it, and move the alias to it
 
     @staticmethod
@@ -127,7 +127,7 @@ class Version:
             if observed.alias is not None and observed.alias.get("FunctionVersion") == number:
                 run.state.version = name
                 run.state.bucket, run.state.key = run.config.bucket, run.config.artifact_key(name)
-            run.save()
+            run.save_soon()
 
 
 RELEASE = "release"  # the field a Diff names when a release is recorded under another name
