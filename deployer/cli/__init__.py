@@ -11,6 +11,7 @@ start fast.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Annotated
 
@@ -59,4 +60,10 @@ app.add_typer(ci.ci_app, name="ci")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # The process ends here and the OS takes back its memory: frozen, its objects are skipped by the collections
+        # Python runs as it shuts down (a walk over some 50,000 objects, 0.1-0.2 s after an `up` whose clients hold
+        # their service models). atexit handlers, the flushing of output and the modules' teardown still run.
+        gc.freeze()
