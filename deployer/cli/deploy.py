@@ -37,8 +37,11 @@ def _artifact(built: BuiltArtifact) -> ArtifactDigests:
 
 def _clients_of(config: Config) -> tuple[str, ...]:
     """The clients an up uses, the lock's first: made while it waits for the lock (Aws.warm)."""
-    front_door = {"rest": ("apigateway",), "http": ("apigatewayv2",)}.get(config.api_type, ())
-    return ("s3", "iam", "logs", "lambda", *front_door)
+    return ("s3", "iam", "logs", "lambda", *_front_door_clients(config))
+
+
+def _front_door_clients(config: Config) -> tuple[str, ...]:
+    return {"rest": ("apigateway",), "http": ("apigatewayv2",)}.get(config.api_type, ())
 
 
 def _report(outcome: Applied) -> None:
@@ -337,6 +340,7 @@ def rollback(
         started = time.monotonic()
         config = common.checked_config(version, config_path, stage, needs_source=False)
         connection = common.connect(config, endpoint_url, local)
+        connection.aws.warm("s3", "lambda", *_front_door_clients(config))  # an alias move; the API's URL read back
         with common.locked(connection, common.command_line(context)) as state:
             run = connection.run(state, version)
             deploy.rollback(run, report=_report)
