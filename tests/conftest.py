@@ -37,6 +37,7 @@ from tests.support import (  # noqa: F401
     REGION,
     REPO,
     Waiting,
+    build_each_cli_command_once,
     free_port,
     install_moto_fixes,
     keep_only_the_managed_policies_we_use,
@@ -44,6 +45,7 @@ from tests.support import (  # noqa: F401
     reset_local_cloud,
     run_deployer,
     run_in_process,
+    share_botocore_client_classes,
     share_botocore_model_cache,
     stop_for_sure,
 )
@@ -141,6 +143,22 @@ def other_project(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def service_models_read_once() -> Iterator[None]:
     """botocore reads its service models once per process, not once per session (tests/support.py says why)."""
     undo = share_botocore_model_cache()
+    yield
+    undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def client_classes_made_once() -> Iterator[None]:
+    """botocore makes each service's client class once per process, not once per client (tests/support.py says why)."""
+    undo = share_botocore_client_classes()
+    yield
+    undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cli_command_built_once() -> Iterator[None]:
+    """The in-process CLI's click command is built once per process, not once per invocation (tests/support.py)."""
+    undo = build_each_cli_command_once()
     yield
     undo()
 

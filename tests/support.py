@@ -119,6 +119,77 @@ def share_botocore_model_cache() -> Any:
     return undo
 
 
+def share_botocore_client_classes() -> Any:
+    """Every botocore session made from now on, in this process, makes each service's client class once between them,
+    and translates each event name (botocore's aliases of old service names) once.
+
+    botocore builds a new client class for every client (a method and a docstring object per operation: hundreds for
+    Lambda or API Gateway), and every session and every client it copies its event emitter for starts with an empty
+    cache of event names: about half of the 4 ms a client costs, paid by each command for each service and by each
+    test's own clients. The class depends only on the service's model (read once, shared_botocore_model_cache) and
+    on the `creating-client-class` handlers, which are boto3's and botocore's own in every session here; the name
+    cache only on the alias table, the same in every session. Each client still has its own emitter, config and
+    connection pool. Returns the undo."""
+    import botocore.client
+    import botocore.hooks
+
+    make_class = botocore.client.ClientCreator._create_client_class
+    classes: dict[tuple[str, int], tuple[Any, Any]] = {}  # the model kept alive with its class: ids are not reused
+
+    def create_client_class(self: Any, service_name: str, service_model: Any) -> Any:
+        model = service_model._service_description
+        key = (service_name, id(model))
+        if key not in classes:
+            classes[key] = (make_class(self, service_name, service_model), model)
+        return classes[key][0]
+
+    make_aliaser = botocore.hooks.EventAliaser.__init__
+    names: dict[str, str] = {}
+
+    def init_aliaser(self: Any, event_emitter: Any, event_aliases: Any = None) -> None:
+        make_aliaser(self, event_emitter, event_aliases)
+        if self._event_aliases == botocore.hooks.EVENT_ALIASES:
+            self._alias_name_cache = names
+
+    botocore.client.ClientCreator._create_client_class = create_client_class  # type: ignore[method-assign]
+    botocore.hooks.EventAliaser.__init__ = init_aliaser  # type: ignore[method-assign]
+
+    def undo() -> None:
+        botocore.client.ClientCreator._create_client_class = make_class  # type: ignore[method-assign]
+        botocore.hooks.EventAliaser.__init__ = make_aliaser  # type: ignore[method-assign]
+
+    return undo
+
+
+def build_each_cli_command_once() -> Any:
+    """Typer builds its click command from the app's functions (their signatures and annotations, evaluated again)
+    on every `app()` and every CliRunner.invoke: about 25 ms, more than many a command's own work. Built once per
+    app and process here, as a user's single `deployer` run builds it once; the command parses each invocation
+    afresh (click keeps what it parsed on the invocation's Context). A forked child inherits what is built.
+    Returns the undo."""
+    import typer.main
+    import typer.testing
+
+    made = typer.main.get_command
+    built: dict[int, tuple[Any, int, int, Any]] = {}
+
+    def get_command(typer_instance: Any) -> Any:
+        shape = (len(typer_instance.registered_commands), len(typer_instance.registered_groups))
+        known = built.get(id(typer_instance))
+        if known is None or known[0] is not typer_instance or known[1:3] != shape:
+            known = built[id(typer_instance)] = (typer_instance, *shape, made(typer_instance))
+        return known[3]
+
+    typer.main.get_command = get_command
+    typer.testing._get_command = get_command  # typer.testing imported it by name
+
+    def undo() -> None:
+        typer.main.get_command = made
+        typer.testing._get_command = made
+
+    return undo
+
+
 def install_moto_fixes() -> None:
     """Where moto differs from AWS in what deployer reads back, mend it as the local cloud does: version numbers,
     a policy per qualifier, an API's binary media types and tags, the front doors' (deployer.local.patches)."""
