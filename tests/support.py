@@ -336,11 +336,14 @@ class Killed:
     pid: int
 
 
-def fork_until_call(project: Path, call: int, *arguments: str, signal_name: str = "KILL") -> Killed:
+def fork_until_call(
+    project: Path, call: int, *arguments: str, signal_name: str = "KILL", after_operation: str | None = None
+) -> Killed:
     """`deployer <arguments>` in the project folder, in a child forked from this process (deployer and botocore are
     imported already: no interpreter to start), signalled right after its `call`th AWS call, counted over all its
-    threads as tests/kill_after_call.py counts them. The child shares nothing with this process but its memory
-    as it was: its own sessions, clients and files."""
+    threads as tests/kill_after_call.py counts them, or after the first call of `after_operation`. With neither
+    (call 0), nothing is signalled and the child's stderr ends with `aws calls: N`, as kill_after_call.py's.
+    The child shares nothing with this process but its memory as it was: its own sessions, clients and files."""
     from botocore.handlers import BUILTIN_HANDLERS
 
     with contextlib.ExitStack() as stack:
@@ -353,11 +356,12 @@ def fork_until_call(project: Path, call: int, *arguments: str, signal_name: str 
                 os.dup2(os.open(os.devnull, os.O_RDWR), 1)
                 os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
                 os.chdir(project)
-                counted, counting = itertools.count(1), threading.Lock()
+                calls, counting = [0], threading.Lock()
 
-                def after_call(**_: Any) -> None:
+                def after_call(model: Any, **_: Any) -> None:
                     with counting:
-                        if next(counted) == call:
+                        calls[0] += 1
+                        if calls[0] == call or model.name == after_operation:
                             os.kill(os.getpid(), getattr(signal, "SIG" + signal_name))
 
                 BUILTIN_HANDLERS.append(("after-call.*.*", after_call))
@@ -371,6 +375,10 @@ def fork_until_call(project: Path, call: int, *arguments: str, signal_name: str 
             except BaseException:
                 traceback.print_exc()
             finally:
+                if not call and not after_operation:
+                    with contextlib.suppress(Exception):
+                        sys.stderr.flush()
+                    os.write(2, f"\naws calls: {calls[0]}\n".encode())  # fd 2: sys.stderr may be pytest's capture
                 os._exit(code)
         deadline = time.monotonic() + 120
         while (status := os.waitpid(pid, os.WNOHANG))[0] == 0:
