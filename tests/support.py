@@ -630,8 +630,9 @@ def release(page: str) -> bytes:
     return zipped({"main.py": f"PAGE = {page!r}\n" + CODE})
 
 
-def make_greeter(account: Account, **configuration: Any) -> Any:
-    """Version 1 says "one" (128 MB), version 2 "two" (256 MB), $LATEST "latest"; the alias `live` is on 1."""
+def make_greeter(account: Account, timeout: int = 3, **configuration: Any) -> Any:
+    """Version 1 says "one" (128 MB), version 2 "two" (256 MB), $LATEST "latest"; the alias `live` is on 1. Each
+    times out after `timeout` seconds."""
     iam, functions = account.client("iam"), account.client("lambda")
     trust = {
         "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
@@ -643,7 +644,7 @@ def make_greeter(account: Account, **configuration: Any) -> Any:
         Role=role,
         Handler="main.handler",
         Code={"ZipFile": release("one")},
-        Timeout=3,
+        Timeout=timeout,
         **configuration,
     )
     functions.publish_version(FunctionName=NAME)
