@@ -39,6 +39,7 @@ from tests.support import (  # noqa: F401
     Waiting,
     build_each_cli_command_once,
     copy_event_handlers_on_write,
+    find_moto_handlers_once,
     free_port,
     install_moto_fixes,
     keep_only_the_managed_policies_we_use,
@@ -160,6 +161,14 @@ def client_classes_made_once() -> Iterator[None]:
 def event_handlers_copied_on_write() -> Iterator[None]:
     """A client shares its session's event handlers until either changes them (tests/support.py says why)."""
     undo = copy_event_handlers_on_write()
+    yield
+    undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def moto_handlers_found_once() -> Iterator[None]:
+    """In-process moto works out each backend's URL patterns once, not on every request (tests/support.py)."""
+    undo = find_moto_handlers_once()
     yield
     undo()
 

@@ -223,6 +223,32 @@ def copy_event_handlers_on_write() -> Any:
     return undo
 
 
+def find_moto_handlers_once() -> Any:
+    """In-process moto (mock_aws) works out a backend's URL patterns on every request it answers: for S3 it reloads
+    moto.s3.urls each time, as those may change with MOTO_* settings in the environment. Worked out once per backend
+    class and those settings here (the same patterns, so the same handler for each request). Returns the undo."""
+    from moto.core.base_backend import BaseBackend
+
+    urls = BaseBackend.urls
+    found: dict[tuple[type, tuple[tuple[str, str], ...]], Any] = {}
+
+    def cached_urls(self: Any) -> Any:
+        key = (
+            type(self),
+            tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("MOTO_"))),
+        )
+        if key not in found:
+            found[key] = urls.fget(self)  # type: ignore[attr-defined]
+        return found[key]
+
+    BaseBackend.urls = property(cached_urls)  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        BaseBackend.urls = urls  # type: ignore[method-assign]
+
+    return undo
+
+
 def build_each_cli_command_once() -> Any:
     """Typer builds its click command from the app's functions (their signatures and annotations, evaluated again)
     on every `app()` and every CliRunner.invoke: about 25 ms, more than many a command's own work. Built once per
