@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,17 @@ class Account:
     def __init__(self, session: boto3.Session, endpoint_url: str | None = None) -> None:
         self.session = session
         self.endpoint_url = endpoint_url
+        self._clients: dict[str, Any] = {}
+        self._making = threading.Lock()  # a session makes one client at a time; a client is used by any thread
 
     def client(self, service: str) -> Any:
-        return self.session.client(service, endpoint_url=self.endpoint_url)
+        """The service's client, made on first use and kept: a test looks at the account many times (each client
+        costs milliseconds). Faults a test injects go on the session before the clients they are for are made
+        (tests/faults.py); they are for the deployer's clients, never for this look at the account."""
+        with self._making:
+            if service not in self._clients:
+                self._clients[service] = self.session.client(service, endpoint_url=self.endpoint_url)
+            return self._clients[service]
 
     def roles(self) -> list[dict[str, Any]]:
         return [role for role in self.client("iam").list_roles()["Roles"] if role["Path"] == "/"]

@@ -37,6 +37,9 @@ from tests.support import (  # noqa: F401
     REGION,
     REPO,
     Waiting,
+    build_each_cli_command_once,
+    copy_event_handlers_on_write,
+    find_moto_handlers_once,
     free_port,
     install_moto_fixes,
     keep_only_the_managed_policies_we_use,
@@ -44,6 +47,7 @@ from tests.support import (  # noqa: F401
     reset_local_cloud,
     run_deployer,
     run_in_process,
+    share_botocore_client_classes,
     share_botocore_model_cache,
     stop_for_sure,
 )
@@ -141,6 +145,38 @@ def other_project(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def service_models_read_once() -> Iterator[None]:
     """botocore reads its service models once per process, not once per session (tests/support.py says why)."""
     undo = share_botocore_model_cache()
+    yield
+    undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def client_classes_made_once() -> Iterator[None]:
+    """botocore makes each service's client class once per process, not once per client (tests/support.py says why)."""
+    undo = share_botocore_client_classes()
+    yield
+    undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def event_handlers_copied_on_write() -> Iterator[None]:
+    """A client shares its session's event handlers until either changes them (tests/support.py says why)."""
+    undo = copy_event_handlers_on_write()
+    yield
+    undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def moto_handlers_found_once() -> Iterator[None]:
+    """In-process moto works out each backend's URL patterns once, not on every request (tests/support.py)."""
+    undo = find_moto_handlers_once()
+    yield
+    undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cli_command_built_once() -> Iterator[None]:
+    """The in-process CLI's click command is built once per process, not once per invocation (tests/support.py)."""
+    undo = build_each_cli_command_once()
     yield
     undo()
 

@@ -119,6 +119,165 @@ def share_botocore_model_cache() -> Any:
     return undo
 
 
+def share_botocore_client_classes() -> Any:
+    """Every botocore session made from now on, in this process, makes each service's client class once between them,
+    and translates each event name (botocore's aliases of old service names) once.
+
+    botocore builds a new client class for every client (a method and a docstring object per operation: hundreds for
+    Lambda or API Gateway), and every session and every client it copies its event emitter for starts with an empty
+    cache of event names: about half of the 4 ms a client costs, paid by each command for each service and by each
+    test's own clients. The class depends only on the service's model (read once, shared_botocore_model_cache) and
+    on the `creating-client-class` handlers, which are boto3's and botocore's own in every session here; the name
+    cache only on the alias table, the same in every session. Each client still has its own emitter, config and
+    connection pool. Returns the undo."""
+    import botocore.client
+    import botocore.hooks
+
+    make_class = botocore.client.ClientCreator._create_client_class
+    classes: dict[tuple[str, int], tuple[Any, Any]] = {}  # the model kept alive with its class: ids are not reused
+
+    def create_client_class(self: Any, service_name: str, service_model: Any) -> Any:
+        model = service_model._service_description
+        key = (service_name, id(model))
+        if key not in classes:
+            classes[key] = (make_class(self, service_name, service_model), model)
+        return classes[key][0]
+
+    make_aliaser = botocore.hooks.EventAliaser.__init__
+    names: dict[str, str] = {}
+
+    def init_aliaser(self: Any, event_emitter: Any, event_aliases: Any = None) -> None:
+        make_aliaser(self, event_emitter, event_aliases)
+        if self._event_aliases == botocore.hooks.EVENT_ALIASES:
+            self._alias_name_cache = names
+
+    botocore.client.ClientCreator._create_client_class = create_client_class  # type: ignore[method-assign]
+    botocore.hooks.EventAliaser.__init__ = init_aliaser  # type: ignore[method-assign]
+
+    def undo() -> None:
+        botocore.client.ClientCreator._create_client_class = make_class  # type: ignore[method-assign]
+        botocore.hooks.EventAliaser.__init__ = make_aliaser  # type: ignore[method-assign]
+
+    return undo
+
+
+def copy_event_handlers_on_write() -> Any:
+    """A client's event handlers start as a copy of its session's (botocore copies the whole trie of them, a few
+    hundred nodes, for every client made: the largest part of what a client costs once its class is made). Here a
+    copy shares the nodes it was copied from, and either side copies a node, and the nodes on the way to it, only
+    when it adds or removes a handler there: each client still sees exactly its own handlers and its session's as
+    they were when it was made. Returns the undo."""
+    import copy as copying
+
+    from botocore.hooks import _MIDDLE, _PrefixTrie
+
+    plain_append, plain_remove, plain_copy = _PrefixTrie.append_item, _PrefixTrie.remove_item, _PrefixTrie.__copy__
+
+    def own(trie: Any, parent: Any, part: str | None, node: dict[str, Any]) -> dict[str, Any]:
+        """The node itself if this trie made it since it was last copied or copied from; else a copy in its place."""
+        if id(node) in trie._owned:
+            return node
+        values = node["values"]
+        mine = {"chunk": node["chunk"], "children": dict(node["children"]), "values": copying.copy(values)}
+        trie._owned.add(id(mine))
+        if parent is None:
+            trie._root = mine
+        else:
+            parent["children"][part] = mine
+        return mine
+
+    def own_path(trie: Any, parts: list[str]) -> None:
+        """The root and the nodes along `parts` that exist made this trie's own, before it changes them."""
+        node = own(trie, None, None, trie._root)
+        for part in parts:
+            child = node["children"].get(part)
+            if child is None:
+                return
+            node = own(trie, node, part, child)
+
+    def append_item(self: Any, key: str, value: Any, section: int = _MIDDLE) -> None:
+        if getattr(self, "_owned", None) is not None:
+            own_path(self, key.split("."))
+        plain_append(self, key, value, section)
+
+    def remove_item(self: Any, key: str, value: Any) -> None:
+        if getattr(self, "_owned", None) is not None:
+            own_path(self, key.split("."))
+        plain_remove(self, key, value)
+
+    def copy_trie(self: Any) -> Any:
+        shared = self.__class__.__new__(self.__class__)
+        shared.__dict__ = {**self.__dict__, "_owned": set()}
+        self._owned = set()  # its nodes are shared now: it copies them before it changes them, as the copy does
+        return shared
+
+    _PrefixTrie.append_item = append_item  # type: ignore[method-assign]
+    _PrefixTrie.remove_item = remove_item  # type: ignore[method-assign]
+    _PrefixTrie.__copy__ = copy_trie  # type: ignore[method-assign]
+
+    def undo() -> None:
+        _PrefixTrie.append_item = plain_append  # type: ignore[method-assign]
+        _PrefixTrie.remove_item = plain_remove  # type: ignore[method-assign]
+        _PrefixTrie.__copy__ = plain_copy  # type: ignore[method-assign]
+
+    return undo
+
+
+def find_moto_handlers_once() -> Any:
+    """In-process moto (mock_aws) works out a backend's URL patterns on every request it answers: for S3 it reloads
+    moto.s3.urls each time, as those may change with MOTO_* settings in the environment. Worked out once per backend
+    class and those settings here (the same patterns, so the same handler for each request). Returns the undo."""
+    from moto.core.base_backend import BaseBackend
+
+    urls = BaseBackend.urls
+    found: dict[tuple[type, tuple[tuple[str, str], ...]], Any] = {}
+
+    def cached_urls(self: Any) -> Any:
+        key = (
+            type(self),
+            tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("MOTO_"))),
+        )
+        if key not in found:
+            found[key] = urls.fget(self)  # type: ignore[attr-defined]
+        return found[key]
+
+    BaseBackend.urls = property(cached_urls)  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        BaseBackend.urls = urls  # type: ignore[method-assign]
+
+    return undo
+
+
+def build_each_cli_command_once() -> Any:
+    """Typer builds its click command from the app's functions (their signatures and annotations, evaluated again)
+    on every `app()` and every CliRunner.invoke: about 25 ms, more than many a command's own work. Built once per
+    app and process here, as a user's single `deployer` run builds it once; the command parses each invocation
+    afresh (click keeps what it parsed on the invocation's Context). A forked child inherits what is built.
+    Returns the undo."""
+    import typer.main
+    import typer.testing
+
+    made = typer.main.get_command
+    built: dict[int, tuple[Any, int, int, Any]] = {}
+
+    def get_command(typer_instance: Any) -> Any:
+        shape = (len(typer_instance.registered_commands), len(typer_instance.registered_groups))
+        known = built.get(id(typer_instance))
+        if known is None or known[0] is not typer_instance or known[1:3] != shape:
+            known = built[id(typer_instance)] = (typer_instance, *shape, made(typer_instance))
+        return known[3]
+
+    typer.main.get_command = get_command
+    typer.testing._get_command = get_command  # typer.testing imported it by name
+
+    def undo() -> None:
+        typer.main.get_command = made
+        typer.testing._get_command = made
+
+    return undo
+
+
 def install_moto_fixes() -> None:
     """Where moto differs from AWS in what deployer reads back, mend it as the local cloud does: version numbers,
     a policy per qualifier, an API's binary media types and tags, the front doors' (deployer.local.patches)."""
@@ -137,10 +296,24 @@ def install_moto_fixes() -> None:
     install_front_door_fixes()
 
 
+def answer_each_request_sooner() -> None:
+    """In the tests' moto_server: moto finds the backend a request's host names by listing its own package folder
+    (a listdir and ~170 isdir) on every request, and werkzeug formats a log line per request for a stderr nobody
+    reads; together about a quarter of its time. The folder does not change while it runs; errors are still logged."""
+    import logging
+
+    import moto.backends
+
+    modules = tuple(moto.backends.list_of_moto_modules())
+    moto.backends.list_of_moto_modules = lambda: modules
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
 # moto_server with the same fixes and only the managed policies we use: a separate process.
 MOTO_SERVER = (
-    "import sys; from tests.support import install_moto_fixes, keep_only_the_managed_policies_we_use; "
-    "install_moto_fixes(); keep_only_the_managed_policies_we_use(); "
+    "import sys; from tests.support import answer_each_request_sooner, install_moto_fixes, "
+    "keep_only_the_managed_policies_we_use; "
+    "install_moto_fixes(); keep_only_the_managed_policies_we_use(); answer_each_request_sooner(); "
     "from moto.server import main; main(sys.argv[1:])"
 )
 
@@ -265,11 +438,14 @@ class Killed:
     pid: int
 
 
-def fork_until_call(project: Path, call: int, *arguments: str, signal_name: str = "KILL") -> Killed:
+def fork_until_call(
+    project: Path, call: int, *arguments: str, signal_name: str = "KILL", after_operation: str | None = None
+) -> Killed:
     """`deployer <arguments>` in the project folder, in a child forked from this process (deployer and botocore are
     imported already: no interpreter to start), signalled right after its `call`th AWS call, counted over all its
-    threads as tests/kill_after_call.py counts them. The child shares nothing with this process but its memory
-    as it was: its own sessions, clients and files."""
+    threads as tests/kill_after_call.py counts them, or after the first call of `after_operation`. With neither
+    (call 0), nothing is signalled and the child's stderr ends with `aws calls: N`, as kill_after_call.py's.
+    The child shares nothing with this process but its memory as it was: its own sessions, clients and files."""
     from botocore.handlers import BUILTIN_HANDLERS
 
     with contextlib.ExitStack() as stack:
@@ -282,11 +458,12 @@ def fork_until_call(project: Path, call: int, *arguments: str, signal_name: str 
                 os.dup2(os.open(os.devnull, os.O_RDWR), 1)
                 os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
                 os.chdir(project)
-                counted, counting = itertools.count(1), threading.Lock()
+                calls, counting = [0], threading.Lock()
 
-                def after_call(**_: Any) -> None:
+                def after_call(model: Any, **_: Any) -> None:
                     with counting:
-                        if next(counted) == call:
+                        calls[0] += 1
+                        if calls[0] == call or model.name == after_operation:
                             os.kill(os.getpid(), getattr(signal, "SIG" + signal_name))
 
                 BUILTIN_HANDLERS.append(("after-call.*.*", after_call))
@@ -300,6 +477,10 @@ def fork_until_call(project: Path, call: int, *arguments: str, signal_name: str 
             except BaseException:
                 traceback.print_exc()
             finally:
+                if not call and not after_operation:
+                    with contextlib.suppress(Exception):
+                        sys.stderr.flush()
+                    os.write(2, f"\naws calls: {calls[0]}\n".encode())  # fd 2: sys.stderr may be pytest's capture
                 os._exit(code)
         deadline = time.monotonic() + 120
         while (status := os.waitpid(pid, os.WNOHANG))[0] == 0:
@@ -475,8 +656,9 @@ def release(page: str) -> bytes:
     return zipped({"main.py": f"PAGE = {page!r}\n" + CODE})
 
 
-def make_greeter(account: Account, **configuration: Any) -> Any:
-    """Version 1 says "one" (128 MB), version 2 "two" (256 MB), $LATEST "latest"; the alias `live` is on 1."""
+def make_greeter(account: Account, timeout: int = 3, **configuration: Any) -> Any:
+    """Version 1 says "one" (128 MB), version 2 "two" (256 MB), $LATEST "latest"; the alias `live` is on 1. Each
+    times out after `timeout` seconds."""
     iam, functions = account.client("iam"), account.client("lambda")
     trust = {
         "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
@@ -488,7 +670,7 @@ def make_greeter(account: Account, **configuration: Any) -> Any:
         Role=role,
         Handler="main.handler",
         Code={"ZipFile": release("one")},
-        Timeout=3,
+        Timeout=timeout,
         **configuration,
     )
     functions.publish_version(FunctionName=NAME)

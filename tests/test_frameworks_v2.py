@@ -1,8 +1,9 @@
 """The four framework test apps (tests/apps: Flask + apig-wsgi, FastAPI + Mangum, aws-lambda-powertools, Express +
 serverless-http), unmodified, behind an HTTP API and a function URL (payload format 2.0), under `deployer serve` and
-the local cloud. tests/test_gateway_fidelity.py runs them behind the REST API.
+the local cloud; and behind the REST API (payload 1.0) under `deployer serve` as a process of its own.
 
-Each app is built once per session (its dependencies installed from the registries: marked `network`).
+Each app is built once per session (its dependencies installed from the registries: marked `network`); one xdist
+worker runs this whole module (tests/conftest.py), so each is installed once.
 The HTTP API here has a `$default` stage: behind a named stage the stage is part of the path every function sees
 (as on AWS), which the adapters route as part of the app's own path: test_a_named_stage_is_in_the_apps_path shows it.
 """
@@ -11,8 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +206,120 @@ def test_a_named_stage_is_in_the_apps_path(serve_app: Callable[..., Call]) -> No
     (rawPath keeps the stage): the app's own 404 unless it is told the base path."""
     call = serve_app("fastapi_mangum", "http", "test")
     assert call("/items/42").status == 404
+
+
+# --- behind the REST API (payload 1.0), as `deployer serve` runs them -------------------------------------------------
+
+
+@pytest.mark.network  # installs Flask and apig-wsgi from PyPI into the function's bundle
+def test_a_flask_app_behind_apig_wsgi_is_served_as_aws_would(
+    tmp_path: Path, built_apps: Callable[[str], BuiltApp]
+) -> None:
+    """Flask through apig-wsgi under `deployer serve` with deploy.toml's default binary_media_types (*/*): an
+    image and an uploaded body round-trip as bytes, two cookies stay two, header names are as sent."""
+    with serving_app(tmp_path, built_apps, "flask_apig", "FlaskFidelity", "main.handler", "python3.13") as port:
+        page = http_call(port, "/", headers=[("Accept", "text/html")])
+        assert (page.status, page.body) == (200, b"<h1>Hello from Flask</h1>")
+        pixel = http_call(port, "/pixel.png", headers=[("Accept", "image/png")])
+        assert pixel.header("Content-Type") == ["image/png"] and pixel.body.startswith(b"\x89PNG\r\n\x1a\n")
+        upload = http_call(port, "/upload", "POST", bytes(range(256)), [("Content-Type", "application/octet-stream")])
+        assert json.loads(upload.body) == {"size": 256, "first": "00010203"}
+        browser = [("Cookie", "session=abc; theme=dark"), ("x-CUSTOM", "Kept")]
+        whoami = json.loads(http_call(port, "/whoami", headers=browser).body)
+        assert whoami == {"cookies": {"session": "abc", "theme": "dark"}, "custom": "Kept", "path": "/whoami"}
+        # Two Cookie headers reach the event as two values, as on AWS; apig-wsgi joins them with a comma, so
+        # Flask reads one cookie: what the deployed app would do with such a client, seen locally.
+        twice = [("Cookie", "session=abc"), ("Cookie", "theme=dark")]
+        assert json.loads(http_call(port, "/whoami", headers=twice).body)["cookies"] == {"session": "abc,theme=dark"}
+        assert len(http_call(port, "/cookies").header("Set-Cookie")) == 2
+
+
+@contextmanager
+def serving_app(
+    tmp_path: Path, built_apps: Callable[[str], BuiltApp], app: str, name: str, handler: str, runtime: str
+) -> Iterator[int]:
+    """`deployer serve` on tests/apps/<app> (deploy.toml's defaults, binary_media_types */*): the port it listens on.
+
+    Its dependency cache holds the session's install of the app's requirements (built_apps: the same runtime and
+    manifests, so the same cache entry; hard links, not a copy), as after a first `deployer serve` or `build`:
+    the registries are asked once per app and session, not once per test. Installing into the cache is
+    test_serve.py's and tests/test_dependencies.py's subject, and built_apps' own install the same function's."""
+    shutil.copytree(APPS / app, tmp_path, dirs_exist_ok=True)
+    cache = Path(".deployer", "cache", "dependencies")
+    shutil.copytree(built_apps(app).config.root / cache, tmp_path / cache, copy_function=os.link)
+    (tmp_path / "deploy.toml").write_text(
+        f'[app]\nname = "{name}"\nregion = "us-east-1"\n[artifact]\nbucket = "{name.lower()}-artifacts"\n'
+        f'[function]\nsource = "function"\nhandler = "{handler}"\nruntime = "{runtime}"\ntimeout = 10\n'
+    )
+    deployer = Path(sys.executable).parent / "deployer"
+    process = subprocess.Popen(
+        [str(deployer), "serve", "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
+        assert found, process.stderr.read() if process.stderr else ""
+        yield int(found.group(1))
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+        process.kill()
+
+
+def check_framework_app(port: int, greeting: bytes, source: str, path_key: str) -> None:
+    """What a user of any of the framework apps relies on: a page, a JSON body echoed, a query string, a path
+    parameter and a header the app sets."""
+    page = http_call(port, "/", headers=[("Accept", "text/html")])
+    assert (page.status, page.body) == (200, greeting)
+    assert page.header("Content-Type")[0].startswith("text/html")
+    sent = {"name": "café", "tags": ["a", "b"], "n": 3}
+    echo = http_call(port, "/echo", "POST", json.dumps(sent).encode(), [("Content-Type", "application/json")])
+    assert (echo.status, echo.json()) == (200, {"echo": sent})
+    search = http_call(port, "/search?q=hello%20world&page=2")
+    assert search.status == 200 and search.json()["q"] == "hello world" and str(search.json()["page"]) == "2"
+    item = http_call(port, "/items/42")
+    assert item.status == 200 and str(item.json()[path_key]) == "42"
+    assert item.header("X-Item-Source") == [source]
+
+
+@pytest.mark.network  # installs FastAPI and Mangum from PyPI into the function's bundle
+def test_a_fastapi_app_behind_mangum_is_served_as_aws_would(
+    tmp_path: Path, built_apps: Callable[[str], BuiltApp]
+) -> None:
+    """FastAPI through Mangum under `deployer serve`: a page, JSON in and out, query and path parameters, a
+    header set by the app, and an image returned as bytes."""
+    with serving_app(tmp_path, built_apps, "fastapi_mangum", "FastapiFidelity", "main.handler", "python3.13") as port:
+        check_framework_app(port, b"<h1>Hello from FastAPI</h1>", "fastapi", "item_id")
+        pixel = http_call(port, "/pixel.png", headers=[("Accept", "image/png")])
+        assert pixel.header("Content-Type") == ["image/png"] and pixel.body.startswith(b"\x89PNG\r\n\x1a\n")
+        assert http_call(port, "/items/not-a-number").status == 422
+
+
+@pytest.mark.network  # installs aws-lambda-powertools from PyPI into the function's bundle
+def test_a_powertools_rest_resolver_app_is_served_as_aws_would(
+    tmp_path: Path, built_apps: Callable[[str], BuiltApp]
+) -> None:
+    """aws-lambda-powertools' APIGatewayRestResolver under `deployer serve`: a page, JSON in and out, query and
+    path parameters, a header set by the app, and an image returned as bytes."""
+    with serving_app(tmp_path, built_apps, "powertools", "PowertoolsFidelity", "main.handler", "python3.13") as port:
+        check_framework_app(port, b"<h1>Hello from Powertools</h1>", "powertools", "item_id")
+        pixel = http_call(port, "/pixel.png", headers=[("Accept", "image/png")])
+        assert pixel.header("Content-Type") == ["image/png"] and pixel.body.startswith(b"\x89PNG\r\n\x1a\n")
+        assert http_call(port, "/nowhere").status == 404
+
+
+@pytest.mark.network  # installs Express and serverless-http from the npm registry into the function's bundle
+def test_an_express_app_behind_serverless_http_is_served_as_aws_would(
+    tmp_path: Path, built_apps: Callable[[str], BuiltApp]
+) -> None:
+    """Express through serverless-http under `deployer serve`: a page, JSON in and out, query and path
+    parameters, a header set by the app, and an image returned as bytes."""
+    if shutil.which("node") is None:
+        pytest.skip("no node here")
+    with serving_app(
+        tmp_path, built_apps, "express_serverless_http", "ExpressFidelity", "main.handler", "nodejs22.x"
+    ) as port:
+        check_framework_app(port, b"<h1>Hello from Express</h1>", "express", "itemId")
+        pixel = http_call(port, "/pixel.png", headers=[("Accept", "image/png")])
+        assert pixel.header("Content-Type") == ["image/png"] and pixel.body.startswith(b"\x89PNG\r\n\x1a\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 import boto3
 import botocore.httpsession
 import pytest
+import urllib3.util
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from typer.testing import CliRunner
@@ -200,9 +201,15 @@ class SilentEndpoint:
 
 @pytest.fixture
 def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real timeouts are seconds long; the rule (how many tries, then one line) is the same at 0.3 s."""
+    """The real timeouts are seconds long; the rule (how many tries, then one line) is the same at 0.3 s. botocore
+    also waits up to 1 s for an answer to a body's `Expect: 100-continue` (the lock's PutObject) before it sends
+    the body anyway: 0.3 s too."""
     monkeypatch.setattr("deployer.aws.CONNECT_TIMEOUT", 0.3)
     monkeypatch.setattr("deployer.aws.READ_TIMEOUT", 0.3)
+    wait_for_read = urllib3.util.wait_for_read
+    monkeypatch.setattr(
+        "urllib3.util.wait_for_read", lambda sock, timeout=None: wait_for_read(sock, min(timeout or 0.3, 0.3))
+    )
     monkeypatch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, context: 0)
 
 

@@ -8,6 +8,7 @@ are what both sides share, so they import the standard library only.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -30,6 +31,7 @@ def modules_under(*packages: str) -> list[str]:
     return names
 
 
+@functools.cache  # the same answer for each module every time: the gateway's modules are asked twice
 def imported_by(module: str) -> list[str]:
     """Every module loaded by importing `module` alone, in a fresh interpreter (cwd: this checkout)."""
     code = "import importlib, json, sys; importlib.import_module(sys.argv[1]); print(json.dumps(sorted(sys.modules)))"

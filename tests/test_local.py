@@ -308,16 +308,18 @@ def test_the_local_cloud_never_reuses_a_version_number(local_cloud: str) -> None
 
 
 def test_local_stop_stops_it_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A second emulator of its own: start, status, stop; the process is gone (reaped) and the port free."""
+    """A second emulator of its own: start, status, stop; the process is gone (reaped) and the port free. The start
+    and the stop are `deployer` processes, as a user runs them; the commands that find it running or stopped run
+    in this process (the same answers, without an interpreter started for each)."""
     port = free_port()
     monkeypatch.setenv("DEPLOYER_LOCAL_PORT", str(port))
     try:
         started = time.monotonic()
         deployer_ok(tmp_path, "local", "start")
         start_seconds = time.monotonic() - started
-        again = run_deployer(tmp_path, "local", "start")
+        again = run_in_process(tmp_path, "local", "start")
         assert again.returncode == 0 and "already running" in again.stderr
-        status = json.loads(deployer_ok(tmp_path, "local", "status", "--json"))
+        status = json.loads(in_process_ok(tmp_path, "local", "status", "--json"))
         assert status["running"] and status["port"] == port
         pid = status["pid"]
         assert alive(pid)
@@ -330,9 +332,9 @@ def test_local_stop_stops_it_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert gone(pid), "the emulator's process was left behind"
         assert not pid_path(port).exists() and not code_cache(port).exists()
 
-        status = run_deployer(tmp_path, "local", "status")
+        status = run_in_process(tmp_path, "local", "status")
         assert (status.returncode, status.stdout.split()[:2]) == (3, ["not", "running"])
-        again = run_deployer(tmp_path, "local", "stop")
+        again = run_in_process(tmp_path, "local", "stop")
         assert again.returncode == 0 and "not running" in again.stderr
         print(f"local start {start_seconds:.2f}s, stop {stop_seconds:.2f}s")
     finally:

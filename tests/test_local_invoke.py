@@ -136,11 +136,11 @@ def test_what_lambda_refuses_before_running_anything(
 def test_a_runner_captures_what_each_invocation_prints_even_before_a_timeout(
     aws_account: Account, tmp_path: Path
 ) -> None:
-    make_greeter(aws_account)
+    make_greeter(aws_account, timeout=1)
     functions = Functions(tmp_path / "code", console=lambda _: None)
     try:
         version = find_function("123456789012", "us-east-1", NAME, "1")
-        outcome = functions.run(version, {"sleep": 5})  # the timeout is 3 s
+        outcome = functions.run(version, {"sleep": 5})  # the timeout is 1 s
         assert outcome.error is not None and outcome.error.error_type == "Sandbox.Timedout"
         assert b'handling {"sleep": 5}' in outcome.output
         again = functions.run(version, {})

@@ -9,10 +9,7 @@ the function here (tests/lambda_invoke.py).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.errors import DeployerError
 from tests.account import APP, Account, state_file
-from tests.support import KILL_AFTER_CALL, assert_in_order, run_in_process
+from tests.support import assert_in_order, fork_until_call, run_in_process
 
 PROD = f"{APP}-prod"
 
@@ -333,14 +330,7 @@ def test_a_run_killed_between_publish_and_alias_move_converges_without_publishin
 ) -> None:
     assert run_in_process(project, "up", "--version", "1.0.0").returncode == 0
     edit(project / "function" / "main.py", "Hello world!", "Bonjour au monde!")
-    killed = subprocess.run(
-        [sys.executable, str(KILL_AFTER_CALL), "up", "--version", "1.0.1"],
-        cwd=project,
-        env={**os.environ, "DEPLOYER_TEST_AFTER_OPERATION": "PublishVersion"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    killed = fork_until_call(project, 0, "up", "--version", "1.0.1", after_operation="PublishVersion")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert moto_server.alias(APP, "test")["FunctionVersion"] == "1"  # published, not yet live
 
