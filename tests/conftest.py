@@ -38,7 +38,6 @@ from tests.support import (  # noqa: F401
     REPO,
     Waiting,
     build_each_cli_command_once,
-    copy_event_handlers_on_write,
     find_moto_handlers_once,
     free_port,
     install_moto_fixes,
@@ -153,14 +152,6 @@ def service_models_read_once() -> Iterator[None]:
 def client_classes_made_once() -> Iterator[None]:
     """botocore makes each service's client class once per process, not once per client (tests/support.py says why)."""
     undo = share_botocore_client_classes()
-    yield
-    undo()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def event_handlers_copied_on_write() -> Iterator[None]:
-    """A client shares its session's event handlers until either changes them (tests/support.py says why)."""
-    undo = copy_event_handlers_on_write()
     yield
     undo()
 

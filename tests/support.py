@@ -161,68 +161,6 @@ def share_botocore_client_classes() -> Any:
     return undo
 
 
-def copy_event_handlers_on_write() -> Any:
-    """A client's event handlers start as a copy of its session's (botocore copies the whole trie of them, a few
-    hundred nodes, for every client made: the largest part of what a client costs once its class is made). Here a
-    copy shares the nodes it was copied from, and either side copies a node, and the nodes on the way to it, only
-    when it adds or removes a handler there: each client still sees exactly its own handlers and its session's as
-    they were when it was made. Returns the undo."""
-    import copy as copying
-
-    from botocore.hooks import _MIDDLE, _PrefixTrie
-
-    plain_append, plain_remove, plain_copy = _PrefixTrie.append_item, _PrefixTrie.remove_item, _PrefixTrie.__copy__
-
-    def own(trie: Any, parent: Any, part: str | None, node: dict[str, Any]) -> dict[str, Any]:
-        """The node itself if this trie made it since it was last copied or copied from; else a copy in its place."""
-        if id(node) in trie._owned:
-            return node
-        values = node["values"]
-        mine = {"chunk": node["chunk"], "children": dict(node["children"]), "values": copying.copy(values)}
-        trie._owned.add(id(mine))
-        if parent is None:
-            trie._root = mine
-        else:
-            parent["children"][part] = mine
-        return mine
-
-    def own_path(trie: Any, parts: list[str]) -> None:
-        """The root and the nodes along `parts` that exist made this trie's own, before it changes them."""
-        node = own(trie, None, None, trie._root)
-        for part in parts:
-            child = node["children"].get(part)
-            if child is None:
-                return
-            node = own(trie, node, part, child)
-
-    def append_item(self: Any, key: str, value: Any, section: int = _MIDDLE) -> None:
-        if getattr(self, "_owned", None) is not None:
-            own_path(self, key.split("."))
-        plain_append(self, key, value, section)
-
-    def remove_item(self: Any, key: str, value: Any) -> None:
-        if getattr(self, "_owned", None) is not None:
-            own_path(self, key.split("."))
-        plain_remove(self, key, value)
-
-    def copy_trie(self: Any) -> Any:
-        shared = self.__class__.__new__(self.__class__)
-        shared.__dict__ = {**self.__dict__, "_owned": set()}
-        self._owned = set()  # its nodes are shared now: it copies them before it changes them, as the copy does
-        return shared
-
-    _PrefixTrie.append_item = append_item  # type: ignore[method-assign]
-    _PrefixTrie.remove_item = remove_item  # type: ignore[method-assign]
-    _PrefixTrie.__copy__ = copy_trie  # type: ignore[method-assign]
-
-    def undo() -> None:
-        _PrefixTrie.append_item = plain_append  # type: ignore[method-assign]
-        _PrefixTrie.remove_item = plain_remove  # type: ignore[method-assign]
-        _PrefixTrie.__copy__ = plain_copy  # type: ignore[method-assign]
-
-    return undo
-
-
 def find_moto_handlers_once() -> Any:
     """In-process moto (mock_aws) works out a backend's URL patterns on every request it answers: for S3 it reloads
     moto.s3.urls each time, as those may change with MOTO_* settings in the environment. Worked out once per backend
