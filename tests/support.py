@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -434,6 +435,29 @@ def fork_until_call(
 # ---- the local cloud ----------------------------------------------------------------------------------------------
 
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@contextlib.contextmanager
+def serve_process(project: Path, *options: str, listening: str = r"http://127\.0\.0\.1:(\d+)/") -> Iterator[int]:
+    """`deployer serve --port 0 <options>` in the project folder, as a process of its own: the port it says it listens
+    on (the first line on stdout, matched by `listening`); stopped with Ctrl-C (SIGINT) when the block ends."""
+    deployer = Path(sys.executable).parent / "deployer"
+    process = subprocess.Popen(
+        [str(deployer), "serve", "--port", "0", *options], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.search(listening, line)
+        assert found, (line, process.stderr.read() if process.stderr else "")
+        yield int(found.group(1))
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=15)  # Ctrl-C stops it: else the test fails, the process killed
+        finally:
+            process.kill()
 
 
 def fetch(url: str) -> tuple[int, bytes, dict[str, str]]:

@@ -13,11 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +27,7 @@ from deployer.dependencies import bundle_dependencies
 from deployer.gateway import http_api
 from deployer.local.target import session
 from deployer.serve import make_server
-from tests.support import APPS, REGION, Reply, http_call, make_function_from_zip, running
+from tests.support import APPS, REGION, Reply, http_call, make_function_from_zip, running, serve_process
 
 pytestmark = pytest.mark.network  # installs each app's dependencies from PyPI or the npm registry
 
@@ -251,20 +247,8 @@ def serving_app(
         f'[app]\nname = "{name}"\nregion = "us-east-1"\n[artifact]\nbucket = "{name.lower()}-artifacts"\n'
         f'[function]\nsource = "function"\nhandler = "{handler}"\nruntime = "{runtime}"\ntimeout = 10\n'
     )
-    deployer = Path(sys.executable).parent / "deployer"
-    process = subprocess.Popen(
-        [str(deployer), "serve", "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
-        assert found, process.stderr.read() if process.stderr else ""
-        yield int(found.group(1))
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
-        process.kill()
+    with serve_process(tmp_path) as port:
+        yield port
 
 
 def check_framework_app(port: int, greeting: bytes, source: str, path_key: str) -> None:

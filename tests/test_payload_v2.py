@@ -12,10 +12,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +29,7 @@ from deployer.local.doors import DoorRequest, Doors, door_host
 from deployer.local.functions import Functions
 from deployer.local.patches import install_function_url_qualifier, install_lambda_fixes
 from deployer.serve import make_server
-from tests.support import ACCOUNT, REGION, Reply, http_call, make_function, running
+from tests.support import ACCOUNT, REGION, Reply, http_call, make_function, running, serve_process
 
 # Answers with the event it got; /reply/... answers the request body's JSON as its result; /sleep/N sleeps.
 FUNCTION = """
@@ -474,21 +470,9 @@ def test_serve_type_flag_plays_the_door_it_names(tmp_path: Path) -> None:
         '[app]\nname = "Doors"\nregion = "us-east-1"\n[artifact]\nbucket = "doors-artifacts"\n'
         '[function]\nsource = "function"\nhandler = "main.handler"\nruntime = "python3.13"\n'
     )
-    deployer = Path(sys.executable).parent / "deployer"
-    process = subprocess.Popen(
-        [str(deployer), "serve", "--port", "0", "--type", "http"], cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        found = re.search(r"on http://127\.0\.0\.1:(\d+)/ as an HTTP API", line)
-        assert found, (line, process.stderr.read() if process.stderr else "")
-        event = http_call(int(found.group(1)), "/hi").json()
-        assert (event["version"], event["rawPath"], event["requestContext"]["stage"]) == ("2.0", "/hi", "$default")
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
+    with serve_process(tmp_path, "--type", "http", listening=r"on http://127\.0\.0\.1:(\d+)/ as an HTTP API") as port:
+        event = http_call(port, "/hi").json()
+    assert (event["version"], event["rawPath"], event["requestContext"]["stage"]) == ("2.0", "/hi", "$default")
 
 
 def test_serve_refuses_a_type_that_is_no_front_door(tmp_path: Path) -> None:

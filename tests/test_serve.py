@@ -30,7 +30,7 @@ from deployer.gateway.proxy import MAX_REQUEST_BODY
 from deployer.process import alive
 from deployer.serve import LocalApiServer, make_server
 from tests.browser import chromium_page
-from tests.support import APPS, Reply, http_call, running
+from tests.support import APPS, Reply, http_call, running, serve_process
 
 REPO = Path(__file__).resolve().parent.parent
 ERROR_BODY = {"message": "Internal server error"}
@@ -519,20 +519,8 @@ def test_the_serve_command_runs_the_function_with_its_bundled_dependencies(tmp_p
         "import six\n\ndef handler(event, context):\n"
         "    return {'statusCode': 200, 'body': 'six ' + six.__version__ + ' from ' + six.__file__}\n"
     )
-    deployer = Path(sys.executable).parent / "deployer"
-    process = subprocess.Popen(
-        [str(deployer), "serve", "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
-        assert found, process.stderr.read() if process.stderr else ""
-        body = http_call(int(found.group(1)), "/").body.decode()
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
-    finally:
-        process.kill()
+    with serve_process(tmp_path) as port:
+        body = http_call(port, "/").body.decode()
     assert body.startswith("six 1.17.0 from ") and "/.deployer/cache/dependencies/" in body, body
 
 
