@@ -141,35 +141,19 @@ def other_project(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(scope="session", autouse=True)
-def service_models_read_once() -> Iterator[None]:
-    """botocore reads its service models once per process, not once per session (tests/support.py says why)."""
-    undo = share_botocore_model_cache()
+def library_work_done_once() -> Iterator[None]:
+    """What botocore, moto and Typer work out again and again, worked out once per process (tests/support.py says
+    why for each): botocore's service models read and each service's client class made, in-process moto's URL
+    patterns found per backend, the in-process CLI's click command built. Undone, last first, at the end."""
+    undos = [
+        share_botocore_model_cache(),
+        share_botocore_client_classes(),
+        find_moto_handlers_once(),
+        build_each_cli_command_once(),
+    ]
     yield
-    undo()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def client_classes_made_once() -> Iterator[None]:
-    """botocore makes each service's client class once per process, not once per client (tests/support.py says why)."""
-    undo = share_botocore_client_classes()
-    yield
-    undo()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def moto_handlers_found_once() -> Iterator[None]:
-    """In-process moto works out each backend's URL patterns once, not on every request (tests/support.py)."""
-    undo = find_moto_handlers_once()
-    yield
-    undo()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def cli_command_built_once() -> Iterator[None]:
-    """The in-process CLI's click command is built once per process, not once per invocation (tests/support.py)."""
-    undo = build_each_cli_command_once()
-    yield
-    undo()
+    for undo in reversed(undos):
+        undo()
 
 
 @pytest.fixture(scope="session", autouse=True)
