@@ -55,7 +55,8 @@ def _summary(connection: Connection, started: float) -> str:
     from deployer.aws import is_mutating
 
     calls = connection.aws.calls
-    writes = sum(1 for call in calls if is_mutating(call)) - connection.store.own_writes  # the lock's are no change
+    # The state's writes and its lock's change nothing of the stack: not counted as changes.
+    writes = sum(1 for call in calls if is_mutating(call)) - connection.store.own_writes
     changes = "change" if writes == 1 else "changes"
     return f"{len(calls)} AWS calls ({writes} {changes}) in {time.monotonic() - started:.1f}s"
 
