@@ -18,7 +18,7 @@ from deployer.read_ahead import Read, reading_ahead
 from tests.account import BUCKET, Account
 from tests.faults import EVENT_SERVICE
 
-ROUND_TRIP = 0.4  # seconds each request takes, here: long beside a thread's start, even on a busy machine
+ROUND_TRIP = 0.25  # seconds each request takes, here: long beside a thread's start, even on a busy machine
 
 
 @dataclass

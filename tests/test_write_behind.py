@@ -71,16 +71,18 @@ def test_a_failed_write_is_raised_by_the_next_save_or_the_flush() -> None:
 def test_a_step_goes_on_while_the_state_it_saved_is_written(
     make_run, aws_account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shared state's PutObject takes 0.3 s here: the version is published while the write recording
-    the function is on its way; up returns once every write is done, the state naming all it made."""
+    """The write recording the function takes 0.5 s here: the version is published while it is on its way; up
+    returns once every write is done, the state naming all it made."""
     aws_account.client("s3").create_bucket(Bucket=BUCKET)
     session, events, lock = boto3.Session(), [], threading.Lock()
 
     def slow_state_write(params: dict[str, Any], **_: Any) -> None:
         if params.get("Key") == STATE_KEY:
-            time.sleep(0.3)
+            names_function = json.loads(params["Body"])["function_name"] is not None
+            if names_function and "state written: function True" not in events:
+                time.sleep(0.5)
             with lock:
-                events.append(f"state written: function {json.loads(params['Body'])['function_name'] is not None}")
+                events.append(f"state written: function {names_function}")
 
     def sent(model: Any, **_: Any) -> None:
         if model.name == "PublishVersion":
@@ -98,10 +100,16 @@ def test_a_step_goes_on_while_the_state_it_saved_is_written(
 
 
 def test_a_failed_step_leaves_the_state_naming_what_was_made_before_it(make_run, aws_account: Account) -> None:
-    """The run's error comes out only once the writes on their way are done (slow ones here)."""
+    """The run's error comes out only once the writes on their way are done (the one recording the version is
+    slow here)."""
     aws_account.client("s3").create_bucket(Bucket=BUCKET)
     session = boto3.Session()
-    session.events.register("before-parameter-build.s3.PutObject", lambda **_: time.sleep(0.3))
+
+    def slow_version_write(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == STATE_KEY and json.loads(params["Body"])["releases"]:
+            time.sleep(0.3)
+
+    session.events.register("before-parameter-build.s3.PutObject", slow_version_write)
     fail(session, "lambda", "CreateAlias", "InvalidParameterValueException", "Lambda says no", status=400)
     run = make_run("1.0.0", session=session, shared_state=True)
     with pytest.raises(Exception, match="Lambda says no"):
