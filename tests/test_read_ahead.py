@@ -18,7 +18,7 @@ from deployer.read_ahead import Read, reading_ahead
 from tests.account import BUCKET, Account
 from tests.faults import EVENT_SERVICE
 
-ROUND_TRIP = 0.25  # seconds each request takes, here: long beside a thread's start, even on a busy machine
+ROUND_TRIP = 0.3  # seconds each request takes, here: long beside a thread's start, even on a busy machine
 
 
 @dataclass
@@ -69,17 +69,18 @@ def test_an_unchanged_up_reads_in_one_round_trip_with_the_same_fourteen_reads(ma
     assert latency.waves() == 1  # all fourteen went out before the first answer came
 
 
-def test_without_reads_ahead_the_same_plan_takes_four_round_trips(
+def test_without_reads_ahead_the_same_plan_takes_at_least_four_round_trips(
     make_run, aws_account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What read ahead saves: the plan's reads wait for each other (the REST API's resources after the API, the
-    stage's deployment after the stage, the function's versions after the artifact's digest)."""
+    """What read ahead saves: the plan's reads wait for each other (the REST API's resources after the API, its
+    stages after them, the stage's deployment after the stage: four deep), or, sent after an answer they did not
+    need, wait for it all the same."""
     up(make_run, "1.0.0")
     monkeypatch.setattr(deploy, "_predicted_reads", lambda target: [])
     session, latency = boto3.Session(), Latency()
     latency.install(session)
     run = up(make_run, "1.0.0", session)
-    assert len(run.aws.calls) == 14 and latency.waves() == 4
+    assert len(run.aws.calls) == 14 and latency.waves() >= 4
 
 
 def test_a_read_ahead_answers_one_matching_call_of_the_plan_and_nothing_after_it(aws_account: Account) -> None:
