@@ -62,7 +62,9 @@ def test_a_failed_write_is_raised_by_the_next_save_or_the_flush() -> None:
     store_later = Recorder(seconds=0.02, fail_at=0)
     writes = WriteBehind(store_later)  # type: ignore[arg-type]
     writes.save(State(function_name="app"))
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while writes._failure is None and time.monotonic() < deadline:  # the first write has failed, in its thread
+        time.sleep(0.01)
     with pytest.raises(DeployerError, match="changed since"):
         writes.save(State(function_name="app", alias="test"))
     assert store_later.saved == [("failed", None)]
