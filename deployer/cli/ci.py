@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -128,11 +129,7 @@ def bootstrap(
         setup = account_side.wanted(config, account, aws.region, repository)
         changes = account_side.plan(aws, config, setup)
         if _list_then_confirm(changes, yes, "bootstrap"):
-            for change in changes:
-                if change.changes_something:
-                    started = time.monotonic()
-                    account_side.apply(aws, change)
-                    output.outcome_line(change.resource, change.name, change.action, time.monotonic() - started, ())
+            _carry_out(changes, lambda change: account_side.apply(aws, change))
         elif any(change.changes_something for change in changes):
             return
         for role in setup.roles:  # they exist: the ARNs for a workflow of one's own
@@ -157,13 +154,17 @@ def remove(
         connection = common.connect(config, endpoint_url, local)
         aws = connection.aws
         changes = account_side.plan_removal(aws, config, connection.aws.account_id(), aws.region)
-        if not _list_then_confirm(changes, yes, "remove"):
-            return
-        for change in changes:
-            if change.changes_something:
-                started = time.monotonic()
-                account_side.remove(aws, change)
-                output.outcome_line(change.resource, change.name, change.action, time.monotonic() - started, ())
+        if _list_then_confirm(changes, yes, "remove"):
+            _carry_out(changes, lambda change: account_side.remove(aws, change))
+
+
+def _carry_out(changes: list[Change[Any]], do: Callable[[Change[Any]], None]) -> None:
+    """do(change) for each change that changes something, a line for each as it is done."""
+    for change in changes:
+        if change.changes_something:
+            started = time.monotonic()
+            do(change)
+            output.outcome_line(change.resource, change.name, change.action, time.monotonic() - started, ())
 
 
 def _list_then_confirm(changes: list[Change[Any]], yes: bool, command: str) -> bool:
