@@ -302,6 +302,20 @@ def lock_is_free(lock: Path) -> bool:
 # ---- the CLI ------------------------------------------------------------------------------------------------------
 
 
+def writes(run: Any) -> list[str]:
+    """The calls of a run that change the account, in order (deployer.aws.is_mutating)."""
+    from deployer.aws import is_mutating
+
+    return [call for call in run.aws.calls if is_mutating(call)]
+
+
+def edit(path: Path, old: str, new: str, count: int = -1) -> None:
+    """Replace `old` in the file (every time, or the first `count` times); it must be there."""
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, count))
+
+
 def assert_in_order(calls: Sequence[str], *operations: str) -> None:
     """Every call of each operation comes before every call of the next: an order that holds whichever answer comes
     first while steps run at once (the rest of a request log's order is not the product's promise)."""

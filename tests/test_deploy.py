@@ -12,13 +12,12 @@ import boto3
 import pytest
 
 from deployer import deploy
-from deployer.aws import is_mutating
 from deployer.build import build
 from deployer.errors import DeployerError
 from deployer.plan import Diff
 from deployer.resources import function
 from tests.account import APP, Account, state_file
-from tests.support import assert_in_order
+from tests.support import assert_in_order, edit, writes
 
 
 def up(make_run, version: str, **options):
@@ -29,14 +28,6 @@ def up(make_run, version: str, **options):
         for outcome in outcomes
         if outcome.change.action != "inactive"  # the steps of the front doors a REST stage does not use
     }
-
-
-def writes(run) -> list[str]:
-    return [call for call in run.aws.calls if is_mutating(call)]
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    path.write_text(path.read_text().replace(old, new))
 
 
 def test_fresh_up_creates_the_whole_stack_in_28_requests(make_run, aws_account: Account) -> None:

@@ -18,7 +18,7 @@ import pytest
 from botocore.handlers import BUILTIN_HANDLERS
 
 from tests.account import Account
-from tests.support import imported_certificate
+from tests.support import edit, imported_certificate
 
 DOMAIN = "api.example.com"
 ACCOUNT_ID = "123456789012"
@@ -26,12 +26,8 @@ REGIONS = ("us-east-1", "eu-west-1")  # where the tests' certificates are
 ELSEWHERE = f"arn:aws:acm:eu-west-1:{ACCOUNT_ID}:certificate/1234"  # a certificate of another region than the API's
 
 
-def edit(path: Path, old: str, new: str) -> None:
-    path.write_text(path.read_text().replace(old, new, 1))
-
-
 def with_domain(project: Path, *lines: str) -> None:
-    edit(project / "deploy.toml", "[api]\n", "[api]\n" + "".join(f"{line}\n" for line in lines))
+    edit(project / "deploy.toml", "[api]\n", "[api]\n" + "".join(f"{line}\n" for line in lines), count=1)
 
 
 class AcmValidates:
@@ -372,7 +368,7 @@ def test_an_edge_domain_takes_its_certificate_from_us_east_1_and_points_at_cloud
     project: Path, aws_account: Account, acm_validates
 ) -> None:
     zone_id = zone(aws_account)
-    edit(project / "deploy.toml", 'region = "us-east-1"', 'region = "eu-west-1"')
+    edit(project / "deploy.toml", 'region = "us-east-1"', 'region = "eu-west-1"', count=1)
     with_domain(project, f'domain = "{DOMAIN}"', 'domain_endpoint = "EDGE"')
     stdout, _ = run_cli(project, "up", "--version", "1.0.0", expect=0)
     assert stdout[-1] == f"https://{DOMAIN}"
@@ -445,7 +441,7 @@ def test_after_a_switch_to_edge_the_regional_certificate_deployer_requested_goes
     project: Path, aws_account: Account, acm_validates
 ) -> None:
     zone(aws_account)
-    edit(project / "deploy.toml", 'region = "us-east-1"', 'region = "eu-west-1"')
+    edit(project / "deploy.toml", 'region = "us-east-1"', 'region = "eu-west-1"', count=1)
     with_domain(project, f'domain = "{DOMAIN}"')
     run_cli(project, "up", "--version", "1.0.0", expect=0)
     europe, virginia = (boto3.client("acm", region_name=region) for region in ("eu-west-1", "us-east-1"))

@@ -47,7 +47,7 @@ from tests.faults import (
     without_botocore_retries,
 )
 from tests.faults import no_botocore_sleep as _no_botocore_sleep
-from tests.support import Waiting
+from tests.support import Waiting, edit
 
 # The 25 calls of a fresh up into an account without the bucket (pinned in test_deploy.py).
 FRESH_UP_CALLS = [
@@ -70,10 +70,6 @@ def up(make_run, version: str, session: boto3.Session | None = None) -> Run:
     run = make_run(version, session=session or boto3.Session())
     deploy.up(run)
     return run
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    path.write_text(path.read_text().replace(old, new))
 
 
 def segment(calls: list[str], start: str, length: int) -> list[str]:

@@ -14,11 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from deployer import deploy
-from deployer.aws import is_mutating
 from deployer.cli import app
 from deployer.errors import DeployerError
 from tests.account import APP, Account, state_file
-from tests.support import imported_certificate
+from tests.support import edit, imported_certificate, writes
 
 REGION = "us-east-1"
 
@@ -27,16 +26,6 @@ def up(make_run, version: str, **options):
     run = make_run(version, **options)
     outcomes = deploy.up(run)
     return run, {outcome.change.resource: outcome.change for outcome in outcomes}
-
-
-def writes(run) -> list[str]:
-    return [call for call in run.aws.calls if is_mutating(call)]
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new))
 
 
 def front_door(project: Path, kind: str, extra: str = "") -> None:

@@ -37,6 +37,7 @@ from tests.support import (
     REGION,
     call,
     deployer_ok,
+    edit,
     fetch,
     free_port,
     gone,
@@ -198,12 +199,6 @@ def test_the_local_target_comes_from_the_flag_the_environment_or_deploy_toml(
     config.write_text(config.read_text().replace("local = true", 'local = "yes"'))
     bad = run_in_process(project, "status")
     assert bad.returncode == 2 and "[target] local must be true or false" in bad.stderr
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new))
 
 
 def test_a_rollback_brings_back_the_renamed_handler_its_memory_and_its_environment(

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from deployer.local.target import local_credentials, session
 from tests.account import APP, Account
-from tests.support import REGION, Reply, fetch, in_process_ok
+from tests.support import REGION, Reply, edit, fetch, in_process_ok
 
 HELLO, BONJOUR = b"<p>Hello world!</p>", b"<p>Bonjour au monde!</p>"
 
@@ -55,12 +55,6 @@ def signed(url: str, port: int) -> list[tuple[str, str]]:
     request = AWSRequest(method="GET", url=url)
     SigV4Auth(Credentials(credentials.access_key_id, credentials.secret_access_key), "lambda", REGION).add_auth(request)
     return [(name, value) for name, value in request.headers.items() if name.lower() != "host"]
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new))
 
 
 def up(project: Path, *arguments: str) -> str:

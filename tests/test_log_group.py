@@ -9,12 +9,9 @@ from deployer import deploy
 from deployer.aws import is_mutating
 from deployer.resources import log_group
 from tests.account import APP, Account
+from tests.support import edit
 
 GROUP = f"/aws/lambda/{APP}"
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    path.write_text(path.read_text().replace(old, new, 1))
 
 
 def test_up_makes_the_log_group_first_tagged_with_30_days(make_run, aws_account: Account) -> None:
@@ -29,7 +26,7 @@ def test_up_makes_the_log_group_first_tagged_with_30_days(make_run, aws_account:
 
 def test_a_retention_change_is_planned_and_is_one_write(make_run, aws_account: Account, project: Path) -> None:
     deploy.up(make_run("1.0.0"))
-    edit(project / "deploy.toml", "[function]\n", "[function]\nlog_retention_days = 7\n")
+    edit(project / "deploy.toml", "[function]\n", "[function]\nlog_retention_days = 7\n", count=1)
     change = deploy.plan(make_run("1.0.0").target).of(log_group.LogGroup)
     assert change is not None and change.action == "update"
     assert [(diff.field, diff.old, diff.new) for diff in change.diffs] == [("retention days", 30, 7)]
@@ -62,7 +59,7 @@ def test_down_deletes_our_log_group_and_keep_logs_leaves_it(cli, aws_account: Ac
 
 
 def test_a_retention_cloudwatch_refuses_is_a_usage_error(cli, project: Path, aws_account: Account) -> None:
-    edit(project / "deploy.toml", "[function]\n", "[function]\nlog_retention_days = 31\n")
+    edit(project / "deploy.toml", "[function]\n", "[function]\nlog_retention_days = 31\n", count=1)
     stderr = cli("up", "--version", "1.0.0", expect=2)
     assert "[function] log_retention_days is 31" in stderr and "1, 3, 5, 7, 14, 30" in stderr
     assert aws_account.is_empty()

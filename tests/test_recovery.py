@@ -21,11 +21,10 @@ import boto3
 import pytest
 
 from deployer import deploy
-from deployer.aws import is_mutating
 from deployer.context import Run
 from deployer.errors import DeployerError
 from tests.account import APP, Account, state_file
-from tests.support import assert_in_order, lock_is_free, run_in_process, run_until_call
+from tests.support import assert_in_order, edit, lock_is_free, run_in_process, run_until_call, writes
 
 TAGS = {"deployer:app": APP, "deployer:stage": "test"}
 ROLE = f"{APP}-lambda-exec"
@@ -37,17 +36,9 @@ def up(make_run, version: str = "1.0.0") -> Run:
     return run
 
 
-def writes(run: Run) -> list[str]:
-    return [call for call in run.aws.calls if is_mutating(call)]
-
-
 def resources_of(run: Run) -> dict[str, object]:
     """What the state says is deployed: everything but the history."""
     return {key: value for key, value in asdict(run.state).items() if key != "history"}
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    path.write_text(path.read_text().replace(old, new))
 
 
 # Lost and stale state ---------------------------------------------------------------------------------------

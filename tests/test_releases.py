@@ -16,10 +16,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from deployer import deploy
-from deployer.aws import is_mutating
 from deployer.errors import DeployerError
 from tests.account import APP, Account, state_file
-from tests.support import assert_in_order, fork_until_call, run_in_process
+from tests.support import assert_in_order, edit, fork_until_call, run_in_process, writes
 
 PROD = f"{APP}-prod"
 
@@ -28,16 +27,6 @@ def up(make_run, version: str, **options):
     run = make_run(version, **options)
     deploy.up(run)
     return run
-
-
-def writes(run) -> list[str]:
-    return [call for call in run.aws.calls if is_mutating(call)]
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new))
 
 
 def invoke_alias(account: Account, name: str = APP, alias: str = "test") -> dict:
