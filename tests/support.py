@@ -597,6 +597,31 @@ def put_lambda_proxy(
     )
 
 
+def make_http_api(
+    clients: dict[str, Any], alias_arn: str, function: str, stage: str = "$default", grant: bool = True
+) -> str:
+    """An HTTP API as `up` makes one for `[api] type = "http"`: AWS_PROXY, payload 2.0, to the alias `test`;
+    the `$default` route; the stage auto-deployed; the alias's permission scoped to the API (unless `grant` is
+    False). Its ID."""
+    gateway = clients["apigatewayv2"]
+    api_id = str(gateway.create_api(Name=function, ProtocolType="HTTP")["ApiId"])
+    integration = gateway.create_integration(
+        ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=alias_arn, PayloadFormatVersion="2.0"
+    )["IntegrationId"]
+    gateway.create_route(ApiId=api_id, RouteKey="$default", Target=f"integrations/{integration}")
+    gateway.create_stage(ApiId=api_id, StageName=stage, AutoDeploy=True)
+    if grant:
+        clients["lambda"].add_permission(
+            FunctionName=function,
+            Qualifier="test",
+            StatementId="httpapi",
+            Action="lambda:InvokeFunction",
+            Principal="apigateway.amazonaws.com",
+            SourceArn=f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*",
+        )
+    return api_id
+
+
 def allow(clients: dict[str, Any], api_id: str, function: str = "echo", qualifier: str | None = "test") -> None:
     """What `up` grants: this API, any stage and method, may invoke the alias (None: the unqualified function)."""
     clients["lambda"].add_permission(

@@ -27,7 +27,7 @@ from deployer.dependencies import bundle_dependencies
 from deployer.gateway import http_api
 from deployer.local.target import session
 from deployer.serve import make_server
-from tests.support import APPS, REGION, Reply, http_call, make_function_from_zip, running, serve_process
+from tests.support import APPS, REGION, Reply, http_call, make_function_from_zip, make_http_api, running, serve_process
 
 pytestmark = pytest.mark.network  # installs each app's dependencies from PyPI or the npm registry
 
@@ -144,22 +144,7 @@ def deploy_app(local_cloud: str, built: BuiltApp, door: http_api.FrontDoor) -> s
             FunctionUrlAuthType="NONE",
         )
         return f"/_aws/lambda-url/{made['FunctionUrl'].split('://', 1)[1].split('.', 1)[0]}"
-    gateway = clients["apigatewayv2"]
-    api_id = gateway.create_api(Name="app", ProtocolType="HTTP")["ApiId"]
-    integration = gateway.create_integration(
-        ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=alias_arn, PayloadFormatVersion="2.0"
-    )["IntegrationId"]
-    gateway.create_route(ApiId=api_id, RouteKey="$default", Target=f"integrations/{integration}")
-    gateway.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
-    clients["lambda"].add_permission(
-        FunctionName="app",
-        Qualifier="test",
-        StatementId="httpapi",
-        Action="lambda:InvokeFunction",
-        Principal="apigateway.amazonaws.com",
-        SourceArn=f"arn:aws:execute-api:{REGION}:123456789012:{api_id}/*",
-    )
-    return f"/_aws/execute-api/{api_id}"
+    return f"/_aws/execute-api/{make_http_api(clients, alias_arn, 'app')}"
 
 
 @pytest.mark.parametrize("door", ["http", "url"])

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from deployer.local.target import local_credentials, session
-from tests.support import REGION, Reply, make_function
+from tests.support import REGION, Reply, make_function, make_http_api
 
 ECHO = """
 import json
@@ -54,21 +54,7 @@ def deploy(local_cloud: str) -> tuple[dict[str, Any], str]:
 
 def test_an_http_api_answers_at_its_execute_api_localhost_name_and_its_path_form(local_cloud: str) -> None:
     clients, alias_arn = deploy(local_cloud)
-    gateway = clients["apigatewayv2"]
-    api_id = gateway.create_api(Name="doors", ProtocolType="HTTP")["ApiId"]
-    integration = gateway.create_integration(
-        ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=alias_arn, PayloadFormatVersion="2.0"
-    )["IntegrationId"]
-    gateway.create_route(ApiId=api_id, RouteKey="$default", Target=f"integrations/{integration}")
-    gateway.create_stage(ApiId=api_id, StageName="test", AutoDeploy=True)
-    clients["lambda"].add_permission(
-        FunctionName="doors",
-        Qualifier="test",
-        StatementId="httpapi",
-        Action="lambda:InvokeFunction",
-        Principal="apigateway.amazonaws.com",
-        SourceArn=f"arn:aws:execute-api:{REGION}:123456789012:{api_id}/*",
-    )
+    api_id = make_http_api(clients, alias_arn, "doors", stage="test")
     host = f"{api_id}.execute-api.localhost:{port_of(local_cloud)}"
     by_name = send(local_cloud, host, "/test/hello?a=1&a=2")
     assert by_name.status == 200, by_name.body

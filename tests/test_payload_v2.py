@@ -29,7 +29,7 @@ from deployer.local.doors import DoorRequest, Doors, door_host
 from deployer.local.functions import Functions
 from deployer.local.patches import install_function_url_qualifier, install_lambda_fixes
 from deployer.serve import make_server
-from tests.support import ACCOUNT, REGION, Reply, http_call, make_function, running, serve_process
+from tests.support import ACCOUNT, REGION, Reply, http_call, make_function, make_http_api, running, serve_process
 
 # Answers with the event it got; /reply/... answers the request body's JSON as its result; /sleep/N sleeps.
 FUNCTION = """
@@ -327,32 +327,6 @@ def deployed(tmp_path: Path) -> Iterator[Deployed]:
     functions.close()
 
 
-def make_http_api(deployed: Deployed, stage: str = "test", grant: bool = True) -> str:
-    """An HTTP API as `up` makes one for `[api] type = "http"`: AWS_PROXY, payload 2.0, to the alias; `$default`
-    route; the stage auto-deployed; the alias's permission scoped to the API."""
-    gateway = deployed.clients["apigatewayv2"]
-    api_id = gateway.create_api(Name="doors", ProtocolType="HTTP")["ApiId"]
-    integration = gateway.create_integration(
-        ApiId=api_id,
-        IntegrationType="AWS_PROXY",
-        IntegrationUri=deployed.alias_arn,
-        PayloadFormatVersion="2.0",
-        IntegrationMethod="POST",
-    )["IntegrationId"]
-    gateway.create_route(ApiId=api_id, RouteKey="$default", Target=f"integrations/{integration}")
-    gateway.create_stage(ApiId=api_id, StageName=stage, AutoDeploy=True)
-    if grant:
-        deployed.clients["lambda"].add_permission(
-            FunctionName="doors",
-            Qualifier="test",
-            StatementId="httpapi",
-            Action="lambda:InvokeFunction",
-            Principal="apigateway.amazonaws.com",
-            SourceArn=f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*",
-        )
-    return api_id  # type: ignore[no-any-return]
-
-
 def make_function_url(deployed: Deployed, auth: str = "NONE", grant: bool = True) -> str:
     """A function URL on the alias, as `up` makes one for `[api] type = "url"`, and (NONE) the statement AWS
     documents for it: everyone may lambda:InvokeFunctionUrl when lambda:FunctionUrlAuthType is NONE."""
@@ -388,7 +362,7 @@ def ask(deployed: Deployed, kind: http_api.FrontDoor, door_id: str, target: str,
 
 
 def test_the_local_http_api_runs_the_alias_behind_its_stage(deployed: Deployed) -> None:
-    api_id = make_http_api(deployed)
+    api_id = make_http_api(deployed.clients, deployed.alias_arn, "doors", "test")
     reply = ask(deployed, "http", api_id, "/test/a/b?x=1")
     event = reply.json()
     assert reply.status == 200
@@ -403,13 +377,13 @@ def test_the_local_http_api_runs_the_alias_behind_its_stage(deployed: Deployed) 
 
 
 def test_the_local_http_api_needs_the_functions_permission(deployed: Deployed) -> None:
-    api_id = make_http_api(deployed, grant=False)
+    api_id = make_http_api(deployed.clients, deployed.alias_arn, "doors", "test", grant=False)
     refused = ask(deployed, "http", api_id, "/test/")
     assert (refused.status, refused.body) == (500, b'{"message":"Internal Server Error"}')
 
 
 def test_a_default_stage_http_api_routes_by_method_and_path(deployed: Deployed) -> None:
-    api_id = make_http_api(deployed, stage="$default")
+    api_id = make_http_api(deployed.clients, deployed.alias_arn, "doors")
     gateway = deployed.clients["apigatewayv2"]
     integration = gateway.get_integrations(ApiId=api_id)["Items"][0]["IntegrationId"]
     gateway.create_route(ApiId=api_id, RouteKey="GET /items/{id}", Target=f"integrations/{integration}")
@@ -515,7 +489,7 @@ def test_a_function_urls_cors_answers_the_preflight_and_marks_the_answer(deploye
 
 def test_an_http_apis_cors_configuration_answers_the_preflight(deployed: Deployed) -> None:
     """http-api-cors: with a CORS configuration, API Gateway answers preflight requests itself."""
-    api_id = make_http_api(deployed)
+    api_id = make_http_api(deployed.clients, deployed.alias_arn, "doors", "test")
     deployed.clients["apigatewayv2"].update_api(ApiId=api_id, CorsConfiguration={**CORS, "AllowOrigins": ["*"]})
     asking = [("Origin", "https://any.example"), ("Access-Control-Request-Method", "GET")]
     preflight = ask(deployed, "http", api_id, "/test/x", method="OPTIONS", headers=asking)
