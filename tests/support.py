@@ -712,12 +712,18 @@ def http_call(
     method: str = "GET",
     body: bytes | None = None,
     headers: Sequence[tuple[str, str]] = (),
+    host: str | None = None,
 ) -> Reply:
+    """`method target` to 127.0.0.1:port; with `host`, under that Host header (a name no DNS serves), any Host among
+    `headers` left out."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     try:
-        connection.putrequest(method, target, skip_accept_encoding=True)
+        connection.putrequest(method, target, skip_host=host is not None, skip_accept_encoding=True)
+        if host is not None:
+            connection.putheader("Host", host)
         for name, value in headers:
-            connection.putheader(name, value)
+            if host is None or name.lower() != "host":
+                connection.putheader(name, value)
         if body is not None:
             connection.putheader("Content-Length", str(len(body)))
         connection.endheaders(body)

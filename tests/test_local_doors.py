@@ -9,12 +9,11 @@ The HTTP API and the function URL are made here with boto3 against the local clo
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Sequence
 from typing import Any
 
 from deployer.local.target import local_credentials, session
-from tests.support import REGION, Reply, make_function, make_http_api
+from tests.support import REGION, Reply, http_call, make_function, make_http_api
 
 ECHO = """
 import json
@@ -32,18 +31,7 @@ def send(
     local_cloud: str, host: str, target: str, method: str = "GET", headers: Sequence[tuple[str, str]] = ()
 ) -> Reply:
     """`method target` to the local cloud (127.0.0.1) with this Host header: no DNS involved."""
-    connection = http.client.HTTPConnection("127.0.0.1", port_of(local_cloud), timeout=30)
-    try:
-        connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-        connection.putheader("Host", host)
-        for name, value in headers:
-            if name.lower() != "host":
-                connection.putheader(name, value)
-        connection.endheaders()
-        response = connection.getresponse()
-        return Reply(response.status, response.getheaders(), response.read())
-    finally:
-        connection.close()
+    return http_call(port_of(local_cloud), target, method, headers=headers, host=host)
 
 
 def deploy(local_cloud: str) -> tuple[dict[str, Any], str]:

@@ -8,7 +8,6 @@ themselves; this test needs no resolver). Few deploys: the session's local cloud
 
 from __future__ import annotations
 
-import http.client
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 
 from deployer.local.target import local_credentials, session
 from tests.account import APP, Account
-from tests.support import REGION, Reply, edit, fetch, in_process_ok
+from tests.support import REGION, Reply, edit, fetch, http_call, in_process_ok
 
 HELLO, BONJOUR = b"<p>Hello world!</p>", b"<p>Bonjour au monde!</p>"
 
@@ -32,17 +31,8 @@ def get(url: str, path: str = "/", headers: Sequence[tuple[str, str]] = ()) -> R
     """GET `path` of the door `url` names, sent to 127.0.0.1 with its Host header: no DNS involved."""
     site = urlsplit(url)
     assert site.hostname == "127.0.0.1" or (site.hostname or "").endswith(".localhost"), url
-    connection = http.client.HTTPConnection("127.0.0.1", site.port, timeout=30)
-    try:
-        connection.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
-        connection.putheader("Host", site.netloc)
-        for name, value in headers:
-            connection.putheader(name, value)
-        connection.endheaders()
-        response = connection.getresponse()
-        return Reply(response.status, response.getheaders(), response.read())
-    finally:
-        connection.close()
+    assert site.port is not None, url
+    return http_call(site.port, path, headers=headers, host=site.netloc)
 
 
 def signed(url: str, port: int) -> list[tuple[str, str]]:
