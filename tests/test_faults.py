@@ -88,7 +88,7 @@ def statements(account: Account) -> list[dict[str, Any]]:
 # IAM propagation -----------------------------------------------------------------------------------------
 
 
-def test_create_function_is_retried_at_a_seconds_grain_while_the_new_role_cannot_be_assumed(
+def test_create_function_is_retried_at_a_half_seconds_grain_while_the_new_role_cannot_be_assumed(
     make_run,
     aws_account: Account,
     no_waiting: list[float],
@@ -108,7 +108,7 @@ def test_create_function_is_retried_at_a_seconds_grain_while_the_new_role_cannot
     run = up(make_run, "1.0.0", session)
     assert fault.injected == 4
     assert run.aws.calls.count("CreateFunction") == 4  # three refusals, then the function
-    assert no_waiting == [0.5, 1.0, 1.0]  # a short first wait, then a second's grain
+    assert no_waiting == [0.5, 0.5, 0.5]  # a half second's grain: the new role is ready at a moment of its own
     assert sleeps.retries == []  # all of it was the deployer's retry, not botocore's
     aws_account.assert_stack("v1.0.0/example.zip")
 
@@ -119,11 +119,11 @@ def test_a_long_wait_says_what_it_waits_for_and_for_how_long(make_run, aws_accou
     waiting.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
     said = waiting.said
     session = boto3.Session()
-    fail(session, "lambda", "CreateFunction", "InvalidParameterValueException", ROLE_NOT_ASSUMABLE, times=9)
+    fail(session, "lambda", "CreateFunction", "InvalidParameterValueException", ROLE_NOT_ASSUMABLE, times=19)
     up(make_run, "1.0.0", session)
     waiting = "IAM to let Lambda assume the new role"
-    assert said == [(waiting, 2.5), (waiting, 7.5)]  # silent for the first 2 s, then every 5 s
-    assert now[0] == 8.5  # 9 refusals, 0.5 s then a second each: ready within a second of it being so
+    assert said == [(waiting, 2.0), (waiting, 7.0)]  # silent for the first 2 s, then every 5 s
+    assert now[0] == 9.5  # 19 refusals, half a second each: ready within half a second of it being so
 
 
 def test_a_role_change_is_retried_until_lambda_can_assume_the_role(

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 WAIT = {"Delay": 1, "MaxAttempts": 300}  # a second's grain, up to 5 minutes like Terraform
 RELEASE_LABEL = "deployer release "
+NEW_ROLE_GRAIN = 0.5  # seconds between tries of CreateFunction while IAM propagates the new role (deployer.retry)
 
 
 class Field(StrEnum):
@@ -407,6 +408,8 @@ class Function:
             ),
             waits=run.aws.waits,
             when=role_not_assumable,
+            first_delay=NEW_ROLE_GRAIN,
+            max_delay=NEW_ROLE_GRAIN,
             waiting_for="IAM to let Lambda assume the new role",
         )
         with run.saving:  # what it made, saved by this step's own write
