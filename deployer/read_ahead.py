@@ -17,13 +17,16 @@ earlier than the plan would have read them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore import xform_name
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     from deployer.aws import Aws
 
 _fetching = threading.local()  # set in the threads sending the reads ahead: their own calls go to AWS
+HINTED_OPERATIONS = ("Get", "List", "Head", "Describe")  # what a hint file may name: reads, never a change
+MAX_READS = 32  # reads sent ahead at once, a thread each (an unchanged up makes 14)
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,11 @@ def _key(service: str, operation: str, params: Mapping[str, Any]) -> str:
 
 @dataclass
 class Answers:
-    """The reads sent ahead, by key: each answers the first call of the plan that matches it."""
+    """The reads sent ahead, by key: while `serving`, each answers the first call of the plan that matches it."""
 
     pending: dict[str, Future[tuple[int, dict[str, Any]] | None]] = field(default_factory=dict)
     served: int = 0
+    serving: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -67,13 +73,11 @@ class Answers:
         """Predictions the plan did not ask for (each cost a read)."""
         return len(self.pending)
 
-    def answer(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        """botocore's before-call: (response, parsed) for a call a read ahead answers, which botocore then returns
-        or raises as it would AWS's; None lets the call go to AWS (registered first, so it is then counted)."""
-        if getattr(_fetching, "active", False):
-            return None
+    def answer(self, model: Any, context: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]] | None:
+        """(response, parsed) for a call a read ahead answers, which botocore then returns or raises as it would
+        AWS's; None lets the call go to AWS."""
         params = context.get("deployer_params")  # deployer.aws keeps every call's parameters on its context
-        if params is None:
+        if not self.serving or params is None:
             return None
         key = _key(model.service_model.service_name, model.name, params)
         with self.lock:
@@ -88,6 +92,31 @@ class Answers:
         return AWSResponse(None, status, headers, None), parsed
 
 
+class Listener:
+    """Where a client's calls meet the reads ahead: set on every client of an Aws as it is made (`listen`), so no
+    handler is ever registered on a client while another thread calls it. Idle (None) outside a plan."""
+
+    def __init__(self) -> None:
+        self.answers: Answers | None = None
+
+    def before_call(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        """botocore's before-call (registered first, so a call it lets through is then counted)."""
+        answers = self.answers
+        if answers is None or getattr(_fetching, "active", False):
+            return None
+        return answers.answer(model, context)
+
+
+def listen(client: Any, listener: Listener) -> None:
+    """Give a new client's calls to `listener`, and keep a copy of a read ahead's answer as botocore parsed it.
+    botocore runs an event's most specific handlers first: the copy is taken at the operation's level (the `*`),
+    before the service's handlers (IAM's decoding of policy documents) change the answer in place."""
+    events = client.meta.events
+    events.register_first("before-call", listener.before_call, unique_id="deployer-read-ahead-answer")
+    service = client.meta.service_model.service_id.hyphenize()
+    events.register_first(f"after-call.{service}.*", _keep_as_parsed, unique_id="deployer-read-ahead-keep")
+
+
 def _keep_as_parsed(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
     """botocore's after-call: in a thread sending a read ahead, a copy of the answer as botocore parsed it, before
     the after-call handlers change it in place (IAM's policy documents are decoded there): served, it goes through
@@ -96,15 +125,16 @@ def _keep_as_parsed(http_response: Any, parsed: dict[str, Any], **_: Any) -> Non
         _fetching.answer = http_response.status_code, copy.deepcopy(parsed)
 
 
-def _send(client: Any, read: Read) -> tuple[int, dict[str, Any]] | None:
+def _send(aws: Aws, read: Read) -> tuple[int, dict[str, Any]] | None:
     """The read's HTTP status and parsed answer, an error's included; None when it got no answer (the plan's own
-    call then tries, and fails or succeeds, as it would have)."""
+    call then tries, and fails or succeeds, as it would have). The client is made here if it is not yet: the
+    thread that sent the read waits for nothing."""
     _fetching.active, _fetching.answer = True, None
     try:
-        getattr(client, xform_name(read.operation))(**read.params)
+        getattr(aws.client(read.service), xform_name(read.operation))(**read.params)
     except ClientError:
         pass  # kept as it came: the plan's call raises it
-    except Exception:  # a connection that failed: the plan's call meets it again, and reports it
+    except Exception:  # a connection that failed, a client that cannot be made: the plan's call meets it again
         _fetching.answer = None
     finally:
         _fetching.active = False
@@ -112,34 +142,89 @@ def _send(client: Any, read: Read) -> tuple[int, dict[str, Any]] | None:
     return answer
 
 
-def _after_call_of(client: Any, operation: str) -> str:
-    return f"after-call.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+class ReadsAhead:
+    """The reads sent ahead of one plan: `send` them as early as they are known (the ones the last plan of this
+    stage made, as soon as the lock is held: deployer.cli), then, while the plan runs, `serving()` answers its calls
+    with them. Used once: what is read ahead is never served after the plan."""
+
+    def __init__(self, aws: Aws) -> None:
+        self._aws = aws
+        self.answers = Answers()
+        self._pool: ThreadPoolExecutor | None = None
+        self.finished = False
+
+    def send(self, reads: Sequence[Read]) -> None:
+        """Send each read not sent yet, at once (a thread each)."""
+        if self.finished:
+            return
+        for read in reads:
+            if read.key in self.answers.pending:
+                continue
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=MAX_READS, thread_name_prefix="deployer-ahead")
+            self.answers.pending[read.key] = self._pool.submit(_send, self._aws, read)
+
+    @contextmanager
+    def serving(self) -> Iterator[Answers]:
+        """Until the block ends, the plan's calls that match a read sent get its answer, once."""
+        listener = self._aws.reads_ahead
+        listener.answers, self.answers.serving = self.answers, True
+        try:
+            yield self.answers
+        finally:
+            listener.answers, self.answers.serving = None, False
+            self.close()
+
+    def close(self) -> None:
+        """No more reads or answers; a read still in flight is let finish, its answer dropped."""
+        self.finished = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 @contextmanager
-def reading_ahead(aws: Aws, reads: Sequence[Read]) -> Iterator[Answers]:
-    """Send `reads` at once; until the block ends, the plan's matching calls get their answers."""
-    answers = Answers()
-    if not reads:
+def reading_ahead(aws: Aws, reads: Sequence[Read], early: ReadsAhead | None = None) -> Iterator[Answers]:
+    """Send `reads` at once (besides those `early` sent already); until the block ends, the plan's matching calls
+    get their answers."""
+    ahead = early if early is not None and not early.finished else ReadsAhead(aws)
+    ahead.send(reads)
+    with ahead.serving() as answers:
         yield answers
-        return
-    reads = list({read.key: read for read in reads}.values())  # one read for two steps that predict it
-    clients = {read.service: aws.client(read.service) for read in reads}
-    # botocore runs an event's most specific handlers first: the answer is copied at the operation's own event,
-    # before the service's handlers (IAM's decoding of policy documents) change it.
-    hooks: dict[tuple[str, str], Callable[..., Any]] = {
-        **{(read.service, "before-call"): answers.answer for read in reads},
-        **{(read.service, _after_call_of(clients[read.service], read.operation)): _keep_as_parsed for read in reads},
-    }
-    unique = f"deployer-read-ahead-{id(answers)}"  # botocore keeps one handler per unique_id, whatever the event
-    for (service, event), handler in hooks.items():
-        clients[service].meta.events.register_first(event, handler, unique_id=f"{unique} {event}")
-    pool = ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="deployer-ahead")
+
+
+# ---- the hint: the reads the last plan of a stage made, sent before its state is read ---------------------------
+
+HINT_LIMIT = 64 * 1024  # bytes read of a hint file: a few dozen reads take a few kilobytes
+
+
+def load_hint(path: Path) -> list[Read]:
+    """The reads a hint file names; none when it is missing, too large or not one (it is only a hint: a read it
+    names that the plan does not make costs one read, and only reads are ever sent)."""
     try:
-        for read in reads:
-            answers.pending[read.key] = pool.submit(_send, clients[read.service], read)
-        yield answers
-    finally:
-        for service, event in hooks:
-            clients[service].meta.events.unregister(event, unique_id=f"{unique} {event}")
-        pool.shutdown(wait=True)  # a read still in flight is let finish; its answer is dropped
+        with path.open("rb") as stream:
+            data = stream.read(HINT_LIMIT + 1)
+        listed = json.loads(data) if len(data) <= HINT_LIMIT else None
+    except (OSError, ValueError, RecursionError):
+        return []
+    if not isinstance(listed, list) or len(listed) > MAX_READS:
+        return []
+    reads = []
+    for item in listed:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[2], dict)):
+            return []
+        service, operation, params = item
+        if not (isinstance(service, str) and isinstance(operation, str) and operation.startswith(HINTED_OPERATIONS)):
+            return []
+        reads.append(Read(service, operation, params))
+    return reads
+
+
+def save_hint(path: Path, reads: Sequence[Read]) -> None:
+    """Keep the reads the next plan will make, for the next command to send early; a hint that cannot be written
+    is no error (the plan then reads them itself)."""
+    listed = [[read.service, read.operation, dict(read.params)] for read in reads][:MAX_READS]
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(listed, default=str))
+        os.replace(temporary, path)

@@ -9,8 +9,8 @@ modification is retried under botocore itself, by deployer.aws's needs-retry han
 The grain is a second after a short first wait: what is waited for becomes ready at a moment of its own, and a
 doubling backoff would overshoot it by seconds. A new role is tried every half second (function.NEW_ROLE_GRAIN):
 every fresh deploy waits 5-10 s for one, and a half-second grain halves the overshoot (0.25 s on average, not
-0.5 s) for about ten more refused calls, each a small request well inside Lambda's control-plane quota. A wait longer than
-SPEAK_AFTER seconds is said (Waits.on_wait): what it waits for and for how long, never a silent pause.
+0.5 s) for about ten more refused calls, each a small request well inside Lambda's control-plane quota. A wait
+longer than SPEAK_AFTER seconds is said (Waits.on_wait): what it waits for and for how long, never a silent pause.
 
 How to sleep, what time it is and what to say are given, never set as module globals: a `Waits` is made by
 the caller (the CLI says long waits and shows a large upload's progress; tests never sleep) and handed to
