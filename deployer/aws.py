@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 from deployer import retry
 from deployer.errors import UsageError
 from deployer.output import without_userinfo
+from deployer.read_ahead import Listener, listen
 
 T = TypeVar("T")
 
@@ -202,6 +203,7 @@ class Aws:
         self.calls: list[str] = []  # operation names, in order; read by `--json` output and the tests
         self._clients: dict[str, Any] = {}
         self._making = threading.Lock()  # a client is used by several threads at once, a session by one only
+        self.reads_ahead = Listener()  # answers a plan's calls with reads sent ahead (deployer.read_ahead)
         self._config = BotoConfig(
             retries=retry_policy(self.session),
             connect_timeout=CONNECT_TIMEOUT,
@@ -236,7 +238,10 @@ class Aws:
         def make() -> None:
             for service in services:
                 with contextlib.suppress(Exception):
-                    self.client(service)
+                    client = self.client(service)
+                    # Its paginators' model too: a session's first paginator scans every service's folder (~10 ms),
+                    # and the plan's steps, asking for theirs at once, would each make that scan.
+                    client.can_paginate(next(iter(client.meta.method_to_api_mapping)))
 
         thread = threading.Thread(target=make, name="deployer-clients", daemon=True)
         thread.start()
@@ -247,6 +252,9 @@ class Aws:
         one of another region (an EDGE domain's certificate is in us-east-1) apart, with the same policy and log."""
         region = region or self.region
         key = ":".join(str(part) for part in (service, read_timeout, region) if part)
+        made = self._clients.get(key)  # without the lock: the thread warming the next client holds it
+        if made is not None:
+            return made
         with self._making:
             if key not in self._clients:
                 self._clients[key] = self._make(service, read_timeout, region)
@@ -257,6 +265,7 @@ class Aws:
         thread safe; each client made is, and is shared by the steps running at once)."""
         config = self._config.merge(BotoConfig(read_timeout=read_timeout)) if read_timeout else self._config
         client = self.session.client(service, region_name=region, endpoint_url=self.endpoint_url, config=config)
+        listen(client, self.reads_ahead)  # before the count: a call answered by a read ahead is not counted again
         client.meta.events.register("before-call", self._count)
         client.meta.events.register("before-parameter-build", _keep_params)
         client.meta.events.register("after-call", _name_what_was_denied)

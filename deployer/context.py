@@ -22,6 +22,7 @@ from deployer.aws import Aws
 from deployer.config import Config
 from deployer.errors import DeployerError
 from deployer.plan import Change, Plan
+from deployer.read_ahead import ReadsAhead
 from deployer.state import State, StateStore
 from deployer.write_behind import WriteBehind
 
@@ -75,6 +76,7 @@ class Target:
     local_endpoint: str | None = None  # `--local`: the local cloud, whose data plane serves the API
     # [function.secrets] read (deployer.secrets.resolved): None until then; values never leave memory
     secrets: Mapping[str, Secret] | None = None
+    ahead: ReadsAhead | None = None  # reads the command sent before the plan (the hint's), answering its calls
 
     @property
     def region(self) -> str:

@@ -103,8 +103,14 @@ def plan(target: Target) -> Plan:
 
     # Each step's plan as soon as the plans it reads are done; for a deployed stack, the reads the state predicts
     # are all sent first, at once, and answer the plans' calls (one round trip where the waves took four).
-    with reading_ahead(target.aws, _predicted_reads(target)):
+    with reading_ahead(target.aws, _predicted_reads(target), early=target.ahead):
         return Plan(tuple(schedule.walk(READS, plan_step)))
+
+
+def reads_of_the_next_plan(run: Run) -> list[Read]:
+    """The reads the next plan of this stage will make, as the state now predicts them: kept as the hint the next
+    command sends as soon as it holds the lock (deployer.read_ahead), before the state itself is read."""
+    return _predicted_reads(replace(run.target, recorded=run.state.copy()))
 
 
 def _predicted_reads(target: Target) -> list[Read]:

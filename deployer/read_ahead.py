@@ -1,4 +1,4 @@
-"""Read ahead: the reads a plan will make, sent all at once before it asks, when the state predicts them.
+"""Read ahead: the reads a plan will make, sent all at once before it asks.
 
 A plan's reads go in waves: the REST API's resources after the API, the function's versions after the artifact's
 digest, the stage's deployment after the stage. But once a stack is deployed its state names every ID those reads
@@ -9,12 +9,17 @@ make, as `Read`s (client, operation, parameters), predicted from the configurati
 plan that matches one (same service, operation and parameters) with that read's answer, once: its data, or its
 error, raised as botocore raises it. So an unchanged `up` reads in one round trip where it took four.
 
+Earlier still: the state must be read before it predicts anything, a round trip of its own. So `up` and `promote`
+keep the reads the state predicts for the next plan in a hint file (.deployer/cache/reads-ahead-<function>.json),
+and the next command sends those (a `ReadsAhead`) as soon as it holds the lock, with the state's own read: an
+unchanged `up` is the lock, the state and its reads, the release. The hint only chooses what is read early: reads
+go out only under the lock, only reads (Get, List, Head, Describe), and answer only the calls that match them.
+
 What it does not change: a read the plan makes that was not predicted goes to AWS as before; a prediction the plan
 does not ask for costs one read and is dropped (`unused`); nothing read ahead is served once the plan is done (an
 apply's read-back always asks AWS). The answers are from within the same locked command, a few milliseconds
 earlier than the plan would have read them.
 """
-
 from __future__ import annotations
 
 import contextlib

@@ -3,20 +3,23 @@ an error as AWS answered it, and a prediction the account proves wrong costs one
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import UnknownServiceError
 
-from deployer import deploy
+from deployer import credentials, deploy
 from deployer.aws import Aws
-from deployer.read_ahead import Read, reading_ahead
+from deployer.read_ahead import HINT_LIMIT, Read, load_hint, reading_ahead, save_hint
 from tests.account import BUCKET, Account
 from tests.faults import EVENT_SERVICE
+from tests.support import edit
 
 ROUND_TRIP = 0.3  # seconds each request takes, here: long beside a thread's start, even on a busy machine
 
@@ -27,6 +30,7 @@ class Latency:
     a request sent before any answer came is in wave 1, one sent after answers of wave n is in wave n + 1."""
 
     sent: list[float] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
     answered: dict[int, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     local: threading.local = field(default_factory=threading.local)
@@ -40,6 +44,7 @@ class Latency:
         with self.lock:
             self.local.index = len(self.sent)
             self.sent.append(time.monotonic())
+            self.urls.append(request.url)
         time.sleep(ROUND_TRIP)
 
     def _answered(self, **_: Any) -> None:
@@ -52,6 +57,23 @@ class Latency:
             before = [wave[earlier] for earlier in range(index) if self.answered.get(earlier, float("inf")) <= sent_at]
             wave.append(1 + max(before, default=0))
         return max(wave, default=0)
+
+
+def hints(project: Path) -> list[Path]:
+    return sorted((project / ".deployer" / "cache").glob("reads-ahead-*.json"))
+
+
+def timed_sessions(monkeypatch: pytest.MonkeyPatch) -> Latency:
+    """The CLI's sessions, each request of theirs taking ROUND_TRIP (see Latency)."""
+    latency, made = Latency(), credentials.stage_session
+
+    def stage_session(*arguments: Any) -> boto3.Session:
+        session = made(*arguments)
+        latency.install(session)
+        return session
+
+    monkeypatch.setattr(credentials, "stage_session", stage_session)
+    return latency
 
 
 def up(make_run, version: str, session: boto3.Session | None = None):
@@ -159,3 +181,63 @@ def test_clients_are_made_in_the_background_and_one_that_cannot_be_is_left_to_it
     assert set(made) == {"s3:us-east-1", "lambda:us-east-1"} and aws.lambda_ is made["lambda:us-east-1"]
     with pytest.raises(UnknownServiceError):
         aws.client("no-such-service")
+
+
+# The hint: the reads the last plan made, sent as soon as the lock is held, with the state's own read -------------
+
+
+def test_an_unchanged_up_reads_its_plan_in_the_round_trip_of_the_state(
+    cli, project: Path, aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock, then the state and the plan's fourteen reads at once, then the lock's release: three round trips.
+    Without the hint the reads wait for the state: four."""
+    cli("up", "--version", "1.0.0", expect=0)
+    [hint] = hints(project)
+    assert len(load_hint(hint)) == 14
+    latency = timed_sessions(monkeypatch)
+    cli("up", "--version", "1.0.0", expect=0)
+    assert len(latency.sent) == 17  # lock, state, the fourteen reads, release: none more for the hint
+    assert latency.waves() == 3
+
+    hint.unlink()
+    latency.sent.clear(), latency.answered.clear()
+    cli("up", "--version", "1.0.0", expect=0)
+    assert len(latency.sent) == 17 and latency.waves() == 4
+    assert len(load_hint(hint)) == 14  # written again
+
+
+def test_a_hint_that_names_a_change_or_is_not_one_is_ignored(cli, project: Path, aws_account: Account) -> None:
+    """The hint is a local file anyone can edit: it can only ever make deployer read, and a broken one is none."""
+    cli("up", "--version", "1.0.0", expect=0)
+    [hint] = hints(project)
+    function = {"FunctionName": "ServerlessExample"}
+    for text in (
+        json.dumps([["lambda", "DeleteFunction", function]]),
+        json.dumps([["lambda", "GetFunction", function], ["lambda", "DeleteAlias", {**function, "Name": "test"}]]),
+        "[[",
+        json.dumps([["lambda", "GetFunction", function]] * 20).ljust(HINT_LIMIT + 1),
+        json.dumps({"reads": []}),
+    ):
+        hint.write_text(text)
+        assert load_hint(hint) == []
+    hint.write_text(json.dumps([["lambda", "DeleteFunction", function]]))
+    cli("up", "--version", "1.0.0", expect=0)
+    assert aws_account.client("lambda").get_alias(**function, Name="test")["FunctionVersion"] == "1"
+    assert len(load_hint(hint)) == 14  # replaced by the reads the plan made
+
+
+def test_a_hint_the_plan_does_not_follow_costs_its_reads_and_changes_nothing(
+    cli, project: Path, aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hint from before (another app's names here): its reads are sent, never served, and up does as it would."""
+    cli("up", "--version", "1.0.0", expect=0)
+    [hint] = hints(project)
+    stale = [Read("lambda", "GetFunction", {"FunctionName": "Other"}), Read("iam", "GetRole", {"RoleName": "other"})]
+    save_hint(hint, stale)
+    latency = timed_sessions(monkeypatch)
+    edit(project / "function" / "main.py", "Hello", "Hi")
+    cli("up", "--version", "1.1.0", expect=0)
+    assert sum(url.endswith("/functions/Other") for url in latency.urls) == 1  # sent, and that is all it did
+    alias = aws_account.client("lambda").get_alias(FunctionName="ServerlessExample", Name="test")
+    assert alias["FunctionVersion"] == "2"
+    assert [read.params for read in load_hint(hint)][:2] != [read.params for read in stale]

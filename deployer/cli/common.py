@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -352,12 +352,14 @@ def _stopped_by_signals() -> Iterator[None]:
 
 
 @contextmanager
-def locked(connection: Connection, command: str) -> Iterator[State]:
-    """Hold the state lock for the whole command, and read the state under it: never a stale copy. SIGTERM and
-    SIGHUP stop the command as Ctrl-C does: the lock is released."""
+def locked(connection: Connection, command: str, on_lock: Callable[[], object] = lambda: None) -> Iterator[State]:
+    """Hold the state lock for the whole command, and read the state under it: never a stale copy. `on_lock` runs
+    once the lock is held, before the state is read (reads sent ahead go out then). SIGTERM and SIGHUP stop the
+    command as Ctrl-C does: the lock is released."""
     with _stopped_by_signals():
         try:
             with connection.store.lock(command):
+                on_lock()
                 yield connection.store.load()
         except Stopped as stopped:
             stopped.released_lock = True  # the lock's own `finally` ran

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from deployer.config import Config
     from deployer.context import ArtifactDigests, Connection, Run
     from deployer.deploy import Applied
+    from deployer.read_ahead import ReadsAhead
     from deployer.state import State
 
 PLAN_CHANGES_EXIT_CODE = 3  # `deployer plan`: 0 nothing to do, 3 something would change
@@ -151,10 +155,15 @@ def up(
         connection.aws.warm(*_clients_of(config))
         command = common.command_line(context)
         # The build lock too, from the build to the upload: another build cannot swap dist/'s zip in between.
-        with common.locked(connection, command) as state, build_lock(config, command=command, log=output.plain):
+        with (
+            _locked_reading_ahead(connection, command) as (state, early),
+            build_lock(config, command=command, log=output.plain),
+        ):
             artifact = _artifact(build_zip(config, log=output.plain))
             share = canary / 100 if canary is not None else None
-            run = connection.run(state, version, artifact=artifact, force=force, canary=share, check=not no_check)
+            run = connection.run(
+                state, version, artifact=artifact, force=force, canary=share, check=not no_check, ahead=early
+            )
             _deploy(connection, run, "up", json_output)
 
 
@@ -196,8 +205,8 @@ def promote(
             None if promotion.same_bucket(source_config, config) else common.connect(source_config, endpoint_url, local)
         )
         command = common.command_line(context)
-        with common.locked(connection, command) as state:
-            run = connection.run(state, version, check=not no_check, force=force)
+        with _locked_reading_ahead(connection, command) as (state, early):
+            run = connection.run(state, version, check=not no_check, force=force, ahead=early)
             action = "promote"
             if source is not None:
                 output.info(
@@ -225,9 +234,27 @@ def _record_promotion(source: Connection, version: str, stage: str, command: str
         )
 
 
+@contextmanager
+def _locked_reading_ahead(connection: Connection, command: str) -> Iterator[tuple[State, ReadsAhead]]:
+    """The state lock (common.locked) and, as soon as it is held, while the state is read, the reads the last plan
+    of this stage made (the hint `_deploy` keeps): an unchanged up's plan is answered in the state's round trip."""
+    from deployer.read_ahead import ReadsAhead, load_hint
+
+    early = ReadsAhead(connection.aws)
+    with closing(early), common.locked(connection, command, lambda: early.send(load_hint(_hint(connection)))) as state:
+        yield state, early
+
+
+def _hint(connection: Connection) -> Path:
+    """Where the reads of this stage's next plan are kept (.deployer/cache, with the build's caches)."""
+    name = f"local-{connection.config.function_name}" if connection.local_endpoint else connection.config.function_name
+    return connection.config.root / ".deployer" / "cache" / f"reads-ahead-{name}.json"
+
+
 def _deploy(connection: Connection, run: Run, command: str, json_output: bool, action: str | None = None) -> None:
     """Carry out `up` or `promote` and report it: a line per resource, then the URL alone on stdout."""
     from deployer import deploy
+    from deployer.read_ahead import save_hint
 
     started = time.monotonic()
     config, target = run.config, run.target
@@ -237,6 +264,7 @@ def _deploy(connection: Connection, run: Run, command: str, json_output: bool, a
     output.info(f"deploying [bold]{config.app_name}[/] {target.version} to stage {config.stage}{share} {where}")
     report = (lambda _: None) if json_output else _report
     outcomes = deploy.promote(run, report, action or command) if command == "promote" else deploy.up(run, report)
+    save_hint(_hint(connection), deploy.reads_of_the_next_plan(run))
     if json_output:
         data = _status_fields(run.state, config)
         data["resources"] = [
