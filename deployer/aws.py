@@ -229,11 +229,11 @@ class Aws:
         """The account these credentials are in: one STS GetCallerIdentity (which every caller may make)."""
         return str(self.client("sts").get_caller_identity()["Account"])
 
-    def warm(self, *services: str) -> threading.Thread:
+    def warm(self, *services: str, then: Callable[[], object] = lambda: None) -> threading.Thread:
         """Make these clients, in this order, in a thread of their own while the command waits for its first answers
         (the lock's, the state's): each costs tens of milliseconds of loading its service's model, which the plan
-        would otherwise pay before its first read. A client that cannot be made is left to its first caller, who
-        then meets the error."""
+        would otherwise pay before its first read; then run `then` (what else the command will need: its modules).
+        A client that cannot be made is left to its first caller, who then meets the error."""
 
         def make() -> None:
             for service in services:
@@ -242,6 +242,8 @@ class Aws:
                     # Its paginators' model too: a session's first paginator scans every service's folder (~10 ms),
                     # and the plan's steps, asking for theirs at once, would each make that scan.
                     client.can_paginate(next(iter(client.meta.method_to_api_mapping)))
+            with contextlib.suppress(Exception):
+                then()
 
         thread = threading.Thread(target=make, name="deployer-clients", daemon=True)
         thread.start()

@@ -20,6 +20,7 @@ does not ask for costs one read and is dropped (`unused`); nothing read ahead is
 apply's read-back always asks AWS). The answers are from within the same locked command, a few milliseconds
 earlier than the plan would have read them.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -44,6 +44,14 @@ def _clients_of(config: Config) -> tuple[str, ...]:
     return ("s3", "iam", "logs", "lambda", *_front_door_clients(config))
 
 
+def _ready_to_deploy() -> None:
+    """What up and promote need once the state is read, loaded while they wait for the lock and the state (Aws.warm):
+    the deploy's modules (some 30 ms of imports) and the console the outcome lines are printed on."""
+    from deployer import deploy  # noqa: F401
+
+    output.console()
+
+
 def _front_door_clients(config: Config) -> tuple[str, ...]:
     return {"rest": ("apigateway",), "http": ("apigatewayv2",)}.get(config.api_type, ())
 
@@ -152,7 +160,7 @@ def up(
         config = common.checked_config(version, config_path, stage, needs_source=True)
         common.warn_of_secret_looking_variables(config)
         connection = common.connect(config, endpoint_url, local)
-        connection.aws.warm(*_clients_of(config))
+        connection.aws.warm(*_clients_of(config), then=_ready_to_deploy)
         command = common.command_line(context)
         # The build lock too, from the build to the upload: another build cannot swap dist/'s zip in between.
         with (
@@ -199,7 +207,7 @@ def promote(
         config = common.checked_config(version, config_path, stage, needs_source=False)
         source_config = common.load_config(config_path, from_stage)
         connection = common.connect(config, endpoint_url, local)
-        connection.aws.warm(*_clients_of(config))
+        connection.aws.warm(*_clients_of(config), then=_ready_to_deploy)
         # Another bucket (another account): the source stage's own credentials read its artifact.
         source = (
             None if promotion.same_bucket(source_config, config) else common.connect(source_config, endpoint_url, local)
