@@ -109,8 +109,11 @@ def plan(target: Target) -> Plan:
 
 def reads_of_the_next_plan(run: Run) -> list[Read]:
     """The reads the next plan of this stage will make, as the state now predicts them: kept as the hint the next
-    command sends as soon as it holds the lock (deployer.read_ahead), before the state itself is read."""
-    return _predicted_reads(replace(run.target, recorded=run.state.copy()))
+    command sends as soon as it holds the lock (deployer.read_ahead), before the state itself is read. The
+    artifact's read is left out: it names the version, which the next command gives (`reads_before_the_state`)."""
+    target = replace(run.target, recorded=run.state.copy())
+    versioned = artifact.head_read(target.config, target.artifact_key) if target.version else None
+    return [read for read in _predicted_reads(target) if read != versioned]
 
 
 def _predicted_reads(target: Target) -> list[Read]:

@@ -51,12 +51,15 @@ class Latency:
         with self.lock:
             self.answered[self.local.index] = time.monotonic()
 
-    def waves(self) -> int:
+    def wave_of_each(self) -> list[int]:
         wave: list[int] = []
         for index, sent_at in enumerate(self.sent):
             before = [wave[earlier] for earlier in range(index) if self.answered.get(earlier, float("inf")) <= sent_at]
             wave.append(1 + max(before, default=0))
-        return max(wave, default=0)
+        return wave
+
+    def waves(self) -> int:
+        return max(self.wave_of_each(), default=0)
 
 
 def hints(project: Path) -> list[Path]:
@@ -193,7 +196,7 @@ def test_an_unchanged_up_reads_its_plan_in_the_round_trip_of_the_state(
     Without the hint the reads wait for the state: four."""
     cli("up", "--version", "1.0.0", expect=0)
     [hint] = hints(project)
-    assert len(load_hint(hint)) == 14
+    assert len(load_hint(hint)) == 13  # and the artifact's, which names the version: the command's own
     latency = timed_sessions(monkeypatch)
     cli("up", "--version", "1.0.0", expect=0)
     assert len(latency.sent) == 17  # lock, state, the fourteen reads, release: none more for the hint
@@ -203,7 +206,7 @@ def test_an_unchanged_up_reads_its_plan_in_the_round_trip_of_the_state(
     latency.sent.clear(), latency.answered.clear()
     cli("up", "--version", "1.0.0", expect=0)
     assert len(latency.sent) == 17 and latency.waves() == 4
-    assert len(load_hint(hint)) == 14  # written again
+    assert len(load_hint(hint)) == 13  # written again
 
 
 def test_a_hint_that_names_a_change_or_is_not_one_is_ignored(cli, project: Path, aws_account: Account) -> None:
@@ -223,7 +226,7 @@ def test_a_hint_that_names_a_change_or_is_not_one_is_ignored(cli, project: Path,
     hint.write_text(json.dumps([["lambda", "DeleteFunction", function]]))
     cli("up", "--version", "1.0.0", expect=0)
     assert aws_account.client("lambda").get_alias(**function, Name="test")["FunctionVersion"] == "1"
-    assert len(load_hint(hint)) == 14  # replaced by the reads the plan made
+    assert len(load_hint(hint)) == 13  # replaced by the reads the plan made
 
 
 def test_a_hint_the_plan_does_not_follow_costs_its_reads_and_changes_nothing(
@@ -241,3 +244,16 @@ def test_a_hint_the_plan_does_not_follow_costs_its_reads_and_changes_nothing(
     alias = aws_account.client("lambda").get_alias(FunctionName="ServerlessExample", Name="test")
     assert alias["FunctionVersion"] == "2"
     assert [read.params for read in load_hint(hint)][:2] != [read.params for read in stale]
+
+
+def test_a_new_version_reads_its_own_artifact_ahead_not_the_last_ones(
+    cli, project: Path, aws_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    latency = timed_sessions(monkeypatch)
+    edit(project / "function" / "main.py", "Hello", "Hi")
+    cli("up", "--version", "1.1.0", expect=0)
+    heads = [url for url in latency.urls if "/v1." in url and "uploads" not in url]
+    assert heads and all("/v1.1.0/" in url for url in heads)
+    first = next(index for index, url in enumerate(latency.urls) if url.endswith("/v1.1.0/example.zip"))
+    assert latency.wave_of_each()[first] == 2  # with the state's read, right after the lock

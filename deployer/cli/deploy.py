@@ -164,7 +164,7 @@ def up(
         command = common.command_line(context)
         # The build lock too, from the build to the upload: another build cannot swap dist/'s zip in between.
         with (
-            _locked_reading_ahead(connection, command) as (state, early),
+            _locked_reading_ahead(connection, command, version) as (state, early),
             build_lock(config, command=command, log=output.plain),
         ):
             artifact = _artifact(build_zip(config, log=output.plain))
@@ -213,7 +213,7 @@ def promote(
             None if promotion.same_bucket(source_config, config) else common.connect(source_config, endpoint_url, local)
         )
         command = common.command_line(context)
-        with _locked_reading_ahead(connection, command) as (state, early):
+        with _locked_reading_ahead(connection, command, version) as (state, early):
             run = connection.run(state, version, check=not no_check, force=force, ahead=early)
             action = "promote"
             if source is not None:
@@ -243,13 +243,19 @@ def _record_promotion(source: Connection, version: str, stage: str, command: str
 
 
 @contextmanager
-def _locked_reading_ahead(connection: Connection, command: str) -> Iterator[tuple[State, ReadsAhead]]:
+def _locked_reading_ahead(connection: Connection, command: str, version: str) -> Iterator[tuple[State, ReadsAhead]]:
     """The state lock (common.locked) and, as soon as it is held, while the state is read, the reads the last plan
-    of this stage made (the hint `_deploy` keeps): an unchanged up's plan is answered in the state's round trip."""
+    of this stage made (the hint `_deploy` keeps) and the read of this version's artifact: an unchanged up's plan
+    is answered in the state's round trip."""
     from deployer.read_ahead import ReadsAhead, load_hint
+    from deployer.resources.artifact import head_read
 
-    early = ReadsAhead(connection.aws)
-    with closing(early), common.locked(connection, command, lambda: early.send(load_hint(_hint(connection)))) as state:
+    config, early = connection.config, ReadsAhead(connection.aws)
+
+    def send() -> None:
+        early.send([*load_hint(_hint(connection)), head_read(config, config.artifact_key(version))])
+
+    with closing(early), common.locked(connection, command, send) as state:
         yield state, early
 
 

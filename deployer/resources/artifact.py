@@ -29,6 +29,7 @@ from deployer.aws import (
     read_or_none,
 )
 from deployer.bucket import finish_if_unfinished, make_bucket, not_yours, unfinished_note
+from deployer.config import Config
 from deployer.context import ArtifactDigests, Run, Target
 from deployer.errors import DeployerError
 from deployer.plan import Change, Diff, Plan
@@ -50,6 +51,11 @@ class Observed:
     """The digest of the bytes the function will run: ours, or the same content already in S3."""
 
     sha256: str
+
+
+def head_read(config: Config, key: str) -> Read:
+    """The read of an artifact's metadata (`head`): one a plan makes, sent ahead."""
+    return Read("s3", "HeadObject", {"Bucket": config.bucket, "Key": key})
 
 
 def head(target: Target, key: str) -> dict[str, Any] | None:
@@ -134,7 +140,7 @@ class ArtifactObject:
     def ahead(self, target: Target) -> tuple[Read, ...]:
         if target.keep_live or target.artifact is None:
             return ()
-        return (Read("s3", "HeadObject", {"Bucket": target.config.bucket, "Key": target.artifact_key}),)
+        return (head_read(target.config, target.artifact_key),)
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:
         if target.keep_live:  # converting: what runs now stays as it is, nothing is uploaded
