@@ -101,7 +101,7 @@ def plan(target: Target) -> Plan:
     def plan_step(index: int, earlier: list[Change[Any]]) -> Change[Any]:
         return UP_ORDER[index].plan(target, Plan(tuple(earlier)))
 
-    # Each step's plan as soon as the plans it reads are done; for a deployed stack, the reads the state predicts
+    # Each step's plan as soon as the plans it reads are done; the reads the state and the configuration predict
     # are all sent first, at once, and answer the plans' calls (one round trip where the waves took four).
     with reading_ahead(target.aws, _predicted_reads(target), early=target.ahead):
         return Plan(tuple(schedule.walk(READS, plan_step)))
@@ -110,16 +110,15 @@ def plan(target: Target) -> Plan:
 def reads_of_the_next_plan(run: Run) -> list[Read]:
     """The reads the next plan of this stage will make, as the state now predicts them: kept as the hint the next
     command sends as soon as it holds the lock (deployer.read_ahead), before the state itself is read. The
-    artifact's read is left out: it names the version, which the next command gives (`reads_before_the_state`)."""
+    artifact's read is left out: it names the version, which the next command reads for itself (deployer.cli)."""
     target = replace(run.target, recorded=run.state.copy())
     versioned = artifact.head_read(target.config, target.artifact_key) if target.version else None
     return [read for read in _predicted_reads(target) if read != versioned]
 
 
 def _predicted_reads(target: Target) -> list[Read]:
-    """The reads the plan of a deployed stack will make, from the steps that predict theirs (`ahead`)."""
-    if not target.recorded.deployed:
-        return []
+    """The reads the plan will make, from the steps that predict theirs (`ahead`): by the IDs the state records,
+    or, for what it does not record yet, the first read of the step's search by name."""
     return [read for step in UP_ORDER if (ahead := getattr(step, "ahead", None)) for read in ahead(target)]
 
 

@@ -27,9 +27,13 @@ calls = 0
 counting = threading.Lock()
 
 
-def after_call(model: Any, **_: Any) -> None:
-    """Counted across the run's threads (steps run at once): the Nth call of the whole run, whichever step made it."""
+def after_call(model: Any, http_response: Any, **_: Any) -> None:
+    """Counted across the run's threads (steps run at once): the Nth call of the whole run, whichever step made it.
+    A plan's call answered by a read sent ahead (deployer.read_ahead: no URL, nothing sent) is not one: its read
+    was, in the thread that sent it."""
     global calls
+    if http_response.url is None:
+        return
     with counting:
         calls += 1
         if calls == AFTER_CALL or model.name == AFTER_OPERATION:

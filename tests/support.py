@@ -413,7 +413,9 @@ def fork_until_call(
                 os.chdir(project)
                 calls, counting = [0], threading.Lock()
 
-                def after_call(model: Any, **_: Any) -> None:
+                def after_call(model: Any, http_response: Any, **_: Any) -> None:
+                    if http_response.url is None:  # answered by a read sent ahead: its read was the call
+                        return
                     with counting:
                         calls[0] += 1
                         if calls[0] == call or model.name == after_operation:

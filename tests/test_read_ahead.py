@@ -21,7 +21,7 @@ from tests.account import BUCKET, Account
 from tests.faults import EVENT_SERVICE
 from tests.support import edit
 
-ROUND_TRIP = 0.3  # seconds each request takes, here: long beside a thread's start, even on a busy machine
+ROUND_TRIP = 0.5  # seconds each request takes, here: long beside a thread's start, even on a busy machine
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Latency:
     """Every request takes ROUND_TRIP; `waves()` says how many round trips the requests took one after another:
     a request sent before any answer came is in wave 1, one sent after answers of wave n is in wave n + 1."""
 
+    round_trip: float = ROUND_TRIP
     sent: list[float] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     answered: dict[int, float] = field(default_factory=dict)
@@ -45,7 +46,7 @@ class Latency:
             self.local.index = len(self.sent)
             self.sent.append(time.monotonic())
             self.urls.append(request.url)
-        time.sleep(ROUND_TRIP)
+        time.sleep(self.round_trip)
 
     def _answered(self, **_: Any) -> None:
         with self.lock:
@@ -66,9 +67,9 @@ def hints(project: Path) -> list[Path]:
     return sorted((project / ".deployer" / "cache").glob("reads-ahead-*.json"))
 
 
-def timed_sessions(monkeypatch: pytest.MonkeyPatch) -> Latency:
-    """The CLI's sessions, each request of theirs taking ROUND_TRIP (see Latency)."""
-    latency, made = Latency(), credentials.stage_session
+def timed_sessions(monkeypatch: pytest.MonkeyPatch, round_trip: float = ROUND_TRIP) -> Latency:
+    """The CLI's sessions, each request of theirs taking `round_trip` (see Latency), and recorded."""
+    latency, made = Latency(round_trip), credentials.stage_session
 
     def stage_session(*arguments: Any) -> boto3.Session:
         session = made(*arguments)
@@ -92,6 +93,19 @@ def test_an_unchanged_up_reads_in_one_round_trip_with_the_same_fourteen_reads(ma
     run = up(make_run, "1.0.0", session)
     assert len(run.aws.calls) == 14 and len(latency.sent) == 14  # every prediction was the plan's: none unused
     assert latency.waves() == 1  # all fourteen went out before the first answer came
+
+
+def test_a_first_plan_looks_for_everything_by_name_in_one_round_trip(make_run, aws_account: Account) -> None:
+    """Nothing recorded yet: the plan's searches (the artifact, the role, the log group, the function, the REST APIs)
+    go out at once; the function's used to wait for the artifact's answer."""
+    run = make_run("1.0.0", session=(session := boto3.Session()))
+    latency = Latency()
+    latency.install(session)
+    run.aws.warm("s3", "iam", "logs", "lambda", "apigateway").join()  # as up does: no client is made on the way
+    planned = deploy.plan(run.target)
+    assert [change.action for change in planned.changes[:4]] == ["create"] * 4
+    assert sorted(run.aws.calls) == ["DescribeLogGroups", "GetFunction", "GetRestApis", "GetRole", "HeadObject"]
+    assert len(latency.sent) == 5 and latency.waves() == 1
 
 
 def test_without_reads_ahead_the_same_plan_takes_at_least_four_round_trips(
@@ -209,6 +223,13 @@ def test_an_unchanged_up_reads_its_plan_in_the_round_trip_of_the_state(
     assert len(load_hint(hint)) == 13  # written again
 
 
+def test_down_forgets_the_hint_its_ids_are_gone(cli, project: Path, aws_account: Account) -> None:
+    cli("up", "--version", "1.0.0", expect=0)
+    assert hints(project)
+    cli("down", "--yes", expect=0)
+    assert hints(project) == []
+
+
 def test_a_hint_that_names_a_change_or_is_not_one_is_ignored(cli, project: Path, aws_account: Account) -> None:
     """The hint is a local file anyone can edit: it can only ever make deployer read, and a broken one is none."""
     cli("up", "--version", "1.0.0", expect=0)
@@ -237,7 +258,7 @@ def test_a_hint_the_plan_does_not_follow_costs_its_reads_and_changes_nothing(
     [hint] = hints(project)
     stale = [Read("lambda", "GetFunction", {"FunctionName": "Other"}), Read("iam", "GetRole", {"RoleName": "other"})]
     save_hint(hint, stale)
-    latency = timed_sessions(monkeypatch)
+    latency = timed_sessions(monkeypatch, round_trip=0)
     edit(project / "function" / "main.py", "Hello", "Hi")
     cli("up", "--version", "1.1.0", expect=0)
     assert sum(url.endswith("/functions/Other") for url in latency.urls) == 1  # sent, and that is all it did

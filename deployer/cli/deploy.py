@@ -433,6 +433,7 @@ def down(
             if not yes and not typer.confirm(f"Delete {', '.join(names)}?", err=True, default=False):
                 raise DeployerError("nothing deleted")
             deploy.down(run, found, report=_report)
+            _hint(connection).unlink(missing_ok=True)  # its IDs are gone: the next up reads by name
         output.info(f"artifacts stay in s3://{config.bucket}/ for rollbacks; " + _summary(connection, started))
 
 

@@ -315,6 +315,8 @@ class Function:
 
     def ahead(self, target: Target) -> tuple[Read, ...]:
         config, name = target.config, target.config.function_name
+        if target.recorded.function_name is None:  # not made yet: the plan looks for it by name, and only that
+            return (Read("lambda", "GetFunction", {"FunctionName": name}),)
         if target.recorded.function_name != name:
             return ()
         return (

@@ -40,7 +40,8 @@ class LogGroup:
 
     def ahead(self, target: Target) -> tuple[Read, ...]:
         name = target.config.log_group
-        return (Read("logs", "DescribeLogGroups", _by_prefix(name)),) if target.recorded.log_group == name else ()
+        recorded = target.recorded.log_group
+        return (Read("logs", "DescribeLogGroups", _by_prefix(name)),) if recorded in (None, name) else ()
 
     def plan(self, target: Target, earlier: Plan) -> Change[None]:
         name, wanted = target.config.log_group, target.config.log_retention_days

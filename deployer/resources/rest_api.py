@@ -75,10 +75,13 @@ def is_ours(api: dict[str, Any], target: Target) -> bool:
     return api.get("name") == target.config.function_name and target.config.owns(api.get("tags", {}))
 
 
+APIS_READ = Read("apigateway", "GetRestApis", {"limit": 500})  # find_tagged's first page
+
+
 def find_tagged(target: Target) -> list[dict[str, Any]]:
     """The APIs this app created, found by name and tags: how a lost state file is recovered."""
     paginator = target.aws.apigateway.get_paginator("get_rest_apis")
-    return [api for page in paginator.paginate(limit=500) for api in page["items"] if is_ours(api, target)]
+    return [api for page in paginator.paginate(**APIS_READ.params) for api in page["items"] if is_ours(api, target)]
 
 
 def _resources_read(api_id: str) -> Read:
@@ -108,8 +111,10 @@ class RestApi:
 
     def ahead(self, target: Target) -> tuple[Read, ...]:
         recorded = target.recorded.rest_api_id
-        if target.config.api_type != "rest" or not recorded:
+        if target.config.api_type != "rest":
             return ()
+        if not recorded:  # not made yet, or not recorded: the plan looks for it by name and tags
+            return (APIS_READ,)
         return (Read("apigateway", "GetRestApi", {"restApiId": recorded}), _resources_read(recorded))
 
     def plan(self, target: Target, earlier: Plan) -> Change[Observed]:

@@ -117,6 +117,8 @@ class Role:
 
     def ahead(self, target: Target) -> tuple[Read, ...]:
         name = target.config.role_name
+        if target.recorded.role_name is None:  # not made yet: the plan looks for it by name, and only that
+            return (Read("iam", "GetRole", {"RoleName": name}),)
         if target.recorded.role_name != name:
             return ()
         # The role, then its policies (both paginators' first pages): asked in turn by the plan, read at once here
