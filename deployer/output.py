@@ -92,17 +92,21 @@ def describe_diffs(diffs: Sequence[Diff]) -> str:
     return ", ".join(f"{diff.field} {diff.old} → {diff.new}" for diff in diffs)
 
 
+RESOURCE_COLUMN = len("base path mapping")  # the longest resource name: the columns after it stay aligned
+
+
 def outcome_line(resource: str, name: str, action: str, seconds: float, diffs: Sequence[Diff], note: str = "") -> None:
     word, colour = PAST_TENSE[action]
     detail = describe_diffs(diffs) if diffs and action == "update" else note
     detail = f"  [dim]{escape(detail)}[/]" if detail else ""
-    console().print(f"  {resource:<12} {escape(name):<44} [{colour}]{word:<12}[/] {seconds:6.2f}s{detail}")
+    resource = f"{resource:<{RESOURCE_COLUMN}}"
+    console().print(f"  {resource} {escape(name):<44} [{colour}]{word:<12}[/] {seconds:6.2f}s{detail}")
 
 
 def plan_line(resource: str, name: str, action: str, diffs: Sequence[Diff], note: str = "") -> None:
     word, colour = PLAN_WORDS[action]
     detail = f"  {escape(describe_diffs(diffs) if diffs else note)}" if diffs or note else ""
-    console().print(f"[{colour}]{word:<12}[/] {resource:<12} {escape(name)}{detail}")
+    console().print(f"[{colour}]{word:<12}[/] {resource:<{RESOURCE_COLUMN}} {escape(name)}{detail}")
 
 
 def info(message: str) -> None:

@@ -257,8 +257,9 @@ def test_bootstrap_lists_what_it_would_make_and_changes_nothing_without_yes(
 ) -> None:
     said = cli("ci", "bootstrap", "--repo", REPO_NAME, expect=0)
 
-    assert "+ create     provider     token.actions.githubusercontent.com" in said
-    assert f"+ create     role         {DEPLOY_ROLE}" in said and f"+ create     role         {PLAN_ROLE}" in said
+    assert "+ create     provider          token.actions.githubusercontent.com" in said
+    assert f"+ create     role              {DEPLOY_ROLE}" in said
+    assert f"+ create     role              {PLAN_ROLE}" in said
     assert "again with --yes" in said
     assert iam_writes == []
     assert providers(aws_account) == [] and role_or_none(aws_account, DEPLOY_ROLE) is None
@@ -320,7 +321,8 @@ def test_bootstrap_puts_back_a_changed_policy_and_follows_a_new_repository(
     iam.put_role_policy(RoleName=PLAN_ROLE, PolicyName="deployer", PolicyDocument=json.dumps(widened))
 
     said = cli("ci", "bootstrap", "--repo", "octo-org/other", expect=0)
-    assert f"~ update     role         {PLAN_ROLE}  trusts repo:{REPO_NAME}:pull_request → repo:octo-org/other:" in said
+    trusts = f"trusts repo:{REPO_NAME}:pull_request → repo:octo-org/other:"
+    assert f"~ update     role              {PLAN_ROLE}  {trusts}" in said
     assert inline_policy(aws_account, PLAN_ROLE) == widened  # listed only
 
     cli("ci", "bootstrap", "--repo", "octo-org/other", "--yes", expect=0)
@@ -339,12 +341,12 @@ def test_an_existing_provider_is_used_and_kept_by_remove(cli, aws_account: Accou
     iam_writes.clear()
 
     said = cli("ci", "bootstrap", "--repo", REPO_NAME, "--yes", expect=0)
-    assert "  unchanged  provider     token.actions.githubusercontent.com" in said
+    assert "  unchanged  provider          token.actions.githubusercontent.com" in said
     assert "CreateOpenIDConnectProvider" not in iam_writes
 
     said = cli("ci", "remove", "--yes", expect=0)
 
-    assert "keep       provider     token.actions.githubusercontent.com  deployer did not make it" in said
+    assert "keep       provider          token.actions.githubusercontent.com  deployer did not make it" in said
     assert role_or_none(aws_account, DEPLOY_ROLE) is None and role_or_none(aws_account, PLAN_ROLE) is None
     assert providers(aws_account) == [PROVIDER_ARN]
     assert "nothing to change" in cli("ci", "remove", "--yes", expect=0)
@@ -358,7 +360,7 @@ def test_an_existing_provider_without_stss_audience_gets_it(cli, aws_account: Ac
     said = cli("ci", "bootstrap", "--repo", REPO_NAME, expect=0)
 
     assert (
-        "~ update     provider     token.actions.githubusercontent.com  audiences other → other sts.amazonaws.com"
+        "~ update     provider          token.actions.githubusercontent.com  audiences other → other sts.amazonaws.com"
         in said
     )
 
@@ -368,7 +370,7 @@ def test_remove_leaves_nothing_of_ours_and_asks_first(cli, aws_account: Account,
     iam_writes.clear()
 
     said = cli("ci", "remove", expect=0)
-    assert f"- delete     role         {DEPLOY_ROLE}" in said and "- delete     provider" in said
+    assert f"- delete     role              {DEPLOY_ROLE}" in said and "- delete     provider" in said
     assert iam_writes == []
 
     cli("ci", "remove", "--yes", expect=0)
@@ -393,7 +395,7 @@ def test_remove_keeps_the_provider_while_another_role_trusts_it(cli, aws_account
 
     said = cli("ci", "remove", "--yes", expect=0)
 
-    assert "keep       provider     token.actions.githubusercontent.com  still trusted by someone-elses" in said
+    assert "keep       provider          token.actions.githubusercontent.com  still trusted by someone-elses" in said
     assert providers(aws_account) == [PROVIDER_ARN]
     assert role_or_none(aws_account, "someone-elses") is not None
     iam.delete_role(RoleName="someone-elses")
@@ -411,7 +413,7 @@ def test_a_role_of_that_name_deployer_did_not_make_is_refused_and_kept(cli, aws_
 
     assert f"a role named {DEPLOY_ROLE} already exists but deployer did not make it" in error
     assert providers(aws_account) == []  # refused while planning: nothing made
-    assert "keep       role         " + DEPLOY_ROLE in cli("ci", "remove", "--yes", expect=0)
+    assert "keep       role              " + DEPLOY_ROLE in cli("ci", "remove", "--yes", expect=0)
     assert role_or_none(aws_account, DEPLOY_ROLE) is not None
 
 
