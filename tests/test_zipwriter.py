@@ -214,3 +214,72 @@ def test_another_compression_level_compresses_everything_again(
     rebuilt = build(config, force=True)
     assert len(compressed) == 6
     assert rebuilt.path.read_bytes() == fresh_build(project)
+
+
+@pytest.fixture
+def hashed_sizes(monkeypatch) -> list[int]:
+    """The length of every buffer handed to sha256 whole, so a test can see whether the previous zip was hashed."""
+    sizes: list[int] = []
+    real = zipwriter.hashlib.sha256
+
+    def spying(data: Any = b"", **options: Any) -> Any:
+        sizes.append(len(data))
+        return real(data, **options)
+
+    monkeypatch.setattr(zipwriter.hashlib, "sha256", spying)
+    return sizes
+
+
+def test_a_previous_zip_whose_stat_is_the_recorded_one_is_not_read_whole(
+    project: Path, compressed: list[int], hashed_sizes: list[int]
+) -> None:
+    add_tree(project / "function")
+    config = load_config(project / "deploy.toml")
+    first = build(config, force=True)
+    hashed_sizes.clear()
+    compressed.clear()
+    (project / "function" / "pkg" / "text.py").write_text("VALUE = 'changed'\n" * 2000)
+    rebuilt = build(config)  # at once: no need to wait for the zip's times to settle
+    assert first.size not in hashed_sizes
+    assert len(compressed) == 1
+    assert rebuilt.path.read_bytes() == fresh_build(project)
+
+
+def test_a_previous_zip_edited_in_place_under_the_same_size_is_checked_and_not_reused(
+    project: Path, compressed: list[int], hashed_sizes: list[int]
+) -> None:
+    """Guards the trust above: a write straight after the build, same file, same size, is seen."""
+    add_tree(project / "function")
+    config = load_config(project / "deploy.toml")
+    artifact = build(config, force=True)
+    descriptor = os.open(artifact.path, os.O_WRONLY)
+    try:
+        os.pwrite(descriptor, b"\xff", 100)  # inside main.py's compressed bytes or pkg/'s header
+    finally:
+        os.close(descriptor)
+    hashed_sizes.clear()
+    compressed.clear()
+    rebuilt = build(config, force=True)
+    assert artifact.size in hashed_sizes  # the full check ran: its digest is not the recorded one
+    assert len(compressed) == 6
+    assert rebuilt.path.read_bytes() == fresh_build(project)
+
+
+def test_a_manifest_without_the_zips_stat_still_lets_a_rebuild_reuse_entries(
+    project: Path, compressed: list[int], hashed_sizes: list[int]
+) -> None:
+    """A manifest an older deployer wrote: the previous zip is checked by its digest, then reused."""
+    add_tree(project / "function")
+    config = load_config(project / "deploy.toml")
+    artifact = build(config, force=True)
+    manifest_path = project / "dist" / "example.zip.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["zip_seen"]
+    manifest_path.write_text(json.dumps(manifest))
+    hashed_sizes.clear()
+    compressed.clear()
+    (project / "function" / "pkg" / "text.py").write_text("VALUE = 'changed'\n" * 2000)
+    rebuilt = build(config)
+    assert artifact.size in hashed_sizes
+    assert len(compressed) == 1
+    assert rebuilt.path.read_bytes() == fresh_build(project)

@@ -156,6 +156,9 @@ class _Manifest:
     # without them (an older deployer's) is still valid, its zip is just compressed afresh.
     compressor: str = ""
     entries: dict[str, list[object]] = field(default_factory=dict)
+    # The zip's stat right after it was written (zipwriter.load_previous): while it holds, the zip is not read
+    # whole to check its digest. Absent (an older deployer's manifest), the digest is checked.
+    zip_seen: list[int] | None = None
 
 
 def _read_manifest(manifest: Path) -> _Manifest | None:
@@ -176,7 +179,7 @@ def _previous(destination: Path, recorded: _Manifest | None) -> Previous | None:
     """The zip being replaced, for its unchanged entries' compressed bytes; None when there is none to trust."""
     if recorded is None:
         return None
-    return load_previous(destination, recorded.sha256, recorded.compressor, recorded.entries)
+    return load_previous(destination, recorded.sha256, recorded.compressor, recorded.entries, recorded.zip_seen)
 
 
 # ---- build -----------------------------------------------------------------------------------------------------
@@ -221,6 +224,7 @@ def build(config: Config, *, force: bool = False, log: Log = lambda _: None) -> 
             size,
             compressor_name(),
             {name: entry.as_json() for name, entry in zipped.entries.items()},
+            list(zipped.seen) if zipped.seen else None,
         )
         with replaced(manifest) as stream:
             stream.write(json.dumps(written.__dict__, separators=(",", ":")).encode())  # asdict would deep-copy

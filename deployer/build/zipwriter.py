@@ -23,6 +23,7 @@ refused, as Lambda takes at most 250 MB unzipped.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import stat
 import struct
@@ -137,7 +138,7 @@ class Recorded:
 
 @dataclass(frozen=True)
 class Previous:
-    """The previous zip's bytes, and what its manifest recorded for each of its file entries."""
+    """The previous zip's bytes (mapped, not copied), and what its manifest recorded for each of its file entries."""
 
     data: memoryview
     entries: dict[str, Recorded]
@@ -158,19 +159,57 @@ class Previous:
         return self.data[start:end]
 
 
-def load_previous(zip_path: Path, sha256: str, compressor: str, entries: object) -> Previous | None:
-    """The previous build's zip, if it still has the digest its manifest names and was compressed by the same
-    compressor as this build would use; otherwise None (everything is compressed afresh)."""
+def _zip_seen(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+def load_previous(
+    zip_path: Path, sha256: str, compressor: str, entries: object, seen: object = None
+) -> Previous | None:
+    """The previous build's zip, if it is still the one its manifest names and was compressed by the same
+    compressor as this build would use; otherwise None (everything is compressed afresh).
+
+    The zip is still the one named when its stat is `seen`, the one `write_zip` recorded (see `_backdate`):
+    then it is not read whole. Otherwise its sha256 is checked. Either way it is mapped, not copied: only
+    the reused entries' pages are read. (A zip truncated by another program while this build maps it would
+    stop the build with SIGBUS; nothing is lost: the old manifest is already gone, the next build starts
+    afresh.)"""
     if compressor != compressor_name() or not isinstance(entries, dict):
         return None
     try:
-        data = zip_path.read_bytes()
-    except OSError:
+        with open(zip_path, "rb") as stream:
+            info = os.fstat(stream.fileno())
+            data = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
         return None
-    if hashlib.sha256(data).hexdigest() != sha256:
+    unchanged = isinstance(seen, list) and tuple(seen) == _zip_seen(info)
+    if not unchanged and hashlib.sha256(data).hexdigest() != sha256:
         return None
     recorded = {name: Recorded.from_json(value) for name, value in entries.items() if isinstance(name, str)}
     return Previous(memoryview(data), {name: value for name, value in recorded.items() if value is not None})
+
+
+def _backdate(descriptor: int) -> os.stat_result:
+    """Set the written zip's modification time SETTLE_NS into the past, and return its stat.
+
+    Any later write to the file stamps the time of that write, which cannot equal this one: so a zip whose
+    stat is still the recorded one holds the bytes written (`load_previous` trusts it without reading it),
+    however soon the next build runs. Its change time could not serve: a write in the same clock tick as the
+    rename keeps it. (Only a program that sets this very modification time back by hand could fool it.)"""
+    now = time.time_ns()
+    os.utime(descriptor, ns=(now, now - SETTLE_NS))
+    return os.fstat(descriptor)
+
+
+def _recorded_seen(path: Path, written: os.stat_result) -> tuple[int, int, int, int] | None:
+    """The zip's stat after its rename (which changes its change time), if it is still the file written."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if (info.st_ino, info.st_size, info.st_mtime_ns) != (written.st_ino, written.st_size, written.st_mtime_ns):
+        return None
+    return _zip_seen(info)
 
 
 # ---- the zip's records ------------------------------------------------------------------------------------------
@@ -313,6 +352,7 @@ class Zipped:
     sha256: str  # of the zip's bytes
     content_sha256: str  # of what it holds (names, modes, file bytes), whatever the compressor
     entries: dict[str, Recorded]  # every file entry, for the next build to reuse
+    seen: tuple[int, int, int, int] | None  # the zip's (size, mtime_ns, ctime_ns, inode), see `load_previous`
 
 
 def write_zip(entries: Iterable[Entry], destination: Path, previous: Previous | None = None) -> Zipped:
@@ -362,4 +402,6 @@ def write_zip(entries: Iterable[Entry], destination: Path, previous: Previous | 
         directory = b"".join(central)
         put(stream, directory)
         put(stream, _end_records(len(central), directory_offset, len(directory)), flush=True)
-    return Zipped(digest.hexdigest(), content.hexdigest(), recorded)
+        stream.flush()  # before the times are set: a later write would stamp them again
+        written = _backdate(stream.fileno())
+    return Zipped(digest.hexdigest(), content.hexdigest(), recorded, _recorded_seen(destination, written))
