@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from deployer.build import build, zipwriter
+from deployer.build import build, walk, zipwriter
 from deployer.build.walk import Entry
 from deployer.config import load_config
 
@@ -283,3 +283,59 @@ def test_a_manifest_without_the_zips_stat_still_lets_a_rebuild_reuse_entries(
     assert artifact.size in hashed_sizes
     assert len(compressed) == 1
     assert rebuilt.path.read_bytes() == fresh_build(project)
+
+
+@pytest.fixture
+def sniffed(monkeypatch) -> list[str]:
+    """The names of the files the walk reads for key material."""
+    names: list[str] = []
+    real = walk.holds_private_key
+
+    def counting(path: Path) -> bool:
+        names.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(walk, "holds_private_key", counting)
+    return names
+
+
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def test_a_rebuild_sniffs_only_the_source_files_changed_since_the_last_build(
+    project: Path, everything_settled: None, sniffed: list[str]
+) -> None:
+    source = project / "function"
+    add_tree(source)
+    config = load_config(project / "deploy.toml")
+    build(config, force=True)
+    sniffed.clear()
+    (source / "pkg" / "added.py").write_text("ADDED = True\n")
+    (source / "pkg" / "text.py").write_text(KEY)  # a packed file that now holds a key is read, and left out
+    rebuilt = build(config)
+    # main.py once: check_source's walk, which stops at the first file the zip would hold
+    assert sorted(sniffed) == ["added.py", "main.py", "text.py"]
+    assert "pkg/text.py" not in names_in(rebuilt.path)
+    assert [item.path for item in rebuilt.left_out] == ["pkg/text.py"]
+
+
+def test_a_manifest_from_a_build_with_other_key_rules_has_every_file_sniffed_again(
+    project: Path, everything_settled: None, sniffed: list[str]
+) -> None:
+    add_tree(project / "function")
+    config = load_config(project / "deploy.toml")
+    build(config, force=True)
+    manifest_path = project / "dist" / "example.zip.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["key_rules"] = "an older deployer's"
+    manifest_path.write_text(json.dumps(manifest))
+    sniffed.clear()
+    build(config, force=True)
+    assert sorted(sniffed) == sorted(
+        ["main.py", "main.py", "données.txt", "empty.py", "noise.bin", "text.py", "run.sh"]
+    )
+
+
+def names_in(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()

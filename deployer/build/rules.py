@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,9 @@ PRIVATE_KEY_START = re.compile(
     rb"(?:\xef\xbb\xbf)?\s*(?:-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-)"
 )
 KEY_SNIFF_BYTES = 256
+# What the sniff looks for, as a build records it: a file packed by a build that looked for the same is not read
+# again while its stat is unchanged (see Rules.unchanged); a deployer that looks for more reads every file again.
+KEY_RULES = f"{KEY_SNIFF_BYTES} {PRIVATE_KEY_START.pattern!r}"
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class Rules:
     exclude: PathSpec | None = None
     sniff_keys: bool = False  # read each file's first bytes for key material (the user's own files only)
     outputs: dict[Path, str] = field(default_factory=dict)  # real folders never packed -> why
+    # Whether the file at this zip path, with this stat, is one the previous build read and packed (so it held
+    # no key then) and has not changed since (zipwriter.Recorded.holds): then it is not sniffed again.
+    unchanged: Callable[[str, os.stat_result], bool] = lambda name, info: False
 
 
 def printable(text: str | Path) -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deployer.build.rules import (
@@ -24,6 +24,8 @@ from deployer.build.rules import (
 )
 from deployer.config import Config
 from deployer.errors import UsageError
+
+Unchanged = Callable[[str, os.stat_result], bool]
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def walk(root: Path, rules: Rules, left_out: list[LeftOut]) -> Iterator[Entry]:
                 yield Entry(f"{name}/", None, True)
                 yield from visit(path, real, f"{name}/", ancestors | {real})
             elif stat.S_ISREG(mode):
-                if rules.sniff_keys and holds_private_key(path):
+                if rules.sniff_keys and not rules.unchanged(name, info) and holds_private_key(path):
                     left_out.append(LeftOut(name, PRIVATE_KEY))
                     continue
                 yield Entry(name, path, bool(mode & 0o111), info)
@@ -134,12 +136,13 @@ def walk(root: Path, rules: Rules, left_out: list[LeftOut]) -> Iterator[Entry]:
     yield from visit(root, real_root, "", frozenset({real_root}))
 
 
-def _source_rules(config: Config) -> Rules:
+def _source_rules(config: Config, unchanged: Unchanged | None = None) -> Rules:
     outputs = {
         Path(os.path.realpath(config.root / "dist")): BUILD_OUTPUT,
         Path(os.path.realpath(config.root / ".deployer")): DEPLOYER_STATE,
     }
-    return Rules(compile_exclude(config.exclude), sniff_keys=True, outputs=outputs)
+    rules = Rules(compile_exclude(config.exclude), sniff_keys=True, outputs=outputs)
+    return replace(rules, unchanged=unchanged) if unchanged else rules
 
 
 def _handler_files(config: Config) -> list[str]:
@@ -183,9 +186,12 @@ def _handler_left_out(candidate: str, rules: Rules) -> str | None:
     return None
 
 
-def zip_entries(config: Config, dependencies: Path | None, left_out: list[LeftOut]) -> list[Entry]:
+def zip_entries(
+    config: Config, dependencies: Path | None, left_out: list[LeftOut], unchanged: Unchanged | None = None
+) -> list[Entry]:
+    """The zip's entries, sorted; `unchanged` (see Rules.unchanged) spares the source's unchanged files the sniff."""
     exclude = compile_exclude(config.exclude)
     entries = {entry.name: entry for entry in walk(dependencies, Rules(exclude), left_out)} if dependencies else {}
     # The source wins over a dependency of the same name.
-    entries.update({entry.name: entry for entry in walk(config.source, _source_rules(config), left_out)})
+    entries.update({entry.name: entry for entry in walk(config.source, _source_rules(config, unchanged), left_out)})
     return [entries[name] for name in sorted(entries)]

@@ -135,6 +135,19 @@ class Recorded:
             return None
         return cls(size, executable, sha256, crc, compressed_size, offset, tuple(seen) if seen else None)
 
+    def holds(self, info: os.stat_result) -> bool:
+        """Whether the file with this stat still holds the recorded bytes: it had settled when it was read, and
+        its times and inode are the same since (see `seen`)."""
+        return self.seen is not None and self.seen == _seen(info) and self.size == info.st_size
+
+
+def recorded_entries(entries: object) -> dict[str, Recorded]:
+    """A manifest's file entries as written by `Recorded.as_json`; anything else in it is dropped."""
+    if not isinstance(entries, dict):
+        return {}
+    recorded = {name: Recorded.from_json(value) for name, value in entries.items() if isinstance(name, str)}
+    return {name: value for name, value in recorded.items() if value is not None}
+
 
 @dataclass(frozen=True)
 class Previous:
@@ -164,7 +177,7 @@ def _zip_seen(info: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def load_previous(
-    zip_path: Path, sha256: str, compressor: str, entries: object, seen: object = None
+    zip_path: Path, sha256: str, compressor: str, entries: dict[str, Recorded], seen: object = None
 ) -> Previous | None:
     """The previous build's zip, if it is still the one its manifest names and was compressed by the same
     compressor as this build would use; otherwise None (everything is compressed afresh).
@@ -174,7 +187,7 @@ def load_previous(
     the reused entries' pages are read. (A zip truncated by another program while this build maps it would
     stop the build with SIGBUS; nothing is lost: the old manifest is already gone, the next build starts
     afresh.)"""
-    if compressor != compressor_name() or not isinstance(entries, dict):
+    if compressor != compressor_name():
         return None
     try:
         with open(zip_path, "rb") as stream:
@@ -185,8 +198,7 @@ def load_previous(
     unchanged = isinstance(seen, list) and tuple(seen) == _zip_seen(info)
     if not unchanged and hashlib.sha256(data).hexdigest() != sha256:
         return None
-    recorded = {name: Recorded.from_json(value) for name, value in entries.items() if isinstance(name, str)}
-    return Previous(memoryview(data), {name: value for name, value in recorded.items() if value is not None})
+    return Previous(memoryview(data), entries)
 
 
 def _backdate(descriptor: int) -> os.stat_result:
@@ -259,7 +271,7 @@ def _file(entry: Entry, previous: Previous | None, level: int, settled_before: i
     info = entry.stat()  # before the read: a write after it changes ctime, and the next build reads the file again
     seen = _seen(info)
     known = previous.entries.get(entry.name) if previous else None
-    if known and known.seen == seen and known.size == info.st_size and known.executable == entry.executable:
+    if known and known.holds(info) and known.executable == entry.executable:
         reused = previous.reusable(entry.name, known.size, known.executable, known.sha256)  # type: ignore[union-attr]
         if reused is not None:
             return _Written(entry.name, attributes, DEFLATED, known.crc, known.size, known.sha256, reused, seen)
