@@ -36,7 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from deployer.build.walk import Entry
 from deployer.errors import DeployerError
@@ -102,9 +102,9 @@ def remove_temporary_files(folder: Path) -> None:
 # ---- what a build records per entry, and the previous zip it can reuse ------------------------------------------
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """One file entry as written: the manifest keeps these so the next build can reuse its compressed bytes."""
+class Recorded(NamedTuple):
+    """One file entry as written: the manifest keeps these so the next build can reuse its compressed bytes.
+    (A NamedTuple: a build makes one per file, and a frozen dataclass costs three times as much to make.)"""
 
     size: int
     executable: bool
@@ -118,21 +118,23 @@ class Recorded:
     seen: tuple[int, int, int] | None = None
 
     def as_json(self) -> list[Any]:
-        seen = list(self.seen) if self.seen else None
-        return [self.size, self.executable, self.sha256, self.crc, self.compressed_size, self.offset, seen]
+        return [*self[:6], list(self.seen) if self.seen else None]
 
     @classmethod
     def from_json(cls, value: object) -> Recorded | None:
         """None for anything but the exact shape `as_json` writes (the manifest may have been edited)."""
-        if not isinstance(value, list) or len(value) != 7:
+        if type(value) is not list or len(value) != 7:
             return None
         size, executable, sha256, crc, compressed_size, offset, seen = value
-        numbers = (size, crc, compressed_size, offset, *(seen if isinstance(seen, list) else ()))
-        if not all(type(number) is int and number >= 0 for number in numbers):
+        numbers = [size, crc, compressed_size, offset]
+        if seen is not None:
+            if type(seen) is not list or len(seen) != 3:
+                return None
+            numbers += seen
+        # map(type, ...), not a generator per number: this runs for every file of the previous build
+        if set(map(type, numbers)) != {int} or min(numbers) < 0:
             return None
-        if type(executable) is not bool or not isinstance(sha256, str):
-            return None
-        if seen is not None and (not isinstance(seen, list) or len(seen) != 3):
+        if type(executable) is not bool or type(sha256) is not str:
             return None
         return cls(size, executable, sha256, crc, compressed_size, offset, tuple(seen) if seen else None)
 
@@ -237,8 +239,7 @@ def _local_header(encoded: bytes, crc: int, compressed_size: int, size: int, met
     return LOCAL_HEADER.pack(b"PK\x03\x04", *fields) + encoded
 
 
-@dataclass(frozen=True)
-class _Written:
+class _Written(NamedTuple):
     """An entry ready to write: its name, external attributes, method, CRC, sizes, sha256 and deflate stream."""
 
     name: str
