@@ -291,8 +291,8 @@ def sniffed(monkeypatch) -> list[str]:
     names: list[str] = []
     real = walk.holds_private_key
 
-    def counting(path: Path) -> bool:
-        names.append(path.name)
+    def counting(path: str | Path) -> bool:
+        names.append(os.path.basename(path))
         return real(path)
 
     monkeypatch.setattr(walk, "holds_private_key", counting)

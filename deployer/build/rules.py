@@ -110,7 +110,7 @@ def printable(text: str | Path) -> str:
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in decoded)
 
 
-def unreadable(path: Path, error: OSError) -> UsageError:
+def unreadable(path: str | Path, error: OSError) -> UsageError:
     return UsageError(
         f"cannot read {printable(path)}: {error.strerror or error}; "
         "fix its permissions, or leave it out with [function] exclude"
@@ -152,7 +152,7 @@ def reason_by_name(name: str, is_dir: bool, exclude: PathSpec | None) -> str | N
     return None
 
 
-def holds_private_key(path: Path) -> bool:
+def holds_private_key(path: str | Path) -> bool:
     """Whether the file starts like a private key; plain os calls, as this runs for every file of the source."""
     try:
         descriptor = os.open(path, os.O_RDONLY)

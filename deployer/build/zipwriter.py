@@ -280,7 +280,7 @@ def _file(entry: Entry, previous: Previous | None, level: int, settled_before: i
             return _Written(
                 entry.name, attributes, DEFLATED, known.crc, known.size, known.sha256, reused, seen, known.offset
             )
-    data = entry.source.read_bytes()
+    data = Path(entry.source).read_bytes()
     if len(data) > ZIP32_LIMIT:
         raise DeployerError(f"{entry.name} is over 4 GB; Lambda takes at most 250 MB unzipped")
     sha256 = hashlib.sha256(data).hexdigest()
