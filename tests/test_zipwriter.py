@@ -3,6 +3,7 @@ zip's compressed bytes yet give exactly the bytes of a clean build."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -339,3 +340,27 @@ def test_a_manifest_from_a_build_with_other_key_rules_has_every_file_sniffed_aga
 def names_in(path: Path) -> list[str]:
     with zipfile.ZipFile(path) as archive:
         return archive.namelist()
+
+
+def test_a_rebuild_runs_no_garbage_collection_pass_and_leaves_the_collector_on(project: Path) -> None:
+    """A build makes a few objects per file and no cycles: the collector's passes over them only cost time."""
+    source = project / "function"
+    add_tree(source)
+    for index in range(800):  # enough new objects to set off the collector, were it on
+        (source / "pkg" / f"module_{index}.py").write_text(f"VALUE = {index}\n")
+    config = load_config(project / "deploy.toml")
+    build(config, force=True)
+    passes: list[int] = []
+
+    def counting(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    (source / "pkg" / "text.py").write_text("VALUE = 'changed'\n")
+    gc.callbacks.append(counting)
+    try:
+        build(config)
+    finally:
+        gc.callbacks.remove(counting)
+    assert passes in ([], [0])  # at most the one young-generation pass owed when the collector is back on
+    assert gc.isenabled()
