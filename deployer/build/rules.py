@@ -74,6 +74,7 @@ NEVER_PACKED: dict[str, str] = {
     **{name: PRIVATE_KEY for name in ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk")},
 }
 NEVER_PACKED_SUFFIXES = {".pyc": "bytecode", ".pyo": "bytecode"}
+_SUFFIXES = tuple(NEVER_PACKED_SUFFIXES)  # for str.endswith, which costs less than splitext on every name
 # A private key file starts with one of these (after blanks or a byte-order mark).
 PRIVATE_KEY_START = re.compile(
     rb"(?:\xef\xbb\xbf)?\s*(?:-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-)"
@@ -142,7 +143,9 @@ def compile_exclude(patterns: tuple[str, ...] | list[str]) -> PathSpec | None:
 def reason_by_name(name: str, is_dir: bool, exclude: PathSpec | None) -> str | None:
     """Why the path `name` (inside the zip, no trailing "/") is never packed, judged by its name alone."""
     base = name.rsplit("/", 1)[-1]
-    reason = NEVER_PACKED.get(base) or NEVER_PACKED_SUFFIXES.get(os.path.splitext(base)[1])
+    reason = NEVER_PACKED.get(base)
+    if not reason and base.endswith(_SUFFIXES):
+        reason = NEVER_PACKED_SUFFIXES.get(os.path.splitext(base)[1])
     if reason:
         return reason
     if base.startswith(".env"):
