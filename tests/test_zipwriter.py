@@ -364,3 +364,23 @@ def test_a_rebuild_runs_no_garbage_collection_pass_and_leaves_the_collector_on(p
         gc.callbacks.remove(counting)
     assert passes in ([], [0])  # at most the one young-generation pass owed when the collector is back on
     assert gc.isenabled()
+
+
+def test_a_file_system_that_refuses_to_set_the_zips_times_only_costs_the_next_build_a_digest_check(
+    project: Path, compressed: list[int], hashed_sizes: list[int], monkeypatch
+) -> None:
+    add_tree(project / "function")
+    config = load_config(project / "deploy.toml")
+
+    def refusing(*args: Any, **options: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(zipwriter.os, "utime", refusing)
+        artifact = build(config, force=True)
+    assert json.loads((project / "dist" / "example.zip.json").read_text())["zip_seen"] is None
+    hashed_sizes.clear()
+    compressed.clear()
+    rebuilt = build(config, force=True)
+    assert artifact.size in hashed_sizes and len(compressed) == 0
+    assert rebuilt.path.read_bytes() == artifact.path.read_bytes()

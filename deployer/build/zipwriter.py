@@ -204,20 +204,26 @@ def load_previous(
     return Previous(memoryview(data), entries)
 
 
-def _backdate(descriptor: int) -> os.stat_result:
-    """Set the written zip's modification time SETTLE_NS into the past, and return its stat.
+def _backdate(descriptor: int) -> os.stat_result | None:
+    """Set the written zip's modification time SETTLE_NS into the past, and return its stat (None where the
+    file system refuses: then the next build checks the zip's digest).
 
     Any later write to the file stamps the time of that write, which cannot equal this one: so a zip whose
     stat is still the recorded one holds the bytes written (`load_previous` trusts it without reading it),
     however soon the next build runs. Its change time could not serve: a write in the same clock tick as the
     rename keeps it. (Only a program that sets this very modification time back by hand could fool it.)"""
     now = time.time_ns()
-    os.utime(descriptor, ns=(now, now - SETTLE_NS))
-    return os.fstat(descriptor)
+    try:
+        os.utime(descriptor, ns=(now, now - SETTLE_NS))
+        return os.fstat(descriptor)
+    except OSError:
+        return None
 
 
-def _recorded_seen(path: Path, written: os.stat_result) -> tuple[int, int, int, int] | None:
+def _recorded_seen(path: Path, written: os.stat_result | None) -> tuple[int, int, int, int] | None:
     """The zip's stat after its rename (which changes its change time), if it is still the file written."""
+    if written is None:
+        return None
     try:
         info = os.stat(path)
     except OSError:
