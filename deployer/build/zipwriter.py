@@ -7,14 +7,17 @@ local header, no data descriptor), so an artifact keeps its bytes across this wr
 
 Our own writer, rather than `zipfile`, for two reasons:
 - files are compressed in parallel (zlib, hashlib and file reads release the GIL, so threads use every core);
-- a rebuild reuses the raw deflate stream of every unchanged entry from the previous zip, read straight out
-  of it (no recompression), so changing one file of a 100 MB dependency tree costs a read and a hash of the
-  tree, not a recompression of it. An entry is reused only when its name, size, mode and sha256 all match
-  what the previous build recorded, the compressor (zlib version and level) is the same, and the previous
-  zip's bytes still have the digest its manifest names: the result is byte-identical to a clean build.
+- a rebuild reuses the raw deflate stream of every unchanged entry from the previous zip, mapped (not read
+  whole), and writes runs of adjacent reused entries as one slice of it: changing one file of a 100 MB
+  dependency tree costs a walk of the tree and a write and hash of the zip, not a recompression. An entry is
+  reused only when its name, size, mode and sha256 all match what the previous build recorded, the
+  compressor (zlib version and level) is the same, its local header is the one this writer would write, and
+  the previous zip is still the one its manifest names: its stat is the one recorded after it was written
+  (its modification time set back, see `_backdate`), or else its bytes have the recorded digest. The result
+  is byte-identical to a clean build.
   A file whose modification time, change time and inode are the ones recorded when it was last read (and
   had settled, see SETTLE_NS) is not read again: no write leaves its change time alone, so its recorded
-  sha256 still holds (git's index trusts the same).
+  sha256 still holds (git's index trusts the same). The walk trusts the same to skip the key sniff.
 
 Zip64 is written only for more than 65,535 entries (as `zipfile` does); a file or a zip over 4 GB is
 refused, as Lambda takes at most 250 MB unzipped.
