@@ -3,6 +3,7 @@ zip's compressed bytes yet give exactly the bytes of a clean build."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from deployer.build import build, zipwriter
+from deployer.build import build, walk, zipwriter
 from deployer.build.walk import Entry
 from deployer.config import load_config
 
@@ -214,3 +215,172 @@ def test_another_compression_level_compresses_everything_again(
     rebuilt = build(config, force=True)
     assert len(compressed) == 6
     assert rebuilt.path.read_bytes() == fresh_build(project)
+
+
+@pytest.fixture
+def hashed_sizes(monkeypatch) -> list[int]:
+    """The length of every buffer handed to sha256 whole, so a test can see whether the previous zip was hashed."""
+    sizes: list[int] = []
+    real = zipwriter.hashlib.sha256
+
+    def spying(data: Any = b"", **options: Any) -> Any:
+        sizes.append(len(data))
+        return real(data, **options)
+
+    monkeypatch.setattr(zipwriter.hashlib, "sha256", spying)
+    return sizes
+
+
+def test_a_previous_zip_whose_stat_is_the_recorded_one_is_not_read_whole(
+    project: Path, compressed: list[int], hashed_sizes: list[int]
+) -> None:
+    add_tree(project / "function")
+    config = load_config(project / "deploy.toml")
+    first = build(config, force=True)
+    hashed_sizes.clear()
+    compressed.clear()
+    (project / "function" / "pkg" / "text.py").write_text("VALUE = 'changed'\n" * 2000)
+    rebuilt = build(config)  # at once: no need to wait for the zip's times to settle
+    assert first.size not in hashed_sizes
+    assert len(compressed) == 1
+    assert rebuilt.path.read_bytes() == fresh_build(project)
+
+
+def test_a_previous_zip_edited_in_place_under_the_same_size_is_checked_and_not_reused(
+    project: Path, compressed: list[int], hashed_sizes: list[int]
+) -> None:
+    """Guards the trust above: a write straight after the build, same file, same size, is seen."""
+    add_tree(project / "function")
+    config = load_config(project / "deploy.toml")
+    artifact = build(config, force=True)
+    descriptor = os.open(artifact.path, os.O_WRONLY)
+    try:
+        os.pwrite(descriptor, b"\xff", 100)  # inside main.py's compressed bytes or pkg/'s header
+    finally:
+        os.close(descriptor)
+    hashed_sizes.clear()
+    compressed.clear()
+    rebuilt = build(config, force=True)
+    assert artifact.size in hashed_sizes  # the full check ran: its digest is not the recorded one
+    assert len(compressed) == 6
+    assert rebuilt.path.read_bytes() == fresh_build(project)
+
+
+def test_a_manifest_without_the_zips_stat_still_lets_a_rebuild_reuse_entries(
+    project: Path, compressed: list[int], hashed_sizes: list[int]
+) -> None:
+    """A manifest an older deployer wrote: the previous zip is checked by its digest, then reused."""
+    add_tree(project / "function")
+    config = load_config(project / "deploy.toml")
+    artifact = build(config, force=True)
+    manifest_path = project / "dist" / "example.zip.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["zip_seen"], manifest["key_rules"]
+    manifest_path.write_text(json.dumps(manifest))
+    hashed_sizes.clear()
+    compressed.clear()
+    (project / "function" / "pkg" / "text.py").write_text("VALUE = 'changed'\n" * 2000)
+    rebuilt = build(config)
+    assert artifact.size in hashed_sizes
+    assert len(compressed) == 1
+    assert rebuilt.path.read_bytes() == fresh_build(project)
+
+
+@pytest.fixture
+def sniffed(monkeypatch) -> list[str]:
+    """The names of the files the walk reads for key material."""
+    names: list[str] = []
+    real = walk.holds_private_key
+
+    def counting(path: str | Path) -> bool:
+        names.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(walk, "holds_private_key", counting)
+    return names
+
+
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def test_a_rebuild_sniffs_only_the_source_files_changed_since_the_last_build(
+    project: Path, everything_settled: None, sniffed: list[str]
+) -> None:
+    source = project / "function"
+    add_tree(source)
+    config = load_config(project / "deploy.toml")
+    build(config, force=True)
+    sniffed.clear()
+    (source / "pkg" / "added.py").write_text("ADDED = True\n")
+    (source / "pkg" / "text.py").write_text(KEY)  # a packed file that now holds a key is read, and left out
+    rebuilt = build(config)
+    # main.py once: check_source's walk, which stops at the first file the zip would hold
+    assert sorted(sniffed) == ["added.py", "main.py", "text.py"]
+    assert "pkg/text.py" not in names_in(rebuilt.path)
+    assert [item.path for item in rebuilt.left_out] == ["pkg/text.py"]
+
+
+def test_a_manifest_from_a_build_with_other_key_rules_has_every_file_sniffed_again(
+    project: Path, everything_settled: None, sniffed: list[str]
+) -> None:
+    add_tree(project / "function")
+    config = load_config(project / "deploy.toml")
+    build(config, force=True)
+    manifest_path = project / "dist" / "example.zip.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["key_rules"] = "an older deployer's"
+    manifest_path.write_text(json.dumps(manifest))
+    sniffed.clear()
+    build(config, force=True)
+    assert sorted(sniffed) == sorted(
+        ["main.py", "main.py", "données.txt", "empty.py", "noise.bin", "text.py", "run.sh"]
+    )
+
+
+def names_in(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()
+
+
+def test_a_rebuild_runs_no_garbage_collection_pass_and_leaves_the_collector_on(project: Path) -> None:
+    """A build makes a few objects per file and no cycles: the collector's passes over them only cost time."""
+    source = project / "function"
+    add_tree(source)
+    for index in range(800):  # enough new objects to set off the collector, were it on
+        (source / "pkg" / f"module_{index}.py").write_text(f"VALUE = {index}\n")
+    config = load_config(project / "deploy.toml")
+    build(config, force=True)
+    passes: list[int] = []
+
+    def counting(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    (source / "pkg" / "text.py").write_text("VALUE = 'changed'\n")
+    gc.callbacks.append(counting)
+    try:
+        build(config)
+    finally:
+        gc.callbacks.remove(counting)
+    assert passes in ([], [0])  # at most the one young-generation pass owed when the collector is back on
+    assert gc.isenabled()
+
+
+def test_a_file_system_that_refuses_to_set_the_zips_times_only_costs_the_next_build_a_digest_check(
+    project: Path, compressed: list[int], hashed_sizes: list[int], monkeypatch
+) -> None:
+    add_tree(project / "function")
+    config = load_config(project / "deploy.toml")
+
+    def refusing(*args: Any, **options: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(zipwriter.os, "utime", refusing)
+        artifact = build(config, force=True)
+    assert json.loads((project / "dist" / "example.zip.json").read_text())["zip_seen"] is None
+    hashed_sizes.clear()
+    compressed.clear()
+    rebuilt = build(config, force=True)
+    assert artifact.size in hashed_sizes and len(compressed) == 0
+    assert rebuilt.path.read_bytes() == artifact.path.read_bytes()

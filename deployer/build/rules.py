@@ -39,12 +39,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from pathspec import PathSpec
+from typing import TYPE_CHECKING
 
 from deployer.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathspec import PathSpec
 
 LEFT_OUT_SHOWN = 5  # paths named in the one "left out" line; the rest are counted
 
@@ -71,11 +74,15 @@ NEVER_PACKED: dict[str, str] = {
     **{name: PRIVATE_KEY for name in ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk")},
 }
 NEVER_PACKED_SUFFIXES = {".pyc": "bytecode", ".pyo": "bytecode"}
+_SUFFIXES = tuple(NEVER_PACKED_SUFFIXES)  # for str.endswith, which costs less than splitext on every name
 # A private key file starts with one of these (after blanks or a byte-order mark).
 PRIVATE_KEY_START = re.compile(
     rb"(?:\xef\xbb\xbf)?\s*(?:-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-)"
 )
 KEY_SNIFF_BYTES = 256
+# What the sniff looks for, as a build records it: a file packed by a build that looked for the same is not read
+# again while its stat is unchanged (see Rules.unchanged); a deployer that looks for more reads every file again.
+KEY_RULES = f"{KEY_SNIFF_BYTES} {PRIVATE_KEY_START.pattern!r}"
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,9 @@ class Rules:
     exclude: PathSpec | None = None
     sniff_keys: bool = False  # read each file's first bytes for key material (the user's own files only)
     outputs: dict[Path, str] = field(default_factory=dict)  # real folders never packed -> why
+    # Whether the file at this zip path, with this stat, is one the previous build read and packed (so it held
+    # no key then) and has not changed since (zipwriter.Recorded.holds): then it is not sniffed again.
+    unchanged: Callable[[str, os.stat_result], bool] = lambda name, info: False
 
 
 def printable(text: str | Path) -> str:
@@ -101,7 +111,7 @@ def printable(text: str | Path) -> str:
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in decoded)
 
 
-def unreadable(path: Path, error: OSError) -> UsageError:
+def unreadable(path: str | Path, error: OSError) -> UsageError:
     return UsageError(
         f"cannot read {printable(path)}: {error.strerror or error}; "
         "fix its permissions, or leave it out with [function] exclude"
@@ -113,6 +123,8 @@ def compile_exclude(patterns: tuple[str, ...] | list[str]) -> PathSpec | None:
     honour is refused."""
     if not patterns:
         return None
+    from pathspec import PathSpec  # here: a build without exclude patterns starts without it (~8 ms)
+
     for pattern in patterns:
         if not pattern.strip() or pattern.startswith("!"):
             why = "negation is not supported: list only what to leave out" if pattern.strip() else "is empty"
@@ -131,7 +143,9 @@ def compile_exclude(patterns: tuple[str, ...] | list[str]) -> PathSpec | None:
 def reason_by_name(name: str, is_dir: bool, exclude: PathSpec | None) -> str | None:
     """Why the path `name` (inside the zip, no trailing "/") is never packed, judged by its name alone."""
     base = name.rsplit("/", 1)[-1]
-    reason = NEVER_PACKED.get(base) or NEVER_PACKED_SUFFIXES.get(os.path.splitext(base)[1])
+    reason = NEVER_PACKED.get(base)
+    if not reason and base.endswith(_SUFFIXES):
+        reason = NEVER_PACKED_SUFFIXES.get(os.path.splitext(base)[1])
     if reason:
         return reason
     if base.startswith(".env"):
@@ -141,7 +155,7 @@ def reason_by_name(name: str, is_dir: bool, exclude: PathSpec | None) -> str | N
     return None
 
 
-def holds_private_key(path: Path) -> bool:
+def holds_private_key(path: str | Path) -> bool:
     """Whether the file starts like a private key; plain os calls, as this runs for every file of the source."""
     try:
         descriptor = os.open(path, os.O_RDONLY)

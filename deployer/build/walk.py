@@ -6,9 +6,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 from deployer.build.rules import (
     BUILD_OUTPUT,
@@ -25,22 +26,26 @@ from deployer.build.rules import (
 from deployer.config import Config
 from deployer.errors import UsageError
 
+Unchanged = Callable[[str, os.stat_result], bool]
 
-@dataclass(frozen=True)
-class Entry:
+
+class Entry(NamedTuple):
+    """One entry of the zip. (A NamedTuple, its source a str: the walk makes one per file, and a frozen dataclass
+    and a Path each cost more to make than the file's stat.)"""
+
     name: str  # the path inside the zip, "/"-separated, directories ending in "/"
-    source: Path | None  # None for directories
+    source: str | Path | None  # None for directories
     executable: bool
     # The file's stat as the walk saw it (following symlinks), so the build's later steps need no stat of
     # their own: the staleness fingerprint, the size check and the zip writer's unchanged-file check.
-    info: os.stat_result | None = field(default=None, compare=False)
+    info: os.stat_result | None = None
 
     def stat(self) -> os.stat_result:
         assert self.source is not None
         return self.info or os.stat(self.source)
 
 
-def _children(folder: Path) -> list[os.DirEntry[str]]:
+def _children(folder: str) -> list[os.DirEntry[str]]:
     """A folder's entries by name; os.scandir knows each one's type without a stat of its own."""
     try:
         with os.scandir(folder) as entries:
@@ -49,7 +54,7 @@ def _children(folder: Path) -> list[os.DirEntry[str]]:
         raise unreadable(folder, error) from None
 
 
-def _link_target(link: Path) -> Path:
+def _link_target(link: str) -> Path:
     """Where a symlink ends up; a loop or a missing target is a UsageError saying which link and what to do."""
     try:
         return Path(os.path.realpath(link, strict=True))
@@ -80,7 +85,7 @@ def walk(root: Path, rules: Rules, left_out: list[LeftOut]) -> Iterator[Entry]:
     not a symlink lives at its parent's real path), so only symlinks cost a realpath."""
     real_root = Path(os.path.realpath(root))
 
-    def visit(folder: Path, real_folder: Path, relative: str, ancestors: frozenset[Path]) -> Iterator[Entry]:
+    def visit(folder: str, real_folder: Path, relative: str, ancestors: frozenset[Path]) -> Iterator[Entry]:
         for child in _children(folder):
             name = f"{relative}{child.name}"
             is_dir = _is_dir(child)
@@ -88,7 +93,7 @@ def walk(root: Path, rules: Rules, left_out: list[LeftOut]) -> Iterator[Entry]:
             if reason:
                 left_out.append(LeftOut(f"{name}/" if is_dir else name, reason))
                 continue
-            path = Path(child.path)
+            path = child.path
             try:
                 child.name.encode("utf-8")
             except UnicodeEncodeError:
@@ -126,20 +131,21 @@ def walk(root: Path, rules: Rules, left_out: list[LeftOut]) -> Iterator[Entry]:
                 yield Entry(f"{name}/", None, True)
                 yield from visit(path, real, f"{name}/", ancestors | {real})
             elif stat.S_ISREG(mode):
-                if rules.sniff_keys and holds_private_key(path):
+                if rules.sniff_keys and not rules.unchanged(name, info) and holds_private_key(path):
                     left_out.append(LeftOut(name, PRIVATE_KEY))
                     continue
                 yield Entry(name, path, bool(mode & 0o111), info)
 
-    yield from visit(root, real_root, "", frozenset({real_root}))
+    yield from visit(str(root), real_root, "", frozenset({real_root}))
 
 
-def _source_rules(config: Config) -> Rules:
+def _source_rules(config: Config, unchanged: Unchanged | None = None) -> Rules:
     outputs = {
         Path(os.path.realpath(config.root / "dist")): BUILD_OUTPUT,
         Path(os.path.realpath(config.root / ".deployer")): DEPLOYER_STATE,
     }
-    return Rules(compile_exclude(config.exclude), sniff_keys=True, outputs=outputs)
+    rules = Rules(compile_exclude(config.exclude), sniff_keys=True, outputs=outputs)
+    return replace(rules, unchanged=unchanged) if unchanged else rules
 
 
 def _handler_files(config: Config) -> list[str]:
@@ -183,9 +189,12 @@ def _handler_left_out(candidate: str, rules: Rules) -> str | None:
     return None
 
 
-def zip_entries(config: Config, dependencies: Path | None, left_out: list[LeftOut]) -> list[Entry]:
+def zip_entries(
+    config: Config, dependencies: Path | None, left_out: list[LeftOut], unchanged: Unchanged | None = None
+) -> list[Entry]:
+    """The zip's entries, sorted; `unchanged` (see Rules.unchanged) spares the source's unchanged files the sniff."""
     exclude = compile_exclude(config.exclude)
     entries = {entry.name: entry for entry in walk(dependencies, Rules(exclude), left_out)} if dependencies else {}
     # The source wins over a dependency of the same name.
-    entries.update({entry.name: entry for entry in walk(config.source, _source_rules(config), left_out)})
+    entries.update({entry.name: entry for entry in walk(config.source, _source_rules(config, unchanged), left_out)})
     return [entries[name] for name in sorted(entries)]

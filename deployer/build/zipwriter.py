@@ -7,14 +7,17 @@ local header, no data descriptor), so an artifact keeps its bytes across this wr
 
 Our own writer, rather than `zipfile`, for two reasons:
 - files are compressed in parallel (zlib, hashlib and file reads release the GIL, so threads use every core);
-- a rebuild reuses the raw deflate stream of every unchanged entry from the previous zip, read straight out
-  of it (no recompression), so changing one file of a 100 MB dependency tree costs a read and a hash of the
-  tree, not a recompression of it. An entry is reused only when its name, size, mode and sha256 all match
-  what the previous build recorded, the compressor (zlib version and level) is the same, and the previous
-  zip's bytes still have the digest its manifest names: the result is byte-identical to a clean build.
+- a rebuild reuses the raw deflate stream of every unchanged entry from the previous zip, mapped (not read
+  whole), and writes runs of adjacent reused entries as one slice of it: changing one file of a 100 MB
+  dependency tree costs a walk of the tree and a write and hash of the zip, not a recompression. An entry is
+  reused only when its name, size, mode and sha256 all match what the previous build recorded, the
+  compressor (zlib version and level) is the same, its local header is the one this writer would write, and
+  the previous zip is still the one its manifest names: its stat is the one recorded after it was written
+  (its modification time set back, see `_backdate`), or else its bytes have the recorded digest. The result
+  is byte-identical to a clean build.
   A file whose modification time, change time and inode are the ones recorded when it was last read (and
   had settled, see SETTLE_NS) is not read again: no write leaves its change time alone, so its recorded
-  sha256 still holds (git's index trusts the same).
+  sha256 still holds (git's index trusts the same). The walk trusts the same to skip the key sniff.
 
 Zip64 is written only for more than 65,535 entries (as `zipfile` does); a file or a zip over 4 GB is
 refused, as Lambda takes at most 250 MB unzipped.
@@ -23,6 +26,7 @@ refused, as Lambda takes at most 250 MB unzipped.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import stat
 import struct
@@ -35,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from deployer.build.walk import Entry
 from deployer.errors import DeployerError
@@ -68,6 +72,7 @@ SETTLE_NS = 2_000_000_000
 BATCH_BYTES = 1 << 20  # a worker's task: consecutive entries of about this many bytes, or BATCH_ENTRIES of them
 BATCH_ENTRIES = 256
 BATCHES_AHEAD_PER_WORKER = 4  # tasks queued ahead of the writer per worker: bounds the memory held at once
+BLOCK_BYTES = 1 << 20  # what the writer gathers small pieces into (see _Output)
 
 
 def compressor_name() -> str:
@@ -100,9 +105,9 @@ def remove_temporary_files(folder: Path) -> None:
 # ---- what a build records per entry, and the previous zip it can reuse ------------------------------------------
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """One file entry as written: the manifest keeps these so the next build can reuse its compressed bytes."""
+class Recorded(NamedTuple):
+    """One file entry as written: the manifest keeps these so the next build can reuse its compressed bytes.
+    (A NamedTuple: a build makes one per file, and a frozen dataclass costs three times as much to make.)"""
 
     size: int
     executable: bool
@@ -116,28 +121,43 @@ class Recorded:
     seen: tuple[int, int, int] | None = None
 
     def as_json(self) -> list[Any]:
-        seen = list(self.seen) if self.seen else None
-        return [self.size, self.executable, self.sha256, self.crc, self.compressed_size, self.offset, seen]
+        return [*self[:6], list(self.seen) if self.seen else None]
 
     @classmethod
     def from_json(cls, value: object) -> Recorded | None:
         """None for anything but the exact shape `as_json` writes (the manifest may have been edited)."""
-        if not isinstance(value, list) or len(value) != 7:
+        if type(value) is not list or len(value) != 7:
             return None
         size, executable, sha256, crc, compressed_size, offset, seen = value
-        numbers = (size, crc, compressed_size, offset, *(seen if isinstance(seen, list) else ()))
-        if not all(type(number) is int and number >= 0 for number in numbers):
+        numbers = [size, crc, compressed_size, offset]
+        if seen is not None:
+            if type(seen) is not list or len(seen) != 3:
+                return None
+            numbers += seen
+        # map(type, ...), not a generator per number: this runs for every file of the previous build
+        if set(map(type, numbers)) != {int} or min(numbers) < 0:
             return None
-        if type(executable) is not bool or not isinstance(sha256, str):
-            return None
-        if seen is not None and (not isinstance(seen, list) or len(seen) != 3):
+        if type(executable) is not bool or type(sha256) is not str:
             return None
         return cls(size, executable, sha256, crc, compressed_size, offset, tuple(seen) if seen else None)
+
+    def holds(self, info: os.stat_result) -> bool:
+        """Whether the file with this stat still holds the recorded bytes: it had settled when it was read, and
+        its times and inode are the same since (see `seen`)."""
+        return self.seen is not None and self.seen == _seen(info) and self.size == info.st_size
+
+
+def recorded_entries(entries: object) -> dict[str, Recorded]:
+    """A manifest's file entries as written by `Recorded.as_json`; anything else in it is dropped."""
+    if not isinstance(entries, dict):
+        return {}
+    recorded = {name: Recorded.from_json(value) for name, value in entries.items() if isinstance(name, str)}
+    return {name: value for name, value in recorded.items() if value is not None}
 
 
 @dataclass(frozen=True)
 class Previous:
-    """The previous zip's bytes, and what its manifest recorded for each of its file entries."""
+    """The previous zip's bytes (mapped, not copied), and what its manifest recorded for each of its file entries."""
 
     data: memoryview
     entries: dict[str, Recorded]
@@ -158,19 +178,62 @@ class Previous:
         return self.data[start:end]
 
 
-def load_previous(zip_path: Path, sha256: str, compressor: str, entries: object) -> Previous | None:
-    """The previous build's zip, if it still has the digest its manifest names and was compressed by the same
-    compressor as this build would use; otherwise None (everything is compressed afresh)."""
-    if compressor != compressor_name() or not isinstance(entries, dict):
+def _zip_seen(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+def load_previous(
+    zip_path: Path, sha256: str, compressor: str, entries: dict[str, Recorded], seen: object = None
+) -> Previous | None:
+    """The previous build's zip, if it is still the one its manifest names and was compressed by the same
+    compressor as this build would use; otherwise None (everything is compressed afresh).
+
+    The zip is still the one named when its stat is `seen`, the one `write_zip` recorded (see `_backdate`):
+    then it is not read whole. Otherwise its sha256 is checked. Either way it is mapped, not copied: only
+    the reused entries' pages are read. (A zip truncated by another program while this build maps it would
+    stop the build with SIGBUS; nothing is lost: the old manifest is already gone, the next build starts
+    afresh.)"""
+    if compressor != compressor_name():
         return None
     try:
-        data = zip_path.read_bytes()
+        with open(zip_path, "rb") as stream:
+            info = os.fstat(stream.fileno())
+            data = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
+        return None
+    unchanged = isinstance(seen, list) and tuple(seen) == _zip_seen(info)
+    if not unchanged and hashlib.sha256(data).hexdigest() != sha256:
+        return None
+    return Previous(memoryview(data), entries)
+
+
+def _backdate(descriptor: int) -> os.stat_result | None:
+    """Set the written zip's modification time SETTLE_NS into the past, and return its stat (None where the
+    file system refuses: then the next build checks the zip's digest).
+
+    Any later write to the file stamps the time of that write, which cannot equal this one: so a zip whose
+    stat is still the recorded one holds the bytes written (`load_previous` trusts it without reading it),
+    however soon the next build runs. Its change time could not serve: a write in the same clock tick as the
+    rename keeps it. (Only a program that sets this very modification time back by hand could fool it.)"""
+    now = time.time_ns()
+    try:
+        os.utime(descriptor, ns=(now, now - SETTLE_NS))
+        return os.fstat(descriptor)
     except OSError:
         return None
-    if hashlib.sha256(data).hexdigest() != sha256:
+
+
+def _recorded_seen(path: Path, written: os.stat_result | None) -> tuple[int, int, int, int] | None:
+    """The zip's stat after its rename (which changes its change time), if it is still the file written."""
+    if written is None:
         return None
-    recorded = {name: Recorded.from_json(value) for name, value in entries.items() if isinstance(name, str)}
-    return Previous(memoryview(data), {name: value for name, value in recorded.items() if value is not None})
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if (info.st_ino, info.st_size, info.st_mtime_ns) != (written.st_ino, written.st_size, written.st_mtime_ns):
+        return None
+    return _zip_seen(info)
 
 
 # ---- the zip's records ------------------------------------------------------------------------------------------
@@ -185,8 +248,7 @@ def _local_header(encoded: bytes, crc: int, compressed_size: int, size: int, met
     return LOCAL_HEADER.pack(b"PK\x03\x04", *fields) + encoded
 
 
-@dataclass(frozen=True)
-class _Written:
+class _Written(NamedTuple):
     """An entry ready to write: its name, external attributes, method, CRC, sizes, sha256 and deflate stream."""
 
     name: str
@@ -197,6 +259,7 @@ class _Written:
     sha256: str
     stream: bytes | memoryview
     seen: tuple[int, int, int] | None  # see Recorded.seen
+    reused_at: int | None = None  # where its local header is in the previous zip, when its bytes come from there
 
     @property
     def executable(self) -> bool:
@@ -220,11 +283,13 @@ def _file(entry: Entry, previous: Previous | None, level: int, settled_before: i
     info = entry.stat()  # before the read: a write after it changes ctime, and the next build reads the file again
     seen = _seen(info)
     known = previous.entries.get(entry.name) if previous else None
-    if known and known.seen == seen and known.size == info.st_size and known.executable == entry.executable:
+    if known and known.holds(info) and known.executable == entry.executable:
         reused = previous.reusable(entry.name, known.size, known.executable, known.sha256)  # type: ignore[union-attr]
         if reused is not None:
-            return _Written(entry.name, attributes, DEFLATED, known.crc, known.size, known.sha256, reused, seen)
-    data = entry.source.read_bytes()
+            return _Written(
+                entry.name, attributes, DEFLATED, known.crc, known.size, known.sha256, reused, seen, known.offset
+            )
+    data = Path(entry.source).read_bytes()
     if len(data) > ZIP32_LIMIT:
         raise DeployerError(f"{entry.name} is over 4 GB; Lambda takes at most 250 MB unzipped")
     sha256 = hashlib.sha256(data).hexdigest()
@@ -232,8 +297,10 @@ def _file(entry: Entry, previous: Previous | None, level: int, settled_before: i
     settled = seen if max(info.st_mtime_ns, info.st_ctime_ns) < settled_before else None
     reused = previous.reusable(entry.name, len(data), entry.executable, sha256) if previous else None
     if reused is not None:
-        crc = previous.entries[entry.name].crc  # type: ignore[union-attr]
-        return _Written(entry.name, attributes, DEFLATED, crc, len(data), sha256, reused, settled)
+        recorded = previous.entries[entry.name]  # type: ignore[union-attr]
+        return _Written(
+            entry.name, attributes, DEFLATED, recorded.crc, len(data), sha256, reused, settled, recorded.offset
+        )
     compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
     stream = compressor.compress(data) + compressor.flush()
     return _Written(entry.name, attributes, DEFLATED, zlib.crc32(data), len(data), sha256, stream, settled)
@@ -313,34 +380,70 @@ class Zipped:
     sha256: str  # of the zip's bytes
     content_sha256: str  # of what it holds (names, modes, file bytes), whatever the compressor
     entries: dict[str, Recorded]  # every file entry, for the next build to reuse
+    seen: tuple[int, int, int, int] | None  # the zip's (size, mtime_ns, ctime_ns, inode), see `load_previous`
+
+
+class _Output:
+    """The zip's bytes, in order, to the file and to its sha256, in blocks of about BLOCK_BYTES: small pieces
+    gathered (a write and a hash update per header would cost more), a larger one cut (a block hashed while it
+    is still in the CPU's cache). Hashing in a thread of its own did not pay: measured slower on 2 busy cores."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+        self.pending: list[bytes | memoryview] = []
+        self.pending_size = 0
+
+    def put(self, piece: bytes | memoryview) -> None:
+        if len(piece) >= BLOCK_BYTES:
+            self.flush()
+            view = memoryview(piece)
+            for start in range(0, len(view), BLOCK_BYTES):
+                self._write(view[start : start + BLOCK_BYTES])
+            return
+        self.pending.append(piece)
+        self.pending_size += len(piece)
+        if self.pending_size >= BLOCK_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            block = b"".join(self.pending)
+            self.pending.clear()
+            self.pending_size = 0
+            self._write(block)
+
+    def _write(self, block: bytes | memoryview) -> None:
+        self.stream.write(block)
+        self.digest.update(block)
+
+    def sha256(self) -> str:
+        self.flush()
+        return self.digest.hexdigest()
 
 
 def write_zip(entries: Iterable[Entry], destination: Path, previous: Previous | None = None) -> Zipped:
     """Write the zip (temp file, fsync, rename); return the digest of the bytes written, the digest of its
-    content (which another zlib cannot change) and what the next build needs to reuse its entries."""
+    content (which another zlib cannot change) and what the next build needs to reuse its entries.
+
+    Entries reused from adjacent places of the previous zip (most of them, on a rebuild) are written as one
+    slice of it, local headers included: `Previous.reusable` checked each header is the one this writer
+    would write."""
     content = hashlib.sha256(f"{BUILD_FORMAT}\n".encode())
-    digest = hashlib.sha256()
     recorded: dict[str, Recorded] = {}
     central: list[bytes] = []
     offset = 0
-
-    pending: list[bytes | memoryview] = []
-    pending_size = 0
-
-    def put(stream: IO[bytes], chunk: bytes | memoryview, flush: bool = False) -> None:
-        """Write in blocks of about a megabyte: a write and a hash update per header would cost more."""
-        nonlocal offset, pending_size
-        pending.append(chunk)
-        pending_size += len(chunk)
-        offset += len(chunk)
-        if pending_size >= 1 << 20 or flush:
-            block = b"".join(pending)
-            stream.write(block)
-            digest.update(block)
-            pending.clear()
-            pending_size = 0
+    run_start = run_end = -1  # the slice of the previous zip holding the reused entries not yet put
 
     with replaced(destination) as stream:
+        output = _Output(stream)
+
+        def put_run() -> None:
+            nonlocal run_start, run_end
+            if previous is not None and run_end > run_start:
+                output.put(previous.data[run_start:run_end])
+            run_start = run_end = -1
+
         for item in _prepared(list(entries), previous):
             encoded = item.name.encode()
             compressed_size = len(item.stream)
@@ -354,12 +457,24 @@ def write_zip(entries: Iterable[Entry], destination: Path, previous: Previous | 
                 content.update(f"{item.name}\0{item.executable}\0{item.sha256}\n".encode())
             else:
                 content.update(f"{item.name}\0\n".encode())
-            put(stream, _local_header(encoded, item.crc, compressed_size, item.size, item.method))
-            put(stream, item.stream)
-        directory_offset = offset
-        if directory_offset > ZIP32_LIMIT:
+            length = LOCAL_HEADER.size + len(encoded) + compressed_size
+            if item.reused_at is not None:
+                if item.reused_at != run_end:
+                    put_run()
+                    run_start = item.reused_at
+                run_end = item.reused_at + length
+            else:
+                put_run()
+                output.put(_local_header(encoded, item.crc, compressed_size, item.size, item.method))
+                output.put(item.stream)
+            offset += length
+        put_run()
+        if offset > ZIP32_LIMIT:
             raise DeployerError("the zip would be over 4 GB; Lambda takes at most 250 MB unzipped")
         directory = b"".join(central)
-        put(stream, directory)
-        put(stream, _end_records(len(central), directory_offset, len(directory)), flush=True)
-    return Zipped(digest.hexdigest(), content.hexdigest(), recorded)
+        output.put(directory)
+        output.put(_end_records(len(central), offset, len(directory)))
+        sha256 = output.sha256()
+        stream.flush()  # before the times are set: a later write would stamp them again
+        written = _backdate(stream.fileno())
+    return Zipped(sha256, content.hexdigest(), recorded, _recorded_seen(destination, written))
