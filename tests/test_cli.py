@@ -191,7 +191,7 @@ def test_the_summary_counts_changes_to_the_stack_not_the_locks_writes(cli, aws_a
     ("arguments", "forbidden"),
     [
         (["--help"], {"boto3", "botocore", "rich"}),
-        (["build"], {"boto3", "botocore"}),
+        (["build"], {"boto3", "botocore", "pathspec"}),  # pathspec: only for [function] exclude patterns
         (["status", "--json"], {"boto3", "botocore"}),  # with [state] backend = "local" (below)
     ],
 )
