@@ -12,6 +12,7 @@ import hashlib
 import json
 import random
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -376,6 +377,7 @@ def test_promote_from_names_the_source_stage_here_from_the_second_account_back_t
 ) -> None:
     with_prod_stage(project)
     deployer(project, "up", "--version", "1.0.0", "--stage", "prod")
+    shutil.rmtree(project / "dist")  # promote builds nothing and uploads nothing of its own: what it ships is copied
 
     deployer(project, "promote", "1.0.0", "--stage", "test", "--from", "prod")
 

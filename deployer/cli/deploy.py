@@ -213,7 +213,8 @@ def promote(
             None if promotion.same_bucket(source_config, config) else common.connect(source_config, endpoint_url, local)
         )
         command = common.command_line(context)
-        with _locked_reading_ahead(connection, command, version) as (state, early):
+        copied = source is not None  # the artifact is copied in under the lock, before the plan: not read early
+        with _locked_reading_ahead(connection, command, version, artifact_read=not copied) as (state, early):
             run = connection.run(state, version, check=not no_check, force=force, ahead=early)
             action = "promote"
             if source is not None:
@@ -243,17 +244,21 @@ def _record_promotion(source: Connection, version: str, stage: str, command: str
 
 
 @contextmanager
-def _locked_reading_ahead(connection: Connection, command: str, version: str) -> Iterator[tuple[State, ReadsAhead]]:
+def _locked_reading_ahead(
+    connection: Connection, command: str, version: str, artifact_read: bool = True
+) -> Iterator[tuple[State, ReadsAhead]]:
     """The state lock (common.locked) and, as soon as it is held, while the state is read, the reads the last plan
     of this stage made (the hint `_deploy` keeps) and the read of this version's artifact: an unchanged up's plan
-    is answered in the state's round trip."""
+    is answered in the state's round trip. What the command itself writes before its plan must not be read early
+    (`artifact_read=False`: a promote that copies the artifact in first)."""
     from deployer.read_ahead import ReadsAhead, load_hint
     from deployer.resources.artifact import head_read
 
     config, early = connection.config, ReadsAhead(connection.aws)
 
     def send() -> None:
-        early.send([*load_hint(_hint(connection)), head_read(config, config.artifact_key(version))])
+        artifact = [head_read(config, config.artifact_key(version))] if artifact_read else []
+        early.send([*load_hint(_hint(connection)), *artifact])
 
     with closing(early), common.locked(connection, command, send) as state:
         yield state, early
