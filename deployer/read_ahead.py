@@ -28,7 +28,7 @@ import copy
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -137,7 +137,10 @@ def _send(aws: Aws, read: Read) -> tuple[int, dict[str, Any]] | None:
     thread that sent the read waits for nothing."""
     _fetching.active, _fetching.answer = True, None
     try:
-        getattr(aws.client(read.service), xform_name(read.operation))(**read.params)
+        client = aws.client(read.service)
+        if client.meta.service_model.operation_model(read.operation).has_streaming_output:
+            return None  # a body to read (S3's GetObject): never a plan's read, and never held here
+        getattr(client, xform_name(read.operation))(**read.params)
     except ClientError:
         pass  # kept as it came: the plan's call raises it
     except Exception:  # a connection that failed, a client that cannot be made: the plan's call meets it again
@@ -203,9 +206,10 @@ def reading_ahead(aws: Aws, reads: Sequence[Read], early: ReadsAhead | None = No
 HINT_LIMIT = 64 * 1024  # bytes read of a hint file: a few dozen reads take a few kilobytes
 
 
-def load_hint(path: Path) -> list[Read]:
-    """The reads a hint file names; none when it is missing, too large or not one (it is only a hint: a read it
-    names that the plan does not make costs one read, and only reads are ever sent)."""
+def load_hint(path: Path, services: Collection[str]) -> list[Read]:
+    """The reads a hint file names; none when it is missing, too large or not one, or names anything but a read
+    (Get, List, Head, Describe) of one of `services` (the command's own clients). It is only a hint: a read it names
+    that the plan does not make costs one read."""
     try:
         with path.open("rb") as stream:
             data = stream.read(HINT_LIMIT + 1)
@@ -219,7 +223,7 @@ def load_hint(path: Path) -> list[Read]:
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[2], dict)):
             return []
         service, operation, params = item
-        if not (isinstance(service, str) and isinstance(operation, str) and operation.startswith(HINTED_OPERATIONS)):
+        if not (service in services and isinstance(operation, str) and operation.startswith(HINTED_OPERATIONS)):
             return []
         reads.append(Read(service, operation, params))
     return reads

@@ -63,6 +63,9 @@ class Latency:
         return max(self.wave_of_each(), default=0)
 
 
+SERVICES = ("s3", "iam", "logs", "lambda", "apigateway")  # an up's clients, with a REST API
+
+
 def hints(project: Path) -> list[Path]:
     return sorted((project / ".deployer" / "cache").glob("reads-ahead-*.json"))
 
@@ -210,7 +213,7 @@ def test_an_unchanged_up_reads_its_plan_in_the_round_trip_of_the_state(
     Without the hint the reads wait for the state: four."""
     cli("up", "--version", "1.0.0", expect=0)
     [hint] = hints(project)
-    assert len(load_hint(hint)) == 13  # and the artifact's, which names the version: the command's own
+    assert len(load_hint(hint, SERVICES)) == 13  # and the artifact's, which names the version: the command's own
     latency = timed_sessions(monkeypatch)
     cli("up", "--version", "1.0.0", expect=0)
     assert len(latency.sent) == 17  # lock, state, the fourteen reads, release: none more for the hint
@@ -220,7 +223,7 @@ def test_an_unchanged_up_reads_its_plan_in_the_round_trip_of_the_state(
     latency.sent.clear(), latency.answered.clear()
     cli("up", "--version", "1.0.0", expect=0)
     assert len(latency.sent) == 17 and latency.waves() == 4
-    assert len(load_hint(hint)) == 13  # written again
+    assert len(load_hint(hint, SERVICES)) == 13  # written again
 
 
 def test_down_forgets_the_hint_its_ids_are_gone(cli, project: Path, aws_account: Account) -> None:
@@ -237,17 +240,18 @@ def test_a_hint_that_names_a_change_or_is_not_one_is_ignored(cli, project: Path,
     function = {"FunctionName": "ServerlessExample"}
     for text in (
         json.dumps([["lambda", "DeleteFunction", function]]),
+        json.dumps([["secretsmanager", "GetSecretValue", {"SecretId": "db"}]]),  # not a service the command uses
         json.dumps([["lambda", "GetFunction", function], ["lambda", "DeleteAlias", {**function, "Name": "test"}]]),
         "[[",
         json.dumps([["lambda", "GetFunction", function]] * 20).ljust(HINT_LIMIT + 1),
         json.dumps({"reads": []}),
     ):
         hint.write_text(text)
-        assert load_hint(hint) == []
+        assert load_hint(hint, SERVICES) == []
     hint.write_text(json.dumps([["lambda", "DeleteFunction", function]]))
     cli("up", "--version", "1.0.0", expect=0)
     assert aws_account.client("lambda").get_alias(**function, Name="test")["FunctionVersion"] == "1"
-    assert len(load_hint(hint)) == 13  # replaced by the reads the plan made
+    assert len(load_hint(hint, SERVICES)) == 13  # replaced by the reads the plan made
 
 
 def test_a_hint_the_plan_does_not_follow_costs_its_reads_and_changes_nothing(
@@ -264,7 +268,7 @@ def test_a_hint_the_plan_does_not_follow_costs_its_reads_and_changes_nothing(
     assert sum(url.endswith("/functions/Other") for url in latency.urls) == 1  # sent, and that is all it did
     alias = aws_account.client("lambda").get_alias(FunctionName="ServerlessExample", Name="test")
     assert alias["FunctionVersion"] == "2"
-    assert [read.params for read in load_hint(hint)][:2] != [read.params for read in stale]
+    assert [read.params for read in load_hint(hint, SERVICES)][:2] != [read.params for read in stale]
 
 
 def test_a_new_version_reads_its_own_artifact_ahead_not_the_last_ones(
@@ -278,3 +282,15 @@ def test_a_new_version_reads_its_own_artifact_ahead_not_the_last_ones(
     assert heads and all("/v1.1.0/" in url for url in heads)
     first = next(index for index, url in enumerate(latency.urls) if url.endswith("/v1.1.0/example.zip"))
     assert latency.wave_of_each()[first] == 2  # with the state's read, right after the lock
+
+
+def test_a_read_with_a_body_to_read_is_never_sent_ahead(aws_account: Account) -> None:
+    """A hint naming S3's GetObject (a read, of one of the command's services) gets no request: its answer is a body
+    that would have to be held or read without a bound. The plan's own call goes to AWS."""
+    s3 = aws_account.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="big", Body=b"x" * 1024)
+    aws = Aws("us-east-1", session=boto3.Session())
+    with reading_ahead(aws, [Read("s3", "GetObject", {"Bucket": BUCKET, "Key": "big"})]) as answers:
+        pass
+    assert aws.calls == [] and answers.served == 0

@@ -258,7 +258,7 @@ def _locked_reading_ahead(
 
     def send() -> None:
         artifact = [head_read(config, config.artifact_key(version))] if artifact_read else []
-        early.send([*load_hint(_hint(connection)), *artifact])
+        early.send([*load_hint(_hint(connection), _clients_of(config)), *artifact])
 
     with closing(early), common.locked(connection, command, send) as state:
         yield state, early
