@@ -6,8 +6,9 @@ final; we wait and try again, for minutes rather than seconds, then give up with
 answers they are is deployer.aws's: `role_not_assumable`, `function_busy`. API Gateway's concurrent
 modification is retried under botocore itself, by deployer.aws's needs-retry handler, with the same Waits.)
 
-The grain is a second after a short first wait: what is waited for becomes ready at a moment of its own, and a
-doubling backoff would overshoot it by seconds. A new role is tried every half second (function.NEW_ROLE_GRAIN):
+The grain is a second after a short first wait, counted from the start of one try to the start of the next (a
+try's round trip is part of it): what is waited for becomes ready at a moment of its own, and a doubling backoff
+would overshoot it by seconds. A new role is tried every half second (function.NEW_ROLE_GRAIN):
 every fresh deploy waits 5-10 s for one, and a half-second grain halves the overshoot (0.25 s on average, not
 0.5 s) for about ten more refused calls, each a small request well inside Lambda's control-plane quota. A wait
 longer than SPEAK_AFTER seconds is said (Waits.on_wait): what it waits for and for how long, never a silent pause.
@@ -67,16 +68,18 @@ def retrying(
     delay = first_delay
     spoken = 0.0
     while True:
+        tried = clock()
         try:
             return call()
         except ClientError as error:
-            if not when(error) or clock() + delay > deadline:
+            if not when(error) or tried + delay > deadline:
                 raise
-        waited = clock() - started + delay
+        pause = max(0.0, tried + delay - clock())  # the grain runs from each try's start: its round trip is in it
+        waited = clock() - started + pause
         if waited >= SPEAK_AFTER and (spoken == 0 or waited - spoken >= 5):  # then every 5 s at most
             waits.on_wait(waiting_for, waited)
             spoken = waited
-        waits.sleep(delay)
+        waits.sleep(pause)
         before_retry()
         delay = min(delay * 2, max_delay)
 

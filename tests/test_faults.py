@@ -28,6 +28,7 @@ from deployer.aws import RETRY_POLICY, Aws
 from deployer.cli import common
 from deployer.context import Run
 from deployer.resources.permission import statement_id
+from deployer.retry import Waits, retrying
 from tests.account import APP, BUCKET, Account, state_file
 from tests.faults import (
     CONCURRENT_MODIFICATION,
@@ -108,9 +109,29 @@ def test_create_function_is_retried_at_a_half_seconds_grain_while_the_new_role_c
     run = up(make_run, "1.0.0", session)
     assert fault.injected == 4
     assert run.aws.calls.count("CreateFunction") == 4  # three refusals, then the function
-    assert no_waiting == [0.5, 0.5, 0.5]  # a half second's grain: the new role is ready at a moment of its own
+    # A half second's grain from each try's start (less its round trip): the new role is ready at a moment of its own
+    assert no_waiting == pytest.approx([0.5, 0.5, 0.5], abs=0.1) and all(pause <= 0.5 for pause in no_waiting)
     assert sleeps.retries == []  # all of it was the deployer's retry, not botocore's
     aws_account.assert_stack("v1.0.0/example.zip")
+
+
+def test_the_grain_runs_from_each_tries_start_its_round_trip_included() -> None:
+    """A try answered 0.2 s after it went out is followed by a pause of 0.3 s, not 0.5: one try every half second."""
+    now, tries = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    def create_function() -> str:
+        tries.append(now[0])
+        now[0] += 0.2  # the round trip
+        if len(tries) < 4:
+            raise ClientError({"Error": {"Code": "InvalidParameterValueException", "Message": "not yet"}}, "Create")
+        return "made"
+
+    waits = Waits(sleep=sleep, clock=lambda: now[0])
+    assert retrying(create_function, waits=waits, when=lambda _: True, first_delay=0.5, max_delay=0.5) == "made"
+    assert tries == pytest.approx([0.0, 0.5, 1.0, 1.5])
 
 
 def test_a_long_wait_says_what_it_waits_for_and_for_how_long(make_run, aws_account: Account, waiting: Waiting) -> None:
@@ -149,7 +170,7 @@ def test_a_role_change_is_retried_until_lambda_can_assume_the_role(
         *["UpdateFunctionConfiguration"] * 3,
         "UpdateAlias",
     ]
-    assert no_waiting == [0.5, 1.0]
+    assert no_waiting == pytest.approx([0.5, 1.0], abs=0.1)
     stack = aws_account.assert_stack("v1.0.0/example.zip")
     assert stack["function"]["Role"] == stack["role"]["Arn"] == stack["live"]["Role"]
 
@@ -188,7 +209,7 @@ def test_an_update_in_progress_is_waited_for_then_the_code_update_is_retried(
         "GetFunction",
         "UpdateFunctionCode",
     ]
-    assert no_waiting == [0.5]
+    assert no_waiting == pytest.approx([0.5], abs=0.1)
     aws_account.assert_stack("v1.0.1/example.zip")
 
 
