@@ -52,6 +52,11 @@ class Latency:
         with self.lock:
             self.answered[self.local.index] = time.monotonic()
 
+    def reset(self) -> None:
+        self.sent.clear()
+        self.urls.clear()
+        self.answered.clear()
+
     def wave_of_each(self) -> list[int]:
         wave: list[int] = []
         for index, sent_at in enumerate(self.sent):
@@ -220,7 +225,7 @@ def test_an_unchanged_up_reads_its_plan_in_the_round_trip_of_the_state(
     assert latency.waves() == 3
 
     hint.unlink()
-    latency.sent.clear(), latency.answered.clear()
+    latency.reset()
     cli("up", "--version", "1.0.0", expect=0)
     assert len(latency.sent) == 17 and latency.waves() == 4
     assert len(load_hint(hint, SERVICES)) == 13  # written again
@@ -285,8 +290,8 @@ def test_a_new_version_reads_its_own_artifact_ahead_not_the_last_ones(
 
 
 def test_a_read_with_a_body_to_read_is_never_sent_ahead(aws_account: Account) -> None:
-    """A hint naming S3's GetObject (a read, of one of the command's services) gets no request: its answer is a body
-    that would have to be held or read without a bound. The plan's own call goes to AWS."""
+    """S3's GetObject (a read of one of an up's services, as a hint may name) gets no request ahead: its answer is a
+    body that would have to be held or read without a bound. A plan's own call of it would go to AWS."""
     s3 = aws_account.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="big", Body=b"x" * 1024)
