@@ -14,13 +14,18 @@ if TYPE_CHECKING:
     from deployer.config import Config
 
 
+def state_name(config: Config, local: bool = False) -> str:
+    """What names a stage's state (and the files kept beside it): the stage's function's name, with a local-cloud
+    deployment's apart."""
+    return f"local-{config.function_name}" if local else config.function_name
+
+
 def store_for(config: Config, aws: Aws | None = None, *, local: bool = False) -> StateStore:
     """One state per stage of the app, named like the stage's function (the app's name on the default
     stage): in S3 (the artifact bucket, or [state] bucket) unless [state] backend is "local". A
     local-cloud deployment (`--local`) keeps its own, apart from the real one (in the local cloud's S3)."""
-    name = f"local-{config.function_name}" if local else config.function_name
     folder = config.root / ".deployer"
-    files = LocalStateStore(folder, name, config.app_name)
+    files = LocalStateStore(folder, state_name(config, local), config.app_name)
     if config.state_backend == "local":
         return files
     if aws is None:

@@ -265,8 +265,11 @@ def _locked_reading_ahead(
 
 
 def _hint(connection: Connection) -> Path:
-    """Where the reads of this stage's next plan are kept (.deployer/cache, with the build's caches)."""
-    name = f"local-{connection.config.function_name}" if connection.local_endpoint else connection.config.function_name
+    """Where the reads of this stage's next plan are kept (.deployer/cache, with the build's caches), named as its
+    state is."""
+    from deployer.stores import state_name
+
+    name = state_name(connection.config, local=connection.local_endpoint is not None)
     return connection.config.root / ".deployer" / "cache" / f"reads-ahead-{name}.json"
 
 
