@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from deployer.aws import Aws
 
 _fetching = threading.local()  # set in the threads sending the reads ahead: their own calls go to AWS
-HINTED_OPERATIONS = ("Get", "List", "Head", "Describe")  # what a hint file may name: reads, never a change
+# What a hint file may name: reads, never a change. Stricter than deployer.aws's READ_PREFIXES, which counts the
+# check's Invoke and `logs`' FilterLogEvents as no change: neither is a plan's read.
+HINTED_OPERATIONS = ("Get", "List", "Head", "Describe")
 MAX_READS = 32  # reads sent ahead at once, a thread each (an unchanged up makes 14)
 
 
@@ -67,11 +69,11 @@ def _key(service: str, operation: str, params: Mapping[str, Any]) -> str:
 
 @dataclass
 class Answers:
-    """The reads sent ahead, by key: while `serving`, each answers the first call of the plan that matches it."""
+    """The reads sent ahead, by key: while a Listener holds them, each answers the first call of the plan that
+    matches it."""
 
     pending: dict[str, Future[tuple[int, dict[str, Any]] | None]] = field(default_factory=dict)
     served: int = 0
-    serving: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -83,7 +85,7 @@ class Answers:
         """(response, parsed) for a call a read ahead answers, which botocore then returns or raises as it would
         AWS's; None lets the call go to AWS."""
         params = context.get("deployer_params")  # deployer.aws keeps every call's parameters on its context
-        if not self.serving or params is None:
+        if params is None:
             return None
         key = _key(model.service_model.service_name, model.name, params)
         with self.lock:
@@ -177,11 +179,11 @@ class ReadsAhead:
     def serving(self) -> Iterator[Answers]:
         """Until the block ends, the plan's calls that match a read sent get its answer, once."""
         listener = self._aws.reads_ahead
-        listener.answers, self.answers.serving = self.answers, True
+        listener.answers = self.answers
         try:
             yield self.answers
         finally:
-            listener.answers, self.answers.serving = None, False
+            listener.answers = None
             self.close()
 
     def close(self) -> None:
